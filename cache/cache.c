@@ -1,0 +1,717 @@
+/* cache/cache.c - the data path of the segment log: put, del, get, scan,
+ * sync, seal, confirm, stats. Opening and recovery are in cache_open.c,
+ * background work (checkpoint files, hooks, eviction) in cache_worker.c.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "hook.h"
+#include "segment.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+
+void cache_path(const struct cache *c, const char *name, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", c->dir, name);
+}
+
+struct seg *seg_get_or_add(struct cache *c, uint64_t id)
+{
+	if (id == 0 || id >= UINT32_MAX)
+		return NULL;
+	if (id >= c->segs_cap) {
+		uint64_t nc = c->segs_cap ? c->segs_cap : 64;
+		while (nc <= id)
+			nc *= 2;
+		struct seg **ns = realloc(c->segs, nc * sizeof *ns);
+		if (!ns)
+			return NULL;
+		memset(ns + c->segs_cap, 0, (nc - c->segs_cap) * sizeof *ns);
+		c->segs = ns;
+		c->segs_cap = nc;
+	}
+	if (!c->segs[id]) {
+		struct seg *s = calloc(1, sizeof *s);
+		if (!s)
+			return NULL;
+		s->id = id;
+		s->fd = -1;
+		c->segs[id] = s;
+	}
+	if (id > c->last_seg)
+		c->last_seg = id;
+	return c->segs[id];
+}
+
+/* Note key as changed since the last delta, unless it already is (its old
+ * location is newer than built_upto, so it was noted when written there). */
+static int dirty_note(struct cache *c, const uint8_t *key, size_t klen,
+		      const struct ix_loc *old)
+{
+	if (old && old->seg > c->built_upto)
+		return 0;
+	if (c->dirty_len + 1 + klen > c->dirty_cap) {
+		size_t nc = c->dirty_cap ? c->dirty_cap * 2 : 65536;
+		uint8_t *nd = realloc(c->dirty, nc);
+		if (!nd)
+			return -ENOMEM;
+		c->dirty = nd;
+		c->dirty_cap = nc;
+	}
+	c->dirty[c->dirty_len] = (uint8_t)klen;
+	memcpy(c->dirty + c->dirty_len + 1, key, klen);
+	c->dirty_len += 1 + klen;
+	return 0;
+}
+
+static void account_drop(struct cache *c, const struct ix_loc *old)
+{
+	struct seg *s = seg_find(c, old->seg);
+	if (s) {
+		s->live -= old->len;
+		s->flags |= SF_DIRTY;
+	}
+}
+
+int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
+		 struct ix_loc loc)
+{
+	struct ix_loc old;
+	int had;
+	if (type == REC_PUT) {
+		had = ix_put(c->ix, key, klen, loc, &old);
+		if (had < 0)
+			return had;
+	} else {
+		had = ix_del(c->ix, key, klen, &old) == 0;
+	}
+	if (dirty_note(c, key, klen, had ? &old : NULL) < 0) {
+		/* keep the index and the dirty list in step: undo */
+		if (type == REC_PUT) {
+			if (had)
+				ix_put(c->ix, key, klen, old, NULL);
+			else
+				ix_del(c->ix, key, klen, NULL);
+		} else if (had) {
+			ix_put(c->ix, key, klen, old, NULL);
+		}
+		return -ENOMEM;
+	}
+	if (had)
+		account_drop(c, &old);
+	struct seg *s = seg_find(c, loc.seg);
+	if (type == REC_PUT)
+		s->live += loc.len;
+	s->flags |= SF_DIRTY;
+	return 0;
+}
+
+int new_active(struct cache *c)
+{
+	uint64_t id = c->last_seg + 1;
+	uint8_t hdr[SEG_HDR_SIZE];
+	int fd = seg_create(c->dirfd, id, c->volid, hdr);
+	if (fd < 0) {
+		qlog_err("cache: cannot create segment %" PRIu64 " in %s: %s", id,
+			 c->dir, strerror(-fd));
+		return fd;
+	}
+	struct seg *s = seg_get_or_add(c, id);
+	if (!s) {
+		char name[SEG_NAME_LEN];
+		seg_name(id, name);
+		close(fd);
+		unlinkat(c->dirfd, name, 0);
+		return -ENOMEM;
+	}
+	s->fd = fd;
+	s->size = SEG_HDR_SIZE;
+	s->live = 0;
+	s->flags = SF_LOCAL | SF_DIRTY;
+	atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
+	sum_reset(c->active_sum, 0);
+	sum_update(c->active_sum, hdr, SEG_HDR_SIZE);
+	c->active = s;
+	c->active_nrec = 0;
+	atomic_store(&c->synced, SEG_HDR_SIZE);
+	return 0;
+}
+
+/* Write a record at the tail of the active segment. On failure the tail is
+ * cut back so that no partial record stays behind. */
+static int write_record(struct cache *c, uint8_t hdr[REC_HDR_SIZE], uint8_t type,
+			const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct seg *a = c->active;
+	rec_encode_hdr(hdr, a->id, type, key, klen, val, vlen);
+	struct iovec iov[3] = {
+		{ hdr, REC_HDR_SIZE }, { (void *)key, klen }, { (void *)val, vlen },
+	};
+	int n = vlen ? 3 : (klen ? 2 : 1);
+	size_t total = REC_HDR_SIZE + klen + vlen, done = 0;
+	int r = 0;
+	while (done < total) {
+		/* skip what was written already */
+		struct iovec v[3];
+		int k = 0;
+		size_t skip = done;
+		for (int i = 0; i < n; i++) {
+			if (skip >= iov[i].iov_len) {
+				skip -= iov[i].iov_len;
+				continue;
+			}
+			v[k].iov_base = (uint8_t *)iov[i].iov_base + skip;
+			v[k].iov_len = iov[i].iov_len - skip;
+			skip = 0;
+			k++;
+		}
+		ssize_t w = pwritev(a->fd, v, k, (off_t)(a->size + done));
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			break;
+		}
+		if (w == 0) {
+			r = -EIO;
+			break;
+		}
+		done += (size_t)w;
+	}
+	if (r) {
+		char name[SEG_NAME_LEN];
+		seg_name(a->id, name);
+		if (ftruncate(a->fd, (off_t)a->size) < 0)
+			qlog_err("cache: %s: cannot cut back a failed write at offset %" PRIu64
+				 ": %s", name, a->size, strerror(errno));
+		qlog_err("cache: %s: append at offset %" PRIu64 " failed: %s", name,
+			 a->size, strerror(-r));
+	}
+	return r;
+}
+
+static int64_t seal_locked(struct cache *c)
+{
+	struct seg *a = c->active;
+	char name[SEG_NAME_LEN];
+	seg_name(a->id, name);
+	struct seal_info si = {
+		.nrecords = c->active_nrec,
+		.seal_off = a->size,
+		.content_sum = sum_digest(c->active_sum),
+	};
+	uint8_t val[SEAL_VAL_SIZE], hdr[REC_HDR_SIZE];
+	seal_encode(&si, val);
+	int r = write_record(c, hdr, REC_SEAL, NULL, 0, val, sizeof val);
+	if (!r && fdatasync(a->fd) < 0) {
+		r = -errno;
+		qlog_err("cache: %s: fdatasync at seal failed: %s", name, strerror(-r));
+		if (ftruncate(a->fd, (off_t)a->size) < 0)
+			qlog_err("cache: %s: cannot cut back the seal record", name);
+	}
+	if (r)
+		return r;
+	a->size += SEAL_REC_SIZE;
+	a->flags |= SF_SEALED | SF_DIRTY;
+	atomic_store(&c->synced, a->size);
+	fchmod(a->fd, 0444);	/* a sealed segment is never written again */
+	c->active = NULL;
+	qlog_debug("cache: sealed %s (%" PRIu64 " bytes, %" PRIu64 " records)", name,
+		   a->size, si.nrecords);
+	if (++c->seals_since_delta >= c->o.checkpoint_every) {
+		r = build_delta(c, a->id);
+		if (r)
+			qlog_warn("cache: cannot build the checkpoint after %s: %s; "
+				  "the next one will cover it", name, strerror(-r));
+	}
+	new_active(c);	/* on failure the next append retries */
+	return (int64_t)a->id;
+}
+
+static int append_locked(struct cache *c, uint8_t type, const void *key,
+			 size_t klen, const void *val, size_t vlen)
+{
+	uint64_t len = rec_len(klen, vlen);
+	if (len > c->max_record)
+		return -EINVAL;
+	if (!c->active) {
+		int r = new_active(c);
+		if (r)
+			return r;
+	}
+	if (c->active->size + len + SEAL_REC_SIZE > c->o.segment_size) {
+		int64_t r = seal_locked(c);
+		if (r < 0)
+			return (int)r;
+		if (!c->active) {
+			int e = new_active(c);
+			if (e)
+				return e;
+		}
+	}
+	struct seg *a = c->active;
+	uint8_t hdr[REC_HDR_SIZE];
+	int r = write_record(c, hdr, type, key, klen, val, vlen);
+	if (r)
+		return r;
+	struct ix_loc loc = { .seg = (uint32_t)a->id, .off = (uint32_t)a->size,
+			      .len = (uint32_t)len };
+	r = apply_record(c, type, key, klen, loc);
+	if (r) {
+		if (ftruncate(a->fd, (off_t)a->size) < 0)
+			qlog_err("cache: segment %" PRIu64 ": cannot cut back a record", a->id);
+		return r;
+	}
+	a->size += len;
+	c->active_nrec++;
+	sum_update(c->active_sum, hdr, REC_HDR_SIZE);
+	sum_update(c->active_sum, key, klen);
+	sum_update(c->active_sum, val, vlen);
+	return 0;
+}
+
+static int check_key(const struct cache *c, size_t klen)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	if (klen == 0 || klen > KEY_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
+	      size_t vlen)
+{
+	int r = check_key(c, klen);
+	if (r)
+		return r;
+	pthread_rwlock_wrlock(&c->lock);
+	r = append_locked(c, REC_PUT, key, klen, val, vlen);
+	pthread_rwlock_unlock(&c->lock);
+	return r;
+}
+
+int cache_del(struct cache *c, const void *key, size_t klen)
+{
+	int r = check_key(c, klen);
+	if (r)
+		return r;
+	pthread_rwlock_wrlock(&c->lock);
+	struct ix_loc loc;
+	r = ix_get(c->ix, key, klen, &loc);
+	if (!r)
+		r = append_locked(c, REC_DEL, key, klen, NULL, 0);
+	pthread_rwlock_unlock(&c->lock);
+	return r;
+}
+
+/* Read and verify the record at loc in fd. */
+static ssize_t read_record(struct cache *c, int fd, struct ix_loc loc,
+			   const void *key, size_t klen, void *buf, size_t cap)
+{
+	uint8_t head[REC_HDR_SIZE + KEY_MAX];
+	size_t vlen = loc.len - REC_HDR_SIZE - klen;
+	uint8_t *vbuf = buf, *tmp = NULL;
+	if (cap < vlen) {
+		tmp = malloc(vlen ? vlen : 1);
+		if (!tmp)
+			return -ENOMEM;
+		vbuf = tmp;
+	}
+	struct iovec iov[2] = { { head, REC_HDR_SIZE + klen }, { vbuf, vlen } };
+	ssize_t n;
+	do
+		n = preadv(fd, iov, 2, loc.off);
+	while (n < 0 && errno == EINTR);
+	const char *why = NULL;
+	struct rec_hdr h;
+	if (n < 0) {
+		int e = errno;
+		qlog_err("cache: segment %" PRIu32 " offset %" PRIu32 ": read failed: %s",
+			 loc.seg, loc.off, strerror(e));
+		free(tmp);
+		return -EIO;
+	}
+	if ((size_t)n != loc.len)
+		why = "short read (file truncated?)";
+	else if (rec_decode_hdr(head, &h) || h.type != REC_PUT || h.klen != klen ||
+		 h.vlen != vlen || memcmp(head + REC_HDR_SIZE, key, klen))
+		why = "record header does not match the index";
+	else if (!rec_verify_parts(head, loc.seg, key, klen, vbuf, vlen))
+		why = "record checksum mismatch";
+	if (why) {
+		char name[SEG_NAME_LEN];
+		seg_name(loc.seg, name);
+		qlog_err("cache: corrupt record in segment %" PRIu32 " (%s/%s) at offset %"
+			 PRIu32 ": %s", loc.seg, c->dir, name, loc.off, why);
+		free(tmp);
+		return -EIO;
+	}
+	if (tmp) {
+		memcpy(buf, tmp, cap);
+		free(tmp);
+	}
+	return (ssize_t)vlen;
+}
+
+ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
+		  size_t cap)
+{
+	if (klen == 0 || klen > KEY_MAX)
+		return -EINVAL;
+	for (int tries = 0; tries < 4; tries++) {
+		pthread_rwlock_rdlock(&c->lock);
+		struct ix_loc loc;
+		int r = ix_get(c->ix, key, klen, &loc);
+		if (r) {
+			pthread_rwlock_unlock(&c->lock);
+			return r;
+		}
+		struct seg *s = seg_find(c, loc.seg);
+		if (s && s->fd >= 0) {
+			atomic_fetch_add(&s->pins, 1);
+			atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
+			int fd = s->fd;
+			pthread_rwlock_unlock(&c->lock);
+			ssize_t n = read_record(c, fd, loc, key, klen, buf, cap);
+			atomic_fetch_sub(&s->pins, 1);
+			return n;
+		}
+		pthread_rwlock_unlock(&c->lock);
+		if (c->o.read_only) {
+			qlog_err("cache: segment %" PRIu32 " is not on local disk (read-only open "
+				 "does not fetch)", loc.seg);
+			return -EIO;
+		}
+		r = ensure_local(c, loc.seg);
+		if (r)
+			return r;
+	}
+	qlog_err("cache: segment of the key keeps disappearing; giving up");
+	return -EIO;
+}
+
+#define SCAN_BATCH 256
+
+struct scan_item {
+	uint8_t klen;
+	uint8_t key[KEY_MAX];
+	uint32_t vlen;
+};
+
+int cache_scan(struct cache *c, const void *prefix, size_t plen,
+	       bool with_values, cache_scan_cb cb, void *arg)
+{
+	if (plen > KEY_MAX)
+		return -EINVAL;
+	struct scan_item *batch = malloc(SCAN_BATCH * sizeof *batch);
+	if (!batch)
+		return -ENOMEM;
+	uint8_t *val = NULL;
+	size_t valcap = 0;
+	uint8_t last[KEY_MAX];
+	size_t lastlen = 0;
+	bool started = false;
+	int ret = 0;
+	for (;;) {
+		size_t n = 0;
+		pthread_rwlock_rdlock(&c->lock);
+		const struct ix_node *x = started ? ix_seek(c->ix, last, lastlen, true)
+						  : ix_seek(c->ix, prefix, plen, false);
+		for (; x && n < SCAN_BATCH; x = ix_next(x)) {
+			size_t kl;
+			const uint8_t *k = ix_node_key(x, &kl);
+			if (kl < plen || memcmp(k, prefix, plen))
+				break;
+			batch[n].klen = (uint8_t)kl;
+			memcpy(batch[n].key, k, kl);
+			batch[n].vlen = ix_node_loc(x).len - REC_HDR_SIZE - (uint32_t)kl;
+			n++;
+		}
+		bool more = x && n == SCAN_BATCH;
+		pthread_rwlock_unlock(&c->lock);
+		for (size_t i = 0; i < n && !ret; i++) {
+			struct scan_item *it = &batch[i];
+			ssize_t vl = it->vlen;
+			if (with_values) {
+				for (;;) {
+					if (it->vlen > valcap || !val) {
+						uint8_t *nv = realloc(val, it->vlen + 1);
+						if (!nv) {
+							ret = -ENOMEM;
+							break;
+						}
+						val = nv;
+						valcap = it->vlen;
+					}
+					vl = cache_get(c, it->key, it->klen, val, valcap);
+					if (vl >= 0 && (size_t)vl > valcap) {
+						it->vlen = (uint32_t)vl;	/* changed meanwhile */
+						continue;
+					}
+					break;
+				}
+				if (ret)
+					break;
+				if (vl == -ENOENT)
+					continue;	/* deleted during the scan */
+				if (vl < 0) {
+					ret = (int)vl;
+					break;
+				}
+			}
+			ret = cb(arg, it->key, it->klen, with_values ? val : NULL, (size_t)vl);
+		}
+		if (ret || !more)
+			break;
+		lastlen = batch[n - 1].klen;
+		memcpy(last, batch[n - 1].key, lastlen);
+		started = true;
+	}
+	free(val);
+	free(batch);
+	return ret;
+}
+
+int cache_sync(struct cache *c)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	pthread_rwlock_rdlock(&c->lock);
+	struct seg *a = c->active;
+	if (!a || a->size <= atomic_load(&c->synced)) {
+		pthread_rwlock_unlock(&c->lock);
+		return 0;
+	}
+	uint64_t target = a->size;
+	int fd = a->fd;
+	atomic_fetch_add(&a->pins, 1);
+	pthread_rwlock_unlock(&c->lock);
+	int r = 0;
+	if (fdatasync(fd) < 0) {
+		r = -errno;
+		qlog_err("cache: fdatasync of segment %" PRIu64 " failed: %s", a->id,
+			 strerror(-r));
+	} else {
+		uint64_t cur = atomic_load(&c->synced);
+		while (cur < target && !atomic_compare_exchange_weak(&c->synced, &cur, target))
+			;
+	}
+	atomic_fetch_sub(&a->pins, 1);
+	return r;
+}
+
+int64_t cache_seal(struct cache *c)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&c->lock);
+	int64_t r = 0;
+	if (c->active && c->active_nrec > 0)
+		r = seal_locked(c);
+	pthread_rwlock_unlock(&c->lock);
+	if (r > 0)
+		worker_kick(c, false, false);
+	return r;
+}
+
+int cache_confirm(struct cache *c, uint64_t seg_id)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	pthread_rwlock_rdlock(&c->lock);
+	struct seg *s = seg_find(c, seg_id);
+	int r = 0;
+	if (!s)
+		r = -ENOENT;
+	else if (!(s->flags & SF_SEALED))
+		r = -EINVAL;
+	else if (s->flags & SF_CONFIRMED)
+		r = 1;
+	pthread_rwlock_unlock(&c->lock);
+	if (r)
+		return r > 0 ? 0 : r;
+	pthread_mutex_lock(&c->slog_mu);
+	r = slog_append(c->slog, SLOG_SEG_CONFIRMED, seg_id);
+	pthread_mutex_unlock(&c->slog_mu);
+	if (r) {
+		qlog_err("cache: cannot record the confirmation of segment %" PRIu64 ": %s",
+			 seg_id, strerror(-r));
+		return r;
+	}
+	pthread_rwlock_wrlock(&c->lock);
+	s->flags |= SF_CONFIRMED;
+	pthread_rwlock_unlock(&c->lock);
+	worker_kick(c, false, false);
+	return 0;
+}
+
+int cache_evict(struct cache *c)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&c->lock);
+	int n = evict_locked(c);
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
+void cache_quiesce(struct cache *c)
+{
+	if (!c->o.read_only)
+		worker_kick(c, true, false);
+}
+
+uint64_t local_bytes(const struct cache *c)
+{
+	uint64_t b = 0;
+	for (uint64_t i = 1; i <= c->last_seg; i++)
+		if (c->segs[i] && (c->segs[i]->flags & SF_LOCAL))
+			b += c->segs[i]->size;
+	for (size_t i = 0; i < c->nckpts; i++)
+		if (c->ckpts[i].written)
+			b += c->ckpts[i].bytes;
+	return b;
+}
+
+static enum seg_state state_of(const struct cache *c, const struct seg *s)
+{
+	if (s == c->active || !(s->flags & SF_SEALED))
+		return SEG_ACTIVE;
+	if (!(s->flags & SF_CONFIRMED))
+		return SEG_SEALED;
+	return (s->flags & SF_LOCAL) ? SEG_CONFIRMED : SEG_EVICTED;
+}
+
+const char *cache_state_name(enum seg_state s)
+{
+	switch (s) {
+	case SEG_ACTIVE: return "active";
+	case SEG_SEALED: return "sealed";
+	case SEG_CONFIRMED: return "confirmed";
+	case SEG_EVICTED: return "evicted";
+	}
+	return "?";
+}
+
+int cache_segments(struct cache *c,
+		   void (*cb)(void *arg, const struct cache_seg_info *s), void *arg)
+{
+	pthread_rwlock_rdlock(&c->lock);
+	size_t n = 0;
+	struct cache_seg_info *v = malloc((c->last_seg + 1) * sizeof *v);
+	if (!v) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 1; i <= c->last_seg; i++) {
+		struct seg *s = c->segs[i];
+		if (!s)
+			continue;
+		v[n++] = (struct cache_seg_info){
+			.id = s->id, .state = state_of(c, s),
+			.local = s->flags & SF_LOCAL, .handed_off = s->flags & SF_HANDED,
+			.size = s->size, .live = s->live,
+			.garbage = s->size - SEG_HDR_SIZE - s->live,
+		};
+	}
+	pthread_rwlock_unlock(&c->lock);
+	for (size_t i = 0; i < n; i++)
+		cb(arg, &v[i]);
+	free(v);
+	return 0;
+}
+
+void cache_stats(struct cache *c, struct cache_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	pthread_rwlock_rdlock(&c->lock);
+	memcpy(st->volume_id, c->volid, VOLUME_ID_SIZE);
+	st->segment_size = c->o.segment_size;
+	st->keys = ix_count(c->ix);
+	st->index_bytes = ix_bytes(c->ix);
+	st->index_bytes_per_key = st->keys ? (double)st->index_bytes / (double)st->keys : 0;
+	st->active_seg = c->active ? c->active->id : 0;
+	for (uint64_t i = 1; i <= c->last_seg; i++) {
+		struct seg *s = c->segs[i];
+		if (!s)
+			continue;
+		st->segments++;
+		st->live_bytes += s->live;
+		st->garbage_bytes += s->size - SEG_HDR_SIZE - s->live;
+		if (s->flags & SF_LOCAL) {
+			st->segments_local++;
+			bool evictable = (s->flags & SF_CONFIRMED) && s->id <= c->written_upto;
+			if (!evictable)
+				st->pinned_bytes += s->size;
+		}
+		if ((s->flags & SF_SEALED) && !(s->flags & SF_CONFIRMED))
+			st->segments_unconfirmed++;
+		if (c->hook && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
+			st->hooks_pending++;
+	}
+	for (size_t i = 0; i < c->nckpts; i++) {
+		const struct ckpt_rec *k = &c->ckpts[i];
+		if (c->hook && k->written && !k->handed)
+			st->hooks_pending++;
+		if (k->written && k->id > st->checkpoint_id) {
+			st->checkpoint_id = k->id;
+			st->checkpoint_upto = k->upto;
+		}
+	}
+	st->local_bytes = local_bytes(c);
+	st->max_size = c->o.max_size;
+	st->over_limit = c->over_limit;
+	st->hooks_failed = c->hooks_failed;
+	st->checkpoints_written = c->checkpoints_written;
+	st->open_replayed_segments = c->open_replayed_segments;
+	st->open_replayed_records = c->open_replayed_records;
+	st->open_ns = c->open_ns;
+	st->missing_fetches = atomic_load(&c->missing_fetches);
+	st->evicted = c->evicted;
+	pthread_rwlock_unlock(&c->lock);
+}
+
+void cache_stats_print(const struct cache_stats *st, FILE *f)
+{
+	char vol[2 * VOLUME_ID_SIZE + 1];
+	fs_hex(st->volume_id, VOLUME_ID_SIZE, vol);
+	fprintf(f, "volume id:            %s\n", vol);
+	fprintf(f, "segment size:         %" PRIu64 " bytes\n", st->segment_size);
+	fprintf(f, "keys:                 %" PRIu64 "\n", st->keys);
+	fprintf(f, "index memory:         %" PRIu64 " bytes (%.1f bytes/key)\n",
+		st->index_bytes, st->index_bytes_per_key);
+	fprintf(f, "active segment:       %" PRIu64 "\n", st->active_seg);
+	fprintf(f, "segments:             %" PRIu64 " known, %" PRIu64 " local, %" PRIu64
+		" sealed but not confirmed\n", st->segments, st->segments_local,
+		st->segments_unconfirmed);
+	fprintf(f, "live bytes:           %" PRIu64 "\n", st->live_bytes);
+	fprintf(f, "garbage bytes:        %" PRIu64 "\n", st->garbage_bytes);
+	if (st->max_size)
+		fprintf(f, "local disk:           %" PRIu64 " of %" PRIu64 " bytes%s\n",
+			st->local_bytes, st->max_size,
+			st->over_limit ? " - OVER LIMIT: the rest is not confirmed remote "
+					 "or not yet checkpointed, so it cannot be evicted" : "");
+	else
+		fprintf(f, "local disk:           %" PRIu64 " bytes (no limit)\n", st->local_bytes);
+	fprintf(f, "not evictable:        %" PRIu64 " bytes\n", st->pinned_bytes);
+	fprintf(f, "hand-offs pending:    %" PRIu64 " (%" PRIu64 " hook failures since open)\n",
+		st->hooks_pending, st->hooks_failed);
+	fprintf(f, "checkpoint:           %" PRIu64 " (covers segments up to %" PRIu64
+		"), %" PRIu64 " written since open\n", st->checkpoint_id,
+		st->checkpoint_upto, st->checkpoints_written);
+	fprintf(f, "open:                 %.1f ms, replayed %" PRIu64 " segments (%" PRIu64
+		" records)\n", (double)st->open_ns / 1e6, st->open_replayed_segments,
+		st->open_replayed_records);
+	fprintf(f, "missing fetches:      %" PRIu64 "\n", st->missing_fetches);
+	fprintf(f, "evicted since open:   %" PRIu64 "\n", st->evicted);
+}

@@ -1,0 +1,179 @@
+/* cache/cache.h - the append-only segment log: a key/value store over a
+ * directory of fixed-size segment files (see docs/ARCHITECTURE.md).
+ *
+ * Thread safety: every function may be called from any thread at once, except
+ * cache_close(), which must be the last call. Writers are serialised; readers
+ * run in parallel with each other and with writers, and a read that has to
+ * fetch a missing segment blocks only itself (and other readers of that same
+ * segment).
+ *
+ * Errors are negative errno values. The log decides and logs once:
+ *   -EINVAL  bad argument (key length 0 or > 255, value too large for a segment)
+ *   -ENOENT  no such key
+ *   -EIO     unreadable or corrupt data (the log names segment and offset),
+ *            or a missing segment that its hook could not bring back
+ *   -EROFS   the log was opened read-only
+ *   -ENOSPC  the disk is full (the failed record is cut off again)
+ */
+#ifndef QSFS_CACHE_H
+#define QSFS_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "format.h"
+
+#define CACHE_DEFAULT_SEGMENT_SIZE (64ull << 20)
+#define CACHE_MIN_SEGMENT_SIZE 4096ull
+#define CACHE_MAX_SEGMENT_SIZE (1ull << 32)
+#define CACHE_DEFAULT_HOOK_TIMEOUT_MS 120000u
+
+struct cache_opts {
+	const char *dir;		/* cache directory, created if absent */
+	uint64_t segment_size;		/* 0 = 64 MiB; 4 KiB .. 4 GiB */
+	uint64_t max_size;		/* local disk limit in bytes, 0 = none */
+	const char *hook;		/* hook program, NULL = no hooks */
+	unsigned hook_timeout_ms;	/* 0 = 120 s */
+	unsigned hook_retry_ms;		/* first retry delay, 0 = 1 s; doubles, capped at 5 min */
+	unsigned checkpoint_every;	/* seals per delta checkpoint, 0 = 1 */
+	/* Volume id the directory must belong to. NULL: use the id recorded in
+	 * the directory, or make a random one for a new directory. */
+	const uint8_t *volume_id;
+	/* Open without writing anything: no tail truncation, no new segment,
+	 * no checkpoints, no hooks. For inspection of a directory. */
+	bool read_only;
+};
+
+struct cache;
+
+/* Open (or create) the log in opts->dir. Loads the newest valid checkpoint,
+ * replays the segments after it, truncates a torn tail of the active segment
+ * (warning with file name and byte count), queues hooks that were not yet
+ * handed off, then runs the `ready` hook. Takes an exclusive lock on the
+ * directory unless read_only. Returns 0 and *out, or a negative errno after
+ * logging what is wrong and where. */
+int cache_open(const struct cache_opts *opts, struct cache **out);
+
+/* Clean close: writes the checkpoint of sealed segments not yet covered,
+ * tries once more every hook not yet handed off (what still fails is
+ * remembered for the next open), runs the `closing` hook and frees c. The
+ * active segment is not sealed (call cache_seal() first to hand it off).
+ * Returns 0 or the first error met (c is freed either way). */
+int cache_close(struct cache *c);
+
+/* Append a PUT record. Not durable until cache_sync(). If the active segment
+ * cannot take the record it is sealed first. */
+int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
+	      size_t vlen);
+
+/* Append a DEL (tombstone) record. Returns -ENOENT (and writes nothing) if
+ * the key does not exist. */
+int cache_del(struct cache *c, const void *key, size_t klen);
+
+/* Read key's value. Copies min(vlen, cap) bytes into buf and returns the
+ * full value length (so a short buffer can be detected). The record's
+ * checksum is verified on every read. */
+ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
+		  size_t cap);
+
+/* Called by cache_scan for each key, in key order. val is NULL when the scan
+ * was asked for keys only. Return 0 to go on, anything else to stop the scan
+ * (cache_scan then returns that value). The callback may call any cache
+ * function (no lock is held while it runs). */
+typedef int (*cache_scan_cb)(void *arg, const uint8_t *key, size_t klen,
+			     const uint8_t *val, size_t vlen);
+
+/* Visit every key that starts with prefix (plen may be 0), in key order.
+ * Keys added or removed during the scan may or may not be seen; a key that
+ * exists for the whole scan is seen exactly once. */
+int cache_scan(struct cache *c, const void *prefix, size_t plen,
+	       bool with_values, cache_scan_cb cb, void *arg);
+
+/* Make every record appended so far durable (fdatasync). */
+int cache_sync(struct cache *c);
+
+/* Seal the active segment now, even if not full, and start a new one. The
+ * segment-sealed hook then runs in the background. No-op (returns 0) when the
+ * active segment holds no record. Returns the sealed segment id (> 0) or 0. */
+int64_t cache_seal(struct cache *c);
+
+/* Record that segment id is stored remotely (stor confirmed all its shards
+ * and metadata). Durable. Only confirmed segments may be evicted. Returns
+ * -ENOENT for an unknown id, -EINVAL for the active segment. */
+int cache_confirm(struct cache *c, uint64_t seg_id);
+
+/* Run eviction now (it also runs after each seal and confirm). Returns the
+ * number of segments evicted. */
+int cache_evict(struct cache *c);
+
+/* Wait until the background worker has nothing to do right now: queued
+ * checkpoints written and every due hook tried once. For tests, tools and
+ * clean shutdown. */
+void cache_quiesce(struct cache *c);
+
+enum seg_state {
+	SEG_ACTIVE,	/* being appended to */
+	SEG_SEALED,	/* sealed, not yet confirmed remote */
+	SEG_CONFIRMED,	/* sealed and stored remotely, file still local */
+	SEG_EVICTED,	/* stored remotely, no local file */
+};
+
+struct cache_seg_info {
+	uint64_t id;
+	enum seg_state state;
+	bool local;		/* file present */
+	bool handed_off;	/* segment-sealed hook succeeded */
+	uint64_t size;		/* file size in bytes */
+	uint64_t live;		/* bytes of records the index points to */
+	uint64_t garbage;	/* size - header - live: overwritten, deleted, seal */
+};
+
+/* Call cb for each known segment in id order (a snapshot). */
+int cache_segments(struct cache *c,
+		   void (*cb)(void *arg, const struct cache_seg_info *s),
+		   void *arg);
+
+struct cache_stats {
+	uint8_t volume_id[VOLUME_ID_SIZE];
+	uint64_t segment_size;
+	uint64_t keys;
+	uint64_t index_bytes;		/* heap bytes of the index */
+	double index_bytes_per_key;
+	uint64_t active_seg;
+	uint64_t segments;		/* known segments (local or not) */
+	uint64_t segments_local;
+	uint64_t segments_unconfirmed;	/* sealed, not confirmed */
+	uint64_t live_bytes, garbage_bytes;
+	uint64_t local_bytes;		/* segment + checkpoint files on disk */
+	uint64_t max_size;
+	bool over_limit;		/* local_bytes > max_size, nothing evictable */
+	uint64_t pinned_bytes;		/* local bytes that may not be evicted */
+	uint64_t hooks_pending;		/* hand-offs not yet done */
+	uint64_t hooks_failed;		/* hook runs that failed (since open) */
+	uint64_t checkpoint_id;		/* newest checkpoint written */
+	uint64_t checkpoint_upto;	/* segments covered by it */
+	uint64_t checkpoints_written;	/* since open */
+	uint64_t open_replayed_segments;
+	uint64_t open_replayed_records;
+	uint64_t open_ns;		/* time cache_open took */
+	uint64_t missing_fetches;	/* segment-missing hooks run */
+	uint64_t evicted;		/* segments evicted since open */
+};
+
+/* Fill *st (consistent snapshot). */
+void cache_stats(struct cache *c, struct cache_stats *st);
+
+/* Print stats as "name: value" lines, human-readable. */
+void cache_stats_print(const struct cache_stats *st, FILE *f);
+
+/* Read the volume id recorded in a cache directory (file VOLUME). Returns 0,
+ * -ENOENT (not a cache directory), -EBADMSG (malformed) or -errno. */
+int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE]);
+
+/* Name of a segment state ("active", "sealed", "confirmed", "evicted"). */
+const char *cache_state_name(enum seg_state s);
+
+#endif

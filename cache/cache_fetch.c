@@ -1,0 +1,126 @@
+/* cache/cache_fetch.c - hooks: running them, and bringing a missing segment
+ * back through the segment-missing hook.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hook.h"
+#include "segment.h"
+#include "../common/qlog.h"
+
+int run_hook(struct cache *c, const char *event, const char *const *args)
+{
+	char e_event[64], e_dir[4200], e_vol[64], e_size[64];
+	snprintf(e_event, sizeof e_event, "QSFS_EVENT=%s", event);
+	snprintf(e_dir, sizeof e_dir, "QSFS_CACHE_DIR=%s", c->dir);
+	snprintf(e_vol, sizeof e_vol, "QSFS_VOLUME_ID=%s", c->volhex);
+	snprintf(e_size, sizeof e_size, "QSFS_SEGMENT_SIZE=%" PRIu64, c->o.segment_size);
+	const char *env[] = { e_event, e_dir, e_vol, e_size, NULL };
+	return hook_run(c->hook, event, args, env, c->o.hook_timeout_ms);
+}
+
+/* Run the hook and check what it left at the segment's path. */
+static int fetch_segment(struct cache *c, struct seg *s)
+{
+	char name[SEG_NAME_LEN], path[4200], ids[32];
+	seg_name(s->id, name);
+	cache_path(c, name, path, sizeof path);
+	if (!c->hook) {
+		qlog_err("cache: segment %" PRIu64 " (%s) is not on local disk and no hook is "
+			 "configured to fetch it", s->id, path);
+		return -EIO;
+	}
+	snprintf(ids, sizeof ids, "%" PRIu64, s->id);
+	const char *args[] = { ids, path, NULL };
+	atomic_fetch_add(&c->missing_fetches, 1);
+	int h = run_hook(c, "segment-missing", args);
+	if (h) {
+		char b[64];
+		qlog_err("cache: segment-missing hook for segment %" PRIu64 " failed (%s); "
+			 "reads that need it fail with EIO", s->id, hook_strresult(h, b, sizeof b));
+		unlinkat(c->dirfd, name, 0);
+		return -EIO;
+	}
+	int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		qlog_err("cache: segment-missing hook for segment %" PRIu64 " succeeded but %s "
+			 "is not there: %s", s->id, path, strerror(errno));
+		return -EIO;
+	}
+	struct seg_scan_result res;
+	int r = seg_scan(fd, s->id, c->volid, false, NULL, NULL, NULL, &res);
+	const char *why = r == -EBADMSG ? res.why : r ? strerror(-r) :
+			  !res.sealed ? "not a sealed segment" : !res.clean ? res.why : NULL;
+	pthread_rwlock_rdlock(&c->lock);
+	uint64_t want = s->size;
+	pthread_rwlock_unlock(&c->lock);
+	if (!why && want && res.file_size != want)
+		why = "size differs from the one recorded at seal";
+	if (why) {
+		qlog_err("cache: segment %" PRIu64 " brought back by the hook is invalid (%s at "
+			 "offset %" PRIu64 "); removed", s->id, why, res.bad_off);
+		close(fd);
+		unlinkat(c->dirfd, name, 0);
+		return -EIO;
+	}
+	pthread_rwlock_wrlock(&c->lock);
+	s->fd = fd;
+	s->size = res.file_size;
+	s->flags |= SF_LOCAL | SF_SEALED;
+	atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
+	pthread_rwlock_unlock(&c->lock);
+	qlog_info("cache: segment %" PRIu64 " fetched through the segment-missing hook", s->id);
+	return 0;
+}
+
+int ensure_local(struct cache *c, uint64_t id)
+{
+	pthread_rwlock_rdlock(&c->lock);
+	struct seg *s = seg_find(c, id);
+	bool local = s && (s->flags & SF_LOCAL);
+	pthread_rwlock_unlock(&c->lock);
+	if (!s) {
+		qlog_err("cache: the index points into unknown segment %" PRIu64, id);
+		return -EIO;
+	}
+	if (local)
+		return 0;
+	pthread_mutex_lock(&c->fmu);
+	if (s->fetching) {
+		uint64_t gen = s->fetch_gen;
+		while (s->fetching && s->fetch_gen == gen)
+			pthread_cond_wait(&c->fcv, &c->fmu);
+		int r = s->fetch_err;
+		pthread_mutex_unlock(&c->fmu);
+		return r;
+	}
+	/* it may have arrived between the check and here */
+	pthread_rwlock_rdlock(&c->lock);
+	local = s->flags & SF_LOCAL;
+	pthread_rwlock_unlock(&c->lock);
+	if (local) {
+		pthread_mutex_unlock(&c->fmu);
+		return 0;
+	}
+	s->fetching = true;
+	pthread_mutex_unlock(&c->fmu);
+
+	int r = fetch_segment(c, s);
+
+	pthread_mutex_lock(&c->fmu);
+	s->fetching = false;
+	s->fetch_gen++;
+	s->fetch_err = r;
+	pthread_cond_broadcast(&c->fcv);
+	pthread_mutex_unlock(&c->fmu);
+	if (!r && c->worker_started)
+		worker_kick(c, false, false);	/* may now be over the limit */
+	return r;
+}

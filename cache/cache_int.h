@@ -1,0 +1,169 @@
+/* cache/cache_int.h - internals shared by cache.c, cache_open.c and
+ * cache_worker.c. Not part of the public API.
+ *
+ * Locking (in this order; never take an earlier one while holding a later):
+ *   c->lock (rwlock)  the index, the segment table (pointer array and flags,
+ *                     sizes, live bytes), the active segment, the checkpoint
+ *                     list, the dirty-key list and the stats counters.
+ *   c->slog_mu        the state journal (its appends fdatasync, so they are
+ *                     done without c->lock held).
+ *   c->wmu            worker wake-ups and pass generations.
+ *   c->fmu            per-segment fetch state (fetching, fetch_gen, fetch_err).
+ * struct seg objects never move (the table holds pointers), so a pointer
+ * taken under c->lock stays valid until cache_close.
+ */
+#ifndef QSFS_CACHE_INT_H
+#define QSFS_CACHE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "ckpt.h"
+#include "index.h"
+#include "statelog.h"
+
+#define SF_SEALED    0x01u	/* ends with a seal record */
+#define SF_LOCAL     0x02u	/* file is on local disk, fd open */
+#define SF_HANDED    0x04u	/* segment-sealed hook succeeded */
+#define SF_CONFIRMED 0x08u	/* stored remotely (cache_confirm) */
+#define SF_DIRTY     0x10u	/* accounting changed since the last delta */
+
+#define HOOK_RETRY_CAP_MS (5u * 60u * 1000u)
+
+struct seg {
+	uint64_t id;
+	uint64_t size;		/* bytes in the file */
+	uint64_t live;		/* bytes of records the index points to */
+	uint32_t flags;
+	int fd;			/* -1 when not local */
+	atomic_uint pins;	/* readers using fd right now */
+	atomic_uint_fast64_t last_read;	/* LRU tick */
+	unsigned hook_fails;	/* under c->lock */
+	uint64_t hook_next_ns;
+	bool fetching;		/* under c->fmu */
+	uint64_t fetch_gen;
+	int fetch_err;
+};
+
+struct ckpt_rec {
+	uint64_t id, from, upto, bytes;
+	uint32_t kind;
+	bool written;		/* durable on disk */
+	bool handed;		/* checkpoint-written hook succeeded */
+	unsigned hook_fails;
+	uint64_t hook_next_ns;
+	uint8_t *buf;		/* bytes of a built delta not yet written */
+	size_t len;
+};
+
+struct cache {
+	struct cache_opts o;
+	char *dir, *hook;
+	int dirfd, lockfd;
+	uint8_t volid[VOLUME_ID_SIZE];
+	char volhex[2 * VOLUME_ID_SIZE + 1];
+	uint64_t max_record;	/* largest record a segment can take */
+
+	pthread_rwlock_t lock;
+	struct index *ix;
+	struct seg **segs;	/* segs[1..last_seg]; NULL where unknown */
+	uint64_t segs_cap, last_seg;
+	struct seg *active;	/* NULL only after a failed segment creation */
+	struct sum_state *active_sum;	/* content checksum of the active file */
+	uint64_t active_nrec;
+	atomic_uint_fast64_t synced;	/* active bytes known durable */
+
+	struct ckpt_rec *ckpts;	/* sorted by id */
+	size_t nckpts, ckpts_cap;
+	uint64_t next_ckpt_id;
+	uint64_t built_upto;	/* newest delta built (queued or written) */
+	uint64_t written_upto;	/* newest checkpoint state durable on disk */
+	unsigned seals_since_delta;
+	uint8_t *dirty;		/* keys touched since built_upto: klen, key... */
+	size_t dirty_len, dirty_cap;
+
+	pthread_mutex_t slog_mu;
+	struct slog *slog;
+
+	pthread_t worker;
+	bool worker_started;
+	pthread_mutex_t wmu;
+	pthread_cond_t wcv, idle_cv;
+	bool stop, force_hooks;
+	uint64_t req_gen, done_gen;
+
+	pthread_mutex_t fmu;
+	pthread_cond_t fcv;
+
+	atomic_uint_fast64_t tick;	/* LRU clock */
+	bool over_limit;
+	uint64_t hooks_failed, checkpoints_written, evicted;
+	atomic_uint_fast64_t missing_fetches;
+	uint64_t open_replayed_segments, open_replayed_records, open_ns;
+};
+
+/* --- cache.c ---------------------------------------------------------- */
+
+/* Segment entry for id, created (zeroed, fd -1) if absent. Needs c->lock
+ * held for writing. NULL on ENOMEM. */
+struct seg *seg_get_or_add(struct cache *c, uint64_t id);
+
+/* Segment entry for id or NULL. Needs c->lock (read or write). */
+static inline struct seg *seg_find(const struct cache *c, uint64_t id)
+{
+	return id && id <= c->last_seg ? c->segs[id] : NULL;
+}
+
+/* Apply one record to the index and the accounting, exactly as a put or del
+ * at (seg, off) would, and note the key for the next delta checkpoint.
+ * Needs c->lock for writing. Returns 0 or -ENOMEM. */
+int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
+		 struct ix_loc loc);
+
+/* Create the next active segment (id last_seg + 1). Needs c->lock (write). */
+int new_active(struct cache *c);
+
+/* Build the delta checkpoint of the state at segment upto (which must be
+ * the newest sealed segment, with no record after it) and queue it for the
+ * worker. Needs c->lock (write). */
+int build_delta(struct cache *c, uint64_t upto);
+
+/* Bring segment id back to local disk through the segment-missing hook.
+ * Concurrent callers for one segment share one hook run. */
+int ensure_local(struct cache *c, uint64_t id);
+
+/* Run a hook (no lock held) with the documented environment. */
+int run_hook(struct cache *c, const char *event, const char *const *args);
+
+/* Path of a file in the cache directory. */
+void cache_path(const struct cache *c, const char *name, char *out, size_t n);
+
+/* Remember a checkpoint (sorted insert). Needs c->lock (write). */
+struct ckpt_rec *ckpt_rec_add(struct cache *c, const struct ckpt_rec *r);
+struct ckpt_rec *ckpt_rec_find(struct cache *c, uint64_t id);
+
+/* Bytes on local disk: local segments and written checkpoints. c->lock. */
+uint64_t local_bytes(const struct cache *c);
+
+/* --- cache_worker.c ---------------------------------------------------- */
+
+/* --- cache_ckpt.c ---------------------------------------------------- */
+
+/* Write queued deltas, merge a full when due, remove unneeded files. Worker
+ * thread only; takes c->lock as needed. */
+void ckpt_work(struct cache *c);
+
+/* --- cache_worker.c (thread) --- */
+int worker_start(struct cache *c);
+/* Ask for a pass; with wait, block until a pass that started after the
+ * request has finished. force tries every pending hook regardless of its
+ * retry delay. */
+void worker_kick(struct cache *c, bool wait, bool force);
+void worker_stop(struct cache *c);
+/* Evict under the limit. Needs c->lock (write). Returns segments evicted. */
+int evict_locked(struct cache *c);
+
+#endif

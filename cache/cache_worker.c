@@ -1,0 +1,267 @@
+/* cache/cache_worker.c - the background worker: checkpoint files, hand-off
+ * hooks (segment-sealed, checkpoint-written) with retry and backoff, and
+ * eviction. One thread; writers never wait for it.
+ */
+#include "cache_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hook.h"
+#include "segment.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+
+struct job {
+	bool ckpt;
+	uint64_t id;
+};
+
+static uint64_t backoff_ms(const struct cache *c, unsigned fails)
+{
+	uint64_t ms = c->o.hook_retry_ms;
+	for (unsigned i = 1; i < fails && ms < HOOK_RETRY_CAP_MS; i++)
+		ms *= 2;
+	return ms < HOOK_RETRY_CAP_MS ? ms : HOOK_RETRY_CAP_MS;
+}
+
+/* Run due hand-off hooks: segments first (in id order), then checkpoints.
+ * Returns the time of the next retry (0: none pending). */
+static uint64_t handoffs(struct cache *c, bool force)
+{
+	if (!c->hook)
+		return 0;
+	uint64_t now = fs_now_ns(), next = 0;
+	pthread_rwlock_rdlock(&c->lock);
+	size_t cap = c->last_seg + c->nckpts + 1, n = 0;
+	struct job *jobs = malloc(cap * sizeof *jobs);
+	if (!jobs) {
+		pthread_rwlock_unlock(&c->lock);
+		return now + 1000000000ull;
+	}
+	for (uint64_t id = 1; id <= c->last_seg; id++) {
+		struct seg *s = c->segs[id];
+		if (!s || !(s->flags & SF_SEALED) || (s->flags & SF_HANDED))
+			continue;
+		if (force || s->hook_next_ns <= now)
+			jobs[n++] = (struct job){ false, id };
+		else if (!next || s->hook_next_ns < next)
+			next = s->hook_next_ns;
+	}
+	for (size_t i = 0; i < c->nckpts; i++) {
+		struct ckpt_rec *k = &c->ckpts[i];
+		if (!k->written || k->handed)
+			continue;
+		if (force || k->hook_next_ns <= now)
+			jobs[n++] = (struct job){ true, k->id };
+		else if (!next || k->hook_next_ns < next)
+			next = k->hook_next_ns;
+	}
+	pthread_rwlock_unlock(&c->lock);
+
+	for (size_t i = 0; i < n; i++) {
+		char ids[32], name[CKPT_NAME_LEN], path[4200];
+		const char *event = jobs[i].ckpt ? "checkpoint-written" : "segment-sealed";
+		if (jobs[i].ckpt)
+			ckpt_name(jobs[i].id, name);
+		else
+			seg_name(jobs[i].id, name);
+		cache_path(c, name, path, sizeof path);
+		snprintf(ids, sizeof ids, "%" PRIu64, jobs[i].id);
+		const char *args[] = { ids, path, NULL };
+		int h = run_hook(c, event, args);
+		int jr = 0;
+		if (h == 0) {
+			pthread_mutex_lock(&c->slog_mu);
+			jr = slog_append(c->slog, jobs[i].ckpt ? SLOG_CKPT_HANDED : SLOG_SEG_HANDED,
+					 jobs[i].id);
+			pthread_mutex_unlock(&c->slog_mu);
+			if (jr)
+				qlog_err("cache: cannot record the hand-off of %s: %s; it will be "
+					 "handed off again", name, strerror(-jr));
+		}
+		pthread_rwlock_wrlock(&c->lock);
+		unsigned *fails;
+		uint64_t *due;
+		bool *done_flag = NULL;
+		struct seg *s = NULL;
+		if (jobs[i].ckpt) {
+			struct ckpt_rec *k = ckpt_rec_find(c, jobs[i].id);
+			if (!k) {
+				pthread_rwlock_unlock(&c->lock);
+				continue;
+			}
+			fails = &k->hook_fails;
+			due = &k->hook_next_ns;
+			done_flag = &k->handed;
+		} else {
+			s = c->segs[jobs[i].id];
+			fails = &s->hook_fails;
+			due = &s->hook_next_ns;
+		}
+		if (h == 0 && !jr) {
+			if (done_flag)
+				*done_flag = true;
+			else
+				s->flags |= SF_HANDED;
+			*fails = 0;
+		} else {
+			(*fails)++;
+			c->hooks_failed += h != 0;
+			uint64_t ms = backoff_ms(c, *fails);
+			*due = fs_now_ns() + ms * 1000000ull;
+			if (!next || *due < next)
+				next = *due;
+			if (h) {
+				char b[64];
+				qlog_warn("cache: %s hook for %s failed (%s); retry %u in %.1f s", event,
+					  name, hook_strresult(h, b, sizeof b), *fails, (double)ms / 1000);
+			}
+		}
+		pthread_rwlock_unlock(&c->lock);
+	}
+	free(jobs);
+	return next;
+}
+
+struct cand {
+	uint64_t id, last_read;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+	return x->last_read < y->last_read ? -1 : x->last_read > y->last_read;
+}
+
+int evict_locked(struct cache *c)
+{
+	if (!c->o.max_size)
+		return 0;
+	uint64_t used = local_bytes(c);
+	if (used <= c->o.max_size) {
+		c->over_limit = false;
+		return 0;
+	}
+	struct cand *v = malloc((c->last_seg + 1) * sizeof *v);
+	if (!v)
+		return -ENOMEM;
+	size_t n = 0;
+	for (uint64_t id = 1; id <= c->last_seg; id++) {
+		struct seg *s = c->segs[id];
+		/* never: the active one, unconfirmed ones, ones a reopen would
+		 * have to replay, ones being read right now */
+		if (!s || s == c->active || !(s->flags & SF_SEALED) ||
+		    !(s->flags & SF_CONFIRMED) || !(s->flags & SF_LOCAL) ||
+		    id > c->written_upto || atomic_load(&s->pins))
+			continue;
+		v[n++] = (struct cand){ id, atomic_load(&s->last_read) };
+	}
+	qsort(v, n, sizeof *v, cand_cmp);
+	int evicted = 0;
+	for (size_t i = 0; i < n && used > c->o.max_size; i++) {
+		struct seg *s = c->segs[v[i].id];
+		char name[SEG_NAME_LEN];
+		seg_name(s->id, name);
+		if (unlinkat(c->dirfd, name, 0) < 0 && errno != ENOENT) {
+			qlog_err("cache: cannot evict %s/%s: %s", c->dir, name, strerror(errno));
+			continue;
+		}
+		close(s->fd);
+		s->fd = -1;
+		s->flags &= ~SF_LOCAL;
+		used -= s->size;
+		evicted++;
+		c->evicted++;
+		qlog_debug("cache: evicted segment %" PRIu64, s->id);
+	}
+	free(v);
+	if (evicted)
+		fs_fsync_dir(c->dirfd);
+	bool over = used > c->o.max_size;
+	if (over && !c->over_limit)
+		qlog_warn("cache: %s uses %" PRIu64 " bytes, over its limit of %" PRIu64
+			  ", and nothing more can be evicted (the rest is active, unconfirmed, "
+			  "not yet checkpointed or being read)", c->dir, used, c->o.max_size);
+	c->over_limit = over;
+	return evicted;
+}
+
+static void *worker_main(void *arg)
+{
+	struct cache *c = arg;
+	pthread_mutex_lock(&c->wmu);
+	while (!c->stop) {
+		uint64_t gen = c->req_gen;
+		bool force = c->force_hooks;
+		c->force_hooks = false;
+		pthread_mutex_unlock(&c->wmu);
+
+		ckpt_work(c);
+		uint64_t next = handoffs(c, force);
+		ckpt_work(c);	/* checkpoints handed off may now be removable */
+		pthread_rwlock_wrlock(&c->lock);
+		evict_locked(c);
+		pthread_rwlock_unlock(&c->lock);
+
+		pthread_mutex_lock(&c->wmu);
+		c->done_gen = gen;
+		pthread_cond_broadcast(&c->idle_cv);
+		if (c->stop || c->req_gen != gen)
+			continue;
+		/* sleep until asked, the next retry, or 5 s (periodic eviction) */
+		uint64_t now = fs_now_ns(), wake = now + 5000000000ull;
+		if (next && next < wake)
+			wake = next;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t abs = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
+			       (wake > now ? wake - now : 0);
+		ts.tv_sec = (time_t)(abs / 1000000000ull);
+		ts.tv_nsec = (long)(abs % 1000000000ull);
+		pthread_cond_timedwait(&c->wcv, &c->wmu, &ts);
+	}
+	pthread_mutex_unlock(&c->wmu);
+	return NULL;
+}
+
+int worker_start(struct cache *c)
+{
+	int r = pthread_create(&c->worker, NULL, worker_main, c);
+	if (r)
+		return -r;
+	c->worker_started = true;
+	return 0;
+}
+
+void worker_kick(struct cache *c, bool wait, bool force)
+{
+	if (!c->worker_started)
+		return;
+	pthread_mutex_lock(&c->wmu);
+	uint64_t g = ++c->req_gen;
+	if (force)
+		c->force_hooks = true;
+	pthread_cond_signal(&c->wcv);
+	while (wait && c->done_gen < g && !c->stop)
+		pthread_cond_wait(&c->idle_cv, &c->wmu);
+	pthread_mutex_unlock(&c->wmu);
+}
+
+void worker_stop(struct cache *c)
+{
+	if (!c->worker_started)
+		return;
+	pthread_mutex_lock(&c->wmu);
+	c->stop = true;
+	pthread_cond_signal(&c->wcv);
+	pthread_cond_broadcast(&c->idle_cv);
+	pthread_mutex_unlock(&c->wmu);
+	pthread_join(c->worker, NULL);
+	c->worker_started = false;
+}

@@ -1,0 +1,128 @@
+/* cache/format.h - on-disk formats of the segment log.
+ *
+ * All integers are little-endian. All checksums are XXH3-64 (libxxhash).
+ * docs/ARCHITECTURE.md draws these layouts; keep the two in step.
+ *
+ * Segment file "seg-<16 hex id>.qseg":
+ *   header (64 bytes), then records back to back. A sealed segment ends with
+ *   exactly one SEAL record; nothing is ever written after it.
+ *
+ * Segment header:
+ *   0  magic "QSFSSEG1"      8  u32 version (1)     12 u32 header size (64)
+ *   16 volume id (16 bytes)  32 u64 segment id      40 u64 created (unix s)
+ *   48 u64 reserved (0)      56 u64 XXH3 of bytes 0..55
+ *
+ * Record:
+ *   0  u64 checksum: XXH3 of bytes 8..end of record, seeded with the segment
+ *      id (a record copied into another segment does not verify)
+ *   8  u8 type (PUT=1, DEL=2, SEAL=3)   9 u8 key length   10 u16 zero
+ *   12 u32 value length      16 key bytes, then value bytes
+ *
+ * SEAL record: empty key, 24-byte value:
+ *   u64 number of records before it, u64 offset of the seal record itself,
+ *   u64 XXH3 (seed 0) of every byte of the file before the seal record.
+ */
+#ifndef QSFS_CACHE_FORMAT_H
+#define QSFS_CACHE_FORMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SEG_MAGIC "QSFSSEG1"
+#define SEG_VERSION 1u
+#define SEG_HDR_SIZE 64u
+#define REC_HDR_SIZE 16u
+#define SEAL_VAL_SIZE 24u
+#define SEAL_REC_SIZE (REC_HDR_SIZE + SEAL_VAL_SIZE)
+#define KEY_MAX 255u
+#define VOLUME_ID_SIZE 16u
+
+enum rec_type { REC_PUT = 1, REC_DEL = 2, REC_SEAL = 3 };
+
+struct seg_hdr {
+	uint8_t volume_id[VOLUME_ID_SIZE];
+	uint64_t seg_id;
+	uint64_t created;
+};
+
+struct rec_hdr {
+	uint64_t sum;
+	uint8_t type;
+	uint8_t klen;
+	uint32_t vlen;
+};
+
+struct seal_info {
+	uint64_t nrecords;
+	uint64_t seal_off;
+	uint64_t content_sum;
+};
+
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+	return v;
+}
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+	return v;
+}
+
+/* Encode a segment header into out. */
+void seg_hdr_encode(const struct seg_hdr *h, uint8_t out[SEG_HDR_SIZE]);
+
+/* Decode and check a segment header. Returns 0, -EBADMSG for a wrong magic
+ * or checksum, or -EPROTONOSUPPORT for an unknown version. */
+int seg_hdr_decode(const uint8_t in[SEG_HDR_SIZE], struct seg_hdr *h);
+
+/* Total on-disk length of a record. */
+static inline uint64_t rec_len(size_t klen, size_t vlen)
+{
+	return REC_HDR_SIZE + klen + vlen;
+}
+
+/* Fill the 16 header bytes of a record whose key and value are given and
+ * compute its checksum (seeded with seg_id). */
+void rec_encode_hdr(uint8_t out[REC_HDR_SIZE], uint64_t seg_id, uint8_t type,
+		    const void *key, size_t klen, const void *val, size_t vlen);
+
+/* Parse the 16 header bytes (no checksum check). Returns 0, or -EBADMSG if
+ * the type is unknown or reserved bytes are set. */
+int rec_decode_hdr(const uint8_t in[REC_HDR_SIZE], struct rec_hdr *h);
+
+/* Verify a whole record held contiguously in buf (header, key, value).
+ * Returns true when the checksum matches. */
+bool rec_verify(const uint8_t *buf, uint64_t seg_id);
+
+/* Verify a record given as its header bytes, key and value in separate
+ * buffers. */
+bool rec_verify_parts(const uint8_t hdr[REC_HDR_SIZE], uint64_t seg_id,
+		      const void *key, size_t klen, const void *val, size_t vlen);
+
+void seal_encode(const struct seal_info *s, uint8_t out[SEAL_VAL_SIZE]);
+void seal_decode(const uint8_t in[SEAL_VAL_SIZE], struct seal_info *s);
+
+/* XXH3-64 helpers, so that only format.c includes xxhash.h. */
+uint64_t sum64(const void *buf, size_t len, uint64_t seed);
+
+/* Streaming XXH3-64 state (opaque, heap allocated). */
+struct sum_state;
+struct sum_state *sum_new(uint64_t seed);
+void sum_update(struct sum_state *s, const void *buf, size_t len);
+uint64_t sum_digest(const struct sum_state *s);
+void sum_reset(struct sum_state *s, uint64_t seed);
+void sum_free(struct sum_state *s);
+
+#endif

@@ -1,0 +1,244 @@
+/* cache/segment.c - see segment.h */
+#include "segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/fsutil.h"
+
+void seg_name(uint64_t id, char name[SEG_NAME_LEN])
+{
+	snprintf(name, SEG_NAME_LEN, "seg-%016" PRIx64 ".qseg", id);
+}
+
+bool seg_parse_name(const char *name, uint64_t *id)
+{
+	if (strlen(name) != 25 || strncmp(name, "seg-", 4) || strcmp(name + 20, ".qseg"))
+		return false;
+	uint64_t v = 0;
+	for (int i = 4; i < 20; i++) {
+		char c = name[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*id = v;
+	return v != 0;
+}
+
+int seg_create(int dirfd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
+	       uint8_t hdr_out[SEG_HDR_SIZE])
+{
+	char name[SEG_NAME_LEN];
+	seg_name(id, name);
+	int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	struct seg_hdr h = { .seg_id = id, .created = (uint64_t)time(NULL) };
+	memcpy(h.volume_id, volume_id, VOLUME_ID_SIZE);
+	uint8_t buf[SEG_HDR_SIZE];
+	seg_hdr_encode(&h, buf);
+	memcpy(hdr_out, buf, SEG_HDR_SIZE);
+	int r = fs_pwrite_all(fd, buf, sizeof buf, 0);
+	if (!r && fdatasync(fd) < 0)
+		r = -errno;
+	if (!r)
+		r = fs_fsync_dir(dirfd);
+	if (r) {
+		close(fd);
+		unlinkat(dirfd, name, 0);
+		return r;
+	}
+	return fd;
+}
+
+/* A forward-only buffered reader that can hand out any record contiguously. */
+struct reader {
+	int fd;
+	uint8_t *buf;
+	size_t cap;
+	uint64_t buf_off;	/* file offset of buf[0] */
+	size_t have;		/* valid bytes in buf */
+	uint64_t fsize;
+};
+
+/* Make [off, off+n) available in buf. Returns a pointer into buf, NULL at end
+ * of file (fewer bytes exist), or sets *err on I/O error. */
+static const uint8_t *rd_need(struct reader *r, uint64_t off, size_t n, int *err)
+{
+	if (off + n > r->fsize)
+		return NULL;
+	if (off >= r->buf_off && off + n <= r->buf_off + r->have)
+		return r->buf + (off - r->buf_off);
+	if (n > r->cap) {
+		size_t nc = r->cap;
+		while (nc < n)
+			nc *= 2;
+		uint8_t *nb = realloc(r->buf, nc);
+		if (!nb) {
+			*err = -ENOMEM;
+			return NULL;
+		}
+		r->buf = nb;
+		r->cap = nc;
+	}
+	/* keep what we already have of the range, read the rest */
+	size_t keep = 0;
+	if (off >= r->buf_off && off < r->buf_off + r->have) {
+		keep = r->buf_off + r->have - off;
+		memmove(r->buf, r->buf + (off - r->buf_off), keep);
+	}
+	r->buf_off = off;
+	size_t want = r->cap - keep;
+	if (want > r->fsize - off - keep)
+		want = r->fsize - off - keep;
+	ssize_t got = fs_pread_full(r->fd, r->buf + keep, want, (off_t)(off + keep));
+	if (got < 0) {
+		*err = (int)got;
+		return NULL;
+	}
+	r->have = keep + (size_t)got;
+	if (r->have < n)
+		return NULL;
+	return r->buf;
+}
+
+int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
+	     bool with_values, seg_rec_cb cb, void *arg,
+	     struct sum_state *content_in, struct seg_scan_result *res)
+{
+	memset(res, 0, sizeof *res);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	struct reader r = { .fd = fd, .cap = 1 << 20, .fsize = (uint64_t)st.st_size };
+	res->file_size = r.fsize;
+	r.buf = malloc(r.cap);
+	if (!r.buf)
+		return -ENOMEM;
+	int err = 0, ret = 0;
+	struct sum_state *content = content_in ? content_in : sum_new(0);
+	if (!content) {
+		free(r.buf);
+		return -ENOMEM;
+	}
+	const uint8_t *p = rd_need(&r, 0, SEG_HDR_SIZE, &err);
+	struct seg_hdr h;
+	if (!p) {
+		ret = err ? err : -EBADMSG;
+		res->why = "file shorter than a segment header";
+		goto out;
+	}
+	int hr = seg_hdr_decode(p, &h);
+	if (hr) {
+		ret = -EBADMSG;
+		res->why = hr == -EPROTONOSUPPORT ? "unknown segment format version"
+						  : "bad segment header (magic or checksum)";
+		goto out;
+	}
+	if (h.seg_id != id) {
+		ret = -EBADMSG;
+		res->why = "header names another segment id";
+		goto out;
+	}
+	if (memcmp(h.volume_id, volume_id, VOLUME_ID_SIZE)) {
+		ret = -EBADMSG;
+		res->why = "segment belongs to another volume";
+		goto out;
+	}
+	sum_update(content, p, SEG_HDR_SIZE);
+	uint64_t off = SEG_HDR_SIZE;
+	for (;;) {
+		res->end = off;
+		if (off == r.fsize) {
+			res->clean = true;
+			break;
+		}
+		p = rd_need(&r, off, REC_HDR_SIZE, &err);
+		if (!p) {
+			if (err) {
+				ret = err;
+				goto out;
+			}
+			res->bad_off = off;
+			res->why = "truncated record header";
+			break;
+		}
+		struct rec_hdr rh;
+		if (rec_decode_hdr(p, &rh) ||
+		    (rh.type != REC_SEAL && rh.klen == 0)) {
+			res->bad_off = off;
+			res->why = "bad record header";
+			break;
+		}
+		uint64_t len = rec_len(rh.klen, rh.vlen);
+		p = rd_need(&r, off, len, &err);
+		if (!p) {
+			if (err) {
+				ret = err;
+				goto out;
+			}
+			res->bad_off = off;
+			res->why = "record runs past the end of the file";
+			break;
+		}
+		if (!rec_verify(p, id)) {
+			res->bad_off = off;
+			res->why = "record checksum mismatch";
+			break;
+		}
+		if (rh.type == REC_SEAL) {
+			struct seal_info si;
+			if (rh.klen || rh.vlen != SEAL_VAL_SIZE) {
+				res->bad_off = off;
+				res->why = "malformed seal record";
+				break;
+			}
+			seal_decode(p + REC_HDR_SIZE, &si);
+			if (si.nrecords != res->nrecords || si.seal_off != off ||
+			    si.content_sum != sum_digest(content)) {
+				res->bad_off = off;
+				res->why = "seal record does not match the segment contents";
+				break;
+			}
+			res->sealed = true;
+			res->seal = si;
+			res->end = off + len;
+			if (res->end != r.fsize) {
+				res->bad_off = res->end;
+				res->why = "data after the seal record";
+			} else {
+				res->clean = true;
+			}
+			break;
+		}
+		struct seg_rec rec = {
+			.type = rh.type, .key = p + REC_HDR_SIZE, .klen = rh.klen,
+			.val = with_values ? p + REC_HDR_SIZE + rh.klen : NULL,
+			.vlen = rh.vlen, .off = off, .len = len,
+		};
+		res->nrecords++;
+		sum_update(content, p, len);
+		if (cb) {
+			int c = cb(arg, &rec);
+			if (c) {
+				ret = c;
+				goto out;
+			}
+		}
+		off += len;
+	}
+out:
+	if (!content_in)
+		sum_free(content);
+	free(r.buf);
+	return ret;
+}
