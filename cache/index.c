@@ -8,13 +8,29 @@
 
 #define IX_MAXLEVEL 24	/* 4^24 keys before levels saturate */
 
+/* A node is one allocation: a 14-byte header, the key, padding to 8 bytes,
+ * then `level` next pointers. Putting the key before the pointers keeps a
+ * 17-byte block key with one level in a 48-byte malloc chunk. */
 struct ix_node {
-	struct ix_loc loc;
+	uint32_t seg, off, len;
 	uint8_t klen;
 	uint8_t level;
-	/* level pointers, then klen key bytes */
-	struct ix_node *next[];
+	uint8_t key[];
 };
+
+#define NODE_HDR 14u
+
+static inline size_t ptr_off(size_t klen)
+{
+	return (NODE_HDR + klen + 7) & ~(size_t)7;
+}
+
+static inline struct ix_node **nexts(const struct ix_node *n)
+{
+	return (struct ix_node **)((uint8_t *)n + ptr_off(n->klen));
+}
+
+#define NEXT(n, i) (nexts(n)[i])
 
 struct index {
 	struct ix_node *head;	/* sentinel with IX_MAXLEVEL pointers */
@@ -26,7 +42,19 @@ struct index {
 
 static inline uint8_t *node_key(const struct ix_node *n)
 {
-	return (uint8_t *)&n->next[n->level];
+	return (uint8_t *)n->key;
+}
+
+static inline struct ix_loc loc_of(const struct ix_node *n)
+{
+	return (struct ix_loc){ n->seg, n->off, n->len };
+}
+
+static inline void set_loc(struct ix_node *n, struct ix_loc l)
+{
+	n->seg = l.seg;
+	n->off = l.off;
+	n->len = l.len;
 }
 
 /* Allocated size of a block, including glibc's per-chunk header word. */
@@ -54,7 +82,7 @@ struct index *ix_new(void)
 	struct index *ix = calloc(1, sizeof *ix);
 	if (!ix)
 		return NULL;
-	ix->head = calloc(1, sizeof *ix->head + IX_MAXLEVEL * sizeof(void *));
+	ix->head = calloc(1, ptr_off(0) + IX_MAXLEVEL * sizeof(void *));
 	if (!ix->head) {
 		free(ix);
 		return NULL;
@@ -70,9 +98,9 @@ void ix_free(struct index *ix)
 {
 	if (!ix)
 		return;
-	struct ix_node *n = ix->head->next[0];
+	struct ix_node *n = NEXT(ix->head, 0);
 	while (n) {
-		struct ix_node *nx = n->next[0];
+		struct ix_node *nx = NEXT(n, 0);
 		free(n);
 		n = nx;
 	}
@@ -103,12 +131,12 @@ static struct ix_node *find(const struct index *ix, const void *key, size_t klen
 {
 	struct ix_node *x = ix->head;
 	for (int i = ix->level - 1; i >= 0; i--) {
-		while (x->next[i] && node_cmp(x->next[i], key, klen) < 0)
-			x = x->next[i];
+		while (NEXT(x, i) && node_cmp(NEXT(x, i), key, klen) < 0)
+			x = NEXT(x, i);
 		if (update)
 			update[i] = x;
 	}
-	return x->next[0];
+	return NEXT(x, 0);
 }
 
 int ix_put(struct index *ix, const void *key, size_t klen, struct ix_loc loc,
@@ -118,15 +146,15 @@ int ix_put(struct index *ix, const void *key, size_t klen, struct ix_loc loc,
 	struct ix_node *x = find(ix, key, klen, update);
 	if (x && node_cmp(x, key, klen) == 0) {
 		if (old)
-			*old = x->loc;
-		x->loc = loc;
+			*old = loc_of(x);
+		set_loc(x, loc);
 		return 1;
 	}
 	int lvl = random_level(ix);
-	struct ix_node *n = malloc(sizeof *n + (size_t)lvl * sizeof(void *) + klen);
+	struct ix_node *n = malloc(ptr_off(klen) + (size_t)lvl * sizeof(void *));
 	if (!n)
 		return -ENOMEM;
-	n->loc = loc;
+	set_loc(n, loc);
 	n->klen = (uint8_t)klen;
 	n->level = (uint8_t)lvl;
 	memcpy(node_key(n), key, klen);
@@ -136,8 +164,8 @@ int ix_put(struct index *ix, const void *key, size_t klen, struct ix_loc loc,
 		ix->level = lvl;
 	}
 	for (int i = 0; i < lvl; i++) {
-		n->next[i] = update[i]->next[i];
-		update[i]->next[i] = n;
+		NEXT(n, i) = NEXT(update[i], i);
+		NEXT(update[i], i) = n;
 	}
 	ix->count++;
 	ix->bytes += alloc_size(n);
@@ -150,7 +178,7 @@ int ix_get(const struct index *ix, const void *key, size_t klen,
 	struct ix_node *x = find(ix, key, klen, NULL);
 	if (!x || node_cmp(x, key, klen) != 0)
 		return -ENOENT;
-	*loc = x->loc;
+	*loc = loc_of(x);
 	return 0;
 }
 
@@ -161,11 +189,11 @@ int ix_del(struct index *ix, const void *key, size_t klen, struct ix_loc *old)
 	if (!x || node_cmp(x, key, klen) != 0)
 		return -ENOENT;
 	for (int i = 0; i < x->level; i++)
-		update[i]->next[i] = x->next[i];
-	while (ix->level > 1 && !ix->head->next[ix->level - 1])
+		NEXT(update[i], i) = NEXT(x, i);
+	while (ix->level > 1 && !NEXT(ix->head, ix->level - 1))
 		ix->level--;
 	if (old)
-		*old = x->loc;
+		*old = loc_of(x);
 	ix->count--;
 	ix->bytes -= alloc_size(x);
 	free(x);
@@ -177,13 +205,13 @@ const struct ix_node *ix_seek(const struct index *ix, const void *key,
 {
 	struct ix_node *x = find(ix, key, klen, NULL);
 	if (after && x && node_cmp(x, key, klen) == 0)
-		x = x->next[0];
+		x = NEXT(x, 0);
 	return x;
 }
 
 const struct ix_node *ix_next(const struct ix_node *n)
 {
-	return n->next[0];
+	return NEXT(n, 0);
 }
 
 const uint8_t *ix_node_key(const struct ix_node *n, size_t *klen)
@@ -194,7 +222,7 @@ const uint8_t *ix_node_key(const struct ix_node *n, size_t *klen)
 
 struct ix_loc ix_node_loc(const struct ix_node *n)
 {
-	return n->loc;
+	return loc_of(n);
 }
 
 size_t ix_count(const struct index *ix)

@@ -1,0 +1,150 @@
+/* tests/unit/testutil.c - see testutil.h */
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *tu_mkdtemp(void)
+{
+	const char *base = getenv("TMPDIR");
+	char tmpl[512];
+	snprintf(tmpl, sizeof tmpl, "%s/qsfs-test-XXXXXX", base && *base ? base : "/var/tmp");
+	char *d = mkdtemp(tmpl);
+	assert_non_null(d);
+	return strdup(d);
+}
+
+void tu_rmrf(const char *path)
+{
+	if (!path)
+		return;
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+	assert_int_equal(system(cmd), 0);
+}
+
+char *tu_path(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+char *tu_script(const char *dir, const char *name, const char *body)
+{
+	char *p = tu_path(dir, name);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	chmod(p, 0755);
+	return p;
+}
+
+long long tu_fsize(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) ? -1 : (long long)st.st_size;
+}
+
+int tu_count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int n = 0, ch;
+	while ((ch = fgetc(f)) != EOF)
+		n += ch == '\n';
+	fclose(f);
+	return n;
+}
+
+void tu_flip(const char *path, long long off)
+{
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	chmod(path, 0644);
+	unsigned char b;
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x5a;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+void tu_copy(const char *from, const char *to)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", from, to);
+	assert_int_equal(system(cmd), 0);
+}
+
+struct cache *tu_open(const char *dir, uint64_t segsize, const char *hook)
+{
+	struct cache_opts o = { .dir = dir, .segment_size = segsize, .hook = hook,
+				.hook_timeout_ms = 10000, .hook_retry_ms = 50 };
+	struct cache *c = NULL;
+	int r = cache_open(&o, &c);
+	assert_int_equal(r, 0);
+	assert_non_null(c);
+	return c;
+}
+
+void tu_put(struct cache *c, const char *k, const void *v, size_t vlen)
+{
+	assert_int_equal(cache_put(c, k, strlen(k), v, vlen), 0);
+}
+
+ssize_t tu_get(struct cache *c, const char *k, uint8_t **val)
+{
+	*val = NULL;
+	ssize_t n = cache_get(c, k, strlen(k), NULL, 0);
+	if (n < 0)
+		return n;
+	uint8_t *b = malloc((size_t)n + 1);
+	ssize_t m = cache_get(c, k, strlen(k), b, (size_t)n);
+	if (m < 0) {
+		free(b);
+		return m;
+	}
+	assert_int_equal(m, n);
+	*val = b;
+	return n;
+}
+
+static int saved_stderr = -1;
+static FILE *capture_file;
+
+void tu_capture_begin(void)
+{
+	fflush(stderr);
+	capture_file = tmpfile();
+	assert_non_null(capture_file);
+	saved_stderr = dup(2);
+	dup2(fileno(capture_file), 2);
+}
+
+char *tu_capture_end(void)
+{
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	long n = ftell(capture_file);
+	if (n < 0)
+		n = 0;
+	fseek(capture_file, 0, SEEK_END);
+	n = ftell(capture_file);
+	char *buf = calloc(1, (size_t)n + 1);
+	rewind(capture_file);
+	size_t got = fread(buf, 1, (size_t)n, capture_file);
+	buf[got] = 0;
+	fclose(capture_file);
+	/* echo it, so a failing test shows what the log said */
+	fputs(buf, stderr);
+	return buf;
+}

@@ -1,0 +1,46 @@
+/* tests/unit/testutil.h - helpers shared by the cmocka tests. */
+#ifndef QSFS_TESTUTIL_H
+#define QSFS_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cache.h"
+
+/* A fresh empty directory under $TMPDIR (or /var/tmp); malloc'd path. */
+char *tu_mkdtemp(void);
+/* rm -rf path (no-op on NULL). */
+void tu_rmrf(const char *path);
+/* Write an executable shell script at dir/name with the given body (a
+ * "#!/bin/sh" line is prepended). Returns a malloc'd path. */
+char *tu_script(const char *dir, const char *name, const char *body);
+/* Path dir/name into a static-free malloc'd string. */
+char *tu_path(const char *dir, const char *name);
+/* Size of a file, or -1. */
+long long tu_fsize(const char *path);
+/* Count the lines of a file (0 if missing). */
+int tu_count_lines(const char *path);
+/* Flip one byte of a file at off. */
+void tu_flip(const char *path, long long off);
+/* Copy a file. */
+void tu_copy(const char *from, const char *to);
+
+/* Open a cache with the usual test options; asserts success. */
+struct cache *tu_open(const char *dir, uint64_t segsize, const char *hook);
+
+/* Put a string key/value; asserts success. */
+void tu_put(struct cache *c, const char *k, const void *v, size_t vlen);
+/* Get a string key into a malloc'd buffer; returns length or a negative
+ * errno (buffer NULL then). */
+ssize_t tu_get(struct cache *c, const char *k, uint8_t **val);
+
+
+
+/* Redirect stderr (fd 2) into a temp file until tu_capture_end(), which
+ * returns everything written, malloc'd. */
+void tu_capture_begin(void);
+char *tu_capture_end(void);
+#endif
