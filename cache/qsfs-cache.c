@@ -44,7 +44,8 @@ static void usage(FILE *f)
 		"  evict                evict confirmed segments down to --max-size\n"
 		"  fill COUNT SIZE [P]  write COUNT values of SIZE bytes under keys P%%08d\n"
 		"options:\n"
-		"  -s, --segment-size SIZE   segment size for a new directory (default 64MiB)\n"
+		"  -s, --segment-size SIZE   segment size, 4KiB..4GiB (default 64MiB); it is\n"
+		"                            not stored, so give it on every write command\n"
 		"  -m, --max-size SIZE       local disk limit for eviction\n"
 		"  -H, --hook PATH           hook program\n"
 		"  -t, --hook-timeout SEC    kill a hook after SEC seconds (default 120)\n"
@@ -330,13 +331,16 @@ static int run(struct cache_opts *o, const char *cmd, int argc, char **argv)
 			ret = 1;
 		}
 	} else if (!strcmp(cmd, "evict")) {
+		/* the worker evicts too (it runs a pass at open): count both */
 		cache_quiesce(c);
 		r = cache_evict(c);
+		struct cache_stats st;
+		cache_stats(c, &st);
 		if (r < 0) {
 			fprintf(stderr, "qsfs-cache: evict: %s\n", strerror(-r));
 			ret = 1;
 		} else {
-			printf("evicted %d segments\n", r);
+			printf("evicted %" PRIu64 " segments\n", st.evicted);
 		}
 	} else if (!strcmp(cmd, "fill")) {
 		uint64_t count, size;
@@ -392,6 +396,11 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &v)) {
 				fprintf(stderr, "qsfs-cache: %s: '%s' is not a size (e.g. 64MiB)\n",
 					ch == 's' ? "--segment-size" : "--max-size", optarg);
+				return 2;
+			}
+			if (ch == 's' && (v < CACHE_MIN_SEGMENT_SIZE || v > CACHE_MAX_SEGMENT_SIZE)) {
+				fprintf(stderr, "qsfs-cache: --segment-size: %s is out of range "
+					"(4KiB to 4GiB)\n", optarg);
 				return 2;
 			}
 			if (ch == 's')
