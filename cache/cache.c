@@ -357,7 +357,8 @@ static ssize_t read_record(struct cache *c, int fd, struct ix_loc loc,
 		return -EIO;
 	}
 	if (tmp) {
-		memcpy(buf, tmp, cap);
+		if (cap)
+			memcpy(buf, tmp, cap);
 		free(tmp);
 	}
 	return (ssize_t)vlen;

@@ -51,6 +51,12 @@ static int u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static void u64_sort(struct u64vec *a)
+{
+	if (a->n)
+		qsort(a->v, a->n, sizeof *a->v, u64_cmp);
+}
+
 static bool u64_has(const struct u64vec *a, uint64_t x)
 {
 	return a->n && bsearch(&x, a->v, a->n, sizeof x, u64_cmp);
@@ -527,8 +533,8 @@ static int scan_dir(struct cache *c, struct u64vec *segs, struct u64vec *ckpts)
 			unlinkat(c->dirfd, e->d_name, 0);	/* an interrupted atomic write */
 	}
 	closedir(d);
-	qsort(segs->v, segs->n, sizeof *segs->v, u64_cmp);
-	qsort(ckpts->v, ckpts->n, sizeof *ckpts->v, u64_cmp);
+	u64_sort(segs);
+	u64_sort(ckpts);
 	return r;
 }
 
@@ -550,9 +556,9 @@ static int recover(struct cache *c)
 		qlog_err("cache: cannot read %s/state.log: %s", c->dir, strerror(-r));
 		goto out;
 	}
-	qsort(sl.handed.v, sl.handed.n, sizeof(uint64_t), u64_cmp);
-	qsort(sl.ckpt_handed.v, sl.ckpt_handed.n, sizeof(uint64_t), u64_cmp);
-	qsort(sl.confirmed.v, sl.confirmed.n, sizeof(uint64_t), u64_cmp);
+	u64_sort(&sl.handed);
+	u64_sort(&sl.ckpt_handed);
+	u64_sort(&sl.confirmed);
 
 	uint64_t upto;
 	r = load_checkpoints(c, &ckpts, &upto);

@@ -1,6 +1,8 @@
 /* tests/unit/testutil.c - see testutil.h */
 #include "testutil.h"
 
+#include "../../common/qlog.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -122,6 +124,8 @@ static FILE *capture_file;
 
 void tu_capture_begin(void)
 {
+	/* the tests look for warnings, whatever QSFS_LOG says */
+	qlog_set_level(QLOG_INFO);
 	fflush(stderr);
 	capture_file = tmpfile();
 	assert_non_null(capture_file);
@@ -132,6 +136,7 @@ void tu_capture_begin(void)
 char *tu_capture_end(void)
 {
 	fflush(stderr);
+	qlog_set_level(QLOG_ERROR);
 	dup2(saved_stderr, 2);
 	close(saved_stderr);
 	long n = ftell(capture_file);
