@@ -142,6 +142,7 @@ int new_active(struct cache *c)
 	sum_update(c->active_sum, hdr, SEG_HDR_SIZE);
 	c->active = s;
 	c->active_nrec = 0;
+	c->writeback_off = SEG_HDR_SIZE;
 	atomic_store(&c->synced, SEG_HDR_SIZE);
 	return 0;
 }
@@ -237,8 +238,24 @@ static int64_t seal_locked(struct cache *c)
 	return (int64_t)a->id;
 }
 
+/* Start writeback of the active segment every WRITEBACK_STEP bytes, so that
+ * the fdatasync at seal (taken under the write lock) finds little left to
+ * write. Asynchronous: it does not wait for the disk. */
+#define WRITEBACK_STEP (8u << 20)
+
+static void start_writeback(struct cache *c, struct seg *a)
+{
+	if (a->size - c->writeback_off < WRITEBACK_STEP)
+		return;
+	sync_file_range(a->fd, (off64_t)c->writeback_off, (off64_t)(a->size - c->writeback_off),
+			SYNC_FILE_RANGE_WRITE);
+	c->writeback_off = a->size;
+}
+
+/* Append a record; *sealed is set when the active segment was sealed on the
+ * way (the caller then wakes the worker). */
 static int append_locked(struct cache *c, uint8_t type, const void *key,
-			 size_t klen, const void *val, size_t vlen)
+			 size_t klen, const void *val, size_t vlen, bool *sealed)
 {
 	uint64_t len = rec_len(klen, vlen);
 	if (len > c->max_record)
@@ -252,6 +269,7 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 		int64_t r = seal_locked(c);
 		if (r < 0)
 			return (int)r;
+		*sealed = true;
 		if (!c->active) {
 			int e = new_active(c);
 			if (e)
@@ -276,6 +294,7 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 	sum_update(c->active_sum, hdr, REC_HDR_SIZE);
 	sum_update(c->active_sum, key, klen);
 	sum_update(c->active_sum, val, vlen);
+	start_writeback(c, a);
 	return 0;
 }
 
@@ -294,9 +313,12 @@ int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
 	int r = check_key(c, klen);
 	if (r)
 		return r;
+	bool sealed = false;
 	pthread_rwlock_wrlock(&c->lock);
-	r = append_locked(c, REC_PUT, key, klen, val, vlen);
+	r = append_locked(c, REC_PUT, key, klen, val, vlen, &sealed);
 	pthread_rwlock_unlock(&c->lock);
+	if (sealed)
+		worker_kick(c, false, false);
 	return r;
 }
 
@@ -305,12 +327,15 @@ int cache_del(struct cache *c, const void *key, size_t klen)
 	int r = check_key(c, klen);
 	if (r)
 		return r;
+	bool sealed = false;
 	pthread_rwlock_wrlock(&c->lock);
 	struct ix_loc loc;
 	r = ix_get(c->ix, key, klen, &loc);
 	if (!r)
-		r = append_locked(c, REC_DEL, key, klen, NULL, 0);
+		r = append_locked(c, REC_DEL, key, klen, NULL, 0, &sealed);
 	pthread_rwlock_unlock(&c->lock);
+	if (sealed)
+		worker_kick(c, false, false);
 	return r;
 }
 

@@ -101,6 +101,11 @@ int build_delta(struct cache *c, uint64_t upto)
 	c->built_upto = upto;
 	c->seals_since_delta = 0;
 	c->dirty_len = 0;
+	if (c->dirty_cap > (1u << 20)) {	/* a burst of keys: give it back */
+		free(c->dirty);
+		c->dirty = NULL;
+		c->dirty_cap = 0;
+	}
 	return 0;
 }
 

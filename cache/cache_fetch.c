@@ -57,7 +57,8 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	struct seg_scan_result res;
 	int r = seg_scan(fd, s->id, c->volid, false, NULL, NULL, NULL, &res);
 	const char *why = r == -EBADMSG ? res.why : r ? strerror(-r) :
-			  !res.sealed ? "not a sealed segment" : !res.clean ? res.why : NULL;
+			  !res.clean ? res.why : !res.sealed ? "no seal record at the end" : NULL;
+	uint64_t where = !res.clean ? res.bad_off : res.end;
 	pthread_rwlock_rdlock(&c->lock);
 	uint64_t want = s->size;
 	pthread_rwlock_unlock(&c->lock);
@@ -65,7 +66,7 @@ static int fetch_segment(struct cache *c, struct seg *s)
 		why = "size differs from the one recorded at seal";
 	if (why) {
 		qlog_err("cache: segment %" PRIu64 " brought back by the hook is invalid (%s at "
-			 "offset %" PRIu64 "); removed", s->id, why, res.bad_off);
+			 "offset %" PRIu64 "); removed", s->id, why, where);
 		close(fd);
 		unlinkat(c->dirfd, name, 0);
 		return -EIO;

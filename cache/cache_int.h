@@ -74,6 +74,7 @@ struct cache {
 	struct seg *active;	/* NULL only after a failed segment creation */
 	struct sum_state *active_sum;	/* content checksum of the active file */
 	uint64_t active_nrec;
+	uint64_t writeback_off;	/* active bytes already sent to writeback */
 	atomic_uint_fast64_t synced;	/* active bytes known durable */
 
 	struct ckpt_rec *ckpts;	/* sorted by id */

@@ -123,6 +123,26 @@ static void test_sealed_and_checkpoint_hooks(void **state)
 	env_free(&e);
 }
 
+/* A seal forced by a full segment inside put wakes the worker too: the hook
+ * runs right away, not at the worker's periodic 5-second wake-up. */
+static void test_automatic_seal_hands_off(void **state)
+{
+	(void)state;
+	struct env e;
+	env_setup(&e);
+	struct cache *c = tu_open(e.cache, 64 << 10, e.hook);
+	cache_quiesce(c);	/* the pass that open started is over */
+	fill(c, "x", 10, 10000);	/* 100 KB into 64 KiB segments: one seal */
+	int n = 0;
+	for (int i = 0; i < 80 && n == 0; i++) {
+		usleep(50000);	/* up to 4 s, below the periodic 5 s */
+		n = count_events(&e, "segment-sealed 1 ");
+	}
+	assert_int_equal(n, 1);
+	assert_int_equal(cache_close(c), 0);
+	env_free(&e);
+}
+
 static void test_failed_handoff_retried_and_remembered(void **state)
 {
 	(void)state;
@@ -325,6 +345,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sealed_and_checkpoint_hooks),
+		cmocka_unit_test(test_automatic_seal_hands_off),
 		cmocka_unit_test(test_failed_handoff_retried_and_remembered),
 		cmocka_unit_test(test_missing_segment_fetched),
 		cmocka_unit_test(test_missing_segment_hook_fails),
