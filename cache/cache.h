@@ -57,10 +57,11 @@ struct cache;
  * logging what is wrong and where. */
 int cache_open(const struct cache_opts *opts, struct cache **out);
 
-/* Clean close: writes the checkpoint of sealed segments not yet covered,
- * tries once more every hook not yet handed off (what still fails is
- * remembered for the next open), runs the `closing` hook and frees c. The
- * active segment is not sealed (call cache_seal() first to hand it off).
+/* Clean close: writes every checkpoint already built (with the default
+ * checkpoint_every = 1 that covers every sealed segment), tries once more
+ * every hook not yet handed off (what still fails is remembered for the
+ * next open), runs the `closing` hook and frees c. The active segment is not
+ * sealed (call cache_seal() first to hand it off); the next open replays it.
  * Returns 0 or the first error met (c is freed either way). */
 int cache_close(struct cache *c);
 
