@@ -143,7 +143,7 @@ int new_active(struct cache *c)
 	c->active = s;
 	c->active_nrec = 0;
 	c->writeback_off = SEG_HDR_SIZE;
-	atomic_store(&c->synced, SEG_HDR_SIZE);
+	atomic_store(&s->synced, SEG_HDR_SIZE);
 	return 0;
 }
 
@@ -215,7 +215,9 @@ static int64_t seal_locked(struct cache *c)
 	int r = write_record(c, hdr, REC_SEAL, NULL, 0, val, sizeof val);
 	if (!r && fdatasync(a->fd) < 0) {
 		r = -errno;
-		qlog_err("cache: %s: fdatasync at seal failed: %s", name, strerror(-r));
+		atomic_store(&c->io_error, r);
+		qlog_err("cache: %s: fdatasync at seal failed: %s; the log refuses writes "
+			 "until it is reopened", name, strerror(-r));
 		if (ftruncate(a->fd, (off_t)a->size) < 0)
 			qlog_err("cache: %s: cannot cut back the seal record", name);
 	}
@@ -223,7 +225,7 @@ static int64_t seal_locked(struct cache *c)
 		return r;
 	a->size += SEAL_REC_SIZE;
 	a->flags |= SF_SEALED | SF_DIRTY;
-	atomic_store(&c->synced, a->size);
+	atomic_store(&a->synced, a->size);
 	fchmod(a->fd, 0444);	/* a sealed segment is never written again */
 	c->active = NULL;
 	qlog_debug("cache: sealed %s (%" PRIu64 " bytes, %" PRIu64 " records)", name,
@@ -257,6 +259,8 @@ static void start_writeback(struct cache *c, struct seg *a)
 static int append_locked(struct cache *c, uint8_t type, const void *key,
 			 size_t klen, const void *val, size_t vlen, bool *sealed)
 {
+	if (vlen > c->max_record)	/* before adding: rec_len must not wrap */
+		return -EINVAL;
 	uint64_t len = rec_len(klen, vlen);
 	if (len > c->max_record)
 		return -EINVAL;
@@ -298,13 +302,13 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 	return 0;
 }
 
-static int check_key(const struct cache *c, size_t klen)
+static int check_key(struct cache *c, size_t klen)
 {
 	if (c->o.read_only)
 		return -EROFS;
 	if (klen == 0 || klen > KEY_MAX)
 		return -EINVAL;
-	return 0;
+	return atomic_load(&c->io_error);
 }
 
 int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
@@ -512,9 +516,14 @@ int cache_sync(struct cache *c)
 {
 	if (c->o.read_only)
 		return -EROFS;
+	int e = atomic_load(&c->io_error);
+	if (e)
+		return e;
 	pthread_rwlock_rdlock(&c->lock);
 	struct seg *a = c->active;
-	if (!a || a->size <= atomic_load(&c->synced)) {
+	/* progress is counted per segment: a seal racing this sync cannot
+	 * make the next segment look synced */
+	if (!a || a->size <= atomic_load(&a->synced)) {
 		pthread_rwlock_unlock(&c->lock);
 		return 0;
 	}
@@ -525,11 +534,13 @@ int cache_sync(struct cache *c)
 	int r = 0;
 	if (fdatasync(fd) < 0) {
 		r = -errno;
-		qlog_err("cache: fdatasync of segment %" PRIu64 " failed: %s", a->id,
-			 strerror(-r));
+		int none = 0;
+		if (atomic_compare_exchange_strong(&c->io_error, &none, r))
+			qlog_err("cache: fdatasync of segment %" PRIu64 " failed: %s; the log "
+				 "refuses writes until it is reopened", a->id, strerror(-r));
 	} else {
-		uint64_t cur = atomic_load(&c->synced);
-		while (cur < target && !atomic_compare_exchange_weak(&c->synced, &cur, target))
+		uint64_t cur = atomic_load(&a->synced);
+		while (cur < target && !atomic_compare_exchange_weak(&a->synced, &cur, target))
 			;
 	}
 	atomic_fetch_sub(&a->pins, 1);
@@ -540,6 +551,8 @@ int64_t cache_seal(struct cache *c)
 {
 	if (c->o.read_only)
 		return -EROFS;
+	if (atomic_load(&c->io_error))
+		return atomic_load(&c->io_error);
 	pthread_rwlock_wrlock(&c->lock);
 	int64_t r = 0;
 	if (c->active && c->active_nrec > 0)

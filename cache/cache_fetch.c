@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hook.h"
 #include "segment.h"
+#include "../common/fsutil.h"
 #include "../common/qlog.h"
 
 int run_hook(struct cache *c, const char *event, const char *const *args)
@@ -26,32 +28,36 @@ int run_hook(struct cache *c, const char *event, const char *const *args)
 	return hook_run(c->hook, event, args, env, c->o.hook_timeout_ms);
 }
 
-/* Run the hook and check what it left at the segment's path. */
+/* Run the hook, which writes the segment to "<name>.tmp"; check what it left
+ * there and only then rename it into place. A crash or a failed hook leaves
+ * at most a *.tmp file, which open removes. */
 static int fetch_segment(struct cache *c, struct seg *s)
 {
-	char name[SEG_NAME_LEN], path[4200], ids[32];
+	char name[SEG_NAME_LEN], tmp[SEG_NAME_LEN + 8], path[4200], ids[32];
 	seg_name(s->id, name);
-	cache_path(c, name, path, sizeof path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", name);
+	cache_path(c, tmp, path, sizeof path);
 	if (!c->hook) {
-		qlog_err("cache: segment %" PRIu64 " (%s) is not on local disk and no hook is "
-			 "configured to fetch it", s->id, path);
+		qlog_err("cache: segment %" PRIu64 " (%s/%s) is not on local disk and no hook is "
+			 "configured to fetch it", s->id, c->dir, name);
 		return -EIO;
 	}
 	snprintf(ids, sizeof ids, "%" PRIu64, s->id);
 	const char *args[] = { ids, path, NULL };
 	atomic_fetch_add(&c->missing_fetches, 1);
+	unlinkat(c->dirfd, tmp, 0);
 	int h = run_hook(c, "segment-missing", args);
 	if (h) {
 		char b[64];
 		qlog_err("cache: segment-missing hook for segment %" PRIu64 " failed (%s); "
 			 "reads that need it fail with EIO", s->id, hook_strresult(h, b, sizeof b));
-		unlinkat(c->dirfd, name, 0);
+		unlinkat(c->dirfd, tmp, 0);
 		return -EIO;
 	}
-	int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+	int fd = openat(c->dirfd, tmp, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		qlog_err("cache: segment-missing hook for segment %" PRIu64 " succeeded but %s "
-			 "is not there: %s", s->id, path, strerror(errno));
+		qlog_err("cache: segment-missing hook for segment %" PRIu64 " succeeded but left "
+			 "nothing at %s: %s", s->id, path, strerror(errno));
 		return -EIO;
 	}
 	struct seg_scan_result res;
@@ -64,13 +70,17 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	pthread_rwlock_unlock(&c->lock);
 	if (!why && want && res.file_size != want)
 		why = "size differs from the one recorded at seal";
+	if (!why && (fsync(fd) < 0 || renameat(c->dirfd, tmp, c->dirfd, name) < 0 ||
+		     fs_fsync_dir(c->dirfd) < 0))
+		why = strerror(errno);
 	if (why) {
 		qlog_err("cache: segment %" PRIu64 " brought back by the hook is invalid (%s at "
 			 "offset %" PRIu64 "); removed", s->id, why, where);
 		close(fd);
-		unlinkat(c->dirfd, name, 0);
+		unlinkat(c->dirfd, tmp, 0);
 		return -EIO;
 	}
+	fchmod(fd, 0444);
 	pthread_rwlock_wrlock(&c->lock);
 	s->fd = fd;
 	s->size = res.file_size;

@@ -40,6 +40,7 @@ struct seg {
 	uint32_t flags;
 	int fd;			/* -1 when not local */
 	atomic_uint pins;	/* readers using fd right now */
+	atomic_uint_fast64_t synced;	/* bytes of this file known durable */
 	atomic_uint_fast64_t last_read;	/* LRU tick */
 	unsigned hook_fails;	/* under c->lock */
 	uint64_t hook_next_ns;
@@ -75,7 +76,11 @@ struct cache {
 	struct sum_state *active_sum;	/* content checksum of the active file */
 	uint64_t active_nrec;
 	uint64_t writeback_off;	/* active bytes already sent to writeback */
-	atomic_uint_fast64_t synced;	/* active bytes known durable */
+	/* The first failed fdatasync (negative errno), or 0. Once set, every
+	 * write, sync and seal fails with it until the log is reopened: Linux
+	 * reports a write-back error once, so a later fdatasync could "succeed"
+	 * over lost pages. */
+	atomic_int io_error;
 
 	struct ckpt_rec *ckpts;	/* sorted by id */
 	size_t nckpts, ckpts_cap;

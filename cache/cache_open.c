@@ -216,12 +216,18 @@ static int load_checkpoints(struct cache *c, struct u64vec *ids, uint64_t *upto)
 			r = -EBADMSG;
 			why = "header names another checkpoint id";
 		}
-		if (r) {
+		if (r == -EBADMSG) {
 			qlog_warn("cache: checkpoint %s/%s is unusable (%s); skipping it for an "
-				  "older checkpoint or a replay of the segments", c->dir, name,
-				  r == -EBADMSG ? why : strerror(-r));
+				  "older checkpoint or a replay of the segments", c->dir, name, why);
 			set_aside(c, name);
 			continue;
+		}
+		if (r) {
+			/* not a verdict on the file (EMFILE, ENOMEM, EACCES...):
+			 * falling back would throw a good checkpoint away */
+			qlog_err("cache: cannot read checkpoint %s/%s: %s", c->dir, name, strerror(-r));
+			ret = r;
+			goto out;
 		}
 		ok[i] = true;
 		struct stat st;
@@ -349,6 +355,37 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 	}
 	c->open_replayed_segments++;
 	*is_active = false;
+	if (res.sealed && !res.clean && !c->o.read_only) {
+		/* nothing is ever written after a seal: bytes there are junk
+		 * (e.g. a torn write past the end), not records */
+		uint64_t cut = res.file_size - res.end;
+		qlog_warn("cache: %s/%s: %" PRIu64 " bytes after the seal record at offset %"
+			  PRIu64 " cut off", c->dir, name, cut, res.end);
+		int wfd = open_seg_fd(c, id, true);
+		if (wfd == -EACCES) {
+			fchmodat(c->dirfd, name, 0644, 0);
+			wfd = open_seg_fd(c, id, true);
+			fchmodat(c->dirfd, name, 0444, 0);
+		}
+		if (wfd < 0 || ftruncate(wfd, (off_t)res.end) < 0 || fdatasync(wfd) < 0) {
+			int e = wfd < 0 ? wfd : -errno;
+			qlog_err("cache: cannot cut %s/%s: %s", c->dir, name, strerror(-e));
+			if (wfd >= 0)
+				close(wfd);
+			return e;
+		}
+		close(wfd);
+		res.file_size = res.end;
+		res.clean = true;
+	}
+	if (!c->o.read_only && fdatasync(fd) < 0) {
+		/* what the previous process wrote may still be only in the page
+		 * cache: make it durable before anything (a checkpoint, a new
+		 * segment) builds on it */
+		int e = -errno;
+		qlog_err("cache: fdatasync of %s/%s failed: %s", c->dir, name, strerror(-e));
+		return e;
+	}
 	if (res.sealed && res.clean) {
 		s->size = res.file_size;
 		s->flags |= SF_SEALED;
@@ -582,6 +619,19 @@ static int recover(struct cache *c)
 			r = fd;
 			goto out;
 		}
+		struct stat st;
+		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size != s->size) {
+			/* not what was sealed (e.g. an interrupted copy): keep it
+			 * for inspection and let the missing hook fetch it again */
+			char name[SEG_NAME_LEN];
+			seg_name(id, name);
+			qlog_warn("cache: %s/%s is %lld bytes but was sealed at %" PRIu64 "; "
+				  "treating it as missing", c->dir, name, (long long)st.st_size, s->size);
+			close(fd);
+			if (!c->o.read_only)
+				set_aside(c, name);
+			continue;
+		}
 		s->fd = fd;
 		s->flags |= SF_LOCAL;
 	}
@@ -645,7 +695,7 @@ static int recover(struct cache *c)
 			if (r)
 				goto out;
 		} else {
-			atomic_store(&c->synced, c->active->size);
+			atomic_store(&c->active->synced, c->active->size);
 		}
 	}
 out:

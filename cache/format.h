@@ -37,6 +37,7 @@
 #define SEAL_REC_SIZE (REC_HDR_SIZE + SEAL_VAL_SIZE)
 #define KEY_MAX 255u
 #define VOLUME_ID_SIZE 16u
+#define SEG_MAX_FILE_SIZE (1ull << 32)	/* offsets in the index are u32 */
 
 enum rec_type { REC_PUT = 1, REC_DEL = 2, REC_SEAL = 3 };
 

@@ -37,9 +37,14 @@ bool seg_parse_name(const char *name, uint64_t *id)
 int seg_create(int dirfd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 	       uint8_t hdr_out[SEG_HDR_SIZE])
 {
-	char name[SEG_NAME_LEN];
+	/* written as a temp file and renamed: a crash never leaves a segment
+	 * without its header under the real name (open removes *.tmp) */
+	char name[SEG_NAME_LEN], tmp[SEG_NAME_LEN + 8];
 	seg_name(id, name);
-	int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	snprintf(tmp, sizeof tmp, "%s.tmp", name);
+	if (faccessat(dirfd, name, F_OK, 0) == 0)
+		return -EEXIST;
+	int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	struct seg_hdr h = { .seg_id = id, .created = (uint64_t)time(NULL) };
@@ -50,11 +55,13 @@ int seg_create(int dirfd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 	int r = fs_pwrite_all(fd, buf, sizeof buf, 0);
 	if (!r && fdatasync(fd) < 0)
 		r = -errno;
+	if (!r && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
 	if (!r)
 		r = fs_fsync_dir(dirfd);
 	if (r) {
 		close(fd);
-		unlinkat(dirfd, name, 0);
+		unlinkat(dirfd, tmp, 0);
 		return r;
 	}
 	return fd;
@@ -121,6 +128,10 @@ int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 		return -errno;
 	struct reader r = { .fd = fd, .cap = 1 << 20, .fsize = (uint64_t)st.st_size };
 	res->file_size = r.fsize;
+	if (r.fsize > SEG_MAX_FILE_SIZE) {
+		res->why = "file larger than any segment can be (4 GiB)";
+		return -EBADMSG;
+	}
 	r.buf = malloc(r.cap);
 	if (!r.buf)
 		return -ENOMEM;

@@ -161,7 +161,7 @@ static void test_evicted_segments_come_back_through_hook(void **state)
 		"d=$(dirname \"$0\")/remote; mkdir -p \"$d\"\n"
 		"case \"$1\" in\n"
 		"segment-sealed) cp \"$3\" \"$d/\" ;;\n"
-		"segment-missing) cp \"$d/$(basename \"$3\")\" \"$3\" ;;\n"
+		"segment-missing) cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
 		"esac\n");
 	struct cache *c = open_limited(dir, 2 * SEG, hook);
 	fill(c, 60);

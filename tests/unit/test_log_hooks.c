@@ -23,7 +23,7 @@ static const char *HOOK_BODY =
 	"segment-sealed|checkpoint-written) mkdir -p \"$d/remote\"; cp \"$3\" \"$d/remote/\" ;;\n"
 	"segment-missing) [ -e \"$d/hang\" ] && sleep 30;\n"
 	"  while [ -e \"$d/gate\" ]; do sleep 0.02; done\n"
-	"  cp \"$d/remote/$(basename \"$3\")\" \"$3\" ;;\n"
+	"  cp \"$d/remote/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
 	"esac\n"
 	"exit 0\n";
 
