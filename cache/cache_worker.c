@@ -154,10 +154,12 @@ int evict_locked(struct cache *c)
 	size_t n = 0;
 	for (uint64_t id = 1; id <= c->last_seg; id++) {
 		struct seg *s = c->segs[id];
-		/* never: the active one, unconfirmed ones, ones a reopen would
+		/* never: the active one, unconfirmed ones, ones whose hand-off
+		 * is not done (its hook needs the file), ones a reopen would
 		 * have to replay, ones being read right now */
 		if (!s || s == c->active || !(s->flags & SF_SEALED) ||
 		    !(s->flags & SF_CONFIRMED) || !(s->flags & SF_LOCAL) ||
+		    (c->hook && !(s->flags & SF_HANDED)) ||
 		    id > c->written_upto || atomic_load(&s->pins))
 			continue;
 		v[n++] = (struct cand){ id, atomic_load(&s->last_read) };

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -180,8 +179,7 @@ void ckw_abort(struct ckpt_writer *w)
 
 void ckpt_close(struct ckpt_file *f)
 {
-	if (f->map)
-		munmap(f->map, f->len);
+	free(f->map);
 	memset(f, 0, sizeof *f);
 }
 
@@ -190,27 +188,18 @@ int ckpt_open(int dirfd, const char *name, const uint8_t volume_id[VOLUME_ID_SIZ
 {
 	memset(f, 0, sizeof *f);
 	*why = NULL;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	size_t len = (size_t)st.st_size;
-	if (len < CKPT_HDR_SIZE + 8 + 1 + 16) {
-		close(fd);
-		*why = "file too short";
-		return -EBADMSG;
-	}
-	uint8_t *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
-		return -errno;
+	/* read, not mmap: a media error must be an error, not SIGBUS */
+	uint8_t *m;
+	size_t len;
+	int r = fs_read_file(dirfd, name, &m, &len);
+	if (r)
+		return r;
 	f->map = m;
 	f->len = len;
+	if (len < CKPT_HDR_SIZE + 8 + 1 + 16) {
+		*why = "file too short";
+		goto bad;
+	}
 	if (memcmp(m, CKPT_MAGIC, 8) || get_le64(m + 56) != sum64(m, 56, 0)) {
 		*why = "bad header (magic or checksum)";
 		goto bad;
@@ -236,6 +225,11 @@ int ckpt_open(int dirfd, const char *name, const uint8_t volume_id[VOLUME_ID_SIZ
 		*why = "checkpoint belongs to another volume";
 		goto bad;
 	}
+	if (f->hdr.upto == 0 || f->hdr.upto >= UINT32_MAX ||
+	    (f->hdr.kind == CKPT_DELTA ? f->hdr.from >= f->hdr.upto : f->hdr.from != 0)) {
+		*why = "impossible segment range";
+		goto bad;
+	}
 	/* structure walk: every entry in bounds, keys increasing */
 	const uint8_t *p = m + CKPT_HDR_SIZE, *end = m + len - 16;
 	f->nsegs = get_le64(p);
@@ -245,6 +239,15 @@ int ckpt_open(int dirfd, const char *name, const uint8_t volume_id[VOLUME_ID_SIZ
 		goto bad;
 	}
 	f->segs = p;
+	for (uint64_t i = 0; i < f->nsegs; i++) {
+		struct ckpt_seg s;
+		ckpt_get_seg(f, i, &s);
+		if (s.id == 0 || s.id > f->hdr.upto || s.size < SEG_HDR_SIZE ||
+		    s.size > SEG_MAX_FILE_SIZE || s.live > s.size - SEG_HDR_SIZE) {
+			*why = "impossible segment entry";
+			goto bad;
+		}
+	}
 	p += f->nsegs * CKPT_SEG_SIZE;
 	f->keys = p;
 	uint64_t n = 0;
@@ -275,6 +278,15 @@ int ckpt_open(int dirfd, const char *name, const uint8_t volume_id[VOLUME_ID_SIZ
 		if (last && ix_keycmp(last, lastlen, p + 2, klen) >= 0) {
 			*why = "keys out of order";
 			goto bad;
+		}
+		if (op == CKPT_PUT) {
+			const uint8_t *l = p + 2 + klen;
+			uint64_t seg = get_le32(l), off = get_le32(l + 4), rlen = get_le32(l + 8);
+			if (seg == 0 || seg > f->hdr.upto || off < SEG_HDR_SIZE ||
+			    rlen < REC_HDR_SIZE + klen || off + rlen > SEG_MAX_FILE_SIZE) {
+				*why = "impossible record location";
+				goto bad;
+			}
 		}
 		last = p + 2;
 		lastlen = klen;

@@ -38,8 +38,11 @@ int slog_open(int dirfd, bool read_only, struct slog **out,
 		return -ENOMEM;
 	s->dirfd = dirfd;
 	s->read_only = read_only;
+	bool existed = faccessat(dirfd, SLOG_NAME, F_OK, 0) == 0;
 	s->fd = openat(dirfd, SLOG_NAME,
 		       read_only ? O_RDONLY | O_CLOEXEC : O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->fd >= 0 && !existed)
+		fs_fsync_dir(dirfd);	/* the journal's name must survive a crash too */
 	if (s->fd < 0) {
 		int e = -errno;
 		if (read_only && e == -ENOENT) {
@@ -57,17 +60,25 @@ int slog_open(int dirfd, bool read_only, struct slog **out,
 		free(s);
 		return r;
 	}
-	size_t off = 0;
+	/* Records are fixed-size, so a bad one in the middle (a flipped bit)
+	 * is skipped without losing the ones after it; only a tail shorter
+	 * than a record is torn. A lost fact is harmless: a hand-off is done
+	 * again, a segment stays unevicted until confirmed again. */
+	size_t off = 0, bad = 0;
 	while (off + SLOG_REC <= len) {
 		const uint8_t *b = buf + off;
-		if (get_le64(b + 16) != sum64(b, 16, SLOG_SEED) || get_le32(b + 12))
-			break;
-		struct slog_rec rec = { .id = get_le64(b), .type = get_le32(b + 8) };
-		cb(arg, &rec);
+		if (get_le64(b + 16) == sum64(b, 16, SLOG_SEED) && !get_le32(b + 12)) {
+			struct slog_rec rec = { .id = get_le64(b), .type = get_le32(b + 8) };
+			cb(arg, &rec);
+		} else {
+			bad++;
+		}
 		off += SLOG_REC;
 		s->nrec++;
 	}
 	free(buf);
+	if (bad)
+		qlog_warn("cache: %s: %zu corrupt records skipped", SLOG_NAME, bad);
 	if (off != len) {
 		qlog_warn("cache: %s: torn or corrupt tail of %zu bytes at offset %zu%s",
 			  SLOG_NAME, len - off, off, read_only ? " (left as is, read-only)" : " truncated");

@@ -111,7 +111,7 @@ static void write_ckpt(const char *dir, uint64_t id, uint32_t kind, uint64_t fro
 	for (int i = 0; i < n; i++) {
 		char k[16];
 		snprintf(k, sizeof k, "k%05d", i * step);
-		struct ix_loc loc = { seg, (uint32_t)i, 7 };
+		struct ix_loc loc = { seg, 64 + (uint32_t)i, 30 };
 		ckw_key(&w, op, (const uint8_t *)k, strlen(k), &loc);
 	}
 	assert_int_equal(ckw_end(&w), 0);
@@ -136,7 +136,7 @@ static void test_ckpt_roundtrip_and_corruption(void **state)
 	while (ckpt_next(&f, &pos, &e)) {
 		assert_int_equal(e.op, CKPT_PUT);
 		assert_int_equal(e.loc.seg, 2);
-		assert_int_equal(e.loc.off, (uint32_t)n);
+		assert_int_equal(e.loc.off, 64 + (uint32_t)n);
 		n++;
 	}
 	assert_int_equal(n, 1000);
@@ -157,6 +157,13 @@ static void test_ckpt_roundtrip_and_corruption(void **state)
 		assert_non_null(why);
 		tu_flip(p, off);
 	}
+	/* a well-formed file with impossible contents is refused too */
+	write_ckpt(dir, 2, CKPT_DELTA, 3, 3, 10, 1, CKPT_PUT, 2);	/* from == upto */
+	assert_int_equal(ckpt_open(dfd, "ckpt-0000000000000002.qckp", VOL, &f, &why), -EBADMSG);
+	assert_string_equal(why, "impossible segment range");
+	write_ckpt(dir, 3, CKPT_FULL, 0, 3, 10, 1, CKPT_PUT, 4);	/* points past upto */
+	assert_int_equal(ckpt_open(dfd, "ckpt-0000000000000003.qckp", VOL, &f, &why), -EBADMSG);
+	assert_string_equal(why, "impossible record location");
 	/* truncation is caught */
 	assert_int_equal(truncate(p, sz - 1), 0);
 	assert_int_equal(ckpt_open(dfd, "ckpt-0000000000000001.qckp", VOL, &f, &why), -EBADMSG);

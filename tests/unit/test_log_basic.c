@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,8 @@ static void test_bad_arguments(void **state)
 	/* a value that can never fit in a 64 KiB segment */
 	uint8_t *big = calloc(1, 64 << 10);
 	assert_int_equal(cache_put(c, "big", 3, big, 64 << 10), -EINVAL);
+	/* a length near SIZE_MAX must not wrap the size check */
+	assert_int_equal(cache_put(c, "big", 3, big, SIZE_MAX - 8), -EINVAL);
 	free(big);
 	assert_int_equal(cache_confirm(c, 999), -ENOENT);
 	assert_int_equal(cache_close(c), 0);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -408,6 +409,75 @@ static void test_torn_state_journal(void **state)
 	free(dir);
 }
 
+/* A crash while a segment is created leaves only a temp file; junk after a
+ * seal record is cut off, not taken as the start of an active tail. */
+static void test_interrupted_creation_and_junk_after_seal(void **state)
+{
+	(void)state;
+	char *dir = make_sealed();	/* segments 1-3 sealed, 4 active (empty) */
+	char *stray = tu_path(dir, "seg-0000000000000005.qseg.tmp");
+	FILE *f = fopen(stray, "w");
+	fclose(f);
+	/* drop the empty active segment and every checkpoint: segment 3 is
+	 * then the newest, sealed, and replayed */
+	char *seg4 = tu_path(dir, "seg-0000000000000004.qseg");
+	assert_int_equal(unlink(seg4), 0);
+	remove_checkpoints(dir);
+	char *seg3 = tu_path(dir, "seg-0000000000000003.qseg");
+	long long sealed_size = tu_fsize(seg3);
+	chmod(seg3, 0644);
+	f = fopen(seg3, "ab");
+	fputs("junk past the seal", f);
+	fclose(f);
+	tu_capture_begin();
+	struct cache *c = tu_open(dir, 1 << 20, NULL);
+	char *log = tu_capture_end();
+	assert_non_null(strstr(log, "seg-0000000000000003.qseg: 18 bytes after the seal record"));
+	free(log);
+	assert_int_equal(access(stray, F_OK), -1);
+	assert_int_equal(tu_fsize(seg3), sealed_size);
+	tu_put(c, "k2", "new", 3);
+	assert_int_equal(cache_sync(c), 0);
+	assert_int_equal(cache_close(c), 0);
+	c = tu_open(dir, 1 << 20, NULL);
+	uint8_t *v;
+	assert_int_equal(tu_get(c, "k2", &v), 3);	/* the synced record is there */
+	free(v);
+	assert_true(tu_get(c, "k2.3", &v) > 0);
+	free(v);
+	assert_int_equal(cache_close(c), 0);
+	free(stray);
+	free(seg3);
+	free(seg4);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* A flipped bit in one state.log record loses that fact only. */
+static void test_state_journal_bad_record_in_middle(void **state)
+{
+	(void)state;
+	char *dir = make_sealed();
+	struct cache *c = tu_open(dir, 1 << 20, NULL);
+	for (uint64_t id = 1; id <= 3; id++)
+		assert_int_equal(cache_confirm(c, id), 0);
+	assert_int_equal(cache_close(c), 0);
+	char *p = tu_path(dir, "state.log");
+	tu_flip(p, 3);	/* inside the first record */
+	tu_capture_begin();
+	c = tu_open(dir, 1 << 20, NULL);
+	char *log = tu_capture_end();
+	assert_non_null(strstr(log, "state.log: 1 corrupt records skipped"));
+	free(log);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.segments_unconfirmed, 1);	/* only segment 1's fact is lost */
+	assert_int_equal(cache_close(c), 0);
+	free(p);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -415,6 +485,8 @@ int main(void)
 		cmocka_unit_test(test_flipped_byte_in_sealed_segment),
 		cmocka_unit_test(test_corrupt_checkpoints_fall_back),
 		cmocka_unit_test(test_torn_state_journal),
+		cmocka_unit_test(test_interrupted_creation_and_junk_after_seal),
+		cmocka_unit_test(test_state_journal_bad_record_in_middle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

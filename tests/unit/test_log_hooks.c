@@ -224,6 +224,36 @@ static void test_missing_segment_fetched(void **state)
 	env_free(&e);
 }
 
+/* A local copy that is not what was sealed (an interrupted copy) is not
+ * served: it is set aside and fetched again. */
+static void test_truncated_local_segment_refetched(void **state)
+{
+	(void)state;
+	struct env e;
+	env_setup(&e);
+	struct cache *c = setup_missing(&e);
+	assert_int_equal(cache_close(c), 0);
+	char *seg = tu_path(e.cache, "seg-0000000000000001.qseg");
+	char *rem = tu_path(e.top, "remote/seg-0000000000000001.qseg");
+	tu_copy(rem, seg);
+	assert_int_equal(truncate(seg, tu_fsize(seg) / 2), 0);
+	tu_capture_begin();
+	c = tu_open(e.cache, 1 << 20, e.hook);
+	char *log = tu_capture_end();
+	assert_non_null(strstr(log, "treating it as missing"));
+	free(log);
+	uint8_t *v;
+	assert_int_equal(tu_get(c, "a00099", &v), 1000);
+	assert_int_equal(v[0], 99);
+	free(v);
+	assert_int_equal(count_events(&e, "segment-missing 1 "), 1);
+	assert_int_equal(tu_fsize(seg), tu_fsize(rem));
+	assert_int_equal(cache_close(c), 0);
+	free(seg);
+	free(rem);
+	env_free(&e);
+}
+
 static void test_missing_segment_hook_fails(void **state)
 {
 	(void)state;
@@ -348,6 +378,7 @@ int main(void)
 		cmocka_unit_test(test_automatic_seal_hands_off),
 		cmocka_unit_test(test_failed_handoff_retried_and_remembered),
 		cmocka_unit_test(test_missing_segment_fetched),
+		cmocka_unit_test(test_truncated_local_segment_refetched),
 		cmocka_unit_test(test_missing_segment_hook_fails),
 		cmocka_unit_test(test_concurrent_misses_run_one_hook),
 		cmocka_unit_test(test_hanging_hook_killed),
