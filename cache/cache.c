@@ -393,6 +393,54 @@ static ssize_t read_record(struct cache *c, int fd, struct ix_loc loc,
 	return (ssize_t)vlen;
 }
 
+/* Close the least recently read unpinned fds of sealed segments until
+ * fewer than max_open_fds are open. Needs c->lock (write). */
+static void fd_budget_locked(struct cache *c)
+{
+	unsigned open = 0;
+	for (uint64_t i = 1; i <= c->last_seg; i++)
+		open += c->segs[i] && c->segs[i]->fd >= 0;
+	while (open >= c->o.max_open_fds) {
+		struct seg *lru = NULL;
+		for (uint64_t i = 1; i <= c->last_seg; i++) {
+			struct seg *s = c->segs[i];
+			if (s && s->fd >= 0 && s != c->active && !atomic_load(&s->pins) &&
+			    (!lru || atomic_load(&s->last_read) < atomic_load(&lru->last_read)))
+				lru = s;
+		}
+		if (!lru)
+			return;	/* all in use: go over the budget for a while */
+		close(lru->fd);
+		lru->fd = -1;
+		open--;
+	}
+}
+
+/* Open the fd of a local segment for reading. */
+static int seg_open_fd(struct cache *c, uint64_t id)
+{
+	int r = 0;
+	pthread_rwlock_wrlock(&c->lock);
+	struct seg *s = seg_find(c, id);
+	if (s && (s->flags & SF_LOCAL) && s->fd < 0) {
+		fd_budget_locked(c);
+		char name[SEG_NAME_LEN];
+		seg_name(id, name);
+		int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			qlog_err("cache: cannot open segment %" PRIu64 " (%s/%s): %s", id, c->dir,
+				 name, strerror(-r));
+			if (r != -EMFILE && r != -ENFILE && r != -ENOMEM)
+				r = -EIO;
+		} else {
+			s->fd = fd;
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return r;
+}
+
 ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 		  size_t cap)
 {
@@ -416,9 +464,16 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 			atomic_fetch_sub(&s->pins, 1);
 			return n;
 		}
+		bool local = s && (s->flags & SF_LOCAL);
 		pthread_rwlock_unlock(&c->lock);
+		if (local) {
+			r = seg_open_fd(c, loc.seg);
+			if (r)
+				return r;
+			continue;
+		}
 		if (c->o.read_only) {
-			qlog_err("cache: segment %" PRIu32 " is not on local disk (read-only open "
+			qlog_err("cache: segment %" PRIu32 " is not on local disk (a read-only open "
 				 "does not fetch)", loc.seg);
 			return -EIO;
 		}

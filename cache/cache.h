@@ -39,6 +39,7 @@ struct cache_opts {
 	unsigned hook_timeout_ms;	/* 0 = 120 s */
 	unsigned hook_retry_ms;		/* first retry delay, 0 = 1 s; doubles, capped at 5 min */
 	unsigned checkpoint_every;	/* seals per delta checkpoint, 0 = 1 */
+	unsigned max_open_fds;		/* segment fds kept open, 0 = 256 */
 	/* Volume id the directory must belong to. NULL: use the id recorded in
 	 * the directory, or make a random one for a new directory. */
 	const uint8_t *volume_id;

@@ -389,6 +389,8 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 	if (res.sealed && res.clean) {
 		s->size = res.file_size;
 		s->flags |= SF_SEALED;
+		close(fd);	/* reopened on first read */
+		s->fd = -1;
 		return 0;
 	}
 	if (!last) {
@@ -538,6 +540,8 @@ static int check_opts(struct cache_opts *o)
 		o->hook_retry_ms = 1000;
 	if (!o->checkpoint_every)
 		o->checkpoint_every = 1;
+	if (!o->max_open_fds)
+		o->max_open_fds = 256;
 	if (o->hook && !*o->hook)
 		o->hook = NULL;
 	if (o->hook && access(o->hook, X_OK) != 0) {
@@ -603,36 +607,33 @@ static int recover(struct cache *c)
 		goto out;
 	c->built_upto = c->written_upto = upto;
 
-	/* covered segments: local ones get a read fd */
+	/* covered segments: local ones are marked so; their fds are opened
+	 * on first read (seg_open_fd keeps the number of open fds bounded) */
 	for (size_t i = 0; i < segs.n && segs.v[i] <= upto; i++) {
 		uint64_t id = segs.v[i];
 		struct seg *s = seg_find(c, id);
+		char name[SEG_NAME_LEN];
+		seg_name(id, name);
 		if (!s) {
-			qlog_warn("cache: segment file %016" PRIx64 " in %s is not in the checkpoint; "
-				  "ignored", id, c->dir);
+			qlog_warn("cache: segment file %s in %s is not in the checkpoint; ignored",
+				  name, c->dir);
 			continue;
 		}
-		int fd = open_seg_fd(c, id, false);
-		if (fd < 0) {
-			qlog_err("cache: cannot open segment %" PRIu64 " in %s: %s", id, c->dir,
-				 strerror(-fd));
-			r = fd;
+		struct stat st;
+		if (fstatat(c->dirfd, name, &st, 0) < 0) {
+			r = -errno;
+			qlog_err("cache: cannot stat %s/%s: %s", c->dir, name, strerror(-r));
 			goto out;
 		}
-		struct stat st;
-		if (fstat(fd, &st) == 0 && (uint64_t)st.st_size != s->size) {
+		if ((uint64_t)st.st_size != s->size) {
 			/* not what was sealed (e.g. an interrupted copy): keep it
 			 * for inspection and let the missing hook fetch it again */
-			char name[SEG_NAME_LEN];
-			seg_name(id, name);
 			qlog_warn("cache: %s/%s is %lld bytes but was sealed at %" PRIu64 "; "
 				  "treating it as missing", c->dir, name, (long long)st.st_size, s->size);
-			close(fd);
 			if (!c->o.read_only)
 				set_aside(c, name);
 			continue;
 		}
-		s->fd = fd;
 		s->flags |= SF_LOCAL;
 	}
 	/* segments after the checkpoint: replay in order, fetching gaps */

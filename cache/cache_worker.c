@@ -174,7 +174,8 @@ int evict_locked(struct cache *c)
 			qlog_err("cache: cannot evict %s/%s: %s", c->dir, name, strerror(errno));
 			continue;
 		}
-		close(s->fd);
+		if (s->fd >= 0)
+			close(s->fd);
 		s->fd = -1;
 		s->flags &= ~SF_LOCAL;
 		used -= s->size;

@@ -2,6 +2,7 @@
  * across seal and reopen, and bad arguments. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -293,6 +294,51 @@ static void test_read_only_open(void **state)
 	free(dir);
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* Segment fds are opened on demand and at most max_open_fds stay open, so
+ * a volume of many segments does not run out of file descriptors. */
+static void test_open_fds_are_bounded(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	struct cache_opts o = { .dir = dir, .segment_size = 4096, .max_open_fds = 4 };
+	struct cache *c;
+	assert_int_equal(cache_open(&o, &c), 0);
+	uint8_t v[1000];
+	for (int i = 0; i < 120; i++) {	/* 3 per segment: 40 segments */
+		char k[16];
+		snprintf(k, sizeof k, "f%03d", i);
+		memset(v, i, sizeof v);
+		tu_put(c, k, v, sizeof v);
+	}
+	assert_int_equal(cache_close(c), 0);
+	int before = count_fds();
+	assert_int_equal(cache_open(&o, &c), 0);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 120; i++) {
+			char k[16];
+			snprintf(k, sizeof k, "f%03d", i);
+			assert_int_equal(cache_get(c, k, strlen(k), v, sizeof v), 1000);
+			assert_int_equal(v[999], i);
+			/* the log's own fds: dir, lock, state.log, the active
+			 * segment, and at most 4 segment fds */
+			assert_true(count_fds() - before <= 4 + 4);
+		}
+	}
+	assert_int_equal(cache_close(c), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +349,7 @@ int main(void)
 		cmocka_unit_test(test_scan_prefix_order),
 		cmocka_unit_test(test_scan_during_changes),
 		cmocka_unit_test(test_read_only_open),
+		cmocka_unit_test(test_open_fds_are_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
