@@ -1,14 +1,17 @@
 /* cache/cache_int.h - internals shared by cache.c, cache_open.c and
  * cache_worker.c. Not part of the public API.
  *
- * Locking (in this order; never take an earlier one while holding a later):
+ * Locking:
  *   c->lock (rwlock)  the index, the segment table (pointer array and flags,
- *                     sizes, live bytes), the active segment, the checkpoint
- *                     list, the dirty-key list and the stats counters.
+ *                     sizes, live bytes, fds), the active segment, the
+ *                     checkpoint list, the dirty-key list and the stats.
  *   c->slog_mu        the state journal (its appends fdatasync, so they are
  *                     done without c->lock held).
- *   c->wmu            worker wake-ups and pass generations.
- *   c->fmu            per-segment fetch state (fetching, fetch_gen, fetch_err).
+ *   c->wmu            worker wake-ups and pass generations; may be taken
+ *                     while holding c->lock, never the other way round.
+ *   c->fmu            per-segment fetch state (fetching, fetch_gen,
+ *                     fetch_err); ensure_local takes c->lock briefly while
+ *                     holding it, so c->fmu is never taken under c->lock.
  * struct seg objects never move (the table holds pointers), so a pointer
  * taken under c->lock stays valid until cache_close.
  */
