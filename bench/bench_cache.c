@@ -559,6 +559,35 @@ static void bench_get(struct get_result *res)
 
 /* --- 3. index bytes per key, 4. reopen -------------------------------------- */
 
+/* Timed reopens of one directory, cfg.runs times. */
+struct reopen {
+	double wall[MAX_RUNS], open[MAX_RUNS];	/* ms */
+	uint64_t segs, recs, keys;		/* replayed segments, records; keys */
+};
+
+static void time_reopens(const char *dir, bool drop_ckpts, const char *label,
+			 struct reopen *r)
+{
+	for (unsigned i = 0; i < cfg.runs; i++) {
+		if (drop_ckpts)
+			remove_ckpts(dir);
+		settle();
+		uint64_t t0 = now_ns();
+		struct cache *c = open_cache(dir, 64ull << 20);
+		r->wall[i] = secs(now_ns() - t0) * 1e3;
+		struct cache_stats st;
+		cache_stats(c, &st);
+		r->open[i] = (double)st.open_ns / 1e6;
+		r->segs = st.open_replayed_segments;
+		r->recs = st.open_replayed_records;
+		r->keys = st.keys;
+		close_cache(c, label);
+		progress("reopen run %u/%u %s: %.1f ms (open_ns %.1f ms), replayed %" PRIu64
+			 " segments / %" PRIu64 " records, %" PRIu64 " keys", i + 1, cfg.runs,
+			 label, r->wall[i], r->open[i], r->segs, r->recs, r->keys);
+	}
+}
+
 struct idx_result {
 	uint64_t keys;
 	double fill_s, seal_s, close_s;
@@ -570,11 +599,7 @@ struct idx_result {
 	double rss_per_key_reopen;
 	uint64_t segments;
 	/* reopen */
-	double ckpt_wall[MAX_RUNS], ckpt_open[MAX_RUNS];
-	double replay_wall[MAX_RUNS], replay_open[MAX_RUNS];
-	uint64_t ckpt_replayed_segs, ckpt_replayed_recs;
-	uint64_t replay_replayed_segs, replay_replayed_recs;
-	uint64_t ckpt_keys, replay_keys;
+	struct reopen ckpt, replay;
 	double noseal_wall[MAX_RUNS], noseal_open[MAX_RUNS];
 	uint64_t noseal_replayed_segs, noseal_replayed_recs;
 	unsigned ckpt_files;
@@ -666,49 +691,17 @@ static void bench_index(struct idx_result *res)
 	res->rss_per_key_reopen = (double)res->rss_growth_reopen / (double)cfg.idx_keys;
 	close_cache(c, "index reopen");
 
-	/* 4. reopen with the checkpoint */
-	for (unsigned i = 0; i < cfg.runs; i++) {
-		settle();
-		t0 = now_ns();
-		c = open_cache(dir, 64ull << 20);
-		res->ckpt_wall[i] = secs(now_ns() - t0) * 1e3;
-		cache_stats(c, &st);
-		res->ckpt_open[i] = (double)st.open_ns / 1e6;
-		res->ckpt_replayed_segs = st.open_replayed_segments;
-		res->ckpt_replayed_recs = st.open_replayed_records;
-		res->ckpt_keys = st.keys;
-		close_cache(c, "reopen (checkpoint)");
-		progress("reopen run %u/%u with checkpoint: %.1f ms (open_ns %.1f ms), replayed "
-			 "%" PRIu64 " segments / %" PRIu64 " records, %" PRIu64 " keys", i + 1,
-			 cfg.runs, res->ckpt_wall[i], res->ckpt_open[i], st.open_replayed_segments,
-			 st.open_replayed_records, st.keys);
-	}
-
-	/* full replay: a copy without checkpoint files (the replaying open writes
-	 * a new one, so remove it again before each run) */
+	/* 4. reopen with the checkpoint, then a full replay: a copy without
+	 * checkpoint files (the replaying open writes a new one, so it is
+	 * removed again before each run) */
+	time_reopens(dir, false, "with checkpoint", &res->ckpt);
 	char rdir[8192];
 	path_in(rdir, sizeof rdir, "idx-replay");
 	copy_dir_without_ckpts(dir, rdir);
-	for (unsigned i = 0; i < cfg.runs; i++) {
-		remove_ckpts(rdir);
-		settle();
-		t0 = now_ns();
-		c = open_cache(rdir, 64ull << 20);
-		res->replay_wall[i] = secs(now_ns() - t0) * 1e3;
-		cache_stats(c, &st);
-		res->replay_open[i] = (double)st.open_ns / 1e6;
-		res->replay_replayed_segs = st.open_replayed_segments;
-		res->replay_replayed_recs = st.open_replayed_records;
-		res->replay_keys = st.keys;
-		close_cache(c, "reopen (replay)");
-		progress("reopen run %u/%u full replay: %.1f ms (open_ns %.1f ms), replayed "
-			 "%" PRIu64 " segments / %" PRIu64 " records, %" PRIu64 " keys", i + 1,
-			 cfg.runs, res->replay_wall[i], res->replay_open[i],
-			 st.open_replayed_segments, st.open_replayed_records, st.keys);
-	}
-	if (res->ckpt_keys != cfg.idx_keys || res->replay_keys != cfg.idx_keys)
+	time_reopens(rdir, true, "full replay", &res->replay);
+	if (res->ckpt.keys != cfg.idx_keys || res->replay.keys != cfg.idx_keys)
 		die("reopen: %" PRIu64 " / %" PRIu64 " keys after reopen, expected %" PRIu64,
-		    res->ckpt_keys, res->replay_keys, cfg.idx_keys);
+		    res->ckpt.keys, res->replay.keys, cfg.idx_keys);
 	rm_rf(dir);
 	rm_rf(rdir);
 }
@@ -813,8 +806,8 @@ int main(int argc, char **argv)
 	double ap_r = median(ap.ratio, R);
 	double g1 = median(gr.cache1, R), g2 = median(gr.cache2, R);
 	double p1 = median(gr.plain1, R), p2 = median(gr.plain2, R);
-	double ck = median(ix.ckpt_wall, R), rp = median(ix.replay_wall, R);
-	double cko = median(ix.ckpt_open, R), rpo = median(ix.replay_open, R);
+	double ck = median(ix.ckpt.wall, R), rp = median(ix.replay.wall, R);
+	double cko = median(ix.ckpt.open, R), rpo = median(ix.replay.open, R);
 
 	printf("qsfs cache benchmark (%s mode, %u runs, medians; scratch under %s)\n\n",
 	       cfg.quick ? "quick" : "full", R, cfg.parent);
@@ -843,14 +836,14 @@ int main(int argc, char **argv)
 	printf("  %-34s %.2f s (%.0f puts/s), seal %.3f s, close %.3f s\n", "fill:",
 	       ix.fill_s, (double)ix.keys / ix.fill_s, ix.seal_s, ix.close_s);
 	printf("\n4. reopen of the %" PRIu64 "-key directory (hot page cache)\n", ix.keys);
-	print_spread("with checkpoint, wall:", ix.ckpt_wall, "ms", 1);
-	print_spread("with checkpoint, open_ns:", ix.ckpt_open, "ms", 1);
+	print_spread("with checkpoint, wall:", ix.ckpt.wall, "ms", 1);
+	print_spread("with checkpoint, open_ns:", ix.ckpt.open, "ms", 1);
 	printf("  %-34s %" PRIu64 " segments, %" PRIu64 " records\n", "  replayed:",
-	       ix.ckpt_replayed_segs, ix.ckpt_replayed_recs);
-	print_spread("full replay, wall:", ix.replay_wall, "ms", 1);
-	print_spread("full replay, open_ns:", ix.replay_open, "ms", 1);
+	       ix.ckpt.segs, ix.ckpt.recs);
+	print_spread("full replay, wall:", ix.replay.wall, "ms", 1);
+	print_spread("full replay, open_ns:", ix.replay.open, "ms", 1);
 	printf("  %-34s %" PRIu64 " segments, %" PRIu64 " records\n", "  replayed:",
-	       ix.replay_replayed_segs, ix.replay_replayed_recs);
+	       ix.replay.segs, ix.replay.recs);
 	printf("  %-34s %.1fx\n", "speedup (wall):", rp / ck);
 	print_spread("after close without seal, wall:", ix.noseal_wall, "ms", 1);
 	printf("  %-34s %" PRIu64 " segments, %" PRIu64 " records (no checkpoint: close "

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -765,6 +766,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	/* single-threaded until the worker starts: recover() takes no lock
 	 * itself except inside ensure_local(), which takes its own */
 	r = recover(c);
+	malloc_trim(0);	/* checkpoint buffers read at open go back to the OS */
 	if (r)
 		goto fail;
 	if (!c->o.read_only) {
