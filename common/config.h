@@ -1,0 +1,57 @@
+/* common/config.h - the one qsfs configuration file (YAML, read with
+ * libyaml). See config/qsfs.yaml.example for every key.
+ *
+ * Every rule is checked at load: unknown keys, duplicate keys, wrong types,
+ * values out of range, missing required keys, exactly one of key_file and
+ * passphrase_file, at least data_shards + parity_shards distinct backends,
+ * each backend URL well-formed. The first problem found is reported as
+ * "FILE:LINE: message" (FILE: message when no line applies).
+ */
+#ifndef QSFS_CONFIG_H
+#define QSFS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "url.h"
+
+#define CONFIG_MAX_BACKENDS 64
+
+struct qsfs_config {
+	char *file;			/* the path it was read from */
+	char *volume;			/* volume name */
+	char *key_file;			/* exactly one of these two */
+	char *passphrase_file;
+	struct {
+		char *dir;
+		uint64_t segment_size;	/* default 64 MiB */
+		uint64_t max_size;	/* 0 = no limit */
+		char *hook;		/* NULL = none */
+		unsigned hook_timeout;	/* seconds, default 120 */
+	} cache;
+	struct {
+		char *mountpoint;	/* NULL: given on the command line */
+		uint64_t size;		/* reported by statfs, 0 = the cache disk's */
+		bool allow_other;
+	} fs;
+	struct {
+		char *socket;
+		char *state_dir;
+		unsigned data_shards;	/* k, default 4 */
+		unsigned parity_shards;	/* m, default 2 */
+		int compression;	/* zstd level 1..19, 0 = none; default 3 */
+		unsigned workers;	/* 0 = one per core */
+		struct backend_url backends[CONFIG_MAX_BACKENDS];
+		size_t nbackends;
+	} stor;
+};
+
+/* Load and check path into *cfg. Returns 0, or -EINVAL (or -errno when the
+ * file cannot be read) with a message in err. On failure *cfg is freed. */
+int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t errlen);
+
+/* Free what config_load allocated. */
+void config_free(struct qsfs_config *cfg);
+
+#endif
