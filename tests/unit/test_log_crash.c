@@ -453,6 +453,94 @@ static void test_interrupted_creation_and_junk_after_seal(void **state)
 	free(dir);
 }
 
+/* Open must load the newest full checkpoint: with the deltas it already
+ * covers removed, an older full could not be chained forward. */
+static void test_open_loads_newest_full(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	struct cache *c = tu_open(dir, 8192, NULL);
+	for (int i = 0; i < 3000; i++) {
+		char k[16], v[32];
+		snprintf(k, sizeof k, "m%05d", i);
+		snprintf(v, sizeof v, "v%d", i);
+		tu_put(c, k, v, strlen(v));
+		if (i % 100 == 99)
+			cache_quiesce(c);
+	}
+	cache_seal(c);
+	assert_int_equal(cache_close(c), 0);
+	uint64_t full = newest_ckpt(dir, CKPT_FULL);
+	assert_true(full > 0);
+	DIR *d = opendir(dir);
+	uint8_t vol[VOLUME_ID_SIZE];
+	assert_int_equal(cache_volume_read(dirfd(d), vol), 0);
+	char fname[CKPT_NAME_LEN];
+	ckpt_name(full, fname);
+	struct ckpt_file f;
+	const char *why;
+	assert_int_equal(ckpt_open(dirfd(d), fname, vol, &f, &why), 0);
+	uint64_t fupto = f.hdr.upto;
+	ckpt_close(&f);
+	int nfull = 0, removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint64_t id;
+		if (!ckpt_parse_name(e->d_name, &id) ||
+		    ckpt_open(dirfd(d), e->d_name, vol, &f, &why))
+			continue;
+		nfull += f.hdr.kind == CKPT_FULL;
+		if (f.hdr.kind == CKPT_DELTA && f.hdr.upto <= fupto) {
+			assert_int_equal(unlinkat(dirfd(d), e->d_name, 0), 0);
+			removed++;
+		}
+		ckpt_close(&f);
+	}
+	closedir(d);
+	assert_true(nfull >= 2);
+	assert_true(removed > 0);
+	c = tu_open(dir, 8192, NULL);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.keys, 3000);
+	assert_true(st.open_replayed_segments <= 1);
+	assert_int_equal(cache_close(c), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* A bad checksum in the last record of the active segment is a torn tail:
+ * cut off with a warning, the record gone, the rest there. */
+static void test_bad_checksum_in_active_tail(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	struct cache *c = tu_open(dir, 1 << 20, NULL);
+	tu_put(c, "first", "aaaaaaaaaa", 10);
+	tu_put(c, "last", "bbbbbbbbbb", 10);
+	assert_int_equal(cache_sync(c), 0);
+	assert_int_equal(cache_close(c), 0);
+	char *seg = tu_path(dir, "seg-0000000000000001.qseg");
+	long long size = tu_fsize(seg);
+	tu_flip(seg, size - 3);	/* a value byte of "last" */
+	tu_capture_begin();
+	c = tu_open(dir, 1 << 20, NULL);
+	char *log = tu_capture_end();
+	char want[128];
+	snprintf(want, sizeof want, "torn tail of %llu bytes at offset %llu (record checksum mismatch)",
+		 (unsigned long long)rec_len(4, 10), (unsigned long long)(size - rec_len(4, 10)));
+	assert_non_null(strstr(log, want));
+	free(log);
+	uint8_t *v;
+	assert_int_equal(tu_get(c, "last", &v), -ENOENT);
+	assert_int_equal(tu_get(c, "first", &v), 10);
+	free(v);
+	assert_int_equal(cache_close(c), 0);
+	free(seg);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 /* A flipped bit in one state.log record loses that fact only. */
 static void test_state_journal_bad_record_in_middle(void **state)
 {
@@ -487,6 +575,8 @@ int main(void)
 		cmocka_unit_test(test_torn_state_journal),
 		cmocka_unit_test(test_interrupted_creation_and_junk_after_seal),
 		cmocka_unit_test(test_state_journal_bad_record_in_middle),
+		cmocka_unit_test(test_open_loads_newest_full),
+		cmocka_unit_test(test_bad_checksum_in_active_tail),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

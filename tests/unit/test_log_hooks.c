@@ -14,7 +14,8 @@
 
 /* The test hook logs "EVENT ID PATH VOLUME SEGSIZE" to $dir/events, copies
  * handed-off files to $dir/remote, serves segment-missing from there, fails
- * while $dir/fail exists, and holds a fetch while $dir/gate exists. */
+ * while $dir/fail exists, and holds a fetch while $dir/gate exists (30 s at
+ * most, so a failing test cannot leave hooks hanging). */
 static const char *HOOK_BODY =
 	"d=$(dirname \"$0\")\n"
 	"echo \"$1 ${2:-} ${3:-} $QSFS_VOLUME_ID $QSFS_SEGMENT_SIZE $QSFS_EVENT $QSFS_CACHE_DIR\" >> \"$d/events\"\n"
@@ -22,7 +23,7 @@ static const char *HOOK_BODY =
 	"case \"$1\" in\n"
 	"segment-sealed|checkpoint-written) mkdir -p \"$d/remote\"; cp \"$3\" \"$d/remote/\" ;;\n"
 	"segment-missing) [ -e \"$d/hang\" ] && sleep 30;\n"
-	"  while [ -e \"$d/gate\" ]; do sleep 0.02; done\n"
+	"  i=0; while [ -e \"$d/gate\" ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i+1)); done\n"
 	"  cp \"$d/remote/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
 	"esac\n"
 	"exit 0\n";
