@@ -1,0 +1,84 @@
+/* stor/codec.h - an object (a sealed segment or a checkpoint file) to k+m
+ * shards and back.
+ *
+ * The object is cut into stripes of STRIPE_SIZE bytes (the last one
+ * shorter; an empty object has no stripe). Each stripe, on its own:
+ *   1. zstd (kept raw when that is not smaller; a flag byte says which);
+ *   2. AEAD: AES-256-GCM where the CPU has it, XChaCha20-Poly1305 otherwise.
+ *      The key is BLAKE2b(segment subkey; object id, a random 16-byte salt
+ *      per encoding), so nonces (the stripe index) never repeat under one
+ *      key. The associated data binds the format version, volume id, object
+ *      id, object size, stripe count and stripe index: a stripe cannot be
+ *      moved, dropped or swapped between objects or volumes;
+ *   3. Reed-Solomon with liberasurecode (isa_l_rs_cauchy, an MDS code) into
+ *      k data + m parity fragments.
+ * Shard i is a 96-byte header, then for every stripe a u32 length and
+ * fragment i, then an XXH3 of everything before it:
+ *   0 magic "QSFSSHD1"  8 u32 version  12 u8 index  13 u8 k  14 u8 m
+ *   15 u8 cipher (1 AES-256-GCM, 2 XChaCha20-Poly1305)  16 volume id
+ *   32 u64 object id  40 u64 object size  48 u64 stripes  56 salt (16)
+ *   72 u32 stripe size  76 u32 0  80 u64 0  88 u64 XXH3 of bytes 0..87
+ *
+ * Memory: encoding holds one stripe in, its compressed and encrypted forms
+ * and its k+m fragments (about (3 + (k+m)/k) MiB); the shards go to a sink as
+ * they grow. Decoding takes the shards whole (about the object's stored
+ * size) and writes the object stripe by stripe.
+ *
+ * A codec is not thread-safe: one per worker (liberasurecode 1.6 instances
+ * must not be shared).
+ */
+#ifndef QSFS_STOR_CODEC_H
+#define QSFS_STOR_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STRIPE_SIZE (1u << 20)
+#define SHARD_HDR_SIZE 96u
+#define SHARD_MAX 48u	/* k + m */
+
+enum codec_cipher { CIPHER_AES256GCM = 1, CIPHER_XCHACHA20 = 2 };
+
+struct codec_params {
+	unsigned k, m;
+	int zstd_level;			/* 0 = no compression */
+	uint8_t volume_id[16];
+	uint8_t key[32];		/* the SUBKEY_SEGMENT subkey */
+	enum codec_cipher cipher;	/* 0 = AES-256-GCM if available */
+};
+
+struct codec;
+
+/* New codec. Returns 0, -EINVAL (k, m out of range) or -ENOTSUP (the erasure
+ * backend cannot be loaded: install libisal2). */
+int codec_new(const struct codec_params *p, struct codec **out);
+void codec_free(struct codec *c);
+
+/* Receives shard bytes in order, for each shard. Non-zero stops the encode. */
+typedef int (*shard_sink)(void *arg, unsigned shard, const void *buf, size_t len);
+
+/* Encode size bytes read from fd (from offset 0) as object id, handing
+ * every shard's bytes to sink. Returns 0 or a negative errno (-EIO: the file
+ * changed size under us). */
+int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
+		 shard_sink sink, void *arg);
+
+/* A shard as fetched: whatever bytes a backend returned (NULL = missing). */
+struct shard_in {
+	const uint8_t *buf;
+	size_t len;
+	const char *from;	/* backend name, for messages */
+};
+
+/* Rebuild object id into fd (truncated first) from the shards in[0..n),
+ * given in any order. Shards that fail their checks are skipped; fewer than
+ * k good ones is -EIO with why naming the object and, per shard, what was
+ * wrong. A stripe that fails authentication is -EBADMSG (wrong key,
+ * tampered data). */
+int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,
+		 unsigned n, int fd, char *why, size_t whylen);
+
+/* The cipher this codec encrypts with. */
+enum codec_cipher codec_cipher(const struct codec *c);
+
+#endif
