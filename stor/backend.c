@@ -1,0 +1,346 @@
+/* stor/backend.c - see backend.h */
+#include "backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/fsutil.h"
+
+struct backend {
+	enum backend_kind kind;
+	char *name;		/* display form */
+	char *host, *user, *password, *ns, *path;
+	unsigned port;
+	unsigned timeout_ms;
+	redisContext *rc;	/* NULL until connected */
+	uint64_t retry_at_ns;	/* no reconnect before this (backoff) */
+	unsigned failures;	/* consecutive connection failures */
+	struct backend_health h;
+};
+
+static char *dupornull(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backend **out)
+{
+	struct backend *b = calloc(1, sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	b->kind = u->kind;
+	b->name = strdup(u->display);
+	b->host = dupornull(u->host);
+	b->user = dupornull(u->user);
+	b->password = dupornull(u->password);
+	b->ns = dupornull(u->ns);
+	b->path = dupornull(u->path);
+	b->port = u->port;
+	b->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	if (!b->name) {
+		backend_close(b);
+		return -ENOMEM;
+	}
+	*out = b;
+	return 0;
+}
+
+void backend_close(struct backend *b)
+{
+	if (!b)
+		return;
+	if (b->rc)
+		redisFree(b->rc);
+	free(b->name);
+	free(b->host);
+	free(b->user);
+	if (b->password)
+		memset(b->password, 0, strlen(b->password));
+	free(b->password);
+	free(b->ns);
+	free(b->path);
+	free(b);
+}
+
+const char *backend_name(const struct backend *b)
+{
+	return b->name;
+}
+
+struct backend_health backend_health(const struct backend *b)
+{
+	return b->h;
+}
+
+static void set_error(struct backend *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_error(struct backend *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b->h.last_error, sizeof b->h.last_error, fmt, ap);
+	va_end(ap);
+	b->h.state = BACKEND_DOWN;
+	b->h.errors++;
+}
+
+static void ok_latency(struct backend *b, uint64_t t0)
+{
+	b->h.latency_us = (fs_now_ns() - t0) / 1000;
+	b->h.state = b->h.latency_us > BACKEND_SLOW_US ? BACKEND_SLOW : BACKEND_UP;
+}
+
+static bool valid_key(const char *k)
+{
+	size_t n = strlen(k);
+	if (!n || n > 200 || k[0] == '/' || strstr(k, "..") || strstr(k, "//"))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = k[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+/* --- dir:// --------------------------------------------------------------- */
+
+static int mkdirs(char *path)
+{
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		int r = mkdir(path, 0700);
+		*p = '/';
+		if (r < 0 && errno != EEXIST)
+			return -errno;
+	}
+	return 0;
+}
+
+static int dir_put(struct backend *b, const char *key, const void *val, size_t len)
+{
+	char path[4096], tmp[4200];
+	snprintf(path, sizeof path, "%s/%s", b->path, key);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int r = mkdirs(path);
+	if (r)
+		return r;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = fs_pwrite_all(fd, val, len, 0);
+	if (!r && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r) {
+		unlink(tmp);
+		return r;
+	}
+	char *slash = strrchr(path, '/');
+	*slash = 0;
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		r = fs_fsync_dir(dfd);
+		close(dfd);
+	}
+	return r;
+}
+
+static int dir_get(struct backend *b, const char *key, uint8_t **val, size_t *len)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", b->path, key);
+	int dfd = open(b->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int r = fs_read_file(dfd, key, val, len);
+	close(dfd);
+	return r;
+}
+
+static int dir_del(struct backend *b, const char *key)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", b->path, key);
+	return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* --- redis:// --------------------------------------------------------------- */
+
+static redisReply *command(struct backend *b, int argc, const char **argv, const size_t *lens)
+{
+	redisReply *r = redisCommandArgv(b->rc, argc, argv, lens);
+	if (!r) {
+		set_error(b, "%s", b->rc->errstr[0] ? b->rc->errstr : "connection lost");
+		redisFree(b->rc);
+		b->rc = NULL;
+	}
+	return r;
+}
+
+/* Connect (with AUTH and SELECT) unless connected; back off after failures. */
+static int redis_connect(struct backend *b)
+{
+	if (b->rc)
+		return 0;
+	uint64_t now = fs_now_ns();
+	if (now < b->retry_at_ns)
+		return -EAGAIN;
+	struct timeval tv = { b->timeout_ms / 1000, (b->timeout_ms % 1000) * 1000 };
+	b->rc = redisConnectWithTimeout(b->host, (int)b->port, tv);
+	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;
+	if (ok && b->password) {
+		const char *argv[3] = { "AUTH", b->user ? b->user : b->password, b->password };
+		redisReply *r = command(b, b->user ? 3 : 2, argv, NULL);
+		if (r && r->type == REDIS_REPLY_ERROR)
+			set_error(b, "AUTH refused: %.100s", r->str);
+		ok = r && r->type != REDIS_REPLY_ERROR;
+		freeReplyObject(r);
+	}
+	if (ok && b->ns) {
+		/* redis: SELECT db; 0-db: SELECT namespace [password] */
+		bool numeric = strspn(b->ns, "0123456789") == strlen(b->ns);
+		const char *argv[3] = { "SELECT", b->ns, b->password };
+		redisReply *r = command(b, !numeric && b->password ? 3 : 2, argv, NULL);
+		if (r && r->type == REDIS_REPLY_ERROR)
+			set_error(b, "SELECT %s refused: %.100s", b->ns, r->str);
+		ok = r && r->type != REDIS_REPLY_ERROR;
+		freeReplyObject(r);
+	}
+	if (!ok) {
+		if (b->rc && b->rc->err)
+			set_error(b, "cannot connect: %s", b->rc->errstr);
+		else if (!b->rc)
+			set_error(b, "cannot connect: out of memory");
+		if (b->rc)
+			redisFree(b->rc);
+		b->rc = NULL;
+		b->failures++;
+		uint64_t ms = 100ull << (b->failures < 9 ? b->failures : 9);	/* to ~51 s */
+		b->retry_at_ns = now + ms * 1000000ull;
+		return -EIO;
+	}
+	b->failures = 0;
+	return 0;
+}
+
+static int redis_put(struct backend *b, const char *key, const void *val, size_t len)
+{
+	int r = redis_connect(b);
+	if (r)
+		return r == -EAGAIN ? -EIO : r;
+	const char *argv[3] = { "SET", key, val };
+	size_t lens[3] = { 3, strlen(key), len };
+	redisReply *rep = command(b, 3, argv, lens);
+	if (!rep)
+		return -EIO;
+	r = rep->type == REDIS_REPLY_STATUS && !strcmp(rep->str, "OK") ? 0 : -EIO;
+	if (r)
+		set_error(b, "SET %s: unexpected reply%s%.100s", key,
+			  rep->type == REDIS_REPLY_ERROR ? ": " : "",
+			  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+	freeReplyObject(rep);
+	return r;
+}
+
+static int redis_get(struct backend *b, const char *key, uint8_t **val, size_t *len)
+{
+	int r = redis_connect(b);
+	if (r)
+		return r == -EAGAIN ? -EIO : r;
+	const char *argv[2] = { "GET", key };
+	redisReply *rep = command(b, 2, argv, NULL);
+	if (!rep)
+		return -EIO;
+	if (rep->type == REDIS_REPLY_NIL) {
+		r = -ENOENT;
+	} else if (rep->type == REDIS_REPLY_STRING && rep->len <= BACKEND_MAX_VALUE) {
+		*val = malloc(rep->len ? rep->len : 1);
+		if (!*val) {
+			r = -ENOMEM;
+		} else {
+			memcpy(*val, rep->str, rep->len);
+			*len = rep->len;
+			r = 0;
+		}
+	} else {
+		set_error(b, "GET %s: unexpected reply (type %d)", key, rep->type);
+		r = -EIO;
+	}
+	freeReplyObject(rep);
+	return r;
+}
+
+static int redis_del(struct backend *b, const char *key)
+{
+	int r = redis_connect(b);
+	if (r)
+		return r == -EAGAIN ? -EIO : r;
+	const char *argv[2] = { "DEL", key };
+	redisReply *rep = command(b, 2, argv, NULL);
+	if (!rep)
+		return -EIO;
+	r = rep->type == REDIS_REPLY_INTEGER ? 0 : -EIO;
+	if (r)
+		set_error(b, "DEL %s: unexpected reply", key);
+	freeReplyObject(rep);
+	return r;
+}
+
+/* --- dispatch ---------------------------------------------------------------- */
+
+int backend_put(struct backend *b, const char *key, const void *val, size_t len)
+{
+	if (!valid_key(key) || len > BACKEND_MAX_VALUE)
+		return -EINVAL;
+	uint64_t t0 = fs_now_ns();
+	int r = b->kind == BACKEND_DIR ? dir_put(b, key, val, len) : redis_put(b, key, val, len);
+	if (r && b->kind == BACKEND_DIR)
+		set_error(b, "writing %s: %s", key, strerror(-r));
+	if (!r)
+		ok_latency(b, t0);
+	return r;
+}
+
+int backend_get(struct backend *b, const char *key, uint8_t **val, size_t *len)
+{
+	if (!valid_key(key))
+		return -EINVAL;
+	*val = NULL;
+	*len = 0;
+	uint64_t t0 = fs_now_ns();
+	int r = b->kind == BACKEND_DIR ? dir_get(b, key, val, len) : redis_get(b, key, val, len);
+	if (r && r != -ENOENT && b->kind == BACKEND_DIR)
+		set_error(b, "reading %s: %s", key, strerror(-r));
+	if (!r || r == -ENOENT)
+		ok_latency(b, t0);
+	return r;
+}
+
+int backend_del(struct backend *b, const char *key)
+{
+	if (!valid_key(key))
+		return -EINVAL;
+	uint64_t t0 = fs_now_ns();
+	int r = b->kind == BACKEND_DIR ? dir_del(b, key) : redis_del(b, key);
+	if (r && b->kind == BACKEND_DIR)
+		set_error(b, "removing %s: %s", key, strerror(-r));
+	if (!r)
+		ok_latency(b, t0);
+	return r;
+}

@@ -1,0 +1,54 @@
+/* stor/backend.h - one place shards are stored: a Redis-protocol server
+ * (redis-server, valkey, 0-db) or a local directory.
+ *
+ * Keys are short printable names ([A-Za-z0-9._-/], no "..", at most 200
+ * bytes); values are at most BACKEND_MAX_VALUE bytes (0-db's cap), so
+ * callers split larger shards into pieces.
+ *
+ * A backend handle is used by one thread at a time (each worker holds its
+ * own set). It keeps a health record: up / slow / down, the last error and
+ * the last latency, for `qsfs-ctl status`.
+ */
+#ifndef QSFS_STOR_BACKEND_H
+#define QSFS_STOR_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/url.h"
+
+#define BACKEND_MAX_VALUE (8u << 20)
+#define BACKEND_SLOW_US 500000u	/* an operation slower than this marks it slow */
+
+enum backend_state { BACKEND_UP, BACKEND_SLOW, BACKEND_DOWN };
+
+struct backend_health {
+	enum backend_state state;
+	uint64_t latency_us;	/* of the last operation */
+	uint64_t errors;	/* since open */
+	char last_error[160];
+};
+
+struct backend;
+
+/* Make a handle for u (copied). Connects lazily: a backend that is down at
+ * start gives errors on use, not here. timeout_ms bounds each operation. */
+int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backend **out);
+void backend_close(struct backend *b);
+
+/* Store value under key, replacing any. dir://: written to a temp file,
+ * fsynced, renamed. */
+int backend_put(struct backend *b, const char *key, const void *val, size_t len);
+
+/* Fetch key into a malloc'd buffer. -ENOENT when absent; -EIO (and the
+ * health record says why) when the backend fails or answers garbage. */
+int backend_get(struct backend *b, const char *key, uint8_t **val, size_t *len);
+
+/* Remove key (absent is fine). */
+int backend_del(struct backend *b, const char *key);
+
+/* The URL with the password hidden, and the health record. */
+const char *backend_name(const struct backend *b);
+struct backend_health backend_health(const struct backend *b);
+
+#endif

@@ -1,0 +1,245 @@
+/* tests/unit/test_backend.c - dir:// and redis:// backends, the latter
+ * against real redis-server processes on 127.0.0.1 started here, and a
+ * hostile peer that answers garbage. */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t l = sizeof a;
+	getsockname(s, (struct sockaddr *)&a, &l);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* Start redis-server on port (with a password if pass); wait until it
+ * answers. */
+static pid_t start_redis(int port, const char *pass)
+{
+	char ports[16];
+	snprintf(ports, sizeof ports, "%d", port);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1",
+				       "--save", "", "--appendonly", "no", "--dir", "/tmp",
+				       pass ? "--requirepass" : NULL, pass, NULL };
+		execvp("redis-server", (char **)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+		close(s);
+		if (ok)
+			return pid;
+		usleep(20000);
+	}
+	fail_msg("redis-server did not start on port %d", port);
+	return -1;
+}
+
+static void stop_redis(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static struct backend *open_url(const char *url)
+{
+	struct backend_url u;
+	const char *why;
+	assert_int_equal(backend_url_parse(url, &u, &why), 0);
+	struct backend *b;
+	assert_int_equal(backend_open(&u, 2000, &b), 0);
+	backend_url_free(&u);
+	return b;
+}
+
+/* The same behaviour checks for any backend. */
+static void exercise(struct backend *b)
+{
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(b, "vol1/obj/1", &v, &n), -ENOENT);
+	assert_int_equal(backend_put(b, "vol1/obj/1", "hello", 5), 0);
+	assert_int_equal(backend_get(b, "vol1/obj/1", &v, &n), 0);
+	assert_int_equal(n, 5);
+	assert_memory_equal(v, "hello", 5);
+	free(v);
+	assert_int_equal(backend_put(b, "vol1/obj/1", "", 0), 0);	/* overwrite, empty */
+	assert_int_equal(backend_get(b, "vol1/obj/1", &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+	/* binary, largest allowed */
+	uint8_t *big = malloc(BACKEND_MAX_VALUE + 1);
+	for (size_t i = 0; i <= BACKEND_MAX_VALUE; i++)
+		big[i] = (uint8_t)(i * 31 + (i >> 13));
+	assert_int_equal(backend_put(b, "vol1/big", big, BACKEND_MAX_VALUE), 0);
+	assert_int_equal(backend_get(b, "vol1/big", &v, &n), 0);
+	assert_int_equal(n, BACKEND_MAX_VALUE);
+	assert_memory_equal(v, big, n);
+	free(v);
+	assert_int_equal(backend_put(b, "vol1/big", big, BACKEND_MAX_VALUE + 1), -EINVAL);
+	free(big);
+	assert_int_equal(backend_del(b, "vol1/obj/1"), 0);
+	assert_int_equal(backend_get(b, "vol1/obj/1", &v, &n), -ENOENT);
+	assert_int_equal(backend_del(b, "vol1/obj/1"), 0);	/* absent is fine */
+	/* keys that could escape a directory or confuse a server */
+	assert_int_equal(backend_put(b, "../x", "x", 1), -EINVAL);
+	assert_int_equal(backend_put(b, "/abs", "x", 1), -EINVAL);
+	assert_int_equal(backend_put(b, "a b", "x", 1), -EINVAL);
+	assert_int_equal(backend_put(b, "", "x", 1), -EINVAL);
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
+}
+
+static void test_dir_backend(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	char url[600];
+	snprintf(url, sizeof url, "dir://%s/b1", dir);
+	struct backend *b = open_url(url);
+	exercise(b);
+	backend_close(b);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void test_redis_backend(void **state)
+{
+	(void)state;
+	int port = free_port();
+	pid_t pid = start_redis(port, "s3cret");
+	char url[128];
+	snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/3", port);
+	struct backend *b = open_url(url);
+	assert_null(strstr(backend_name(b), "s3cret"));
+	exercise(b);
+	/* database 3 is not database 0 */
+	assert_int_equal(backend_put(b, "iso", "3", 1), 0);
+	snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/0", port);
+	struct backend *b0 = open_url(url);
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(b0, "iso", &v, &n), -ENOENT);
+	backend_close(b0);
+
+	/* wrong password: a clear error, health down */
+	snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d", port);
+	struct backend *bad = open_url(url);
+	assert_int_equal(backend_put(bad, "k", "v", 1), -EIO);
+	struct backend_health h = backend_health(bad);
+	assert_int_equal(h.state, BACKEND_DOWN);
+	assert_non_null(strstr(h.last_error, "AUTH refused"));
+	backend_close(bad);
+
+	/* the server dies: errors, then after it is back, reconnection */
+	stop_redis(pid);
+	assert_int_equal(backend_get(b, "iso", &v, &n), -EIO);
+	h = backend_health(b);
+	assert_int_equal(h.state, BACKEND_DOWN);
+	assert_true(h.last_error[0] != 0);
+	pid = start_redis(port, "s3cret");
+	int r = -EIO;
+	for (int i = 0; i < 100 && r; i++) {	/* backoff: a few seconds at most */
+		usleep(100000);
+		r = backend_put(b, "again", "ok", 2);
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
+	backend_close(b);
+	stop_redis(pid);
+}
+
+/* A peer that answers every request with a fixed garbage reply. */
+struct hostile {
+	int lfd;
+	const char *reply;
+};
+
+static void *hostile_main(void *arg)
+{
+	struct hostile *h = arg;
+	for (;;) {
+		int c = accept(h->lfd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		char buf[65536];
+		while (read(c, buf, sizeof buf) > 0)
+			if (write(c, h->reply, strlen(h->reply)) < 0)
+				break;
+		close(c);
+	}
+}
+
+static void test_hostile_peer(void **state)
+{
+	(void)state;
+	const char *replies[] = {
+		"+OK\r\n",			/* a status where a value is due */
+		"$99999999999\r\nxx",		/* an absurd length */
+		"this is not RESP at all\r\n",
+		":12\r\n",			/* an integer */
+		"*1\r\n$1\r\nx\r\n",		/* an array */
+	};
+	for (size_t i = 0; i < sizeof replies / sizeof *replies; i++) {
+		struct hostile h = { .reply = replies[i] };
+		h.lfd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		assert_int_equal(bind(h.lfd, (struct sockaddr *)&a, sizeof a), 0);
+		listen(h.lfd, 4);
+		socklen_t l = sizeof a;
+		getsockname(h.lfd, (struct sockaddr *)&a, &l);
+		pthread_t th;
+		pthread_create(&th, NULL, hostile_main, &h);
+		char url[64];
+		snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+		struct backend *b = open_url(url);
+		uint8_t *v = NULL;
+		size_t n;
+		int r = backend_get(b, "k", &v, &n);
+		assert_int_equal(r, -EIO);
+		assert_null(v);
+		assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+		if (i != 0) {	/* "+OK" is a fine answer to SET */
+			assert_int_equal(backend_put(b, "k", "v", 1), -EIO);
+		}
+		backend_close(b);
+		shutdown(h.lfd, SHUT_RDWR);
+		close(h.lfd);
+		pthread_join(th, NULL);
+	}
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dir_backend),
+		cmocka_unit_test(test_redis_backend),
+		cmocka_unit_test(test_hostile_peer),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
