@@ -18,53 +18,6 @@
 
 #include "backend.h"
 
-static int free_port(void)
-{
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-	socklen_t l = sizeof a;
-	getsockname(s, (struct sockaddr *)&a, &l);
-	close(s);
-	return ntohs(a.sin_port);
-}
-
-/* Start redis-server on port (with a password if pass); wait until it
- * answers. */
-static pid_t start_redis(int port, const char *pass)
-{
-	char ports[16];
-	snprintf(ports, sizeof ports, "%d", port);
-	pid_t pid = fork();
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-		dup2(devnull, 1);
-		const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1",
-				       "--save", "", "--appendonly", "no", "--dir", "/tmp",
-				       pass ? "--requirepass" : NULL, pass, NULL };
-		execvp("redis-server", (char **)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		int s = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-		close(s);
-		if (ok)
-			return pid;
-		usleep(20000);
-	}
-	fail_msg("redis-server did not start on port %d", port);
-	return -1;
-}
-
-static void stop_redis(pid_t pid)
-{
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-}
-
 static struct backend *open_url(const char *url)
 {
 	struct backend_url u;
@@ -129,8 +82,8 @@ static void test_dir_backend(void **state)
 static void test_redis_backend(void **state)
 {
 	(void)state;
-	int port = free_port();
-	pid_t pid = start_redis(port, "s3cret");
+	int port = tu_free_port();
+	pid_t pid = tu_redis_start(port, "s3cret");
 	char url[128];
 	snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/3", port);
 	struct backend *b = open_url(url);
@@ -155,12 +108,12 @@ static void test_redis_backend(void **state)
 	backend_close(bad);
 
 	/* the server dies: errors, then after it is back, reconnection */
-	stop_redis(pid);
+	tu_redis_stop(pid);
 	assert_int_equal(backend_get(b, "iso", &v, &n), -EIO);
 	h = backend_health(b);
 	assert_int_equal(h.state, BACKEND_DOWN);
 	assert_true(h.last_error[0] != 0);
-	pid = start_redis(port, "s3cret");
+	pid = tu_redis_start(port, "s3cret");
 	int r = -EIO;
 	for (int i = 0; i < 100 && r; i++) {	/* backoff: a few seconds at most */
 		usleep(100000);
@@ -169,7 +122,7 @@ static void test_redis_backend(void **state)
 	assert_int_equal(r, 0);
 	assert_int_equal(backend_health(b).state, BACKEND_UP);
 	backend_close(b);
-	stop_redis(pid);
+	tu_redis_stop(pid);
 }
 
 /* A peer that answers every request with a fixed garbage reply. */

@@ -3,12 +3,17 @@
 
 #include "../../common/qlog.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 char *tu_mkdtemp(void)
@@ -153,3 +158,49 @@ char *tu_capture_end(void)
 	fputs(buf, stderr);
 	return buf;
 }
+
+int tu_free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+	socklen_t l = sizeof a;
+	getsockname(s, (struct sockaddr *)&a, &l);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+pid_t tu_redis_start(int port, const char *pass)
+{
+	char ports[16];
+	snprintf(ports, sizeof ports, "%d", port);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1",
+				       "--save", "", "--appendonly", "no", "--dir", "/tmp",
+				       pass ? "--requirepass" : NULL, pass, NULL };
+		execvp("redis-server", (char **)argv);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+		close(s);
+		if (ok)
+			return pid;
+		usleep(20000);
+	}
+	fail_msg("redis-server did not start on port %d", port);
+	return -1;
+}
+
+void tu_redis_stop(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "cache.h"
@@ -43,4 +44,12 @@ ssize_t tu_get(struct cache *c, const char *k, uint8_t **val);
  * returns everything written, malloc'd. */
 void tu_capture_begin(void);
 char *tu_capture_end(void);
+/* A free TCP port on 127.0.0.1 (bound, then released). */
+int tu_free_port(void);
+/* Start a real redis-server on 127.0.0.1:port (requirepass pass if not
+ * NULL, no persistence) and wait until it accepts connections. */
+pid_t tu_redis_start(int port, const char *pass);
+/* SIGKILL it and reap it. */
+void tu_redis_stop(pid_t pid);
+
 #endif

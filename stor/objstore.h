@@ -1,0 +1,52 @@
+/* stor/objstore.h - objects (sealed segments, checkpoints) on k+m backends.
+ *
+ * Remote keys, all under the volume id (32 hex digits, VOL below):
+ *   VOL/o/NAME/SHARD.PIECE   shard SHARD (0..k+m-1) of object NAME, cut in
+ *                            pieces of at most OBJ_PIECE bytes
+ *   VOL/m/NAME               the object's metadata (encrypted), on every
+ *                            backend; a store succeeds once a majority has it
+ * NAME is "s<segment id>" or "c<checkpoint id>".
+ *
+ * Metadata, sealed with XChaCha20-Poly1305 under the METADATA subkey (random
+ * nonce, AD = "QSFSMET1" + volume id + NAME): format version, object size,
+ * k, m, and per shard: the backend it was written to (URL without password),
+ * its length, its piece count and its XXH3. No key or password is in it.
+ *
+ * Shard i of an object goes to backends[i] (the configuration lists at least
+ * k+m distinct backends; placement around unhealthy ones comes with issue 5).
+ */
+#ifndef QSFS_STOR_OBJSTORE_H
+#define QSFS_STOR_OBJSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "codec.h"
+
+#define OBJ_PIECE (4u << 20)	/* <= BACKEND_MAX_VALUE */
+#define OBJ_NAME_MAX 32
+
+struct objstore {
+	unsigned k, m;
+	uint8_t volume_id[16];
+	char volhex[33];
+	uint8_t meta_key[32];
+	struct backend **backends;	/* one set per worker: handles are not shared */
+	size_t nbackends;
+};
+
+/* Encode the size bytes of fd with codec c and store them as object name.
+ * Returns 0 once every shard is written and a majority of backends hold the
+ * metadata; else a negative errno with why naming the object and what
+ * failed where. Memory: the codec's stripe buffers plus one piece per shard. */
+int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	    int fd, uint64_t size, char *why, size_t whylen);
+
+/* Fetch object name into fd: metadata from the first backend that has a
+ * valid copy, then all shards in parallel; decoding starts once the shards
+ * have arrived or failed, and needs any k good ones. */
+int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	    int fd, char *why, size_t whylen);
+
+#endif
