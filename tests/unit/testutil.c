@@ -11,6 +11,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -176,8 +177,12 @@ pid_t tu_redis_start(int port, const char *pass)
 	snprintf(ports, sizeof ports, "%d", port);
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* dies with the test, and holds none of its output pipes, so a
+		 * crashed test never leaves a server keeping meson waiting */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
+		dup2(devnull, 2);
 		const char *argv[] = { "redis-server", "--port", ports, "--bind", "127.0.0.1",
 				       "--save", "", "--appendonly", "no", "--dir", "/tmp",
 				       pass ? "--requirepass" : NULL, pass, NULL };
