@@ -7,6 +7,7 @@ pkgs=(
 	libfuse3-dev fuse3 liberasurecode-dev libsodium-dev libhiredis-dev
 	libzstd-dev libbtrfsutil-dev libcmocka-dev libyaml-dev libxxhash-dev
 	libisal2	# liberasurecode loads ISA-L for the MDS Cauchy code (isa_l_rs_cauchy)
+	libjson-c-dev
 	redis-server python3 python3-pytest
 )
 missing=()

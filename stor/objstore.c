@@ -366,3 +366,20 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		free(f[i].buf);
 	return r;
 }
+
+size_t obj_meta_copies(struct objstore *s, const char *name)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
+	size_t n = 0;
+	for (size_t i = 0; i < s->nbackends; i++) {
+		uint8_t *v;
+		size_t len;
+		struct obj_meta m;
+		if (backend_get(s->backends[i], key, &v, &len))
+			continue;
+		n += meta_open(s, name, v, len, &m) == 0;
+		free(v);
+	}
+	return n;
+}

@@ -1,0 +1,207 @@
+/* stor/head.c - see head.h */
+#include "head.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/fsutil.h"
+
+#define HEAD_MAGIC "QSFSHEAD"
+#define HEAD_OK "QSFSHDOK"
+#define HEAD_CLEAR 48u
+#define HEAD_SEALED 24u		/* plaintext of the sealed part */
+#define NONCE crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define HEAD_SIZE (HEAD_CLEAR + NONCE + HEAD_SEALED + TAG)
+
+static void head_key(const struct qsfs_config *cfg, char *key, size_t n)
+{
+	snprintf(key, n, "qsfs/head/%s", cfg->volume);
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (!n || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_' || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* Derive the master key (file or passphrase with salt) and the subkeys. */
+static int load_keys(const struct qsfs_config *cfg, struct volume *v, char *err, size_t errlen)
+{
+	int r = cfg->key_file ? key_load_file(cfg->key_file, &v->key, err, errlen)
+			      : key_from_passphrase(cfg->passphrase_file, v->salt, &v->key, err,
+						    errlen);
+	if (r)
+		return r;
+	key_subkey(&v->key, SUBKEY_SEGMENT, v->seg_key);
+	key_subkey(&v->key, SUBKEY_METADATA, v->meta_key);
+	fs_hex(v->id, 16, v->idhex);
+	return 0;
+}
+
+void volume_free(struct volume *v)
+{
+	key_free(&v->key);
+	sodium_memzero(v, sizeof *v);
+}
+
+static void ad_of(const uint8_t *clear, const char *name, uint8_t *ad, size_t *adlen)
+{
+	memcpy(ad, clear, HEAD_CLEAR);
+	size_t n = strlen(name);
+	memcpy(ad + HEAD_CLEAR, name, n);
+	*adlen = HEAD_CLEAR + n;
+}
+
+int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, bool force,
+		struct volume *v, char *err, size_t errlen)
+{
+	memset(v, 0, sizeof *v);
+	if (!valid_name(cfg->volume)) {
+		snprintf(err, errlen, "volume name '%s': use 1 to 64 of A-Z a-z 0-9 . _ -",
+			 cfg->volume);
+		return -EINVAL;
+	}
+	if (sodium_init() < 0)
+		return -EIO;
+	char key[128];
+	head_key(cfg, key, sizeof key);
+	size_t reachable = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *val;
+		size_t len;
+		int r = backend_get(b[i], key, &val, &len);
+		if (r == 0) {
+			free(val);
+			if (!force) {
+				snprintf(err, errlen, "volume '%s' already exists on %s; formatting "
+					 "again makes its data unreadable. If that is what you want, "
+					 "run format with --force", cfg->volume, backend_name(b[i]));
+				return -EEXIST;
+			}
+		}
+		reachable += r == 0 || r == -ENOENT;
+	}
+	if (reachable < n / 2 + 1) {
+		snprintf(err, errlen, "only %zu of %zu backends answer; a majority is needed to "
+			 "create a volume", reachable, n);
+		return -EIO;
+	}
+	randombytes_buf(v->id, sizeof v->id);
+	randombytes_buf(v->salt, sizeof v->salt);
+	v->created = (uint64_t)time(NULL);
+	v->k = cfg->stor.data_shards;
+	v->m = cfg->stor.parity_shards;
+	int r = load_keys(cfg, v, err, errlen);
+	if (r)
+		return r;
+	uint8_t h[HEAD_SIZE] = { 0 }, plain[HEAD_SEALED] = { 0 }, ad[HEAD_CLEAR + 64];
+	memcpy(h, HEAD_MAGIC, 8);
+	h[8] = 1;
+	memcpy(h + 16, v->id, 16);
+	memcpy(h + 32, v->salt, 16);
+	randombytes_buf(h + HEAD_CLEAR, NONCE);
+	memcpy(plain, HEAD_OK, 8);
+	for (int i = 0; i < 8; i++)
+		plain[8 + i] = (uint8_t)(v->created >> (8 * i));
+	plain[16] = (uint8_t)v->k;
+	plain[17] = (uint8_t)v->m;
+	size_t adlen;
+	ad_of(h, cfg->volume, ad, &adlen);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(h + HEAD_CLEAR + NONCE, NULL, plain,
+						   sizeof plain, ad, adlen, NULL, h + HEAD_CLEAR,
+						   v->meta_key);
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++)
+		ok += backend_put(b[i], key, h, sizeof h) == 0;
+	if (ok < n / 2 + 1) {
+		snprintf(err, errlen, "the head reached %zu of %zu backends; a majority is needed",
+			 ok, n);
+		volume_free(v);
+		return -EIO;
+	}
+	return 0;
+}
+
+int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
+	      struct volume *v, char *err, size_t errlen)
+{
+	memset(v, 0, sizeof *v);
+	if (sodium_init() < 0)
+		return -EIO;
+	char key[128];
+	head_key(cfg, key, sizeof key);
+	size_t down = 0, wrongkey = 0, garbage = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *h;
+		size_t len;
+		int r = backend_get(b[i], key, &h, &len);
+		if (r) {
+			down += r != -ENOENT;
+			continue;
+		}
+		if (len != HEAD_SIZE || memcmp(h, HEAD_MAGIC, 8) || h[8] != 1) {
+			garbage++;
+			free(h);
+			continue;
+		}
+		struct volume t = { 0 };
+		memcpy(t.id, h + 16, 16);
+		memcpy(t.salt, h + 32, 16);
+		r = load_keys(cfg, &t, err, errlen);
+		if (r) {
+			free(h);
+			return r;	/* the key file itself is the problem */
+		}
+		uint8_t plain[HEAD_SEALED], ad[HEAD_CLEAR + 64];
+		size_t adlen;
+		ad_of(h, cfg->volume, ad, &adlen);
+		r = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, h + HEAD_CLEAR + NONCE,
+							       HEAD_SEALED + TAG, ad, adlen,
+							       h + HEAD_CLEAR, t.meta_key);
+		free(h);
+		if (r || memcmp(plain, HEAD_OK, 8)) {
+			wrongkey++;
+			volume_free(&t);
+			continue;
+		}
+		for (int j = 7; j >= 0; j--)
+			t.created = t.created << 8 | plain[8 + j];
+		t.k = plain[16];
+		t.m = plain[17];
+		if (t.k != cfg->stor.data_shards || t.m != cfg->stor.parity_shards) {
+			snprintf(err, errlen, "volume '%s' was formatted with data_shards %u and "
+				 "parity_shards %u; the configuration says %u and %u", cfg->volume,
+				 t.k, t.m, cfg->stor.data_shards, cfg->stor.parity_shards);
+			volume_free(&t);
+			return -EINVAL;
+		}
+		*v = t;
+		return 0;
+	}
+	if (wrongkey) {
+		snprintf(err, errlen, "the key in %s does not open volume '%s' (wrong key, or "
+			 "another volume of the same name)",
+			 cfg->key_file ? cfg->key_file : cfg->passphrase_file, cfg->volume);
+		return -EACCES;
+	}
+	if (down == n) {
+		snprintf(err, errlen, "no backend answers (first: %s: %s)", backend_name(b[0]),
+			 backend_health(b[0]).last_error);
+		return -EIO;
+	}
+	snprintf(err, errlen, "volume '%s' does not exist on the backends%s; create it with: "
+		 "qsfs-ctl format -c %s", cfg->volume, garbage ? " (only unreadable heads found)" : "",
+		 cfg->file ? cfg->file : "CONFIG");
+	return -ENOENT;
+}

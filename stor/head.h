@@ -1,0 +1,51 @@
+/* stor/head.h - the volume head: how a node holding only the configuration
+ * and the key finds and opens a volume.
+ *
+ * Key "qsfs/head/NAME" (NAME: the configured volume name) on every backend;
+ * created by `qsfs-ctl format`, needing a majority. Layout:
+ *   0 magic "QSFSHEAD"  8 u32 version (1)  12 u32 0
+ *   16 volume id (16)   32 salt (16, for a passphrase-derived key)
+ *   48 nonce (24), then XChaCha20-Poly1305 under the METADATA subkey of
+ *      { "QSFSHDOK", u64 created (unix s), u8 k, u8 m, 6 x 0 }
+ *   with AD = bytes 0..47 and the volume name.
+ * The clear part gives the salt (so a passphrase key can be derived); the
+ * sealed part proves the key: a wrong key is told apart from a missing
+ * volume.
+ */
+#ifndef QSFS_STOR_HEAD_H
+#define QSFS_STOR_HEAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "keys.h"
+#include "../common/config.h"
+
+struct volume {
+	uint8_t id[16];
+	uint8_t salt[16];
+	uint64_t created;
+	unsigned k, m;
+	struct master_key key;
+	uint8_t seg_key[KEY_SIZE];	/* SUBKEY_SEGMENT */
+	uint8_t meta_key[KEY_SIZE];	/* SUBKEY_METADATA */
+	char idhex[33];
+};
+
+/* Create the volume on backends b[0..n): fresh id and salt, key from cfg.
+ * Refuses (-EEXIST) when any backend already has a head for the name,
+ * unless force. err says what happened, naming backends. */
+int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, bool force,
+		struct volume *v, char *err, size_t errlen);
+
+/* Find the head on backends b[0..n) and open it with the configured key.
+ * -ENOENT: no backend has it (err says how to create it); -EACCES: the key
+ * does not open it (wrong key); -EIO: backends unreachable. */
+int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
+	      struct volume *v, char *err, size_t errlen);
+
+void volume_free(struct volume *v);
+
+#endif

@@ -1,0 +1,252 @@
+/* stor/qsfs-ctl.c - talk to qsfs-stor, and create volumes.
+ *
+ *   qsfs-ctl [-c CONFIG] format [--force]
+ *   qsfs-ctl [-c CONFIG] store NAME PATH       (NAME: s<segment id> | c<checkpoint id>)
+ *   qsfs-ctl [-c CONFIG] retrieve NAME PATH
+ *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
+ *   qsfs-ctl [-c CONFIG] status [--json]
+ *   qsfs-ctl [-c CONFIG] drain [--timeout S]   exit 0 when nothing is pending
+ *   qsfs-ctl [-c CONFIG] ready                 exit 0 when qsfs-stor answers
+ * Exit status: 0 ok, 1 failure or "no", 2 usage or configuration error,
+ * 3 qsfs-stor not reachable.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "head.h"
+#include "spool.h"
+#include "../common/config.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: qsfs-ctl [-c CONFIG] COMMAND\n"
+		   "  format [--force]        create the volume on the backends\n"
+		   "  store NAME PATH         queue an upload (NAME: s<id> or c<id>)\n"
+		   "  retrieve NAME PATH      fetch an object into PATH\n"
+		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
+		   "  status [--json]         queue, backends, errors\n"
+		   "  drain [--timeout S]     wait until nothing is pending\n"
+		   "  ready                   exit 0 when qsfs-stor answers\n"
+		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
+}
+
+/* One request, one reply line (malloc'd). Returns 0, or 3 when the daemon
+ * cannot be reached. */
+static int request(const char *sock, const char *req, char **reply)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+		fprintf(stderr, "qsfs-ctl: qsfs-stor is not running (cannot connect to %s: %s)\n",
+			sock, strerror(errno));
+		if (s >= 0)
+			close(s);
+		return 3;
+	}
+	size_t len = strlen(req);
+	if (write(s, req, len) != (ssize_t)len) {
+		close(s);
+		return 3;
+	}
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		if (n + 1 == cap) {
+			char *nb = realloc(buf, cap *= 2);
+			if (!nb)
+				break;
+			buf = nb;
+		}
+		ssize_t k = read(s, buf + n, cap - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	close(s);
+	buf[n] = 0;
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	*reply = buf;
+	return 0;
+}
+
+static int cmd_format(const struct qsfs_config *cfg, bool force)
+{
+	struct backend *b[CONFIG_MAX_BACKENDS];
+	for (size_t i = 0; i < cfg->stor.nbackends; i++)
+		if (backend_open(&cfg->stor.backends[i], 5000, &b[i]))
+			return 1;
+	struct volume v;
+	char err[1024];
+	int r = head_format(cfg, b, cfg->stor.nbackends, force, &v, err, sizeof err);
+	if (r) {
+		fprintf(stderr, "qsfs-ctl: format: %s\n", err);
+	} else {
+		printf("created volume %s (id %s, k=%u m=%u) on %zu backends\n", cfg->volume,
+		       v.idhex, v.k, v.m, cfg->stor.nbackends);
+		volume_free(&v);
+	}
+	for (size_t i = 0; i < cfg->stor.nbackends; i++)
+		backend_close(b[i]);
+	return r ? 1 : 0;
+}
+
+static void print_status(json_object *o)
+{
+	json_object *v;
+#define S(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "?")
+#define I(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0)
+	printf("volume:          %s (%s)\n", S("volume"), S("volume_id"));
+	printf("pending uploads: %lld jobs, %lld bytes, oldest %lld s, %lld in flight%s\n",
+	       (long long)I("pending_jobs"), (long long)I("pending_bytes"),
+	       (long long)I("oldest_pending_s"), (long long)I("in_flight"),
+	       I("draining") ? " (draining for shutdown)" : "");
+	printf("stored:          %lld objects since start, %lld failed attempts\n",
+	       (long long)I("stored"), (long long)I("failures"));
+	if (*S("last_error"))
+		printf("last error:      %s\n", S("last_error"));
+	json_object *bs;
+	if (json_object_object_get_ex(o, "backends", &bs)) {
+		printf("backends:\n");
+		for (size_t i = 0; i < json_object_array_length(bs); i++) {
+			json_object *b = json_object_array_get_idx(bs, i), *x;
+			const char *name = json_object_object_get_ex(b, "name", &x) ? json_object_get_string(x) : "?";
+			const char *st = json_object_object_get_ex(b, "state", &x) ? json_object_get_string(x) : "?";
+			double lat = json_object_object_get_ex(b, "latency_ms", &x) ? json_object_get_double(x) : 0;
+			const char *e = json_object_object_get_ex(b, "last_error", &x) ? json_object_get_string(x) : "";
+			printf("  %-5s %-45s %8.1f ms%s%s\n", st, name, lat, *e ? "  last error: " : "", e);
+		}
+	}
+#undef S
+#undef I
+}
+
+static int cmd_drain(const char *sock, double timeout)
+{
+	bool tty = isatty(1);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		char *reply;
+		int r = request(sock, "STATUS\n", &reply);
+		if (r)
+			return r;
+		json_object *o = json_tokener_parse(reply);
+		free(reply);
+		json_object *v;
+		long long jobs = o && json_object_object_get_ex(o, "pending_jobs", &v) ? json_object_get_int64(v) : -1;
+		long long bytes = o && json_object_object_get_ex(o, "pending_bytes", &v) ? json_object_get_int64(v) : 0;
+		json_object_put(o);
+		if (jobs < 0) {
+			fprintf(stderr, "qsfs-ctl: drain: bad status reply\n");
+			return 1;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
+		if (tty)
+			printf("\rdraining: %lld jobs, %.1f MiB pending, %.0f s   ", jobs,
+			       (double)bytes / 1048576.0, el);
+		fflush(stdout);
+		if (jobs == 0) {
+			printf("%sdrained: nothing pending\n", tty ? "\n" : "");
+			return 0;
+		}
+		if (timeout > 0 && el >= timeout) {
+			printf("%s", tty ? "\n" : "");
+			fprintf(stderr, "qsfs-ctl: drain: timed out after %.0f s with %lld jobs pending\n",
+				el, jobs);
+			return 1;
+		}
+		usleep(200000);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf = "/etc/qsfs/qsfs.yaml";
+	int ch;
+	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+		if (ch == 'c') {
+			conf = optarg;
+		} else {
+			usage(ch == 'h' ? stdout : stderr);
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[optind];
+	int nargs = argc - optind - 1;
+	char **args = argv + optind + 1;
+	struct qsfs_config cfg;
+	char err[1024];
+	if (config_load(conf, &cfg, err, sizeof err)) {
+		fprintf(stderr, "qsfs-ctl: %s\n", err);
+		return 2;
+	}
+	const char *sock = cfg.stor.socket;
+	char req[8400], *reply = NULL;
+	int ret = 0;
+	uint64_t id;
+	if (!strcmp(cmd, "format") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--force")))) {
+		ret = cmd_format(&cfg, nargs == 1);
+	} else if ((!strcmp(cmd, "store") || !strcmp(cmd, "retrieve")) && nargs == 2) {
+		if (object_name_parse(args[0], &id) || args[1][0] != '/') {
+			fprintf(stderr, "qsfs-ctl: %s: NAME is s<id> or c<id>, PATH absolute\n", cmd);
+			ret = 2;
+		} else {
+			snprintf(req, sizeof req, "%s %s %s\n", !strcmp(cmd, "store") ? "STORE" : "RETRIEVE",
+				 args[0], args[1]);
+			ret = request(sock, req, &reply);
+			if (!ret && strcmp(reply, "OK")) {
+				fprintf(stderr, "qsfs-ctl: %s %s: %s\n", cmd, args[0],
+					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+				ret = 1;
+			}
+		}
+	} else if (!strcmp(cmd, "confirmed") && nargs == 1) {
+		snprintf(req, sizeof req, "CONFIRMED %s\n", args[0]);
+		ret = request(sock, req, &reply);
+		if (!ret) {
+			printf("%s\n", !strcmp(reply, "YES") ? "yes" : !strcmp(reply, "NO") ? "no" : reply);
+			ret = strcmp(reply, "YES") ? 1 : 0;
+		}
+	} else if (!strcmp(cmd, "status") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--json")))) {
+		ret = request(sock, "STATUS\n", &reply);
+		if (!ret) {
+			json_object *o = json_tokener_parse(reply);
+			if (!o) {
+				fprintf(stderr, "qsfs-ctl: status: bad reply: %s\n", reply);
+				ret = 1;
+			} else if (nargs) {
+				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+			} else {
+				print_status(o);
+			}
+			json_object_put(o);
+		}
+	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
+		double to = nargs ? atof(args[1]) : 0;
+		ret = cmd_drain(sock, to);
+	} else if (!strcmp(cmd, "ready") && nargs == 0) {
+		ret = request(sock, "STATUS\n", &reply);
+	} else {
+		usage(stderr);
+		ret = 2;
+	}
+	free(reply);
+	config_free(&cfg);
+	return ret;
+}

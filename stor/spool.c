@@ -1,0 +1,175 @@
+/* stor/spool.c - see spool.h */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/fsutil.h"
+
+struct spool {
+	int dfd;
+};
+
+int object_name_parse(const char *name, uint64_t *code_id)
+{
+	if ((name[0] != 's' && name[0] != 'c') || !name[1] || strlen(name) > 21)
+		return -EINVAL;
+	uint64_t v = 0;
+	for (const char *p = name + 1; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (UINT64_MAX >> 1) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (!v || (name[1] == '0'))
+		return -EINVAL;
+	*code_id = name[0] == 'c' ? v | (1ull << 63) : v;
+	return 0;
+}
+
+int spool_open(const char *state_dir, struct spool **out)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/spool", state_dir);
+	if (mkdir(state_dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	struct spool *s = calloc(1, sizeof *s);
+	if (!s) {
+		close(dfd);
+		return -ENOMEM;
+	}
+	s->dfd = dfd;
+	/* an interrupted add leaves only a temp file */
+	DIR *d = fdopendir(dup(dfd));
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dfd, e->d_name, 0);
+	if (d)
+		closedir(d);
+	*out = s;
+	return 0;
+}
+
+void spool_close(struct spool *s)
+{
+	if (!s)
+		return;
+	close(s->dfd);
+	free(s);
+}
+
+static int copy_into(int dfd, const char *tmp, const char *path)
+{
+	int in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		int e = -errno;
+		close(in);
+		return e;
+	}
+	uint8_t *buf = malloc(1 << 20);
+	int r = buf ? 0 : -ENOMEM;
+	off_t off = 0;
+	while (!r) {
+		ssize_t n = read(in, buf, 1 << 20);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = -errno;
+		if (n <= 0)
+			break;
+		r = fs_pwrite_all(out, buf, (size_t)n, off);
+		off += n;
+	}
+	free(buf);
+	if (!r && fsync(out) < 0)
+		r = -errno;
+	close(in);
+	close(out);
+	return r;
+}
+
+int spool_add(struct spool *s, const char *name, const char *path)
+{
+	uint64_t id;
+	if (object_name_parse(name, &id))
+		return -EINVAL;
+	char tmp[64];
+	snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+	unlinkat(s->dfd, tmp, 0);
+	int r = 0;
+	if (linkat(AT_FDCWD, path, s->dfd, tmp, 0) < 0) {
+		if (errno != EXDEV && errno != EPERM && errno != EMLINK)
+			return -errno;
+		r = copy_into(s->dfd, tmp, path);
+	} else {
+		/* the cache's file is already durable (sealed segments and
+		 * checkpoints are fsynced); make sure regardless */
+		int fd = openat(s->dfd, tmp, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) < 0)
+			r = -errno;
+		if (fd >= 0)
+			close(fd);
+	}
+	if (!r && renameat(s->dfd, tmp, s->dfd, name) < 0)
+		r = -errno;
+	if (!r)
+		r = fs_fsync_dir(s->dfd);
+	if (r)
+		unlinkat(s->dfd, tmp, 0);
+	return r;
+}
+
+int spool_done(struct spool *s, const char *name)
+{
+	if (unlinkat(s->dfd, name, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return fs_fsync_dir(s->dfd);
+}
+
+int spool_open_job(struct spool *s, const char *name, uint64_t *size)
+{
+	int fd = openat(s->dfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t size,
+					   int64_t mtime),
+	       void *arg)
+{
+	DIR *d = fdopendir(dup(s->dfd));
+	if (!d)
+		return -errno;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		uint64_t id;
+		struct stat st;
+		if (object_name_parse(e->d_name, &id) || fstatat(s->dfd, e->d_name, &st, 0))
+			continue;
+		cb(arg, e->d_name, (uint64_t)st.st_size, (int64_t)st.st_mtime);
+	}
+	closedir(d);
+	return 0;
+}

@@ -1,0 +1,42 @@
+/* stor/spool.h - the durable job journal of qsfs-stor.
+ *
+ * A STORE job is a file STATE_DIR/spool/NAME: a hard link to the object
+ * (a copy when it is on another filesystem), made under a temporary name,
+ * fsynced, renamed into place, and the directory fsynced, all before the
+ * request is acknowledged. It is unlinked (and the directory fsynced) only
+ * once the upload is confirmed. So a kill -9 at any moment leaves every
+ * acknowledged job in the directory, and the next start resumes them all.
+ * Storing a name again replaces the job (hand-offs may repeat).
+ * The link also keeps the bytes alive if the cache deletes its file.
+ */
+#ifndef QSFS_STOR_SPOOL_H
+#define QSFS_STOR_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct spool;
+
+/* Open (creating) STATE_DIR/spool. */
+int spool_open(const char *state_dir, struct spool **out);
+void spool_close(struct spool *s);
+
+/* Durably add a job for object name from the file at path. */
+int spool_add(struct spool *s, const char *name, const char *path);
+
+/* The job is done: remove it durably. */
+int spool_done(struct spool *s, const char *name);
+
+/* Open the job's file for reading (fd) and give its size. */
+int spool_open_job(struct spool *s, const char *name, uint64_t *size);
+
+/* Call cb for every job present (at start: the unfinished ones). */
+int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t size,
+					   int64_t mtime),
+	       void *arg);
+
+/* Object names are "s<digits>" (segment) or "c<digits>" (checkpoint).
+ * Returns 0 and the id used by the codec (checkpoints have bit 63 set). */
+int object_name_parse(const char *name, uint64_t *code_id);
+
+#endif

@@ -1,0 +1,646 @@
+/* stor/stord.c - qsfs-stor, the storage daemon.
+ *
+ *   qsfs-stor -c /etc/qsfs/qsfs.yaml
+ *
+ * Runs in the foreground, logs to stderr. Opens the volume (head record),
+ * resumes every job left in the spool (the journal), and serves the control
+ * socket (mode 0600), one request line per connection:
+ *   STORE NAME PATH      durably queue an upload; "OK" once journaled
+ *   RETRIEVE NAME PATH   fetch and rebuild the object into PATH (atomically)
+ *   CONFIRMED NAME       "YES" when the object is safely remote, else "NO"
+ *   STATUS               one line of JSON (written with json-c)
+ * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
+ * SIGTERM/SIGINT: stop when every queued job is uploaded (exit 0); a second
+ * signal exits at once (1), leaving the journal for the next start.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "codec.h"
+#include "head.h"
+#include "objstore.h"
+#include "spool.h"
+#include "../common/config.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+
+#define MAX_WORKERS 64
+#define RETRIEVE_CTX 2
+
+/* A worker's (or a retrieval's) own codec and backend handles. */
+struct ctx {
+	struct codec *codec;
+	struct backend *b[CONFIG_MAX_BACKENDS];
+	struct objstore os;
+	bool busy;
+};
+
+struct job {
+	char name[OBJ_NAME_MAX];
+	uint64_t size;
+	int64_t since;		/* unix time it was queued */
+	unsigned fails;
+	uint64_t next_ns;	/* not before (backoff) */
+	bool busy, again;
+	struct job *next;
+};
+
+/* The daemon's shared state, all under mu. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t work, changed;
+	struct job *jobs;
+	unsigned njobs, in_flight;
+	uint64_t stored, failures;
+	char last_error[512];
+	bool draining, stop;
+	char **confirmed;	/* names uploaded since start */
+	size_t nconfirmed, capconfirmed;
+	struct ctx *workers, *retrievers;
+	unsigned nworkers;
+	struct spool *spool;
+	struct qsfs_config cfg;
+	struct volume vol;
+} D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+	.changed = PTHREAD_COND_INITIALIZER };
+
+static uint64_t backoff_ns(unsigned fails)
+{
+	uint64_t s = 1ull << (fails < 6 ? fails : 6);	/* 2 s .. 64 s */
+	return s * 1000000000ull;
+}
+
+static int ctx_open(struct ctx *c, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof *c);
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		if (backend_open(&D.cfg.stor.backends[i], 5000, &c->b[i]))
+			return -ENOMEM;
+	c->os = (struct objstore){ .k = D.vol.k, .m = D.vol.m, .backends = c->b,
+				   .nbackends = D.cfg.stor.nbackends };
+	memcpy(c->os.volume_id, D.vol.id, 16);
+	memcpy(c->os.volhex, D.vol.idhex, 33);
+	memcpy(c->os.meta_key, D.vol.meta_key, 32);
+	struct codec_params p = { .k = D.vol.k, .m = D.vol.m, .zstd_level = D.cfg.stor.compression };
+	memcpy(p.volume_id, D.vol.id, 16);
+	memcpy(p.key, D.vol.seg_key, 32);
+	int r = codec_new(&p, &c->codec);
+	if (r)
+		snprintf(err, errlen, "%s", r == -ENOTSUP ? "the erasure code backend cannot be "
+			 "loaded (install libisal2)" : strerror(-r));
+	return r;
+}
+
+static void ctx_close(struct ctx *c)
+{
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		backend_close(c->b[i]);
+	codec_free(c->codec);
+}
+
+/* --- the queue ------------------------------------------------------------------ */
+
+static struct job *find_job(const char *name)
+{
+	for (struct job *j = D.jobs; j; j = j->next)
+		if (!strcmp(j->name, name))
+			return j;
+	return NULL;
+}
+
+/* Add or refresh a job. mu held. */
+static int queue_job(const char *name, uint64_t size, int64_t since)
+{
+	struct job *j = find_job(name);
+	if (j) {
+		j->size = size;
+		j->fails = 0;
+		j->next_ns = 0;
+		if (j->busy)
+			j->again = true;	/* the spool file was replaced meanwhile */
+	} else {
+		j = calloc(1, sizeof *j);
+		if (!j)
+			return -ENOMEM;
+		snprintf(j->name, sizeof j->name, "%s", name);
+		j->size = size;
+		j->since = since;
+		struct job **t = &D.jobs;
+		while (*t)
+			t = &(*t)->next;
+		*t = j;
+		D.njobs++;
+	}
+	pthread_cond_signal(&D.work);
+	return 0;
+}
+
+static void drop_job(struct job *j)
+{
+	for (struct job **t = &D.jobs; *t; t = &(*t)->next) {
+		if (*t == j) {
+			*t = j->next;
+			break;
+		}
+	}
+	D.njobs--;
+	free(j);
+}
+
+static void note_confirmed(const char *name)
+{
+	for (size_t i = 0; i < D.nconfirmed; i++)
+		if (!strcmp(D.confirmed[i], name))
+			return;
+	if (D.nconfirmed == D.capconfirmed) {
+		size_t nc = D.capconfirmed ? D.capconfirmed * 2 : 256;
+		char **n = realloc(D.confirmed, nc * sizeof *n);
+		if (!n)
+			return;
+		D.confirmed = n;
+		D.capconfirmed = nc;
+	}
+	D.confirmed[D.nconfirmed] = strdup(name);
+	if (D.confirmed[D.nconfirmed])
+		D.nconfirmed++;
+}
+
+static void *worker_main(void *arg)
+{
+	struct ctx *c = arg;
+	pthread_mutex_lock(&D.mu);
+	while (!D.stop) {
+		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;
+		struct job *j = NULL;
+		for (struct job *t = D.jobs; t && !j; t = t->next) {
+			if (t->busy)
+				continue;
+			if (t->next_ns <= now)
+				j = t;
+			else if (t->next_ns < wake)
+				wake = t->next_ns;
+		}
+		if (!j) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t d = wake - now;
+			ts.tv_sec += (time_t)(d / 1000000000ull);
+			ts.tv_nsec += (long)(d % 1000000000ull);
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&D.work, &D.mu, &ts);
+			continue;
+		}
+		j->busy = true;
+		D.in_flight++;
+		char name[OBJ_NAME_MAX];
+		snprintf(name, sizeof name, "%s", j->name);
+		pthread_mutex_unlock(&D.mu);
+
+		char why[1024] = "";
+		uint64_t id, size = 0;
+		int r = object_name_parse(name, &id);
+		int fd = r ? r : spool_open_job(D.spool, name, &size);
+		if (fd >= 0) {
+			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why);
+			close(fd);
+		} else {
+			r = fd;
+			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
+				 strerror(-fd));
+		}
+
+		pthread_mutex_lock(&D.mu);
+		D.in_flight--;
+		j->busy = false;
+		if (!r && j->again) {
+			j->again = false;	/* upload the new contents too */
+		} else if (!r) {
+			int e = spool_done(D.spool, name);
+			if (e)
+				qlog_err("stor: %s uploaded but its journal entry cannot be removed: %s",
+					 name, strerror(-e));
+			note_confirmed(name);
+			D.stored++;
+			drop_job(j);
+			qlog_debug("stor: %s stored", name);
+		} else if (fd == -ENOENT) {
+			qlog_err("stor: %s dropped: its journal file vanished", name);
+			drop_job(j);
+		} else {
+			j->fails++;
+			D.failures++;
+			j->next_ns = fs_now_ns() + backoff_ns(j->fails);
+			snprintf(D.last_error, sizeof D.last_error, "%s", why);
+			qlog_warn("stor: upload of %s failed (attempt %u, next in %llu s): %s", name,
+				  j->fails, (unsigned long long)(backoff_ns(j->fails) / 1000000000ull),
+				  why);
+		}
+		pthread_cond_broadcast(&D.changed);
+	}
+	pthread_mutex_unlock(&D.mu);
+	return NULL;
+}
+
+static void spool_cb(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	unsigned *n = arg;
+	queue_job(name, size, mtime);
+	(*n)++;
+}
+
+/* --- requests -------------------------------------------------------------------- */
+
+static struct ctx *take_retriever(void)
+{
+	pthread_mutex_lock(&D.mu);
+	struct ctx *c = NULL;
+	while (!c) {
+		for (int i = 0; i < RETRIEVE_CTX && !c; i++)
+			if (!D.retrievers[i].busy)
+				c = &D.retrievers[i];
+		if (!c)
+			pthread_cond_wait(&D.changed, &D.mu);
+	}
+	c->busy = true;
+	pthread_mutex_unlock(&D.mu);
+	return c;
+}
+
+static void give_retriever(struct ctx *c)
+{
+	pthread_mutex_lock(&D.mu);
+	c->busy = false;
+	pthread_cond_broadcast(&D.changed);
+	pthread_mutex_unlock(&D.mu);
+}
+
+static void do_retrieve(int cfd, const char *name, const char *path)
+{
+	uint64_t id;
+	if (object_name_parse(name, &id) || path[0] != '/') {
+		dprintf(cfd, "ERR usage: RETRIEVE s<id>|c<id> /absolute/path\n");
+		return;
+	}
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.stor-tmp", path);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		dprintf(cfd, "ERR cannot create %s: %s\n", tmp, strerror(errno));
+		return;
+	}
+	char why[2048] = "";
+	int r;
+	uint64_t size;
+	int sfd = spool_open_job(D.spool, name, &size);	/* not uploaded yet: local copy */
+	if (sfd >= 0) {
+		uint8_t *buf = malloc(1 << 20);
+		r = buf ? 0 : -ENOMEM;
+		for (uint64_t off = 0; !r && off < size;) {
+			ssize_t n = fs_pread_full(sfd, buf, 1 << 20, (off_t)off);
+			r = n < 0 ? (int)n : n == 0 ? -EIO : fs_pwrite_all(fd, buf, (size_t)n, (off_t)off);
+			off += n > 0 ? (uint64_t)n : 0;
+		}
+		free(buf);
+		close(sfd);
+		if (r)
+			snprintf(why, sizeof why, "copying %s from the journal: %s", name, strerror(-r));
+	} else {
+		struct ctx *c = take_retriever();
+		r = obj_get(&c->os, c->codec, name, id, fd, why, sizeof why);
+		give_retriever(c);
+	}
+	if (!r && fsync(fd) < 0) {
+		r = -errno;
+		snprintf(why, sizeof why, "writing %s: %s", path, strerror(-r));
+	}
+	close(fd);
+	if (!r && rename(tmp, path) < 0) {
+		r = -errno;
+		snprintf(why, sizeof why, "renaming into %s: %s", path, strerror(-r));
+	}
+	if (r) {
+		unlink(tmp);
+		qlog_err("stor: retrieve %s: %s", name, why);
+		dprintf(cfd, "ERR %s\n", why);
+		return;
+	}
+	dprintf(cfd, "OK\n");
+}
+
+static void do_status(int cfd)
+{
+	json_object *o = json_object_new_object();
+	pthread_mutex_lock(&D.mu);
+	uint64_t bytes = 0;
+	int64_t oldest = 0, now = (int64_t)time(NULL);
+	for (struct job *j = D.jobs; j; j = j->next) {
+		bytes += j->size;
+		if (!oldest || j->since < oldest)
+			oldest = j->since;
+	}
+	json_object_object_add(o, "volume", json_object_new_string(D.cfg.volume));
+	json_object_object_add(o, "volume_id", json_object_new_string(D.vol.idhex));
+	json_object_object_add(o, "pending_jobs", json_object_new_int64(D.njobs));
+	json_object_object_add(o, "pending_bytes", json_object_new_int64((int64_t)bytes));
+	json_object_object_add(o, "oldest_pending_s",
+			       json_object_new_int64(D.njobs ? now - oldest : 0));
+	json_object_object_add(o, "in_flight", json_object_new_int64(D.in_flight));
+	json_object_object_add(o, "stored", json_object_new_int64((int64_t)D.stored));
+	json_object_object_add(o, "failures", json_object_new_int64((int64_t)D.failures));
+	json_object_object_add(o, "last_error", json_object_new_string(D.last_error));
+	json_object_object_add(o, "draining", json_object_new_boolean(D.draining));
+	json_object *bs = json_object_new_array();
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++) {
+		/* the worst state any handle saw, with its error */
+		struct backend_health w = backend_health(D.workers[0].b[i]);
+		for (unsigned k = 1; k < D.nworkers + RETRIEVE_CTX; k++) {
+			struct ctx *c = k < D.nworkers ? &D.workers[k] : &D.retrievers[k - D.nworkers];
+			struct backend_health h = backend_health(c->b[i]);
+			if (h.state > w.state)
+				w = h;
+		}
+		json_object *b = json_object_new_object();
+		static const char *st[] = { "up", "slow", "down" };
+		json_object_object_add(b, "name",
+				       json_object_new_string(backend_name(D.workers[0].b[i])));
+		json_object_object_add(b, "state", json_object_new_string(st[w.state]));
+		json_object_object_add(b, "latency_ms",
+				       json_object_new_double((double)w.latency_us / 1000.0));
+		json_object_object_add(b, "errors", json_object_new_int64((int64_t)w.errors));
+		json_object_object_add(b, "last_error", json_object_new_string(w.last_error));
+		json_object_array_add(bs, b);
+	}
+	json_object_object_add(o, "backends", bs);
+	pthread_mutex_unlock(&D.mu);
+	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
+
+static bool is_confirmed(const char *name)
+{
+	pthread_mutex_lock(&D.mu);
+	bool yes = false, queued = find_job(name) != NULL;
+	for (size_t i = 0; i < D.nconfirmed && !yes; i++)
+		yes = !strcmp(D.confirmed[i], name);
+	pthread_mutex_unlock(&D.mu);
+	if (yes || queued)
+		return yes && !queued;
+	struct ctx *c = take_retriever();
+	size_t copies = obj_meta_copies(&c->os, name);
+	give_retriever(c);
+	return copies >= D.cfg.stor.nbackends / 2 + 1;
+}
+
+static void *conn_main(void *arg)
+{
+	int cfd = (int)(intptr_t)arg;
+	char line[8192];
+	size_t n = 0;
+	while (n < sizeof line - 1) {
+		ssize_t k = read(cfd, line + n, sizeof line - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (memchr(line, '\n', n))
+			break;
+	}
+	line[n] = 0;
+	char *nl = strchr(line, '\n');
+	if (!nl) {
+		dprintf(cfd, "ERR request too long or not a line\n");
+		close(cfd);
+		return NULL;
+	}
+	*nl = 0;
+	char *cmd = strtok(line, " "), *name = strtok(NULL, " "), *rest = strtok(NULL, "");
+	if (!cmd) {
+		dprintf(cfd, "ERR empty request\n");
+	} else if (!strcmp(cmd, "STATUS")) {
+		do_status(cfd);
+	} else if (!strcmp(cmd, "CONFIRMED") && name) {
+		uint64_t id;
+		if (object_name_parse(name, &id))
+			dprintf(cfd, "ERR bad object name '%s' (s<id> or c<id>)\n", name);
+		else
+			dprintf(cfd, "%s\n", is_confirmed(name) ? "YES" : "NO");
+	} else if (!strcmp(cmd, "STORE") && name && rest) {
+		uint64_t id;
+		int r = object_name_parse(name, &id) ? -EINVAL : spool_add(D.spool, name, rest);
+		struct stat st;
+		if (!r && stat(rest, &st) == 0) {
+			pthread_mutex_lock(&D.mu);
+			r = queue_job(name, (uint64_t)st.st_size, (int64_t)time(NULL));
+			pthread_mutex_unlock(&D.mu);
+		}
+		if (r)
+			dprintf(cfd, "ERR cannot queue %s from %s: %s\n", name, rest,
+				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
+		else
+			dprintf(cfd, "OK\n");
+	} else if (!strcmp(cmd, "RETRIEVE") && name && rest) {
+		do_retrieve(cfd, name, rest);
+	} else {
+		dprintf(cfd, "ERR unknown request '%s'\n", cmd);
+	}
+	close(cfd);
+	return NULL;
+}
+
+/* --- main ------------------------------------------------------------------------ */
+
+static int listen_socket(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof a.sun_path) {
+		qlog_err("stor: socket path %s is too long", path);
+		return -1;
+	}
+	strcpy(a.sun_path, path);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
+		qlog_err("stor: %s is in use by another running daemon", path);
+		close(s);
+		return -1;
+	}
+	close(s);
+	unlink(path);	/* stale, from a crash */
+	char dir[sizeof a.sun_path];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0755);
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	mode_t old = umask(077);
+	int r = bind(s, (struct sockaddr *)&a, sizeof a);
+	umask(old);
+	if (r < 0 || chmod(path, 0600) < 0 || listen(s, 64) < 0) {
+		qlog_err("stor: cannot listen on %s: %s", path, strerror(errno));
+		close(s);
+		return -1;
+	}
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf = "/etc/qsfs/qsfs.yaml";
+	int ch;
+	while ((ch = getopt(argc, argv, "c:h")) != -1) {
+		if (ch == 'c') {
+			conf = optarg;
+		} else {
+			fprintf(stderr, "usage: qsfs-stor [-c CONFIG]\n");
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	char err[1024];
+	if (config_load(conf, &D.cfg, err, sizeof err)) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
+		return 2;
+	}
+	/* one lock per state dir: two daemons would upload each other's jobs */
+	mkdir(D.cfg.stor.state_dir, 0700);
+	char lockp[4200];
+	snprintf(lockp, sizeof lockp, "%s/LOCK", D.cfg.stor.state_dir);
+	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "qsfs-stor: state_dir %s is in use by another qsfs-stor (%s)\n",
+			D.cfg.stor.state_dir, strerror(errno));
+		return 1;
+	}
+	/* the volume */
+	struct ctx probe;
+	memset(&probe, 0, sizeof probe);
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		backend_open(&D.cfg.stor.backends[i], 5000, &probe.b[i]);
+	int r = head_open(&D.cfg, probe.b, D.cfg.stor.nbackends, &D.vol, err, sizeof err);
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		backend_close(probe.b[i]);
+	if (r) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
+		return 1;
+	}
+	r = spool_open(D.cfg.stor.state_dir, &D.spool);
+	if (r) {
+		fprintf(stderr, "qsfs-stor: cannot open the journal in %s: %s\n",
+			D.cfg.stor.state_dir, strerror(-r));
+		return 1;
+	}
+	unsigned resumed = 0;
+	spool_list(D.spool, spool_cb, &resumed);
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	D.nworkers = D.cfg.stor.workers ? D.cfg.stor.workers : (unsigned)(cores > 0 ? cores : 1);
+	if (D.nworkers > MAX_WORKERS)
+		D.nworkers = MAX_WORKERS;
+	D.workers = calloc(D.nworkers, sizeof *D.workers);
+	D.retrievers = calloc(RETRIEVE_CTX, sizeof *D.retrievers);
+	for (unsigned i = 0; i < D.nworkers + RETRIEVE_CTX; i++) {
+		struct ctx *c = i < D.nworkers ? &D.workers[i] : &D.retrievers[i - D.nworkers];
+		if (ctx_open(c, err, sizeof err)) {
+			fprintf(stderr, "qsfs-stor: %s\n", err);
+			return 1;
+		}
+	}
+	int lsock = listen_socket(D.cfg.stor.socket);
+	if (lsock < 0)
+		return 1;
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);	/* inherited by every thread */
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	pthread_t *th = calloc(D.nworkers, sizeof *th);
+	for (unsigned i = 0; i < D.nworkers; i++)
+		pthread_create(&th[i], NULL, worker_main, &D.workers[i]);
+	qlog_info("stor: volume %s (%s), k=%u m=%u, %zu backends, %u workers, %u jobs resumed "
+		  "from the journal; listening on %s", D.cfg.volume, D.vol.idhex, D.vol.k, D.vol.m,
+		  D.cfg.stor.nbackends, D.nworkers, resumed, D.cfg.stor.socket);
+	int signals = 0, code = 0;
+	for (;;) {
+		struct pollfd p[2] = { { lsock, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		int n = poll(p, 2, D.draining ? 200 : -1);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof si) == sizeof si) {
+				signals++;
+				pthread_mutex_lock(&D.mu);
+				D.draining = true;
+				unsigned left = D.njobs;
+				pthread_mutex_unlock(&D.mu);
+				if (signals == 1) {
+					qlog_info("stor: %s: uploading %u pending jobs, then exiting (signal "
+						  "again to exit now)", strsignal((int)si.ssi_signo), left);
+				} else {
+					qlog_warn("stor: second signal: exiting with %u jobs kept in the "
+						  "journal for the next start", left);
+					code = 1;
+					break;
+				}
+			}
+		}
+		if (p[0].revents & POLLIN) {
+			int cfd = accept4(lsock, NULL, NULL, SOCK_CLOEXEC);
+			if (cfd >= 0) {
+				pthread_t t;
+				pthread_attr_t at;
+				pthread_attr_init(&at);
+				pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+				if (pthread_create(&t, &at, conn_main, (void *)(intptr_t)cfd))
+					close(cfd);
+				pthread_attr_destroy(&at);
+			}
+		}
+		if (D.draining) {
+			pthread_mutex_lock(&D.mu);
+			bool done = D.njobs == 0;
+			pthread_mutex_unlock(&D.mu);
+			if (done) {
+				qlog_info("stor: queue drained, %llu objects stored; exiting",
+					  (unsigned long long)D.stored);
+				break;
+			}
+		}
+	}
+	close(lsock);
+	unlink(D.cfg.stor.socket);
+	if (code)
+		_exit(code);	/* workers may be mid-upload: the journal keeps their jobs */
+	pthread_mutex_lock(&D.mu);
+	D.stop = true;
+	pthread_cond_broadcast(&D.work);
+	pthread_mutex_unlock(&D.mu);
+	for (unsigned i = 0; i < D.nworkers; i++)
+		pthread_join(th[i], NULL);
+	for (unsigned i = 0; i < D.nworkers + RETRIEVE_CTX; i++)
+		ctx_close(i < D.nworkers ? &D.workers[i] : &D.retrievers[i - D.nworkers]);
+	spool_close(D.spool);
+	volume_free(&D.vol);
+	config_free(&D.cfg);
+	return 0;
+}
