@@ -562,6 +562,7 @@ static int scan_dir(struct cache *c, struct u64vec *segs, struct u64vec *ckpts)
 		close(fd);
 		return -errno;
 	}
+	rewinddir(d);	/* a dup shares the directory offset */
 	struct dirent *e;
 	int r = 0;
 	while (!r && (e = readdir(d))) {

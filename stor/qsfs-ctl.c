@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "qsfs-ctl: status: bad reply: %s\n", reply);
 				ret = 1;
 			} else if (nargs) {
-				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
 			} else {
 				print_status(o);
 			}

@@ -50,7 +50,10 @@ int spool_open(const char *state_dir, struct spool **out)
 	}
 	s->dfd = dfd;
 	/* an interrupted add leaves only a temp file */
+	/* a dup shares the directory offset: rewind before every listing */
 	DIR *d = fdopendir(dup(dfd));
+	if (d)
+		rewinddir(d);
 	struct dirent *e;
 	while (d && (e = readdir(d)))
 		if (e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
@@ -162,6 +165,7 @@ int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t
 	DIR *d = fdopendir(dup(s->dfd));
 	if (!d)
 		return -errno;
+	rewinddir(d);
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		uint64_t id;

@@ -392,7 +392,7 @@ static void do_status(int cfd)
 	}
 	json_object_object_add(o, "backends", bs);
 	pthread_mutex_unlock(&D.mu);
-	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(o);
 }
 

@@ -1,0 +1,302 @@
+"""qsfs-stor and qsfs-ctl against six real redis-server instances on
+127.0.0.1 (started and stopped here), k=4 m=2: store and retrieve byte-exact,
+lose or corrupt any two backends, lose three and get a clear error, survive
+kill -9 with queued jobs, drain on SIGTERM, refuse a wrong key, and reject
+bad configurations with the file, line and key."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import _build_dir, _require_executable
+
+REDIS = shutil.which("redis-server")
+STRIPE = 1 << 20
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Redis:
+    """A redis-server with an append-only file, so a restart keeps its data
+    (a stop is a machine going away for a while, not losing its disk)."""
+
+    def __init__(self, port, datadir: Path):
+        self.port = port
+        self.dir = datadir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server on {self.port} did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def redises(tmp_path_factory):
+    assert REDIS, "redis-server is not installed (scripts/install-deps.sh installs it)"
+    base = tmp_path_factory.mktemp("redis")
+    rs = [Redis(free_port(), base / str(i)) for i in range(6)]
+    for r in rs:
+        r.start()
+    yield rs
+    for r in rs:
+        r.stop()
+
+
+class Stor:
+    """A volume: config, key, and the daemon's life cycle."""
+
+    def __init__(self, tmp: Path, backends, build: Path):
+        self.tmp = tmp
+        self.ctl_bin = str(_require_executable(build / "stor" / "qsfs-ctl", "qsfs-ctl"))
+        self.stor_bin = str(_require_executable(build / "stor" / "qsfs-stor", "qsfs-stor"))
+        self.key = tmp / "key"
+        self.key.write_bytes(os.urandom(32))
+        self.key.chmod(0o600)
+        self.conf = tmp / "qsfs.yaml"
+        self.write_conf(backends)
+        self.proc = None
+        self.log = tmp / "stor.log"
+
+    def write_conf(self, backends, extra=""):
+        lines = [
+            "volume: testvol",
+            f"key_file: {self.key}",
+            "cache:",
+            f"  dir: {self.tmp}/cache",
+            "stor:",
+            f"  socket: {self.tmp}/stor.sock",
+            f"  state_dir: {self.tmp}/state",
+            "  compression: zstd:1",
+            "  workers: 2",
+            "  backends:",
+        ] + [f"    - {b}" for b in backends]
+        self.conf.write_text("\n".join(lines) + "\n" + extra)
+
+    def ctl(self, *args, check=True):
+        p = subprocess.run([self.ctl_bin, "-c", str(self.conf), *map(str, args)],
+                           capture_output=True, text=True, timeout=120)
+        if check:
+            assert p.returncode == 0, f"qsfs-ctl {args}: {p.returncode}: {p.stderr}"
+        return p
+
+    def start(self):
+        self.proc = subprocess.Popen([self.stor_bin, "-c", str(self.conf)],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "ab"))
+        for _ in range(300):
+            if self.ctl("ready", check=False).returncode == 0:
+                return
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.02)
+        raise RuntimeError("qsfs-stor did not become ready")
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if not self.proc:
+            return None
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return rc
+
+
+@pytest.fixture
+def stor(tmp_path, redises):
+    s = Stor(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises], _build_dir())
+    s.ctl("format")
+    yield s
+    if s.proc:
+        s.proc.kill()
+        s.proc.wait()
+
+
+def make(path: Path, size: int, compressible: bool):
+    if compressible:
+        data = bytearray(os.urandom(size))
+        for i in range(0, size - 63, 64):
+            data[i + 32:i + 64] = b"q" * 32
+        data = bytes(data)
+    else:
+        data = os.urandom(size)
+    path.write_bytes(data)
+    return data
+
+
+def test_store_retrieve_sizes(stor, tmp_path):
+    stor.start()
+    sizes = [0, 1, 4095, STRIPE, 3 * STRIPE, 3 * STRIPE + 17]
+    datas = {}
+    for i, size in enumerate(sizes):
+        for comp in (False, True):
+            name = f"s{i * 2 + comp + 1}"
+            datas[name] = make(tmp_path / name, size, comp)
+            stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    for name, data in datas.items():
+        assert stor.ctl("confirmed", name).stdout.strip() == "yes"
+        out = tmp_path / f"{name}.back"
+        stor.ctl("retrieve", name, out)
+        assert out.read_bytes() == data, name
+    assert stor.stop() == 0
+
+
+def test_two_backends_lost_or_corrupt_three_fail(stor, redises, tmp_path):
+    stor.start()
+    data = make(tmp_path / "obj", 5 * STRIPE + 3, True)
+    stor.ctl("store", "s1", tmp_path / "obj")
+    stor.ctl("store", "c1", tmp_path / "obj")
+    stor.ctl("drain", "--timeout", "60")
+    # corrupt shard pieces of s1 on two servers
+    for r in redises[:2]:
+        keys = subprocess.run(["redis-cli", "-p", str(r.port), "--scan", "--pattern", "*/o/s1/*"],
+                              capture_output=True, text=True).stdout.split()
+        assert keys
+        for k in keys:
+            subprocess.run(["redis-cli", "-p", str(r.port), "SETRANGE", k, "100", "garbage"],
+                           capture_output=True, check=True)
+    stor.ctl("retrieve", "s1", tmp_path / "a")
+    assert (tmp_path / "a").read_bytes() == data
+    # two servers gone
+    redises[2].stop()
+    redises[3].stop()
+    stor.ctl("retrieve", "c1", tmp_path / "b")
+    assert (tmp_path / "b").read_bytes() == data
+    # a third gone: a clear error naming the object and what failed
+    redises[4].stop()
+    p = stor.ctl("retrieve", "c1", tmp_path / "c", check=False)
+    assert p.returncode == 1
+    assert "usable shards, 4 needed" in p.stderr
+    assert f"127.0.0.1:{redises[4].port}" in p.stderr
+    assert not (tmp_path / "c").exists()
+    st = stor.ctl("status").stdout
+    assert "down" in st
+
+
+@pytest.mark.skipif(os.environ.get("QSFS_SKIP_SLOW") == "1", reason="slow")
+def test_kill9_with_queued_jobs_then_drain(stor, redises, tmp_path):
+    stor.start()
+    for r in redises:
+        r.stop()  # uploads cannot go anywhere: jobs stay queued
+    datas = {}
+    for i in range(1, 21):
+        datas[f"s{i}"] = make(tmp_path / f"o{i}", 100_000 + i, True)
+        stor.ctl("store", f"s{i}", tmp_path / f"o{i}")
+    st = json.loads(stor.ctl("status", "--json").stdout)
+    assert st["pending_jobs"] == 20
+    assert st["pending_bytes"] == sum(len(d) for d in datas.values())
+    stor.stop(signal.SIGKILL)
+    for i in range(1, 21):
+        (tmp_path / f"o{i}").unlink()  # the journal must hold the bytes itself
+    for r in redises:
+        r.start()
+    stor.start()
+    stor.ctl("drain", "--timeout", "120")
+    for name, data in datas.items():
+        assert stor.ctl("confirmed", name).stdout.strip() == "yes"
+        stor.ctl("retrieve", name, tmp_path / f"{name}.back")
+        assert (tmp_path / f"{name}.back").read_bytes() == data
+    assert stor.stop() == 0
+
+
+def test_sigterm_exits_only_after_upload(stor, redises, tmp_path):
+    stor.start()
+    for r in redises:
+        r.stop()
+    for i in range(1, 6):
+        make(tmp_path / f"o{i}", 50_000, True)
+        stor.ctl("store", f"s{i}", tmp_path / f"o{i}")
+    stor.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert stor.proc.poll() is None, "exited with uploads pending"
+    for r in redises:
+        r.start()
+    rc = stor.proc.wait(timeout=120)
+    stor.proc = None
+    assert rc == 0
+    assert "queue drained" in stor.log.read_text()
+    stor.start()
+    for i in range(1, 6):
+        assert stor.ctl("confirmed", f"s{i}").stdout.strip() == "yes"
+    stor.stop()
+
+
+def test_wrong_key_and_missing_volume(stor, tmp_path):
+    stor.key.write_bytes(os.urandom(32))
+    p = subprocess.run([stor.stor_bin, "-c", str(stor.conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 1
+    assert "does not open volume 'testvol'" in p.stderr
+    stor.conf.write_text(stor.conf.read_text().replace("volume: testvol", "volume: other"))
+    p = subprocess.run([stor.stor_bin, "-c", str(stor.conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 1
+    assert "volume 'other' does not exist" in p.stderr and "qsfs-ctl format" in p.stderr
+    p = stor.ctl("format", check=False)
+    assert p.returncode == 0
+    p = stor.ctl("format", check=False)
+    assert p.returncode == 1 and "already exists" in p.stderr and "--force" in p.stderr
+
+
+def test_mix_of_dir_and_redis(tmp_path, redises):
+    backends = [f"dir://{tmp_path}/d{i}" for i in range(3)] + \
+               [f"redis://127.0.0.1:{r.port}/0" for r in redises[:3]]
+    s = Stor(tmp_path, backends, _build_dir())
+    s.ctl("format")
+    s.start()
+    data = make(tmp_path / "x", 2 * STRIPE + 5, False)
+    s.ctl("store", "c9", tmp_path / "x")
+    s.ctl("drain", "--timeout", "60")
+    shutil.rmtree(tmp_path / "d0")
+    redises[0].stop()
+    s.ctl("retrieve", "c9", tmp_path / "y")
+    assert (tmp_path / "y").read_bytes() == data
+    assert s.stop() == 0
+
+
+@pytest.mark.parametrize("edit,want", [
+    (("    - redis", "    - ftp"), "bad backend URL: unknown scheme"),
+    (("  workers: 2", "  workers: many"), "stor.workers: expected a whole number"),
+    (("  workers: 2", "  workers: 2\n  colour: red"), "unknown key 'stor.colour'"),
+    (("key_file:", "kee_file:"), "unknown key 'kee_file'"),
+])
+def test_config_errors(stor, edit, want):
+    stor.conf.write_text(stor.conf.read_text().replace(*edit, 1))
+    for binary in (stor.stor_bin, stor.ctl_bin):
+        args = [binary, "-c", str(stor.conf)] + (["status"] if binary == stor.ctl_bin else [])
+        p = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, p.stderr
+        assert want in p.stderr and "qsfs.yaml:" in p.stderr
+
+
+def test_too_few_backends(tmp_path, redises):
+    s = Stor(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises[:5]], _build_dir())
+    p = s.ctl("format", check=False)
+    assert p.returncode == 2
+    assert "5 configured" in p.stderr and "at least 6" in p.stderr
