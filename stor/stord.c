@@ -637,8 +637,18 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&D.mu);
 	for (unsigned i = 0; i < D.nworkers; i++)
 		pthread_join(th[i], NULL);
+	free(th);
 	for (unsigned i = 0; i < D.nworkers + RETRIEVE_CTX; i++)
 		ctx_close(i < D.nworkers ? &D.workers[i] : &D.retrievers[i - D.nworkers]);
+	free(D.workers);
+	free(D.retrievers);
+	while (D.jobs)
+		drop_job(D.jobs);
+	for (size_t i = 0; i < D.nconfirmed; i++)
+		free(D.confirmed[i]);
+	free(D.confirmed);
+	close(sfd);
+	close(lfd);
 	spool_close(D.spool);
 	volume_free(&D.vol);
 	config_free(&D.cfg);
