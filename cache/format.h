@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/endian.h"
+
 #define SEG_MAGIC "QSFSSEG1"
 #define SEG_VERSION 1u
 #define SEG_HDR_SIZE 64u
@@ -59,27 +61,6 @@ struct seal_info {
 	uint64_t seal_off;
 	uint64_t content_sum;
 };
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-	return v;
-}
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-	return v;
-}
 
 /* Encode a segment header into out. */
 void seg_hdr_encode(const struct seg_hdr *h, uint8_t out[SEG_HDR_SIZE]);

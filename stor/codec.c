@@ -15,6 +15,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "../common/endian.h"
 #include "../common/fsutil.h"
 
 #define SHARD_MAGIC "QSFSSHD1"
@@ -34,23 +35,6 @@ struct codec {
 	size_t plain_cap;
 	XXH3_state_t sums[SHARD_MAX];
 };
-
-static inline void le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
 
 void codec_free(struct codec *c)
 {
@@ -112,7 +96,7 @@ static void object_key(const struct codec *c, uint64_t id, const uint8_t salt[16
 		       uint8_t key[32])
 {
 	uint8_t msg[24];
-	le64(msg, id);
+	put_le64(msg, id);
 	memcpy(msg + 8, salt, 16);
 	crypto_generichash(key, 32, msg, sizeof msg, c->p.key, sizeof c->p.key);
 }
@@ -122,16 +106,16 @@ static void make_ad(const struct codec *c, uint64_t id, uint64_t size, uint64_t 
 {
 	memcpy(ad, AD_MAGIC, 8);
 	memcpy(ad + 8, c->p.volume_id, 16);
-	le64(ad + 24, id);
-	le64(ad + 32, size);
-	le64(ad + 40, nstripes);
-	le64(ad + 48, s);
+	put_le64(ad + 24, id);
+	put_le64(ad + 32, size);
+	put_le64(ad + 40, nstripes);
+	put_le64(ad + 48, s);
 }
 
 static void make_nonce(uint64_t s, uint8_t nonce[24])
 {
 	memset(nonce, 0, 24);
-	le64(nonce, s);
+	put_le64(nonce, s);
 }
 
 static int seal_stripe(struct codec *c, enum codec_cipher ci, const uint8_t key[32],
@@ -187,18 +171,18 @@ int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
 	for (unsigned i = 0; i < n && !r; i++) {
 		memset(hdr, 0, sizeof hdr);
 		memcpy(hdr, SHARD_MAGIC, 8);
-		le32(hdr + 8, SHARD_VERSION);
+		put_le32(hdr + 8, SHARD_VERSION);
 		hdr[12] = (uint8_t)i;
 		hdr[13] = (uint8_t)c->p.k;
 		hdr[14] = (uint8_t)c->p.m;
 		hdr[15] = (uint8_t)c->p.cipher;
 		memcpy(hdr + 16, c->p.volume_id, 16);
-		le64(hdr + 32, object_id);
-		le64(hdr + 40, size);
-		le64(hdr + 48, nstripes);
+		put_le64(hdr + 32, object_id);
+		put_le64(hdr + 40, size);
+		put_le64(hdr + 48, nstripes);
 		memcpy(hdr + 56, salt, 16);
-		le32(hdr + 72, STRIPE_SIZE);
-		le64(hdr + 88, XXH3_64bits(hdr, 88));
+		put_le32(hdr + 72, STRIPE_SIZE);
+		put_le64(hdr + 88, XXH3_64bits(hdr, 88));
 		XXH3_64bits_reset(&c->sums[i]);
 		r = emit(c, sink, arg, i, hdr, sizeof hdr);
 	}
@@ -243,7 +227,7 @@ int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
 			break;
 		}
 		uint8_t lb[4];
-		le32(lb, (uint32_t)fraglen);
+		put_le32(lb, (uint32_t)fraglen);
 		for (unsigned i = 0; i < n && !r; i++) {
 			const char *frag = i < c->p.k ? data[i] : parity[i - c->p.k];
 			r = emit(c, sink, arg, i, lb, 4);
@@ -254,7 +238,7 @@ int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
 	}
 	for (unsigned i = 0; i < n && !r; i++) {
 		uint8_t t[8];
-		le64(t, XXH3_64bits_digest(&c->sums[i]));
+		put_le64(t, XXH3_64bits_digest(&c->sums[i]));
 		r = sink(arg, i, t, 8);
 	}
 	sodium_memzero(key, sizeof key);
@@ -289,31 +273,31 @@ static const char *check_shard(const struct codec *c, uint64_t id, const struct 
 	const uint8_t *b = s->buf;
 	if (s->len < SHARD_HDR_SIZE + 8)
 		return "too short";
-	if (memcmp(b, SHARD_MAGIC, 8) || rd64(b + 88) != XXH3_64bits(b, 88))
+	if (memcmp(b, SHARD_MAGIC, 8) || get_le64(b + 88) != XXH3_64bits(b, 88))
 		return "bad header";
-	if (rd32(b + 8) != SHARD_VERSION)
+	if (get_le32(b + 8) != SHARD_VERSION)
 		return "unknown shard format version";
 	if (memcmp(b + 16, c->p.volume_id, 16))
 		return "belongs to another volume";
-	if (rd64(b + 32) != id)
+	if (get_le64(b + 32) != id)
 		return "belongs to another object";
 	if (b[13] != c->p.k || b[14] != c->p.m || b[12] >= c->p.k + c->p.m)
 		return "coded with other k+m";
-	if (rd32(b + 72) != STRIPE_SIZE)
+	if (get_le32(b + 72) != STRIPE_SIZE)
 		return "other stripe size";
-	if (rd64(b + s->len - 8) != XXH3_64bits(b, s->len - 8))
+	if (get_le64(b + s->len - 8) != XXH3_64bits(b, s->len - 8))
 		return "checksum mismatch (corrupt or truncated)";
 	if (ref && (memcmp(b + 15, ref + 15, 1) || memcmp(b + 40, ref + 40, 32)))
 		return "from another encoding of this object";
 	/* structure: every stripe's fragment inside the shard */
-	uint64_t nstripes = rd64(b + 48);
-	if (nstripes != (rd64(b + 40) + STRIPE_SIZE - 1) / STRIPE_SIZE)
+	uint64_t nstripes = get_le64(b + 48);
+	if (nstripes != (get_le64(b + 40) + STRIPE_SIZE - 1) / STRIPE_SIZE)
 		return "stripe count does not match the size";
 	const uint8_t *p = b + SHARD_HDR_SIZE, *end = b + s->len - 8;
 	for (uint64_t i = 0; i < nstripes; i++) {
-		if (end - p < 4 || (uint64_t)(end - p - 4) < rd32(p))
+		if (end - p < 4 || (uint64_t)(end - p - 4) < get_le32(p))
 			return "fragments run past the end";
-		p += 4 + rd32(p);
+		p += 4 + get_le32(p);
 	}
 	return p == end ? NULL : "bytes after the last fragment";
 }
@@ -358,7 +342,7 @@ int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,
 			 "cannot run through libsodium (no AES-NI)", (unsigned long long)object_id);
 		return -ENOTSUP;
 	}
-	uint64_t size = rd64(ref + 40), nstripes = rd64(ref + 48);
+	uint64_t size = get_le64(ref + 40), nstripes = get_le64(ref + 48);
 	uint8_t key[32];
 	object_key(c, object_id, ref + 56, key);
 	if (ftruncate(fd, 0) < 0)
@@ -366,10 +350,10 @@ int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,
 	int r = 0;
 	for (uint64_t s = 0; s < nstripes && !r; s++) {
 		char *frags[SHARD_MAX];
-		uint32_t fraglen = rd32(g[0].pos);
+		uint32_t fraglen = get_le32(g[0].pos);
 		unsigned nf = 0;
 		for (unsigned j = 0; j < ng; j++) {
-			uint32_t l = rd32(g[j].pos);
+			uint32_t l = get_le32(g[j].pos);
 			if (l == fraglen)
 				frags[nf++] = (char *)g[j].pos + 4;
 			g[j].pos += 4 + l;

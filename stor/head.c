@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/endian.h"
 #include "../common/fsutil.h"
 
 #define HEAD_MAGIC "QSFSHEAD"
@@ -112,8 +113,7 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 	memcpy(h + 32, v->salt, 16);
 	randombytes_buf(h + HEAD_CLEAR, NONCE);
 	memcpy(plain, HEAD_OK, 8);
-	for (int i = 0; i < 8; i++)
-		plain[8 + i] = (uint8_t)(v->created >> (8 * i));
+	put_le64(plain + 8, v->created);
 	plain[16] = (uint8_t)v->k;
 	plain[17] = (uint8_t)v->m;
 	size_t adlen;
@@ -175,8 +175,7 @@ int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 			volume_free(&t);
 			continue;
 		}
-		for (int j = 7; j >= 0; j--)
-			t.created = t.created << 8 | plain[8 + j];
+		t.created = get_le64(plain + 8);
 		t.k = plain[16];
 		t.m = plain[17];
 		if (t.k != cfg->stor.data_shards || t.m != cfg->stor.parity_shards) {

@@ -12,6 +12,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "../common/endian.h"
+
 #define META_MAGIC "QSFSMET1"
 #define META_VERSION 1u
 #define META_NAME_MAX 256	/* a backend's display name */
@@ -110,7 +112,7 @@ static int meta_seal(const struct objstore *s, const char *name, const struct ob
 	memcpy(q, META_MAGIC, 4);
 	q[4] = META_VERSION;
 	q += 8;
-	for (int i = 0; i < 8; i++) q[i] = (uint8_t)(m->size >> (8 * i));
+	put_le64(q, m->size);
 	q += 8;
 	q[0] = (uint8_t)m->k;
 	q[1] = (uint8_t)m->m;
@@ -118,9 +120,9 @@ static int meta_seal(const struct objstore *s, const char *name, const struct ob
 	for (unsigned i = 0; i < n; i++) {
 		memcpy(q, m->sh[i].backend, META_NAME_MAX);
 		q += META_NAME_MAX;
-		for (int j = 0; j < 8; j++) q[j] = (uint8_t)(m->sh[i].len >> (8 * j));
-		for (int j = 0; j < 8; j++) q[8 + j] = (uint8_t)(m->sh[i].sum >> (8 * j));
-		for (int j = 0; j < 4; j++) q[16 + j] = (uint8_t)(m->sh[i].pieces >> (8 * j));
+		put_le64(q, m->sh[i].len);
+		put_le64(q + 8, m->sh[i].sum);
+		put_le32(q + 16, m->sh[i].pieces);
 		q += 20;
 	}
 	size_t clen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + plen +
@@ -164,8 +166,7 @@ static int meta_open(const struct objstore *s, const char *name, const uint8_t *
 	if (memcmp(p, META_MAGIC, 4) || p[4] != META_VERSION)
 		goto out;
 	memset(m, 0, sizeof *m);
-	for (int i = 7; i >= 0; i--)
-		m->size = m->size << 8 | p[8 + i];
+	m->size = get_le64(p + 8);
 	m->k = p[16];
 	m->m = p[17];
 	unsigned n = m->k + m->m;
@@ -176,9 +177,9 @@ static int meta_open(const struct objstore *s, const char *name, const uint8_t *
 		memcpy(m->sh[i].backend, q, META_NAME_MAX);
 		m->sh[i].backend[META_NAME_MAX - 1] = 0;
 		q += META_NAME_MAX;
-		for (int j = 7; j >= 0; j--) m->sh[i].len = m->sh[i].len << 8 | q[j];
-		for (int j = 7; j >= 0; j--) m->sh[i].sum = m->sh[i].sum << 8 | q[8 + j];
-		for (int j = 3; j >= 0; j--) m->sh[i].pieces = m->sh[i].pieces << 8 | q[16 + j];
+		m->sh[i].len = get_le64(q);
+		m->sh[i].sum = get_le64(q + 8);
+		m->sh[i].pieces = get_le32(q + 16);
 		q += 20;
 	}
 	r = 0;
