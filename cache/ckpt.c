@@ -22,18 +22,7 @@ void ckpt_name(uint64_t id, char name[CKPT_NAME_LEN])
 
 bool ckpt_parse_name(const char *name, uint64_t *id)
 {
-	if (strlen(name) != 26 || strncmp(name, "ckpt-", 5) || strcmp(name + 21, ".qckp"))
-		return false;
-	uint64_t v = 0;
-	for (int i = 5; i < 21; i++) {
-		char c = name[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return false;
-		v = v << 4 | (uint64_t)d;
-	}
-	*id = v;
-	return v != 0;
+	return fs_parse_hex_name(name, "ckpt-", ".qckp", id);
 }
 
 /* --- writing ---------------------------------------------------------- */

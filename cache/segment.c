@@ -20,18 +20,7 @@ void seg_name(uint64_t id, char name[SEG_NAME_LEN])
 
 bool seg_parse_name(const char *name, uint64_t *id)
 {
-	if (strlen(name) != 25 || strncmp(name, "seg-", 4) || strcmp(name + 20, ".qseg"))
-		return false;
-	uint64_t v = 0;
-	for (int i = 4; i < 20; i++) {
-		char c = name[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return false;
-		v = v << 4 | (uint64_t)d;
-	}
-	*id = v;
-	return v != 0;
+	return fs_parse_hex_name(name, "seg-", ".qseg", id);
 }
 
 int seg_create(int dirfd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],

@@ -76,7 +76,7 @@ int fs_write_atomic(int dirfd, const char *name, const void *buf, size_t len,
 	return fs_fsync_dir(dirfd);
 }
 
-int fs_read_file(int dirfd, const char *name, uint8_t **buf, size_t *len)
+int fs_open_read(int dirfd, const char *name, uint64_t *size)
 {
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -87,12 +87,22 @@ int fs_read_file(int dirfd, const char *name, uint8_t **buf, size_t *len)
 		close(fd);
 		return e;
 	}
-	uint8_t *b = malloc(st.st_size ? (size_t)st.st_size : 1);
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+int fs_read_file(int dirfd, const char *name, uint8_t **buf, size_t *len)
+{
+	uint64_t size;
+	int fd = fs_open_read(dirfd, name, &size);
+	if (fd < 0)
+		return fd;
+	uint8_t *b = malloc(size ? (size_t)size : 1);
 	if (!b) {
 		close(fd);
 		return -ENOMEM;
 	}
-	ssize_t n = fs_pread_full(fd, b, (size_t)st.st_size, 0);
+	ssize_t n = fs_pread_full(fd, b, (size_t)size, 0);
 	close(fd);
 	if (n < 0) {
 		free(b);
@@ -130,6 +140,25 @@ int fs_unhex(const char *in, uint8_t *out, size_t len)
 		out[i] = (uint8_t)(h << 4 | l);
 	}
 	return in[2 * len] ? -EINVAL : 0;
+}
+
+bool fs_parse_hex_name(const char *name, const char *prefix, const char *suffix,
+		       uint64_t *id)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+	if (strlen(name) != pl + 16 + sl || strncmp(name, prefix, pl) ||
+	    strcmp(name + pl + 16, suffix))
+		return false;
+	uint64_t v = 0;
+	for (size_t i = pl; i < pl + 16; i++) {
+		char c = name[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*id = v;
+	return v != 0;
 }
 
 uint64_t fs_now_ns(void)

@@ -6,6 +6,7 @@
 #ifndef QSFS_FSUTIL_H
 #define QSFS_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -35,6 +36,14 @@ void fs_hex(const uint8_t *in, size_t len, char *out);
 
 /* Parse exactly 2*len hex digits. Returns 0 or -EINVAL. */
 int fs_unhex(const char *in, uint8_t *out, size_t len);
+
+/* Parse a file name of the form PREFIX, 16 lowercase hex digits, SUFFIX
+ * (e.g. "seg-000000000000002a.qseg"). Returns true and a nonzero *id. */
+bool fs_parse_hex_name(const char *name, const char *prefix, const char *suffix,
+		       uint64_t *id);
+
+/* Open dirfd/name read-only and give its size. Returns the fd or -errno. */
+int fs_open_read(int dirfd, const char *name, uint64_t *size);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t fs_now_ns(void);

@@ -145,17 +145,7 @@ int spool_done(struct spool *s, const char *name)
 
 int spool_open_job(struct spool *s, const char *name, uint64_t *size)
 {
-	int fd = openat(s->dfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	*size = (uint64_t)st.st_size;
-	return fd;
+	return fs_open_read(s->dfd, name, size);
 }
 
 int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t size,
