@@ -192,8 +192,8 @@ static int set_value(struct ctx *x, const struct field *f, const yaml_node_t *n,
 			*(int *)(base + f->off) = 0;
 			return 0;
 		}
-		if (!strcmp(s, "zstd")) {
-			*(int *)(base + f->off) = 3;
+		if (!strcmp(s, "zstd")) {	/* the default level */
+			*(int *)(base + f->off) = 1;
 			return 0;
 		}
 		if (!strncmp(s, "zstd:", 5) && !parse_uint(s + 5, &v) && v >= 1 && v <= 19) {
@@ -273,7 +273,7 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->cache.hook_timeout = 120;
 	cfg->stor.data_shards = 4;
 	cfg->stor.parity_shards = 2;
-	cfg->stor.compression = 3;
+	cfg->stor.compression = 1;
 	struct ctx x = { .file = path, .err = err, .errlen = errlen, .cfg = cfg };
 	FILE *f = fopen(path, "rb");
 	if (!f) {

@@ -40,7 +40,7 @@ struct qsfs_config {
 		char *state_dir;
 		unsigned data_shards;	/* k, default 4 */
 		unsigned parity_shards;	/* m, default 2 */
-		int compression;	/* zstd level 1..19, 0 = none; default 3 */
+		int compression;	/* zstd level 1..19, 0 = none; default 1 */
 		unsigned workers;	/* 0 = one per core */
 		struct backend_url backends[CONFIG_MAX_BACKENDS];
 		size_t nbackends;

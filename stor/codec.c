@@ -19,7 +19,8 @@
 #include "../common/fsutil.h"
 
 #define SHARD_MAGIC "QSFSSHD1"
-#define SHARD_VERSION 1u
+#define SHARD_VERSION 2u
+#define FRAG_HDR 12u	/* u32 length, u64 XXH3 */
 #define AD_MAGIC "QSFSSTR1"
 #define AD_SIZE 56u
 #define TAG_SIZE 16u	/* both AEADs */
@@ -33,7 +34,6 @@ struct codec {
 	uint8_t *plain;		/* flag byte + compressed or raw stripe */
 	uint8_t *ct;		/* plain + tag */
 	size_t plain_cap;
-	XXH3_state_t sums[SHARD_MAX];
 };
 
 void codec_free(struct codec *c)
@@ -151,12 +151,11 @@ static int open_stripe(struct codec *c, enum codec_cipher ci, const uint8_t key[
 	return r ? -EBADMSG : 0;
 }
 
-/* Hand bytes of shard i to the sink, keeping its running checksum. */
-static int emit(struct codec *c, shard_sink sink, void *arg, unsigned i, const void *buf,
-		size_t len)
+/* A fragment's checksum: seeded with its place, so a fragment moved to
+ * another stripe or shard does not pass. */
+static uint64_t frag_sum(const void *frag, size_t len, uint64_t stripe, unsigned shard)
 {
-	XXH3_64bits_update(&c->sums[i], buf, len);
-	return sink(arg, i, buf, len);
+	return XXH3_64bits_withSeed(frag, len, stripe << 8 | shard);
 }
 
 int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
@@ -183,8 +182,7 @@ int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
 		memcpy(hdr + 56, salt, 16);
 		put_le32(hdr + 72, STRIPE_SIZE);
 		put_le64(hdr + 88, XXH3_64bits(hdr, 88));
-		XXH3_64bits_reset(&c->sums[i]);
-		r = emit(c, sink, arg, i, hdr, sizeof hdr);
+		r = sink(arg, i, hdr, sizeof hdr);
 	}
 	for (uint64_t s = 0; s < nstripes && !r; s++) {
 		size_t len = (size_t)(size - s * STRIPE_SIZE < STRIPE_SIZE ? size - s * STRIPE_SIZE
@@ -226,30 +224,20 @@ int codec_encode(struct codec *c, uint64_t object_id, int fd, uint64_t size,
 			r = -EIO;
 			break;
 		}
-		uint8_t lb[4];
-		put_le32(lb, (uint32_t)fraglen);
 		for (unsigned i = 0; i < n && !r; i++) {
 			const char *frag = i < c->p.k ? data[i] : parity[i - c->p.k];
-			r = emit(c, sink, arg, i, lb, 4);
+			uint8_t fh[FRAG_HDR];
+			put_le32(fh, (uint32_t)fraglen);
+			put_le64(fh + 4, frag_sum(frag, fraglen, s, i));
+			r = sink(arg, i, fh, sizeof fh);
 			if (!r)
-				r = emit(c, sink, arg, i, frag, fraglen);
+				r = sink(arg, i, frag, fraglen);
 		}
 		liberasurecode_encode_cleanup(c->ec, data, parity);
-	}
-	for (unsigned i = 0; i < n && !r; i++) {
-		uint8_t t[8];
-		put_le64(t, XXH3_64bits_digest(&c->sums[i]));
-		r = sink(arg, i, t, 8);
 	}
 	sodium_memzero(key, sizeof key);
 	return r;
 }
-
-struct good {
-	const struct shard_in *in;
-	unsigned index;
-	const uint8_t *pos;
-};
 
 static void addwhy(char *why, size_t n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -265,142 +253,372 @@ static void addwhy(char *why, size_t n, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Check one shard fully. Returns NULL if fine, else what is wrong. ref is
- * the header of the first good shard (NULL for the first). */
-static const char *check_shard(const struct codec *c, uint64_t id, const struct shard_in *s,
-			       const uint8_t *ref)
+/* --- streaming decode --------------------------------------------------------
+ *
+ * Each slot receives one shard's bytes in order. Its buffer holds what has
+ * arrived and is not consumed yet: [off, len) is unparsed; the record at off
+ * is the fragment of stripe `next`. A stripe is decoded as soon as k slots
+ * hold a good fragment for it; slots that lag behind skip the fragments of
+ * stripes already written when they arrive.
+ */
+
+enum slot_state { SLOT_WAIT_HDR, SLOT_OK, SLOT_DEAD };
+
+struct slot {
+	enum slot_state st;
+	bool ended;		/* no more bytes will come */
+	unsigned index;		/* shard index, from the header */
+	uint8_t *buf;
+	size_t len, cap, off;
+	uint64_t next;		/* stripe of the record at off */
+	uint64_t bad_frags;
+	char from[160];
+	char err[160];		/* why it is dead, or its first bad fragment */
+};
+
+struct codec_dec {
+	struct codec *c;
+	uint64_t id;
+	int fd;
+	unsigned n;
+	struct slot sl[SHARD_MAX];
+	bool seen[SHARD_MAX];	/* shard indices some slot has */
+	unsigned good_hdrs;
+	uint8_t ref[SHARD_HDR_SIZE];	/* the first good header */
+	enum codec_cipher ci;
+	uint64_t size, nstripes, s;	/* s: the next stripe to write */
+	uint8_t key[32];
+	bool done;
+};
+
+static void slot_kill(struct slot *sl, const char *why)
 {
-	const uint8_t *b = s->buf;
-	if (s->len < SHARD_HDR_SIZE + 8)
-		return "too short";
+	sl->st = SLOT_DEAD;
+	snprintf(sl->err, sizeof sl->err, "%s", why);
+	free(sl->buf);
+	sl->buf = NULL;
+	sl->len = sl->cap = sl->off = 0;
+}
+
+int codec_dec_new(struct codec *c, uint64_t object_id, int fd, struct codec_dec **out)
+{
+	struct codec_dec *d = calloc(1, sizeof *d);
+	if (!d)
+		return -ENOMEM;
+	d->c = c;
+	d->id = object_id;
+	d->fd = fd;
+	if (ftruncate(fd, 0) < 0) {
+		int r = -errno;
+		free(d);
+		return r;
+	}
+	*out = d;
+	return 0;
+}
+
+unsigned codec_dec_add(struct codec_dec *d, const char *from)
+{
+	if (d->n == SHARD_MAX)
+		return SHARD_MAX;
+	struct slot *sl = &d->sl[d->n];
+	snprintf(sl->from, sizeof sl->from, "%s", from ? from : "?");
+	return d->n++;
+}
+
+void codec_dec_free(struct codec_dec *d)
+{
+	if (!d)
+		return;
+	for (unsigned i = 0; i < d->n; i++)
+		free(d->sl[i].buf);
+	sodium_memzero(d->key, sizeof d->key);
+	free(d);
+}
+
+/* Check a shard header. NULL if fine, else what is wrong. */
+static const char *check_header(struct codec_dec *d, const uint8_t *b)
+{
+	const struct codec *c = d->c;
 	if (memcmp(b, SHARD_MAGIC, 8) || get_le64(b + 88) != XXH3_64bits(b, 88))
 		return "bad header";
 	if (get_le32(b + 8) != SHARD_VERSION)
 		return "unknown shard format version";
 	if (memcmp(b + 16, c->p.volume_id, 16))
 		return "belongs to another volume";
-	if (get_le64(b + 32) != id)
+	if (get_le64(b + 32) != d->id)
 		return "belongs to another object";
 	if (b[13] != c->p.k || b[14] != c->p.m || b[12] >= c->p.k + c->p.m)
 		return "coded with other k+m";
 	if (get_le32(b + 72) != STRIPE_SIZE)
 		return "other stripe size";
-	if (get_le64(b + s->len - 8) != XXH3_64bits(b, s->len - 8))
-		return "checksum mismatch (corrupt or truncated)";
-	if (ref && (memcmp(b + 15, ref + 15, 1) || memcmp(b + 40, ref + 40, 32)))
-		return "from another encoding of this object";
-	/* structure: every stripe's fragment inside the shard */
-	uint64_t nstripes = get_le64(b + 48);
-	if (nstripes != (get_le64(b + 40) + STRIPE_SIZE - 1) / STRIPE_SIZE)
+	if (get_le64(b + 48) != (get_le64(b + 40) + STRIPE_SIZE - 1) / STRIPE_SIZE)
 		return "stripe count does not match the size";
-	const uint8_t *p = b + SHARD_HDR_SIZE, *end = b + s->len - 8;
-	for (uint64_t i = 0; i < nstripes; i++) {
-		if (end - p < 4 || (uint64_t)(end - p - 4) < get_le32(p))
-			return "fragments run past the end";
-		p += 4 + get_le32(p);
+	if (d->good_hdrs && (memcmp(b + 15, d->ref + 15, 1) || memcmp(b + 40, d->ref + 40, 32)))
+		return "from another encoding of this object";
+	if (d->seen[b[12]])
+		return "duplicate of another shard";
+	return NULL;
+}
+
+static void take_header(struct codec_dec *d, struct slot *sl)
+{
+	const char *bad = check_header(d, sl->buf);
+	if (bad) {
+		slot_kill(sl, bad);
+		return;
 	}
-	return p == end ? NULL : "bytes after the last fragment";
+	if (!d->good_hdrs++) {
+		memcpy(d->ref, sl->buf, SHARD_HDR_SIZE);
+		d->ci = sl->buf[15];
+		d->size = get_le64(sl->buf + 40);
+		d->nstripes = get_le64(sl->buf + 48);
+		object_key(d->c, d->id, sl->buf + 56, d->key);
+	}
+	sl->index = sl->buf[12];
+	d->seen[sl->index] = true;
+	sl->st = SLOT_OK;
+	sl->off = SHARD_HDR_SIZE;
+	sl->next = 0;
+}
+
+int codec_dec_feed(struct codec_dec *d, unsigned slot, const void *buf, size_t len)
+{
+	struct slot *sl = &d->sl[slot];
+	if (sl->st == SLOT_DEAD || d->done || !len)
+		return 0;
+	if (sl->len + len > sl->cap) {
+		size_t cap = sl->cap ? sl->cap : 64 * 1024;
+		while (cap < sl->len + len)
+			cap *= 2;
+		uint8_t *nb = realloc(sl->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		sl->buf = nb;
+		sl->cap = cap;
+	}
+	memcpy(sl->buf + sl->len, buf, len);
+	sl->len += len;
+	if (sl->st == SLOT_WAIT_HDR && sl->len >= SHARD_HDR_SIZE)
+		take_header(d, sl);
+	return 0;
+}
+
+void codec_dec_end(struct codec_dec *d, unsigned slot)
+{
+	struct slot *sl = &d->sl[slot];
+	sl->ended = true;
+	if (sl->st == SLOT_WAIT_HDR)
+		slot_kill(sl, sl->len ? "too short" : "missing");
+}
+
+void codec_dec_fail(struct codec_dec *d, unsigned slot, const char *why)
+{
+	struct slot *sl = &d->sl[slot];
+	sl->ended = true;
+	if (sl->st != SLOT_DEAD)
+		slot_kill(sl, why);
+}
+
+/* Advance slot sl to a complete record of stripe d->s. Returns its fragment
+ * (and length) or NULL: not arrived yet, or corrupt (then skipped). */
+static const uint8_t *slot_frag(struct codec_dec *d, struct slot *sl, uint32_t *flen)
+{
+	while (sl->st == SLOT_OK && sl->next <= d->s) {
+		size_t avail = sl->len - sl->off;
+		if (avail < FRAG_HDR)
+			goto short_;
+		const uint8_t *p = sl->buf + sl->off;
+		uint32_t l = get_le32(p);
+		if (l > 2 * STRIPE_SIZE) {
+			slot_kill(sl, "impossible fragment length (corrupt)");
+			return NULL;
+		}
+		if (avail - FRAG_HDR < l)
+			goto short_;
+		if (sl->next < d->s) {	/* already written without this slot */
+			sl->off += FRAG_HDR + l;
+			sl->next++;
+			continue;
+		}
+		if (frag_sum(p + FRAG_HDR, l, sl->next, sl->index) != get_le64(p + 4)) {
+			if (!sl->bad_frags++)
+				snprintf(sl->err, sizeof sl->err,
+					 "checksum mismatch in stripe %llu (corrupt)",
+					 (unsigned long long)sl->next);
+			sl->off += FRAG_HDR + l;
+			sl->next++;
+			continue;
+		}
+		*flen = l;
+		return p + FRAG_HDR;
+	}
+	return NULL;
+short_:
+	if (sl->ended)
+		slot_kill(sl, "truncated");
+	return NULL;
+}
+
+static int write_stripe(struct codec_dec *d, char **frags, unsigned nf, uint32_t fraglen,
+			char *why, size_t whylen)
+{
+	struct codec *c = d->c;
+	uint64_t s = d->s;
+	unsigned long long id = (unsigned long long)d->id;
+	char *out = NULL;
+	uint64_t outlen = 0;
+	if (liberasurecode_decode(c->ec, frags, (int)nf, fraglen, 1, &out, &outlen)) {
+		snprintf(why, whylen, "object %llu stripe %llu: erasure decoding failed", id,
+			 (unsigned long long)s);
+		return -EIO;
+	}
+	uint8_t ad[AD_SIZE];
+	make_ad(c, d->id, d->size, d->nstripes, s, ad);
+	size_t plen;
+	int r = open_stripe(c, d->ci, d->key, ad, s, (const uint8_t *)out, (size_t)outlen, &plen);
+	liberasurecode_decode_cleanup(c->ec, out);
+	if (r) {
+		snprintf(why, whylen, "object %llu stripe %llu: authentication failed (wrong key, "
+			 "or data tampered with)", id, (unsigned long long)s);
+		return r;
+	}
+	size_t want = (size_t)(d->size - s * STRIPE_SIZE < STRIPE_SIZE ? d->size - s * STRIPE_SIZE
+									 : STRIPE_SIZE);
+	const uint8_t *data = c->plain + 1;
+	size_t dlen = plen - 1;
+	if (plen < 1 || c->plain[0] > 1) {
+		dlen = SIZE_MAX;
+	} else if (c->plain[0] == 1) {
+		dlen = ZSTD_decompressDCtx(c->zd, c->in, STRIPE_SIZE, c->plain + 1, plen - 1);
+		data = c->in;
+		if (ZSTD_isError(dlen))
+			dlen = SIZE_MAX;
+	}
+	if (dlen != want) {
+		snprintf(why, whylen, "object %llu stripe %llu: bad stripe contents", id,
+			 (unsigned long long)s);
+		return -EBADMSG;
+	}
+	r = fs_pwrite_all(d->fd, data, want, (off_t)(s * STRIPE_SIZE));
+	if (r)
+		snprintf(why, whylen, "object %llu: writing the result failed: %s", id,
+			 strerror(-r));
+	return r;
+}
+
+/* Fewer than k slots can give stripe d->s: say which and why. */
+static int not_enough(struct codec_dec *d, unsigned have, char *why, size_t whylen)
+{
+	snprintf(why, whylen, "object %llu", (unsigned long long)d->id);
+	if (d->nstripes > 1)
+		addwhy(why, whylen, " stripe %llu", (unsigned long long)d->s);
+	addwhy(why, whylen, ": %u usable shards, %u needed (", have, d->c->p.k);
+	bool first = true;
+	for (unsigned i = 0; i < d->n; i++) {
+		struct slot *sl = &d->sl[i];
+		if (sl->st == SLOT_OK && !sl->err[0])
+			continue;
+		addwhy(why, whylen, "%s%s: %s", first ? "" : "; ", sl->from,
+		       sl->st == SLOT_OK ? sl->err : sl->err[0] ? sl->err : "missing");
+		first = false;
+	}
+	addwhy(why, whylen, "%s)", first ? "none given" : "");
+	return -EIO;
+}
+
+int codec_dec_step(struct codec_dec *d, char *why, size_t whylen)
+{
+	struct codec *c = d->c;
+	why[0] = 0;
+	if (d->done)
+		return 1;
+	unsigned waiting = 0;
+	for (unsigned i = 0; i < d->n; i++)
+		waiting += d->sl[i].st == SLOT_WAIT_HDR;
+	if (d->good_hdrs < c->p.k) {
+		if (d->good_hdrs + waiting < c->p.k)
+			return not_enough(d, d->good_hdrs, why, whylen);
+		return 0;
+	}
+	if (d->ci != CIPHER_AES256GCM && d->ci != CIPHER_XCHACHA20) {
+		snprintf(why, whylen, "object %llu: unknown cipher %u", (unsigned long long)d->id,
+			 d->ci);
+		return -EBADMSG;
+	}
+	if (d->ci == CIPHER_AES256GCM && !crypto_aead_aes256gcm_is_available()) {
+		snprintf(why, whylen, "object %llu is encrypted with AES-256-GCM, which this CPU "
+			 "cannot run through libsodium (no AES-NI)", (unsigned long long)d->id);
+		return -ENOTSUP;
+	}
+	while (d->s < d->nstripes) {
+		char *frags[SHARD_MAX];
+		struct slot *used[SHARD_MAX];
+		unsigned nf = 0, pending = 0;
+		uint32_t fraglen = 0;
+		for (unsigned i = 0; i < d->n && nf < c->p.k; i++) {
+			struct slot *sl = &d->sl[i];
+			uint32_t l;
+			const uint8_t *f = slot_frag(d, sl, &l);
+			if (!f) {
+				pending += sl->st != SLOT_DEAD && !sl->ended && sl->next <= d->s;
+				continue;
+			}
+			if (nf && l != fraglen) {
+				slot_kill(sl, "fragment length differs from the other shards");
+				continue;
+			}
+			fraglen = l;
+			used[nf] = sl;
+			frags[nf++] = (char *)f;
+		}
+		if (nf < c->p.k)
+			return nf + pending < c->p.k ? not_enough(d, nf, why, whylen) : 0;
+		int r = write_stripe(d, frags, nf, fraglen, why, whylen);
+		if (r)
+			return r;
+		for (unsigned j = 0; j < nf; j++) {
+			used[j]->off += FRAG_HDR + fraglen;
+			used[j]->next++;
+		}
+		d->s++;
+		/* drop consumed bytes so a slot holds about one piece */
+		for (unsigned i = 0; i < d->n; i++) {
+			struct slot *sl = &d->sl[i];
+			if (sl->st == SLOT_OK && sl->off > sl->cap / 2) {
+				memmove(sl->buf, sl->buf + sl->off, sl->len - sl->off);
+				sl->len -= sl->off;
+				sl->off = 0;
+			}
+		}
+	}
+	d->done = true;
+	return 1;
+}
+
+uint64_t codec_dec_size(const struct codec_dec *d)
+{
+	return d->size;
 }
 
 int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,
 		 unsigned n, int fd, char *why, size_t whylen)
 {
+	struct codec_dec *d;
 	why[0] = 0;
-	struct good g[SHARD_MAX];
-	unsigned ng = 0;
-	bool seen[SHARD_MAX] = { false };
-	const uint8_t *ref = NULL;
-	for (unsigned j = 0; j < n; j++) {
-		const char *bad = in[j].buf ? check_shard(c, object_id, &in[j], ref) : "missing";
-		if (!bad && seen[in[j].buf[12]])
-			bad = "duplicate of another shard";
-		if (bad) {
-			addwhy(why, whylen, "%s%s: %s", why[0] ? "; " : "",
-			       in[j].from ? in[j].from : "?", bad);
-			continue;
-		}
-		if (ng == SHARD_MAX)
+	int r = codec_dec_new(c, object_id, fd, &d);
+	if (r)
+		return r;
+	for (unsigned j = 0; j < n && !r; j++) {
+		unsigned slot = codec_dec_add(d, in[j].from);
+		if (slot == SHARD_MAX)
 			break;
-		ref = ref ? ref : in[j].buf;
-		seen[in[j].buf[12]] = true;
-		g[ng++] = (struct good){ &in[j], in[j].buf[12], in[j].buf + SHARD_HDR_SIZE };
+		if (in[j].buf)
+			r = codec_dec_feed(d, slot, in[j].buf, in[j].len);
+		codec_dec_end(d, slot);
 	}
-	if (ng < c->p.k) {
-		char tail[1024];
-		snprintf(tail, sizeof tail, "%s", why);
-		snprintf(why, whylen, "object %llu: %u usable shards, %u needed (%s)",
-			 (unsigned long long)object_id, ng, c->p.k, tail[0] ? tail : "none given");
-		return -EIO;
-	}
-	enum codec_cipher ci = ref[15];
-	if (ci != CIPHER_AES256GCM && ci != CIPHER_XCHACHA20) {
-		snprintf(why, whylen, "object %llu: unknown cipher %u", (unsigned long long)object_id, ci);
-		return -EBADMSG;
-	}
-	if (ci == CIPHER_AES256GCM && !crypto_aead_aes256gcm_is_available()) {
-		snprintf(why, whylen, "object %llu is encrypted with AES-256-GCM, which this CPU "
-			 "cannot run through libsodium (no AES-NI)", (unsigned long long)object_id);
-		return -ENOTSUP;
-	}
-	uint64_t size = get_le64(ref + 40), nstripes = get_le64(ref + 48);
-	uint8_t key[32];
-	object_key(c, object_id, ref + 56, key);
-	if (ftruncate(fd, 0) < 0)
-		return -errno;
-	int r = 0;
-	for (uint64_t s = 0; s < nstripes && !r; s++) {
-		char *frags[SHARD_MAX];
-		uint32_t fraglen = get_le32(g[0].pos);
-		unsigned nf = 0;
-		for (unsigned j = 0; j < ng; j++) {
-			uint32_t l = get_le32(g[j].pos);
-			if (l == fraglen)
-				frags[nf++] = (char *)g[j].pos + 4;
-			g[j].pos += 4 + l;
-		}
-		char *out = NULL;
-		uint64_t outlen = 0;
-		if (nf < c->p.k ||
-		    liberasurecode_decode(c->ec, frags, (int)nf, fraglen, 1, &out, &outlen)) {
-			snprintf(why, whylen, "object %llu stripe %llu: erasure decoding failed",
-				 (unsigned long long)object_id, (unsigned long long)s);
-			r = -EIO;
-			break;
-		}
-		uint8_t ad[AD_SIZE];
-		make_ad(c, object_id, size, nstripes, s, ad);
-		size_t plen;
-		r = open_stripe(c, ci, key, ad, s, (const uint8_t *)out, (size_t)outlen, &plen);
-		liberasurecode_decode_cleanup(c->ec, out);
-		if (r) {
-			snprintf(why, whylen, "object %llu stripe %llu: authentication failed (wrong "
-				 "key, or data tampered with)", (unsigned long long)object_id,
-				 (unsigned long long)s);
-			break;
-		}
-		size_t want = (size_t)(size - s * STRIPE_SIZE < STRIPE_SIZE ? size - s * STRIPE_SIZE
-									     : STRIPE_SIZE);
-		const uint8_t *data = c->plain + 1;
-		size_t dlen = plen - 1;
-		if (plen < 1 || c->plain[0] > 1) {
-			dlen = SIZE_MAX;
-		} else if (c->plain[0] == 1) {
-			dlen = ZSTD_decompressDCtx(c->zd, c->in, STRIPE_SIZE, c->plain + 1, plen - 1);
-			data = c->in;
-			if (ZSTD_isError(dlen))
-				dlen = SIZE_MAX;
-		}
-		if (dlen != want) {
-			snprintf(why, whylen, "object %llu stripe %llu: bad stripe contents",
-				 (unsigned long long)object_id, (unsigned long long)s);
-			r = -EBADMSG;
-			break;
-		}
-		r = fs_pwrite_all(fd, data, want, (off_t)(s * STRIPE_SIZE));
-		if (r)
-			snprintf(why, whylen, "object %llu: writing the result failed: %s",
-				 (unsigned long long)object_id, strerror(-r));
-	}
-	sodium_memzero(key, sizeof key);
-	return r;
+	if (!r)
+		r = codec_dec_step(d, why, whylen);
+	codec_dec_free(d);
+	return r == 1 ? 0 : r ? r : -EIO;
 }

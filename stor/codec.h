@@ -12,8 +12,9 @@
  *      moved, dropped or swapped between objects or volumes;
  *   3. Reed-Solomon with liberasurecode (isa_l_rs_cauchy, an MDS code) into
  *      k data + m parity fragments.
- * Shard i is a 96-byte header, then for every stripe a u32 length and
- * fragment i, then an XXH3 of everything before it:
+ * Shard i is a 96-byte header, then for every stripe a 12-byte fragment
+ * header (u32 length, u64 XXH3 of the fragment seeded with stripe << 8 |
+ * shard index) and fragment i. The header:
  *   0 magic "QSFSSHD1"  8 u32 version  12 u8 index  13 u8 k  14 u8 m
  *   15 u8 cipher (1 AES-256-GCM, 2 XChaCha20-Poly1305)  16 volume id
  *   32 u64 object id  40 u64 object size  48 u64 stripes  56 salt (16)
@@ -21,8 +22,12 @@
  *
  * Memory: encoding holds one stripe in, its compressed and encrypted forms
  * and its k+m fragments (about (3 + (k+m)/k) MiB); the shards go to a sink as
- * they grow. Decoding takes the shards whole (about the object's stored
- * size) and writes the object stripe by stripe.
+ * they grow. Decoding streams: each shard's bytes are fed as they arrive and
+ * a stripe is written as soon as k shards hold a good fragment of it, so the
+ * decoder holds what was fed and not yet consumed (about one piece per shard
+ * when the caller feeds piece by piece) plus about 3 MiB of stripe buffers.
+ * A corrupt fragment is skipped on its own: shards damaged in different
+ * stripes still decode.
  *
  * A codec is not thread-safe: one per worker (liberasurecode 1.6 instances
  * must not be shared).
@@ -70,13 +75,40 @@ struct shard_in {
 	const char *from;	/* backend name, for messages */
 };
 
-/* Rebuild object id into fd (truncated first) from the shards in[0..n),
- * given in any order. Shards that fail their checks are skipped; fewer than
- * k good ones is -EIO with why naming the object and, per shard, what was
- * wrong. A stripe that fails authentication is -EBADMSG (wrong key,
- * tampered data). */
+/* Rebuild object id into fd (truncated first) from whole shards in[0..n),
+ * given in any order: codec_dec_* below fed at once. */
 int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,
 		 unsigned n, int fd, char *why, size_t whylen);
+
+/* Streaming decode of object id into fd (truncated here) with codec c. */
+struct codec_dec;
+int codec_dec_new(struct codec *c, uint64_t object_id, int fd, struct codec_dec **out);
+void codec_dec_free(struct codec_dec *d);
+
+/* A new slot: the place one shard's bytes will come from (named from in
+ * messages). Returns its number, or SHARD_MAX when there are too many. */
+unsigned codec_dec_add(struct codec_dec *d, const char *from);
+
+/* The next bytes of a slot's shard, in order. A slot whose header fails its
+ * checks (checksum, volume, object, k+m, another encoding, a duplicate
+ * index) is dropped with the reason kept for messages. -ENOMEM only. */
+int codec_dec_feed(struct codec_dec *d, unsigned slot, const void *buf, size_t len);
+
+/* No more bytes for the slot: the shard is complete (end) or its source
+ * failed (fail, with why). */
+void codec_dec_end(struct codec_dec *d, unsigned slot);
+void codec_dec_fail(struct codec_dec *d, unsigned slot, const char *why);
+
+/* Write every stripe that k slots now hold a good fragment of. Returns 1
+ * when the whole object is written, 0 when more bytes are needed, or an
+ * error with why set: -EIO when fewer than k slots can still give the next
+ * stripe (why names the object and, per shard, what was wrong), -EBADMSG
+ * when a stripe fails authentication (wrong key, tampered data), -ENOTSUP
+ * (cipher this CPU cannot run), or a write error. */
+int codec_dec_step(struct codec_dec *d, char *why, size_t whylen);
+
+/* The object size the shard headers give (valid once step returned 1). */
+uint64_t codec_dec_size(const struct codec_dec *d);
 
 /* The cipher this codec encrypts with. */
 enum codec_cipher codec_cipher(const struct codec *c);

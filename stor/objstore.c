@@ -30,17 +30,36 @@ struct obj_meta {
 	struct shard_meta sh[SHARD_MAX];
 };
 
-/* --- upload: a sink that writes pieces as they fill ------------------------- */
+/* --- upload: a sink that writes pieces as they fill ------------------------
+ *
+ * Each shard has a writer thread and two piece buffers: the sink fills one
+ * while the thread writes the other to the shard's backend, so the k+m
+ * backends are written in parallel and encoding overlaps the network.
+ */
+
+struct shard_writer {
+	struct upload *u;
+	unsigned i;
+	pthread_t th;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *buf[2];
+	int cur;		/* the buffer the sink fills */
+	size_t fill;
+	uint8_t *job;		/* a full piece handed to the thread, or NULL */
+	size_t job_len;
+	bool quit;
+	int r;			/* first write error */
+	char err[300];
+};
 
 struct upload {
 	struct objstore *s;
 	const char *name;
-	uint8_t *buf[SHARD_MAX];
-	size_t fill[SHARD_MAX];
+	struct shard_writer w[SHARD_MAX];
 	struct obj_meta meta;
 	XXH3_state_t sums[SHARD_MAX];
-	char *why;
-	size_t whylen;
 };
 
 static void shard_key(const struct objstore *s, const char *name, unsigned shard,
@@ -49,39 +68,100 @@ static void shard_key(const struct objstore *s, const char *name, unsigned shard
 	snprintf(key, n, "%s/o/%s/%u.%u", s->volhex, name, shard, piece);
 }
 
-static int flush_piece(struct upload *u, unsigned i)
+/* Write one piece of shard w->i (the next piece number). */
+static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 {
+	struct upload *u = w->u;
 	char key[128];
-	shard_key(u->s, u->name, i, u->meta.sh[i].pieces, key, sizeof key);
-	struct backend *b = u->s->backends[i];
-	int r = backend_put(b, key, u->buf[i], u->fill[i]);
+	shard_key(u->s, u->name, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
+	struct backend *b = u->s->backends[w->i];
+	int r = backend_put(b, key, buf, len);
 	if (r) {
-		snprintf(u->why, u->whylen, "object %s: shard %u to %s: %s", u->name, i,
+		snprintf(w->err, sizeof w->err, "object %s: shard %u to %s: %s", u->name, w->i,
 			 backend_name(b), backend_health(b).last_error[0] ?
 			 backend_health(b).last_error : strerror(-r));
 		return r;
 	}
-	u->meta.sh[i].pieces++;
-	u->fill[i] = 0;
+	u->meta.sh[w->i].pieces++;
 	return 0;
+}
+
+static void *writer_main(void *arg)
+{
+	struct shard_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->job && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->job)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		int r = w->r ? w->r : write_piece(w, w->job, w->job_len);
+		pthread_mutex_lock(&w->mu);
+		w->r = r;
+		w->job = NULL;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Hand the filled buffer to the writer (waiting for its previous piece),
+ * or write it here when there is no thread. Returns the first error. */
+static int submit_piece(struct shard_writer *w)
+{
+	if (!w->started) {
+		int r = w->r ? w->r : write_piece(w, w->buf[w->cur], w->fill);
+		w->r = r;
+		w->fill = 0;
+		return r;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->job)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int r = w->r;
+	if (!r) {
+		w->job = w->buf[w->cur];
+		w->job_len = w->fill;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	w->cur ^= 1;
+	w->fill = 0;
+	return r;
+}
+
+/* Stop the writer after its last piece; returns its first error. */
+static int writer_finish(struct shard_writer *w)
+{
+	if (w->started) {
+		pthread_mutex_lock(&w->mu);
+		w->quit = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->th, NULL);
+		w->started = false;
+	}
+	return w->r;
 }
 
 static int upload_sink(void *arg, unsigned i, const void *buf, size_t len)
 {
 	struct upload *u = arg;
+	struct shard_writer *w = &u->w[i];
 	const uint8_t *p = buf;
 	XXH3_64bits_update(&u->sums[i], buf, len);
 	u->meta.sh[i].len += len;
 	while (len) {
-		size_t take = OBJ_PIECE - u->fill[i];
+		size_t take = OBJ_PIECE - w->fill;
 		if (take > len)
 			take = len;
-		memcpy(u->buf[i] + u->fill[i], p, take);
-		u->fill[i] += take;
+		memcpy(w->buf[w->cur] + w->fill, p, take);
+		w->fill += take;
 		p += take;
 		len -= take;
-		if (u->fill[i] == OBJ_PIECE) {
-			int r = flush_piece(u, i);
+		if (w->fill == OBJ_PIECE) {
+			int r = submit_piece(w);
 			if (r)
 				return r;
 		}
@@ -199,23 +279,40 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	struct upload *u = calloc(1, sizeof *u);
 	if (!u)
 		return -ENOMEM;
-	*u = (struct upload){ .s = s, .name = name, .why = why, .whylen = whylen };
+	u->s = s;
+	u->name = name;
 	u->meta.size = size;
 	u->meta.k = s->k;
 	u->meta.m = s->m;
 	int r = 0;
-	for (unsigned i = 0; i < n && !r; i++) {
-		u->buf[i] = malloc(OBJ_PIECE);
-		if (!u->buf[i])
+	for (unsigned i = 0; i < n; i++) {
+		struct shard_writer *w = &u->w[i];
+		w->u = u;
+		w->i = i;
+		pthread_mutex_init(&w->mu, NULL);
+		pthread_cond_init(&w->cv, NULL);
+		w->buf[0] = malloc(OBJ_PIECE);
+		w->buf[1] = malloc(OBJ_PIECE);
+		if (!w->buf[0] || !w->buf[1])
 			r = -ENOMEM;
 		XXH3_64bits_reset(&u->sums[i]);
 		snprintf(u->meta.sh[i].backend, META_NAME_MAX, "%s", backend_name(s->backends[i]));
 	}
+	for (unsigned i = 0; i < n && !r; i++)
+		u->w[i].started = pthread_create(&u->w[i].th, NULL, writer_main, &u->w[i]) == 0;
 	if (!r)
 		r = codec_encode(c, code_id, fd, size, upload_sink, u);
+	/* the last piece of every shard (an empty object still has headers) */
 	for (unsigned i = 0; i < n && !r; i++)
-		if (u->fill[i] || !u->meta.sh[i].pieces)
-			r = flush_piece(u, i);
+		if (u->w[i].fill)
+			r = submit_piece(&u->w[i]);
+	for (unsigned i = 0; i < n; i++) {
+		int e = writer_finish(&u->w[i]);
+		if (e && !why[0])
+			snprintf(why, whylen, "%s", u->w[i].err);
+		if (!r)
+			r = e;
+	}
 	if (r && !why[0])
 		snprintf(why, whylen, "object %s: encoding failed: %s", name, strerror(-r));
 	uint8_t *mc = NULL;
@@ -239,24 +336,17 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		}
 	}
 	free(mc);
-	for (unsigned i = 0; i < n; i++)
-		free(u->buf[i]);
+	for (unsigned i = 0; i < n; i++) {
+		free(u->w[i].buf[0]);
+		free(u->w[i].buf[1]);
+		pthread_mutex_destroy(&u->w[i].mu);
+		pthread_cond_destroy(&u->w[i].cv);
+	}
 	free(u);
 	return r;
 }
 
 /* --- retrieval ------------------------------------------------------------- */
-
-struct fetch {
-	struct objstore *s;
-	const char *name;
-	unsigned shard;
-	const struct shard_meta *sm;
-	struct backend *b;
-	uint8_t *buf;
-	size_t len;
-	char err[META_NAME_MAX + 64];
-};
 
 static struct backend *find_backend(struct objstore *s, const char *name)
 {
@@ -266,106 +356,142 @@ static struct backend *find_backend(struct objstore *s, const char *name)
 	return NULL;
 }
 
-static void *fetch_main(void *arg)
+/* One shard's piece p, fetched by its own thread in a round. */
+struct fetch {
+	struct objstore *s;
+	const char *name;
+	unsigned shard;
+	uint32_t piece;
+	struct backend *b;
+	uint8_t *buf;
+	size_t len;
+	int r;
+	char err[200];
+};
+
+static void *fetch_piece(void *arg)
 {
 	struct fetch *f = arg;
-	if (!f->b) {
-		snprintf(f->err, sizeof f->err, "backend %s is not configured", f->sm->backend);
-		return NULL;
-	}
-	if (f->sm->len > (uint64_t)f->sm->pieces * OBJ_PIECE) {
-		snprintf(f->err, sizeof f->err, "impossible shard length in metadata");
-		return NULL;
-	}
-	f->buf = malloc(f->sm->len ? f->sm->len : 1);
-	if (!f->buf)
-		return NULL;
-	for (uint32_t p = 0; p < f->sm->pieces; p++) {
-		char key[128];
-		shard_key(f->s, f->name, f->shard, p, key, sizeof key);
+	char key[128];
+	shard_key(f->s, f->name, f->shard, f->piece, key, sizeof key);
+	f->r = backend_get(f->b, key, &f->buf, &f->len);
+	if (f->r)
+		snprintf(f->err, sizeof f->err, "%s", f->r == -ENOENT ? "piece missing" :
+			 backend_health(f->b).last_error[0] ? backend_health(f->b).last_error
+							     : strerror(-f->r));
+	return NULL;
+}
+
+static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta, char *why,
+		     size_t whylen)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
+	int undecryptable = 0;
+	for (size_t i = 0; i < s->nbackends; i++) {
 		uint8_t *v;
 		size_t n;
-		int r = backend_get(f->b, key, &v, &n);
-		if (r) {
-			snprintf(f->err, sizeof f->err, "%s", r == -ENOENT ? "piece missing" :
-				 backend_health(f->b).last_error[0] ? backend_health(f->b).last_error
-								     : strerror(-r));
-			goto fail;
-		}
-		if (f->len + n > f->sm->len) {
-			free(v);
-			snprintf(f->err, sizeof f->err, "longer than recorded");
-			goto fail;
-		}
-		memcpy(f->buf + f->len, v, n);
-		f->len += n;
+		if (backend_get(s->backends[i], key, &v, &n))
+			continue;
+		int r = meta_open(s, name, v, n, meta);
 		free(v);
+		if (r == 0)
+			return 0;
+		undecryptable++;
 	}
-	if (f->len != f->sm->len || XXH3_64bits(f->buf, f->len) != f->sm->sum) {
-		snprintf(f->err, sizeof f->err, "checksum mismatch (corrupt shard)");
-		goto fail;
-	}
-	return NULL;
-fail:
-	free(f->buf);
-	f->buf = NULL;
-	return NULL;
+	if (undecryptable)
+		snprintf(why, whylen, "object %s: its metadata does not open with this key "
+			 "(wrong key, another volume, or tampered)", name);
+	else
+		snprintf(why, whylen, "object %s: no backend has its metadata", name);
+	return undecryptable ? -EBADMSG : -ENOENT;
 }
 
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, char *why, size_t whylen)
 {
 	why[0] = 0;
-	char key[128];
-	snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
 	struct obj_meta meta;
-	int found = 0, undecryptable = 0;
-	for (size_t i = 0; i < s->nbackends && !found; i++) {
-		uint8_t *v;
-		size_t n;
-		if (backend_get(s->backends[i], key, &v, &n))
-			continue;
-		if (meta_open(s, name, v, n, &meta) == 0)
-			found = 1;
-		else
-			undecryptable++;
-		free(v);
-	}
-	if (!found) {
-		if (undecryptable)
-			snprintf(why, whylen, "object %s: its metadata does not open with this key "
-				 "(wrong key, another volume, or tampered)", name);
-		else
-			snprintf(why, whylen, "object %s: no backend has its metadata", name);
-		return undecryptable ? -EBADMSG : -ENOENT;
-	}
+	int r = read_meta(s, name, &meta, why, whylen);
+	if (r)
+		return r;
 	unsigned n = meta.k + meta.m;
-	struct fetch f[SHARD_MAX];
-	pthread_t th[SHARD_MAX];
-	bool started[SHARD_MAX] = { false };
-	for (unsigned i = 0; i < n; i++) {
-		f[i] = (struct fetch){ .s = s, .name = name, .shard = i, .sm = &meta.sh[i],
-				       .b = find_backend(s, meta.sh[i].backend) };
-		started[i] = pthread_create(&th[i], NULL, fetch_main, &f[i]) == 0;
-		if (!started[i])
-			fetch_main(&f[i]);
+	struct codec_dec *d;
+	r = codec_dec_new(c, code_id, fd, &d);
+	if (r) {
+		snprintf(why, whylen, "object %s: %s", name, strerror(-r));
+		return r;
 	}
-	for (unsigned i = 0; i < n; i++)
-		if (started[i])
-			pthread_join(th[i], NULL);
-	struct shard_in in[SHARD_MAX];
-	char from[SHARD_MAX][2 * META_NAME_MAX + 80];
+	struct backend *b[SHARD_MAX];
+	bool live[SHARD_MAX];
+	uint32_t rounds = 0;
 	for (unsigned i = 0; i < n; i++) {
-		if (f[i].buf)
-			snprintf(from[i], sizeof from[i], "%s", meta.sh[i].backend);
+		char from[META_NAME_MAX + 16];
+		snprintf(from, sizeof from, "shard %u on %s", i, meta.sh[i].backend);
+		codec_dec_add(d, from);
+		b[i] = find_backend(s, meta.sh[i].backend);
+		live[i] = true;
+		if (!b[i]) {
+			codec_dec_fail(d, i, "that backend is not configured");
+			live[i] = false;
+		} else if (!meta.sh[i].pieces ||
+			   meta.sh[i].len > (uint64_t)meta.sh[i].pieces * OBJ_PIECE_MAX) {
+			codec_dec_fail(d, i, "impossible shard length in the metadata");
+			live[i] = false;
+		} else if (meta.sh[i].pieces > rounds) {
+			rounds = meta.sh[i].pieces;
+		}
+	}
+	/* Rounds: piece p of every live shard in parallel, fed in shard order,
+	 * then every stripe that became decodable is written. Memory: one piece
+	 * per shard in flight plus what the decoder holds (about the same). */
+	r = codec_dec_step(d, why, whylen);
+	for (uint32_t p = 0; p < rounds && r == 0; p++) {
+		struct fetch f[SHARD_MAX];
+		pthread_t th[SHARD_MAX];
+		bool go[SHARD_MAX] = { false }, started[SHARD_MAX] = { false };
+		for (unsigned i = 0; i < n; i++) {
+			go[i] = live[i] && p < meta.sh[i].pieces;
+			if (!go[i])
+				continue;
+			f[i] = (struct fetch){ .s = s, .name = name, .shard = i, .piece = p,
+					       .b = b[i] };
+			started[i] = pthread_create(&th[i], NULL, fetch_piece, &f[i]) == 0;
+			if (!started[i])
+				fetch_piece(&f[i]);
+		}
+		for (unsigned i = 0; i < n; i++) {
+			if (!go[i])
+				continue;
+			if (started[i])
+				pthread_join(th[i], NULL);
+			if (f[i].r) {
+				codec_dec_fail(d, i, f[i].err);
+				live[i] = false;
+			} else if (r == 0) {
+				r = codec_dec_feed(d, i, f[i].buf, f[i].len);
+				if (p + 1 == meta.sh[i].pieces)
+					codec_dec_end(d, i);
+			}
+			free(f[i].buf);
+		}
+		if (r == 0)
+			r = codec_dec_step(d, why, whylen);
 		else
-			snprintf(from[i], sizeof from[i], "%s (%s)", meta.sh[i].backend, f[i].err);
-		in[i] = (struct shard_in){ f[i].buf, f[i].len, from[i] };
+			snprintf(why, whylen, "object %s: %s", name, strerror(-r));
 	}
-	int r = codec_decode(c, code_id, in, n, fd, why, whylen);
-	for (unsigned i = 0; i < n; i++)
-		free(f[i].buf);
-	return r;
+	if (r == 1 && codec_dec_size(d) != meta.size) {
+		snprintf(why, whylen, "object %s: shards give %llu bytes, the metadata %llu",
+			 name, (unsigned long long)codec_dec_size(d),
+			 (unsigned long long)meta.size);
+		r = -EBADMSG;
+	}
+	if (r == 0) {	/* every source ended and the decoder still wants bytes */
+		snprintf(why, whylen, "object %s: shards ended early", name);
+		r = -EIO;
+	}
+	codec_dec_free(d);
+	return r == 1 ? 0 : r;
 }
 
 size_t obj_meta_copies(struct objstore *s, const char *name)

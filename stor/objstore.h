@@ -24,7 +24,9 @@
 #include "backend.h"
 #include "codec.h"
 
-#define OBJ_PIECE (4u << 20)	/* <= BACKEND_MAX_VALUE */
+#define OBJ_PIECE (1u << 20)	/* pieces written; small, as retrieval holds
+				 * one per shard in flight */
+#define OBJ_PIECE_MAX BACKEND_MAX_VALUE	/* pieces accepted when reading */
 #define OBJ_NAME_MAX 32
 
 struct objstore {
@@ -39,13 +41,16 @@ struct objstore {
 /* Encode the size bytes of fd with codec c and store them as object name.
  * Returns 0 once every shard is written and a majority of backends hold the
  * metadata; else a negative errno with why naming the object and what
- * failed where. Memory: the codec's stripe buffers plus one piece per shard. */
+ * failed where. Memory: the codec's stripe buffers plus one piece per shard
+ * (OBJ_PIECE). */
 int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, uint64_t size, char *why, size_t whylen);
 
 /* Fetch object name into fd: metadata from the first backend that has a
- * valid copy, then all shards in parallel; decoding starts once the shards
- * have arrived or failed, and needs any k good ones. */
+ * valid copy, then the shards piece by piece, piece p of every shard in
+ * parallel, each stripe written as soon as k good fragments of it have
+ * arrived. Memory: about two pieces per shard (OBJ_PIECE) plus the codec's
+ * stripe buffers, whatever the object's size. */
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, char *why, size_t whylen);
 

@@ -14,6 +14,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "../../common/endian.h"
 #include "codec.h"
 
 struct shards {
@@ -163,20 +164,99 @@ static void test_any_m_lost_or_corrupt(void **state)
 		combos++;
 	}
 	assert_int_equal(combos, 22);	/* every way to keep 4, 5 or 6 of 6 */
-	/* random damage in two shards: their checksums exclude them */
-	s.buf[1][SHARD_HDR_SIZE + 100] ^= 0x40;
-	s.buf[4][s.len[4] / 2] ^= 0x01;
+	/* damage in two shards: their fragment checksums exclude them */
+	uint32_t fl = get_le32(s.buf[0] + SHARD_HDR_SIZE);
+#define FRAG(shard, stripe) (s.buf[shard] + SHARD_HDR_SIZE + (stripe) * (12 + fl) + 12)
+	FRAG(1, 0)[100] ^= 0x40;
+	FRAG(4, 2)[7] ^= 0x01;
 	assert_int_equal(decode_mask(c, 7, &s, 0x3f, d, size, why, sizeof why), 0);
-	/* three lost: a clear error naming what is wrong with each */
+	/* one shard lost as well: every stripe still has 4 good fragments, as
+	 * the damage is in different stripes */
+	assert_int_equal(decode_mask(c, 7, &s, 0x3f & ~(1u << 0), d, size, why, sizeof why), 0);
+	/* three bad in stripe 0: a clear error naming what is wrong with each */
+	FRAG(2, 0)[5] ^= 0x80;
+#undef FRAG
 	int r = decode_mask(c, 7, &s, 0x3f & ~(1u << 0), d, size, why, sizeof why);
 	assert_int_equal(r, -EIO);
-	assert_non_null(strstr(why, "object 7: 3 usable shards, 4 needed"));
+	print_message("# %s\n", why);
+	assert_non_null(strstr(why, "object 7 stripe 0: 3 usable shards, 4 needed"));
 	assert_non_null(strstr(why, "b0: missing"));
-	assert_non_null(strstr(why, "b1: checksum mismatch"));
-	assert_non_null(strstr(why, "b4: checksum mismatch"));
+	assert_non_null(strstr(why, "b1: checksum mismatch in stripe 0"));
+	assert_non_null(strstr(why, "b2: checksum mismatch in stripe 0"));
+	/* a truncated shard and a shard with a broken header are named too */
+	s.len[3] = SHARD_HDR_SIZE + 12 + fl / 2;
+	s.buf[5][3] ^= 1;
+	r = decode_mask(c, 7, &s, 0x3f & ~(1u << 0), d, size, why, sizeof why);
+	assert_int_equal(r, -EIO);
+	print_message("# %s\n", why);
+	assert_non_null(strstr(why, "b3: truncated"));
+	assert_non_null(strstr(why, "b5: bad header"));
 	shards_free(&s);
 	free(d);
 	close(fd);
+	codec_free(c);
+}
+
+/* Shards fed in random-sized chunks, round-robin, the way objstore feeds
+ * pieces as they arrive; one source fails half-way and one never answers.
+ * Stripes are written as they become decodable; the result is exact. */
+static void test_streaming_feed(void **state)
+{
+	(void)state;
+	struct codec *c;
+	assert_int_equal(codec_new(&P, &c), 0);
+	for (int round = 0; round < 6; round++) {
+		size_t size = 5 * STRIPE_SIZE + (size_t)randombytes_uniform(STRIPE_SIZE);
+		uint8_t *d;
+		int fd = make_object(size, round & 1, &d);
+		struct shards s;
+		encode(c, 77, fd, size, &s);
+		char *p = tu_path(dir, "out");
+		int ofd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		free(p);
+		struct codec_dec *dec;
+		assert_int_equal(codec_dec_new(c, 77, ofd, &dec), 0);
+		unsigned n = P.k + P.m, failing = randombytes_uniform(n),
+			 silent = (failing + 1 + randombytes_uniform(n - 1)) % n;
+		size_t pos[SHARD_MAX] = { 0 };
+		for (unsigned i = 0; i < n; i++)
+			assert_int_equal(codec_dec_add(dec, "b"), i);
+		char why[1024];
+		int r = 0, steps = 0;
+		while (r == 0) {
+			for (unsigned i = 0; i < n; i++) {
+				if (i == silent || pos[i] == s.len[i])
+					continue;
+				if (i == failing && pos[i] > s.len[i] / 2) {
+					codec_dec_fail(dec, i, "connection reset");
+					pos[i] = s.len[i];
+					continue;
+				}
+				size_t take = 1 + randombytes_uniform((uint32_t)(s.len[i] / 10 + 1));
+				if (take > s.len[i] - pos[i])
+					take = s.len[i] - pos[i];
+				assert_int_equal(codec_dec_feed(dec, i, s.buf[i] + pos[i], take), 0);
+				pos[i] += take;
+				if (pos[i] == s.len[i])
+					codec_dec_end(dec, i);
+			}
+			r = codec_dec_step(dec, why, sizeof why);
+			steps++;
+		}
+		assert_int_equal(r, 1);
+		assert_int_equal(codec_dec_size(dec), size);
+		assert_true(steps > 5);
+		codec_dec_free(dec);
+		uint8_t *got = malloc(size);
+		assert_int_equal(pread(ofd, got, size, 0), (ssize_t)size);
+		assert_memory_equal(got, d, size);
+		assert_int_equal(lseek(ofd, 0, SEEK_END), (off_t)size);
+		free(got);
+		close(ofd);
+		shards_free(&s);
+		free(d);
+		close(fd);
+	}
 	codec_free(c);
 }
 
@@ -216,11 +296,10 @@ static void test_refuses_wrong_key_tamper_foreign(void **state)
 
 	/* a tamperer who rewrites a fragment and fixes the checksum: with only
 	 * k shards to decode from, authentication refuses the stripe */
-	uint8_t *b = s.buf[2];
-	b[SHARD_HDR_SIZE + 4 + 200] ^= 0xff;
-	uint64_t sum = XXH3_64bits(b, s.len[2] - 8);
-	for (int i = 0; i < 8; i++)
-		b[s.len[2] - 8 + i] = (uint8_t)(sum >> (8 * i));
+	uint8_t *b = s.buf[2] + SHARD_HDR_SIZE;
+	uint32_t fl = get_le32(b);
+	b[12 + 200] ^= 0xff;
+	put_le64(b + 4, XXH3_64bits_withSeed(b + 12, fl, 0 << 8 | 2));
 	assert_int_equal(decode_mask(c, 9, &s, 0x0f, d, size, why, sizeof why), -EBADMSG);
 	/* and with the tampered shard left out, all is well */
 	assert_int_equal(decode_mask(c, 9, &s, 0x3b, d, size, why, sizeof why), 0);
@@ -261,6 +340,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_sizes),
 		cmocka_unit_test(test_any_m_lost_or_corrupt),
+		cmocka_unit_test(test_streaming_feed),
 		cmocka_unit_test(test_refuses_wrong_key_tamper_foreign),
 		cmocka_unit_test(test_xchacha_and_params),
 	};

@@ -92,7 +92,7 @@ static void test_good_and_defaults(void **state)
 	assert_int_equal(c.cache.segment_size, 16 << 20);
 	assert_int_equal(c.cache.max_size, 0);
 	assert_int_equal(c.cache.hook_timeout, 120);
-	assert_int_equal(c.stor.compression, 3);
+	assert_int_equal(c.stor.compression, 1);
 	assert_int_equal(c.stor.nbackends, 3);
 	assert_int_equal(c.stor.backends[1].kind, BACKEND_REDIS);
 	assert_string_equal(c.stor.backends[1].password, "secret");

@@ -193,9 +193,9 @@ static void test_two_down_two_corrupt_three_gone(void **state)
 	int r = get_and_check(&g, "s101", 101, d, size, why, sizeof why);
 	assert_int_equal(r, -EIO);
 	print_message("# %s\n", why);
-	assert_non_null(strstr(why, "object 101: 3 usable shards, 4 needed"));
+	assert_non_null(strstr(why, "object 101 stripe 0: 3 usable shards, 4 needed"));
 	char want[64];
-	snprintf(want, sizeof want, "redis://127.0.0.1:%d/0 (", ports[3]);
+	snprintf(want, sizeof want, "shard 3 on redis://127.0.0.1:%d/0: ", ports[3]);
 	assert_non_null(strstr(why, want));
 	/* with half the backends gone, a new store cannot get its majority */
 	r = obj_put(&g.s, g.c, "s102", 102, fd, size, why, sizeof why);
