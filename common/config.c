@@ -48,6 +48,7 @@ static const struct field stor_fields[] = {
 	{ "parity_shards", T_UINT, OFF(stor.parity_shards), false, 1, 16, NULL },
 	{ "compression", T_COMPRESSION, OFF(stor.compression), false, 0, 0, NULL },
 	{ "workers", T_UINT, OFF(stor.workers), false, 0, 256, NULL },
+	{ "drain_timeout", T_UINT, OFF(stor.drain_timeout), false, 0, 31536000, NULL },
 	{ "backends", T_BACKENDS, 0, true, 0, 0, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };

@@ -42,6 +42,9 @@ struct qsfs_config {
 		unsigned parity_shards;	/* m, default 2 */
 		int compression;	/* zstd level 1..19, 0 = none; default 1 */
 		unsigned workers;	/* 0 = one per core */
+		unsigned drain_timeout;	/* seconds a SIGTERM waits for the queue
+					 * before exiting 1 with the journal kept;
+					 * 0 (default) = until drained */
 		struct backend_url backends[CONFIG_MAX_BACKENDS];
 		size_t nbackends;
 	} stor;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ struct backend {
 	redisContext *rc;	/* NULL until connected */
 	uint64_t retry_at_ns;	/* no reconnect before this (backoff) */
 	unsigned failures;	/* consecutive connection failures */
+	pthread_mutex_t hmu;	/* h is read by the status thread */
 	struct backend_health h;
 };
 
@@ -46,6 +48,7 @@ int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backen
 	b->path = dupornull(u->path);
 	b->port = u->port;
 	b->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	pthread_mutex_init(&b->hmu, NULL);
 	if (!b->name) {
 		backend_close(b);
 		return -ENOMEM;
@@ -68,6 +71,7 @@ void backend_close(struct backend *b)
 	free(b->password);
 	free(b->ns);
 	free(b->path);
+	pthread_mutex_destroy(&b->hmu);
 	free(b);
 }
 
@@ -78,7 +82,10 @@ const char *backend_name(const struct backend *b)
 
 struct backend_health backend_health(const struct backend *b)
 {
-	return b->h;
+	pthread_mutex_lock((pthread_mutex_t *)&b->hmu);
+	struct backend_health h = b->h;
+	pthread_mutex_unlock((pthread_mutex_t *)&b->hmu);
+	return h;
 }
 
 static void set_error(struct backend *b, const char *fmt, ...)
@@ -88,16 +95,23 @@ static void set_error(struct backend *b, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
+	pthread_mutex_lock(&b->hmu);
 	vsnprintf(b->h.last_error, sizeof b->h.last_error, fmt, ap);
-	va_end(ap);
 	b->h.state = BACKEND_DOWN;
 	b->h.errors++;
+	b->h.updated_ns = fs_now_ns();
+	pthread_mutex_unlock(&b->hmu);
+	va_end(ap);
 }
 
 static void ok_latency(struct backend *b, uint64_t t0)
 {
-	b->h.latency_us = (fs_now_ns() - t0) / 1000;
+	uint64_t now = fs_now_ns();
+	pthread_mutex_lock(&b->hmu);
+	b->h.latency_us = (now - t0) / 1000;
 	b->h.state = b->h.latency_us > BACKEND_SLOW_US ? BACKEND_SLOW : BACKEND_UP;
+	b->h.updated_ns = now;
+	pthread_mutex_unlock(&b->hmu);
 }
 
 static bool valid_key(const char *k)

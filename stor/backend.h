@@ -7,7 +7,8 @@
  *
  * A backend handle is used by one thread at a time (each worker holds its
  * own set). It keeps a health record: up / slow / down, the last error and
- * the last latency, for `qsfs-ctl status`.
+ * the last latency, for `qsfs-ctl status`; backend_health() may be called
+ * from any thread.
  */
 #ifndef QSFS_STOR_BACKEND_H
 #define QSFS_STOR_BACKEND_H
@@ -26,6 +27,7 @@ struct backend_health {
 	enum backend_state state;
 	uint64_t latency_us;	/* of the last operation */
 	uint64_t errors;	/* since open */
+	uint64_t updated_ns;	/* when state was last set (0: never used) */
 	char last_error[160];
 };
 

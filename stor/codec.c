@@ -556,7 +556,9 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen)
 		struct slot *used[SHARD_MAX];
 		unsigned nf = 0, pending = 0;
 		uint32_t fraglen = 0;
-		for (unsigned i = 0; i < d->n && nf < c->p.k; i++) {
+		/* every arrived fragment is checked (so damage is seen even where
+		 * it is not needed); the first k good ones are decoded */
+		for (unsigned i = 0; i < d->n; i++) {
 			struct slot *sl = &d->sl[i];
 			uint32_t l;
 			const uint8_t *f = slot_frag(d, sl, &l);
@@ -574,7 +576,7 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen)
 		}
 		if (nf < c->p.k)
 			return nf + pending < c->p.k ? not_enough(d, nf, why, whylen) : 0;
-		int r = write_stripe(d, frags, nf, fraglen, why, whylen);
+		int r = write_stripe(d, frags, c->p.k, fraglen, why, whylen);
 		if (r)
 			return r;
 		for (unsigned j = 0; j < nf; j++) {
@@ -599,6 +601,21 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen)
 uint64_t codec_dec_size(const struct codec_dec *d)
 {
 	return d->size;
+}
+
+unsigned codec_dec_damage(const struct codec_dec *d, char *buf, size_t n)
+{
+	unsigned bad = 0;
+	buf[0] = 0;
+	for (unsigned i = 0; i < d->n; i++) {
+		const struct slot *sl = &d->sl[i];
+		if (sl->st == SLOT_OK && !sl->bad_frags)
+			continue;
+		addwhy(buf, n, "%s%s: %s", bad ? "; " : "", sl->from,
+		       sl->err[0] ? sl->err : "missing");
+		bad++;
+	}
+	return bad;
 }
 
 int codec_decode(struct codec *c, uint64_t object_id, const struct shard_in *in,

@@ -110,6 +110,11 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen);
 /* The object size the shard headers give (valid once step returned 1). */
 uint64_t codec_dec_size(const struct codec_dec *d);
 
+/* How many slots were unusable or gave a corrupt fragment so far, with a
+ * description of each ("FROM: why; ...") in buf. A retrieval that succeeded
+ * with damage means the object lost redundancy: it needs a repair. */
+unsigned codec_dec_damage(const struct codec_dec *d, char *buf, size_t n);
+
 /* The cipher this codec encrypts with. */
 enum codec_cipher codec_cipher(const struct codec *c);
 

@@ -408,9 +408,11 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 }
 
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, char *why, size_t whylen)
+	    int fd, char *why, size_t whylen, char *damage, size_t damagelen)
 {
 	why[0] = 0;
+	if (damage)
+		damage[0] = 0;
 	struct obj_meta meta;
 	int r = read_meta(s, name, &meta, why, whylen);
 	if (r)
@@ -490,6 +492,8 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		snprintf(why, whylen, "object %s: shards ended early", name);
 		r = -EIO;
 	}
+	if (r == 1 && damage)
+		codec_dec_damage(d, damage, damagelen);
 	codec_dec_free(d);
 	return r == 1 ? 0 : r;
 }

@@ -50,9 +50,11 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
  * valid copy, then the shards piece by piece, piece p of every shard in
  * parallel, each stripe written as soon as k good fragments of it have
  * arrived. Memory: about two pieces per shard (OBJ_PIECE) plus the codec's
- * stripe buffers, whatever the object's size. */
+ * stripe buffers, whatever the object's size. On success, damage (if not
+ * NULL) is empty, or describes the shards that were missing or corrupt: the
+ * object was read but has lost redundancy. */
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, char *why, size_t whylen);
+	    int fd, char *why, size_t whylen, char *damage, size_t damagelen);
 
 /* How many backends hold a valid copy of object name's metadata (written
  * only after every shard was stored). name is safely remote when this is a

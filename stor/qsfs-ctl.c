@@ -107,6 +107,11 @@ static void print_status(json_object *o)
 #define S(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "?")
 #define I(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0)
 	printf("volume:          %s (%s)\n", S("volume"), S("volume_id"));
+	printf("state:           %s\n", S("state"));
+	json_object *ps;
+	if (json_object_object_get_ex(o, "problems", &ps))
+		for (size_t i = 0; i < json_object_array_length(ps); i++)
+			printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
 	printf("pending uploads: %lld jobs, %lld bytes, oldest %lld s, %lld in flight%s\n",
 	       (long long)I("pending_jobs"), (long long)I("pending_bytes"),
 	       (long long)I("oldest_pending_s"), (long long)I("in_flight"),
@@ -115,6 +120,16 @@ static void print_status(json_object *o)
 	       (long long)I("stored"), (long long)I("failures"));
 	if (*S("last_error"))
 		printf("last error:      %s\n", S("last_error"));
+	printf("degraded:        %lld objects\n", (long long)I("degraded_objects"));
+	json_object *dg;
+	if (json_object_object_get_ex(o, "degraded", &dg)) {
+		for (size_t i = 0; i < json_object_array_length(dg); i++) {
+			json_object *d = json_object_array_get_idx(dg, i), *x;
+			printf("  %-20s %s\n",
+			       json_object_object_get_ex(d, "object", &x) ? json_object_get_string(x) : "?",
+			       json_object_object_get_ex(d, "why", &x) ? json_object_get_string(x) : "");
+		}
+	}
 	json_object *bs;
 	if (json_object_object_get_ex(o, "backends", &bs)) {
 		printf("backends:\n");

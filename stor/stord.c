@@ -11,7 +11,8 @@
  *   STATUS               one line of JSON (written with json-c)
  * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
  * SIGTERM/SIGINT: stop when every queued job is uploaded (exit 0); a second
- * signal exits at once (1), leaving the journal for the next start.
+ * signal, or stor.drain_timeout seconds, exits at once (1), leaving the
+ * journal for the next start.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +63,14 @@ struct job {
 	struct job *next;
 };
 
+/* An object a retrieval found damaged: readable, but with missing or
+ * corrupt shards, so it has lost redundancy until it is repaired. */
+struct degraded {
+	char name[OBJ_NAME_MAX];
+	int64_t since;
+	char why[1024];
+};
+
 /* The daemon's shared state, all under mu. */
 static struct {
 	pthread_mutex_t mu;
@@ -73,6 +82,8 @@ static struct {
 	bool draining, stop;
 	char **confirmed;	/* names uploaded since start */
 	size_t nconfirmed, capconfirmed;
+	struct degraded *degraded;	/* objects read with shards missing or bad */
+	size_t ndegraded;
 	struct ctx *workers, *retrievers;
 	unsigned nworkers;
 	struct spool *spool;
@@ -268,6 +279,115 @@ static void spool_cb(void *arg, const char *name, uint64_t size, int64_t mtime)
 	(*n)++;
 }
 
+/* --- degraded objects ----------------------------------------------------------
+ *
+ * Kept in state_dir/degraded, one "NAME SINCE WHY" line each, rewritten
+ * atomically on every change (changes are rare: a damaged read, a clean
+ * read of a repaired object). */
+
+#define DEGRADED_FILE "degraded"
+
+static void save_degraded(void)
+{
+	size_t cap = 64 + D.ndegraded * (OBJ_NAME_MAX + 1100), len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return;
+	for (size_t i = 0; i < D.ndegraded; i++)
+		len += (size_t)snprintf(buf + len, cap - len, "%s %lld %s\n", D.degraded[i].name,
+					(long long)D.degraded[i].since, D.degraded[i].why);
+	int dfd = open(D.cfg.stor.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int r = dfd < 0 ? -errno : fs_write_atomic(dfd, DEGRADED_FILE, buf, len, 0600);
+	if (dfd >= 0)
+		close(dfd);
+	if (r)
+		qlog_warn("stor: cannot save %s/%s: %s", D.cfg.stor.state_dir, DEGRADED_FILE,
+			  strerror(-r));
+	free(buf);
+}
+
+/* Record what a successful retrieval of name saw: damage ("" = none). */
+static void note_damage(const char *name, const char *damage)
+{
+	pthread_mutex_lock(&D.mu);
+	size_t i = 0;
+	while (i < D.ndegraded && strcmp(D.degraded[i].name, name))
+		i++;
+	bool changed = false;
+	if (!damage[0] && i < D.ndegraded) {
+		D.degraded[i] = D.degraded[--D.ndegraded];
+		changed = true;
+		qlog_info("stor: %s is whole again", name);
+	} else if (damage[0]) {
+		if (i == D.ndegraded) {
+			struct degraded *n = realloc(D.degraded, (D.ndegraded + 1) * sizeof *n);
+			if (n) {
+				D.degraded = n;
+				snprintf(n[i].name, sizeof n[i].name, "%s", name);
+				n[i].since = (int64_t)time(NULL);
+				D.ndegraded++;
+			}
+		}
+		if (i < D.ndegraded && strcmp(D.degraded[i].why, damage)) {
+			snprintf(D.degraded[i].why, sizeof D.degraded[i].why, "%s", damage);
+			for (char *p = D.degraded[i].why; *p; p++)
+				if (*p == '\n')
+					*p = ' ';
+			changed = true;
+		}
+		qlog_warn("stor: %s read with damaged shards (%s): it needs a repair", name, damage);
+	}
+	if (changed)
+		save_degraded();
+	pthread_mutex_unlock(&D.mu);
+}
+
+static void load_degraded(void)
+{
+	int dfd = open(D.cfg.stor.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = dfd < 0 ? -errno : fs_read_file(dfd, DEGRADED_FILE, &buf, &len);
+	if (dfd >= 0)
+		close(dfd);
+	if (r) {
+		if (r != -ENOENT)
+			qlog_warn("stor: cannot read %s/%s: %s", D.cfg.stor.state_dir,
+				  DEGRADED_FILE, strerror(-r));
+		return;
+	}
+	char *text = malloc(len + 1);
+	if (!text) {
+		free(buf);
+		return;
+	}
+	memcpy(text, buf, len);
+	text[len] = 0;
+	free(buf);
+	char *save = NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char name[OBJ_NAME_MAX];
+		long long since;
+		int used = 0;
+		uint64_t id;
+		if (sscanf(line, "%31s %lld %n", name, &since, &used) != 2 || !used ||
+		    object_name_parse(name, &id)) {
+			qlog_warn("stor: %s/%s: ignoring a bad line", D.cfg.stor.state_dir,
+				  DEGRADED_FILE);
+			continue;
+		}
+		struct degraded *n = realloc(D.degraded, (D.ndegraded + 1) * sizeof *n);
+		if (!n)
+			break;
+		D.degraded = n;
+		snprintf(n[D.ndegraded].name, OBJ_NAME_MAX, "%s", name);
+		n[D.ndegraded].since = since;
+		snprintf(n[D.ndegraded].why, sizeof n->why, "%s", line + used);
+		D.ndegraded++;
+	}
+	free(text);
+}
+
 /* --- requests -------------------------------------------------------------------- */
 
 static struct ctx *take_retriever(void)
@@ -325,9 +445,12 @@ static void do_retrieve(int cfd, const char *name, const char *path)
 		if (r)
 			snprintf(why, sizeof why, "copying %s from the journal: %s", name, strerror(-r));
 	} else {
+		char damage[1024];
 		struct ctx *c = take_retriever();
-		r = obj_get(&c->os, c->codec, name, id, fd, why, sizeof why);
+		r = obj_get(&c->os, c->codec, name, id, fd, why, sizeof why, damage, sizeof damage);
 		give_retriever(c);
+		if (!r)
+			note_damage(name, damage);
 	}
 	if (!r && fsync(fd) < 0) {
 		r = -errno;
@@ -340,8 +463,8 @@ static void do_retrieve(int cfd, const char *name, const char *path)
 	}
 	if (r) {
 		unlink(tmp);
-		qlog_err("stor: retrieve %s: %s", name, why);
-		dprintf(cfd, "ERR %s\n", why);
+		qlog_err("stor: retrieve %s into %s: %s", name, path, why);
+		dprintf(cfd, "ERR retrieving %s into %s: %s\n", name, path, why);
 		return;
 	}
 	dprintf(cfd, "OK\n");
@@ -369,27 +492,72 @@ static void do_status(int cfd)
 	json_object_object_add(o, "failures", json_object_new_int64((int64_t)D.failures));
 	json_object_object_add(o, "last_error", json_object_new_string(D.last_error));
 	json_object_object_add(o, "draining", json_object_new_boolean(D.draining));
-	json_object *bs = json_object_new_array();
+	json_object *bs = json_object_new_array(), *problems = json_object_new_array();
+	char line[1400];
+	unsigned down = 0;
 	for (size_t i = 0; i < D.cfg.stor.nbackends; i++) {
-		/* the worst state any handle saw, with its error */
-		struct backend_health w = backend_health(D.workers[0].b[i]);
-		for (unsigned k = 1; k < D.nworkers + RETRIEVE_CTX; k++) {
+		/* every handle of this backend: the most recent state, errors summed */
+		struct backend_health w = { 0 };
+		uint64_t errors = 0;
+		for (unsigned k = 0; k < D.nworkers + RETRIEVE_CTX; k++) {
 			struct ctx *c = k < D.nworkers ? &D.workers[k] : &D.retrievers[k - D.nworkers];
 			struct backend_health h = backend_health(c->b[i]);
-			if (h.state > w.state)
+			errors += h.errors;
+			if (h.updated_ns > w.updated_ns)
 				w = h;
 		}
 		json_object *b = json_object_new_object();
 		static const char *st[] = { "up", "slow", "down" };
-		json_object_object_add(b, "name",
-				       json_object_new_string(backend_name(D.workers[0].b[i])));
+		const char *name = backend_name(D.workers[0].b[i]);
+		json_object_object_add(b, "name", json_object_new_string(name));
 		json_object_object_add(b, "state", json_object_new_string(st[w.state]));
 		json_object_object_add(b, "latency_ms",
 				       json_object_new_double((double)w.latency_us / 1000.0));
-		json_object_object_add(b, "errors", json_object_new_int64((int64_t)w.errors));
+		json_object_object_add(b, "errors", json_object_new_int64((int64_t)errors));
 		json_object_object_add(b, "last_error", json_object_new_string(w.last_error));
 		json_object_array_add(bs, b);
+		if (w.state != BACKEND_UP) {
+			down += w.state == BACKEND_DOWN;
+			snprintf(line, sizeof line, "backend %s is %s: %s", name, st[w.state],
+				 w.state == BACKEND_SLOW ? "its last operation took over 0.5 s"
+							 : w.last_error);
+			json_object_array_add(problems, json_object_new_string(line));
+		}
 	}
+	if (down > D.vol.m) {
+		snprintf(line, sizeof line, "%u backends are down, more than the %u parity shards: "
+			 "uploads cannot complete and objects may be unreadable", down, D.vol.m);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object *dg = json_object_new_array();
+	for (size_t i = 0; i < D.ndegraded; i++) {
+		if (i < 100) {	/* the count says how many in all */
+			json_object *x = json_object_new_object();
+			json_object_object_add(x, "object", json_object_new_string(D.degraded[i].name));
+			json_object_object_add(x, "since", json_object_new_int64(D.degraded[i].since));
+			json_object_object_add(x, "why", json_object_new_string(D.degraded[i].why));
+			json_object_array_add(dg, x);
+		}
+	}
+	if (D.ndegraded) {
+		snprintf(line, sizeof line, "%zu objects were read with missing or corrupt shards "
+			 "and have lost redundancy until repaired (first: %s: %s)", D.ndegraded,
+			 D.degraded[0].name, D.degraded[0].why);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	bool failing = false;
+	for (struct job *j = D.jobs; j; j = j->next)
+		failing |= j->fails > 0;
+	if (failing) {
+		snprintf(line, sizeof line, "uploads are failing and being retried: %s",
+			 D.last_error);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "degraded_objects", json_object_new_int64((int64_t)D.ndegraded));
+	json_object_object_add(o, "degraded", dg);
+	json_object_object_add(o, "state", json_object_new_string(
+		json_object_array_length(problems) ? "degraded" : "ok"));
+	json_object_object_add(o, "problems", problems);
 	json_object_object_add(o, "backends", bs);
 	pthread_mutex_unlock(&D.mu);
 	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -551,6 +719,7 @@ int main(int argc, char **argv)
 	}
 	unsigned resumed = 0;
 	spool_list(D.spool, spool_cb, &resumed);
+	load_degraded();
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	D.nworkers = D.cfg.stor.workers ? D.cfg.stor.workers : (unsigned)(cores > 0 ? cores : 1);
 	if (D.nworkers > MAX_WORKERS)
@@ -580,6 +749,7 @@ int main(int argc, char **argv)
 		  "from the journal; listening on %s", D.cfg.volume, D.vol.idhex, D.vol.k, D.vol.m,
 		  D.cfg.stor.nbackends, D.nworkers, resumed, D.cfg.stor.socket);
 	int signals = 0, code = 0;
+	uint64_t drain_deadline = 0;
 	for (;;) {
 		struct pollfd p[2] = { { lsock, POLLIN, 0 }, { sfd, POLLIN, 0 } };
 		int n = poll(p, 2, D.draining ? 200 : -1);
@@ -596,6 +766,9 @@ int main(int argc, char **argv)
 				if (signals == 1) {
 					qlog_info("stor: %s: uploading %u pending jobs, then exiting (signal "
 						  "again to exit now)", strsignal((int)si.ssi_signo), left);
+					if (D.cfg.stor.drain_timeout)
+						drain_deadline = fs_now_ns() +
+							(uint64_t)D.cfg.stor.drain_timeout * 1000000000ull;
 				} else {
 					qlog_warn("stor: second signal: exiting with %u jobs kept in the "
 						  "journal for the next start", left);
@@ -625,6 +798,15 @@ int main(int argc, char **argv)
 					  (unsigned long long)D.stored);
 				break;
 			}
+			if (drain_deadline && fs_now_ns() >= drain_deadline) {
+				pthread_mutex_lock(&D.mu);
+				unsigned left = D.njobs;
+				pthread_mutex_unlock(&D.mu);
+				qlog_warn("stor: drain_timeout (%u s) reached: exiting with %u jobs kept in "
+					  "the journal for the next start", D.cfg.stor.drain_timeout, left);
+				code = 1;
+				break;
+			}
 		}
 	}
 	close(lsock);
@@ -647,6 +829,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < D.nconfirmed; i++)
 		free(D.confirmed[i]);
 	free(D.confirmed);
+	free(D.degraded);
 	close(sfd);
 	close(lfd);
 	spool_close(D.spool);

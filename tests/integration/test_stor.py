@@ -183,6 +183,21 @@ def test_two_backends_lost_or_corrupt_three_fail(stor, redises, tmp_path):
                            capture_output=True, check=True)
     stor.ctl("retrieve", "s1", tmp_path / "a")
     assert (tmp_path / "a").read_bytes() == data
+    # the damage is reported: the object is readable but lost redundancy
+    st = json.loads(stor.ctl("status", "--json").stdout)
+    assert st["state"] == "degraded"
+    assert st["degraded_objects"] == 1
+    assert st["degraded"][0]["object"] == "s1"
+    for r in redises[:2]:
+        assert f"127.0.0.1:{r.port}" in st["degraded"][0]["why"]
+    assert "checksum mismatch" in st["degraded"][0]["why"]
+    human = stor.ctl("status").stdout
+    assert "state:           degraded" in human
+    assert "1 objects were read with missing or corrupt shards" in human
+    # remembered across a restart of the daemon
+    assert stor.stop() == 0
+    stor.start()
+    assert json.loads(stor.ctl("status", "--json").stdout)["degraded_objects"] == 1
     # two servers gone
     redises[2].stop()
     redises[3].stop()
@@ -196,7 +211,65 @@ def test_two_backends_lost_or_corrupt_three_fail(stor, redises, tmp_path):
     assert f"127.0.0.1:{redises[4].port}" in p.stderr
     assert not (tmp_path / "c").exists()
     st = stor.ctl("status").stdout
-    assert "down" in st
+    assert f"backend redis://127.0.0.1:{redises[4].port}/0 is down" in st
+    assert "3 backends are down, more than the 2 parity shards" in st
+
+
+def test_status_ok_when_healthy(stor, tmp_path):
+    stor.start()
+    make(tmp_path / "o", 1000, True)
+    stor.ctl("store", "s1", tmp_path / "o")
+    stor.ctl("drain", "--timeout", "60")
+    stor.ctl("retrieve", "s1", tmp_path / "back")
+    st = json.loads(stor.ctl("status", "--json").stdout)
+    assert st["state"] == "ok" and st["problems"] == [] and st["degraded_objects"] == 0
+    assert [b["state"] for b in st["backends"]] == ["up"] * 6
+    assert stor.stop() == 0
+
+
+def test_drain_timeout_keeps_journal(stor, redises, tmp_path):
+    stor.conf.write_text(stor.conf.read_text().replace("  workers: 2",
+                                                       "  workers: 2\n  drain_timeout: 1"))
+    stor.start()
+    for r in redises:
+        r.stop()
+    data = make(tmp_path / "o", 70_000, True)
+    stor.ctl("store", "s7", tmp_path / "o")
+    t0 = time.monotonic()
+    rc = stor.stop(signal.SIGTERM, timeout=30)
+    assert rc == 1
+    assert time.monotonic() - t0 < 15
+    assert "drain_timeout (1 s) reached: exiting with 1 jobs kept" in stor.log.read_text()
+    (tmp_path / "o").unlink()
+    for r in redises:
+        r.start()
+    stor.start()
+    stor.ctl("drain", "--timeout", "60")
+    stor.ctl("retrieve", "s7", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+    assert stor.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root)")
+def test_retrieve_into_full_disk(stor, tmp_path):
+    stor.start()
+    data = make(tmp_path / "o", 3 * STRIPE, False)
+    stor.ctl("store", "s3", tmp_path / "o")
+    stor.ctl("drain", "--timeout", "60")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        p = stor.ctl("retrieve", "s3", small / "seg", check=False)
+        assert p.returncode == 1
+        assert f"into {small}/seg" in p.stderr
+        assert "No space left on device" in p.stderr
+        assert os.listdir(small) == []  # no partial file left behind
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    stor.ctl("retrieve", "s3", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+    assert stor.stop() == 0
 
 
 @pytest.mark.skipif(os.environ.get("QSFS_SKIP_SLOW") == "1", reason="slow")

@@ -99,13 +99,15 @@ static int object_file(size_t size, uint8_t **data)
 	return fd;
 }
 
+static char damage[2048];	/* what the last get_and_check saw damaged */
+
 static int get_and_check(struct rig *g, const char *name, uint64_t id, const uint8_t *want,
 			 size_t size, char *why, size_t whylen)
 {
 	char *p = tu_path(dir, "got");
 	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	free(p);
-	int r = obj_get(&g->s, g->c, name, id, fd, why, whylen);
+	int r = obj_get(&g->s, g->c, name, id, fd, why, whylen, damage, sizeof damage);
 	if (!r) {
 		assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)size);
 		uint8_t *got = malloc(size ? size : 1);
@@ -179,13 +181,22 @@ static void test_two_down_two_corrupt_three_gone(void **state)
 		free(v);
 	}
 	assert_int_equal(get_and_check(&g, "s100", 100, d, size, why, sizeof why), 0);
+	print_message("# damage: %s\n", damage);
+	assert_non_null(strstr(damage, "shard 1 on "));
+	assert_non_null(strstr(damage, "shard 2 on "));
+	assert_non_null(strstr(damage, "checksum mismatch in stripe"));
+	assert_null(strstr(damage, "shard 0 on "));
 
 	/* a clean object, then two servers killed: still readable */
 	assert_int_equal(obj_put(&g.s, g.c, "s101", 101, fd, size, why, sizeof why), 0);
+	assert_int_equal(get_and_check(&g, "s101", 101, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
 	tu_redis_stop(pids[0]);
 	tu_redis_stop(pids[5]);
 	pids[0] = pids[5] = -1;
 	assert_int_equal(get_and_check(&g, "s101", 101, d, size, why, sizeof why), 0);
+	assert_non_null(strstr(damage, "shard 0 on "));
+	assert_non_null(strstr(damage, "shard 5 on "));
 
 	/* a third one gone: a clear error naming the object and each failure */
 	tu_redis_stop(pids[3]);
