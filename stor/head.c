@@ -195,8 +195,10 @@ int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 		return -EACCES;
 	}
 	if (down == n) {
-		snprintf(err, errlen, "no backend answers (first: %s: %s)", backend_name(b[0]),
-			 backend_health(b[0]).last_error);
+		int l = snprintf(err, errlen, "no backend answers:");
+		for (size_t i = 0; i < n && l > 0 && (size_t)l < errlen; i++)
+			l += snprintf(err + l, errlen - (size_t)l, "%s %s: %s", i ? ";" : "",
+				      backend_name(b[i]), backend_health(b[i]).last_error);
 		return -EIO;
 	}
 	snprintf(err, errlen, "volume '%s' does not exist on the backends%s; create it with: "

@@ -373,3 +373,33 @@ def test_too_few_backends(tmp_path, redises):
     p = s.ctl("format", check=False)
     assert p.returncode == 2
     assert "5 configured" in p.stderr and "at least 6" in p.stderr
+
+
+def test_unreachable_backends_at_start(stor, redises, tmp_path):
+    # one down: the daemon starts, says which, and still stores (k+m needs all
+    # six, so the upload waits) -- status names the backend
+    redises[5].stop()
+    stor.start()
+    make(tmp_path / "o", 1000, True)
+    stor.ctl("store", "s1", tmp_path / "o")
+    for _ in range(100):
+        st = stor.ctl("status").stdout
+        if "is down" in st:
+            break
+        time.sleep(0.05)
+    assert f"backend redis://127.0.0.1:{redises[5].port}/0 is down" in st
+    assert "uploads are failing and being retried" in st
+    # the upload cannot complete: a second signal exits 1 with the job kept
+    stor.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert stor.stop(signal.SIGTERM) == 1
+    assert "exiting with 1 jobs kept in the journal" in stor.log.read_text()
+    # all down: a clear error naming them, exit 1
+    for r in redises[:5]:
+        r.stop()
+    p = subprocess.run([stor.stor_bin, "-c", str(stor.conf)], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1
+    assert "no backend answers" in p.stderr
+    for r in redises:
+        assert f"127.0.0.1:{r.port}/0: cannot connect: Connection refused" in p.stderr
