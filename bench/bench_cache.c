@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
+#include "common/endian.h"
 #include "common/qlog.h"
 
 #define KEY_LEN 17
@@ -133,12 +134,6 @@ static uint64_t xorshift(uint64_t *s)
 	x ^= x << 17;
 	*s = x;
 	return x;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
 /* A filesystem block key: 'B', 8-byte inode, 8-byte block, big-endian. */

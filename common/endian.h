@@ -1,5 +1,5 @@
 /* common/endian.h - little-endian integers in byte buffers, the encoding of
- * every qsfs on-disk and on-wire format. */
+ * every qsfs on-disk and on-wire format; big-endian for ordered keys. */
 #ifndef QSFS_ENDIAN_H
 #define QSFS_ENDIAN_H
 
@@ -26,6 +26,19 @@ static inline uint64_t get_le64(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+	return v;
+}
+
+/* Big-endian: numbers in ordered keys, so bytewise order is numeric order. */
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v = v << 8 | p[i];
 	return v;
 }
 

@@ -25,6 +25,7 @@
 #include "head.h"
 #include "spool.h"
 #include "../common/config.h"
+#include "../common/ctlsock.h"
 
 static void usage(FILE *f)
 {
@@ -43,40 +44,12 @@ static void usage(FILE *f)
  * cannot be reached. */
 static int request(const char *sock, const char *req, char **reply)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
+	int r = ctlsock_request(sock, req, reply);
+	if (r) {
 		fprintf(stderr, "qsfs-ctl: qsfs-stor is not running (cannot connect to %s: %s)\n",
-			sock, strerror(errno));
-		if (s >= 0)
-			close(s);
+			sock, strerror(-r));
 		return 3;
 	}
-	size_t len = strlen(req);
-	if (write(s, req, len) != (ssize_t)len) {
-		close(s);
-		return 3;
-	}
-	size_t cap = 4096, n = 0;
-	char *buf = malloc(cap);
-	for (;;) {
-		if (n + 1 == cap) {
-			char *nb = realloc(buf, cap *= 2);
-			if (!nb)
-				break;
-			buf = nb;
-		}
-		ssize_t k = read(s, buf + n, cap - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-	}
-	close(s);
-	buf[n] = 0;
-	if (n && buf[n - 1] == '\n')
-		buf[n - 1] = 0;
-	*reply = buf;
 	return 0;
 }
 

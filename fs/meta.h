@@ -1,0 +1,65 @@
+/* fs/meta.h - how the filesystem is laid out in the segment log.
+ *
+ * Keys are binary and ordered (the log's index sorts them bytewise), with
+ * inode and block numbers big-endian so a prefix scan walks them in order:
+ *   'S'                          superblock: format version, next free inode
+ *   'I' ino                      inode record (below)
+ *   'D' parent name              directory entry -> child ino, file type
+ *   'B' ino block                data block (FS_BLOCK bytes at most)
+ *   'X' ino name                 extended attribute value
+ *   'O' ino                      orphan: unlinked while open; purged at mount
+ * A directory is its 'D' keys: adding an entry is one record, whatever the
+ * directory's size. A file is its 'B' keys: writing a block rewrites only
+ * that block. Holes are absent blocks; a block's value may be shorter than
+ * FS_BLOCK, the rest reading as zeros. A symlink's target is its data.
+ *
+ * Inode record, little-endian, FS_INODE_SIZE bytes:
+ *   0 u32 version  4 u32 mode  8 u32 uid  12 u32 gid  16 u32 nlink
+ *   20 u32 0  24 u64 size  32 u64 rdev  40 i64 atime  48 i64 mtime
+ *   56 i64 ctime (ns since the epoch)  64 u64 parent (directories)
+ */
+#ifndef QSFS_FS_META_H
+#define QSFS_FS_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define FS_BLOCK (64u * 1024)
+#define FS_INODE_SIZE 72u
+#define FS_INODE_VERSION 1u
+#define FS_SUPER_VERSION 1u
+#define FS_NAME_MAX 255u
+#define FS_KEY_MAX 255u		/* the log's key limit */
+#define FS_XATTR_NAME_MAX (FS_KEY_MAX - 9)
+#define FS_ROOT_INO 1ull
+
+enum { K_SUPER = 'S', K_INODE = 'I', K_DENT = 'D', K_BLOCK = 'B', K_XATTR = 'X',
+       K_ORPHAN = 'O' };
+
+struct inode_rec {
+	uint32_t mode, uid, gid, nlink;
+	uint64_t size, rdev;
+	int64_t atime, mtime, ctime;
+	uint64_t parent;
+};
+
+/* Key builders: write the key into k (FS_KEY_MAX bytes), return its length
+ * (0 when a name does not fit). */
+size_t key_inode(uint8_t *k, uint64_t ino);
+size_t key_dent(uint8_t *k, uint64_t parent, const char *name);
+size_t key_dent_prefix(uint8_t *k, uint64_t parent);
+size_t key_block(uint8_t *k, uint64_t ino, uint64_t block);
+size_t key_block_prefix(uint8_t *k, uint64_t ino);
+size_t key_xattr(uint8_t *k, uint64_t ino, const char *name);
+size_t key_xattr_prefix(uint8_t *k, uint64_t ino);
+size_t key_orphan(uint8_t *k, uint64_t ino);
+
+void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE]);
+/* Returns 0 or -EIO (wrong length or version). */
+int inode_decode(const uint8_t *in, size_t len, struct inode_rec *r);
+
+/* Directory entry value: u64 ino (LE), u8 file type (S_IFMT >> 12). */
+#define FS_DENT_SIZE 9u
+
+#endif

@@ -1,0 +1,213 @@
+/* fs/qfs_attr.c - attributes, extended attributes, statfs. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <linux/limits.h>
+#include <sys/xattr.h>
+
+#include "qfs_int.h"
+
+int qfs_getattr(struct qfs *fs, uint64_t ino, struct stat *st)
+{
+	struct node *n = node_find(fs, ino);
+	if (!n) {
+		struct inode_rec r;
+		int e = rec_load(fs, ino, &r);
+		if (!e)
+			rec_to_stat(ino, &r, st);
+		return e;
+	}
+	pthread_rwlock_rdlock(&n->lock);
+	rec_to_stat(ino, &n->rec, st);
+	pthread_rwlock_unlock(&n->lock);
+	return 0;
+}
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned set,
+		struct stat *out)
+{
+	struct node *n = node_find(fs, ino);
+	if (!n)
+		return -ENOENT;
+	pthread_rwlock_wrlock(&n->lock);
+	struct inode_rec r = n->rec;
+	int64_t now = qfs_now();
+	int e = 0;
+	if (set & QFS_SET_SIZE) {
+		if (S_ISDIR(r.mode))
+			e = -EISDIR;
+		else if (!S_ISREG(r.mode))
+			e = -EINVAL;
+		else if (in->st_size < 0)
+			e = -EINVAL;
+		if (!e)
+			e = data_truncate(fs, ino, r.size, (uint64_t)in->st_size);
+		if (!e) {
+			r.mtime = now;	/* as Linux truncate(2): always */
+			r.size = (uint64_t)in->st_size;
+		}
+	}
+	if (set & QFS_SET_MODE)
+		r.mode = (r.mode & S_IFMT) | (in->st_mode & 07777);
+	if (set & QFS_SET_UID)
+		r.uid = in->st_uid;
+	if (set & QFS_SET_GID)
+		r.gid = in->st_gid;
+	if (set & QFS_SET_ATIME_NOW)
+		r.atime = now;
+	else if (set & QFS_SET_ATIME)
+		r.atime = ts_ns(&in->st_atim);
+	if (set & QFS_SET_MTIME_NOW)
+		r.mtime = now;
+	else if (set & QFS_SET_MTIME)
+		r.mtime = ts_ns(&in->st_mtim);
+	if (!e) {
+		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
+		e = rec_store(fs, ino, &r);
+	}
+	if (!e) {
+		n->rec = r;
+		rec_to_stat(ino, &r, out);
+	}
+	pthread_rwlock_unlock(&n->lock);
+	return e;
+}
+
+/* --- extended attributes ---------------------------------------------------------- */
+
+int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val, size_t len,
+		 int flags)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = strlen(name) > FS_XATTR_NAME_MAX ? 0 : key_xattr(k, ino, name);
+	if (!kl)
+		return strlen(name) ? -ERANGE : -EINVAL;
+	if (len > XATTR_SIZE_MAX)
+		return -E2BIG;
+	struct node *n = node_find(fs, ino);
+	if (!n)
+		return -ENOENT;
+	pthread_rwlock_wrlock(&n->lock);
+	uint8_t probe;
+	ssize_t have = cache_get(fs->c, k, kl, &probe, 0);
+	int e = 0;
+	if (have < 0 && have != -ENOENT)
+		e = (int)have;
+	else if ((flags & XATTR_CREATE) && have >= 0)
+		e = -EEXIST;
+	else if ((flags & XATTR_REPLACE) && have == -ENOENT)
+		e = -ENODATA;
+	if (!e)
+		e = cache_put(fs->c, k, kl, val, len);
+	if (!e) {
+		struct inode_rec r = n->rec;
+		r.ctime = qfs_now();
+		e = rec_store(fs, ino, &r);
+		if (!e)
+			n->rec = r;
+	}
+	pthread_rwlock_unlock(&n->lock);
+	return e;
+}
+
+ssize_t qfs_getxattr(struct qfs *fs, uint64_t ino, const char *name, void *buf, size_t cap)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = strlen(name) > FS_XATTR_NAME_MAX ? 0 : key_xattr(k, ino, name);
+	if (!kl)
+		return -ENODATA;
+	ssize_t n = cache_get(fs->c, k, kl, buf, cap);
+	if (n == -ENOENT)
+		return -ENODATA;
+	if (n >= 0 && cap && (size_t)n > cap)
+		return -ERANGE;
+	return n;
+}
+
+struct xlist {
+	char *buf;
+	size_t cap, len;
+};
+
+static int xlist_cb(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+	(void)v;
+	(void)vl;
+	struct xlist *l = arg;
+	size_t nl = kl - 9;
+	if (l->cap && l->len + nl + 1 <= l->cap) {
+		memcpy(l->buf + l->len, k + 9, nl);
+		l->buf[l->len + nl] = 0;
+	}
+	l->len += nl + 1;
+	return 0;
+}
+
+ssize_t qfs_listxattr(struct qfs *fs, uint64_t ino, char *buf, size_t cap)
+{
+	uint8_t p[16];
+	size_t pl = key_xattr_prefix(p, ino);
+	struct xlist l = { buf, cap, 0 };
+	int e = cache_scan(fs->c, p, pl, false, xlist_cb, &l);
+	if (e)
+		return e;
+	if (cap && l.len > cap)
+		return -ERANGE;
+	return (ssize_t)l.len;
+}
+
+int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = strlen(name) > FS_XATTR_NAME_MAX ? 0 : key_xattr(k, ino, name);
+	if (!kl)
+		return -ENODATA;
+	struct node *n = node_find(fs, ino);
+	if (!n)
+		return -ENOENT;
+	pthread_rwlock_wrlock(&n->lock);
+	int e = cache_del(fs->c, k, kl);
+	if (e == -ENOENT)
+		e = -ENODATA;
+	if (!e) {
+		struct inode_rec r = n->rec;
+		r.ctime = qfs_now();
+		e = rec_store(fs, ino, &r);
+		if (!e)
+			n->rec = r;
+	}
+	pthread_rwlock_unlock(&n->lock);
+	return e;
+}
+
+/* --- statfs ------------------------------------------------------------------------ */
+
+int qfs_statfs(struct qfs *fs, struct statvfs *sv)
+{
+	struct statvfs disk;
+	if (statvfs(fs->o.cache_dir, &disk) < 0)
+		return -errno;
+	struct cache_stats cs;
+	cache_stats(fs->c, &cs);
+	memset(sv, 0, sizeof *sv);
+	sv->f_bsize = FS_BLOCK;
+	sv->f_frsize = 4096;
+	uint64_t total = fs->o.size ? fs->o.size : (uint64_t)disk.f_blocks * disk.f_frsize;
+	uint64_t used = cs.live_bytes;
+	sv->f_blocks = total / 4096;
+	sv->f_bfree = used >= total ? 0 : (total - used) / 4096;
+	/* free space is also bounded by the disk the cache lives on */
+	uint64_t disk_free = (uint64_t)disk.f_bavail * disk.f_frsize / 4096;
+	sv->f_bavail = sv->f_bfree < disk_free ? sv->f_bfree : disk_free;
+	sv->f_files = 1ull << 32;
+	sv->f_ffree = sv->f_files > cs.keys ? sv->f_files - cs.keys : 0;
+	sv->f_favail = sv->f_ffree;
+	sv->f_namemax = FS_NAME_MAX;
+	return 0;
+}

@@ -1,0 +1,59 @@
+/* fs/qfs_int.h - what the fs/qfs_*.c files share. Not an API. */
+#ifndef QSFS_FS_QFS_INT_H
+#define QSFS_FS_QFS_INT_H
+
+#include <pthread.h>
+
+#include "meta.h"
+#include "qfs.h"
+
+/* An inode the kernel knows (lookup count) or has open. */
+struct node {
+	uint64_t ino;
+	uint64_t nlookup;	/* under qfs.tmu */
+	uint64_t nopen;		/* under qfs.tmu */
+	pthread_rwlock_t lock;	/* rec and the inode's data */
+	struct inode_rec rec;
+	bool deleted;		/* purged (or being purged) from the log */
+	struct node *next;	/* hash chain */
+};
+
+#define NODE_BUCKETS 4096u
+
+struct qfs {
+	struct cache *c;
+	struct qfs_opts o;
+	pthread_mutex_t ns;	/* serialises namespace changes */
+	pthread_mutex_t tmu;	/* the node table and counts */
+	struct node *tab[NODE_BUCKETS];
+	pthread_mutex_t imu;	/* inode number allocation */
+	uint64_t next_ino, ino_limit;	/* [next, limit) reserved in the superblock */
+};
+
+int64_t qfs_now(void);
+
+/* Get the node for ino, loading its record (refs: +nlookup, +nopen). The
+ * node stays in the table while either count is non-zero. */
+int node_get(struct qfs *fs, uint64_t ino, uint64_t lookups, uint64_t opens,
+	     struct node **out);
+/* Drop counts taken with node_get; purges the inode when it is unlinked
+ * and nobody holds it. */
+void node_put(struct qfs *fs, struct node *n, uint64_t lookups, uint64_t opens);
+/* Borrow the node of a known inode without changing counts (NULL if the
+ * kernel does not hold it: then the record is read from the log). */
+struct node *node_find(struct qfs *fs, uint64_t ino);
+
+int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r);
+int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r);
+void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st);
+
+/* Delete every block at or after block `from` of ino. */
+int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from);
+/* Cut the file to size (blocks past it dropped, the last block trimmed). */
+int data_truncate(struct qfs *fs, uint64_t ino, uint64_t old, uint64_t size);
+/* Remove an inode and everything it owns from the log. */
+int inode_purge(struct qfs *fs, uint64_t ino);
+
+uint64_t ino_alloc(struct qfs *fs, int *err);
+
+#endif

@@ -1,0 +1,356 @@
+/* fs/qfs_node.c - the node table, inode records, inode numbers, opening
+ * and purging. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "qfs_int.h"
+#include "../common/endian.h"
+#include "../common/qlog.h"
+
+#define INO_BATCH 1024u	/* inode numbers reserved per superblock write */
+
+int64_t qfs_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r)
+{
+	uint8_t k[16], v[FS_INODE_SIZE];
+	size_t kl = key_inode(k, ino);
+	ssize_t n = cache_get(fs->c, k, kl, v, sizeof v);
+	if (n < 0)
+		return (int)n;
+	if (inode_decode(v, (size_t)n, r)) {
+		qlog_err("fs: inode %llu: bad inode record (%zd bytes)", (unsigned long long)ino, n);
+		return -EIO;
+	}
+	return 0;
+}
+
+int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r)
+{
+	uint8_t k[16], v[FS_INODE_SIZE];
+	size_t kl = key_inode(k, ino);
+	inode_encode(r, v);
+	return cache_put(fs->c, k, kl, v, sizeof v);
+}
+
+void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_mode = r->mode;
+	st->st_nlink = r->nlink;
+	st->st_uid = r->uid;
+	st->st_gid = r->gid;
+	st->st_rdev = r->rdev;
+	st->st_size = (off_t)r->size;
+	st->st_blksize = FS_BLOCK;
+	st->st_blocks = (blkcnt_t)((r->size + 511) / 512);
+	st->st_atim.tv_sec = r->atime / 1000000000;
+	st->st_atim.tv_nsec = r->atime % 1000000000;
+	st->st_mtim.tv_sec = r->mtime / 1000000000;
+	st->st_mtim.tv_nsec = r->mtime % 1000000000;
+	st->st_ctim.tv_sec = r->ctime / 1000000000;
+	st->st_ctim.tv_nsec = r->ctime % 1000000000;
+}
+
+static struct node **slot(struct qfs *fs, uint64_t ino)
+{
+	return &fs->tab[(ino * 0x9E3779B97F4A7C15ull) >> 52 & (NODE_BUCKETS - 1)];
+}
+
+struct node *node_find(struct qfs *fs, uint64_t ino)
+{
+	pthread_mutex_lock(&fs->tmu);
+	struct node *n = *slot(fs, ino);
+	while (n && n->ino != ino)
+		n = n->next;
+	pthread_mutex_unlock(&fs->tmu);
+	return n;
+}
+
+int node_get(struct qfs *fs, uint64_t ino, uint64_t lookups, uint64_t opens,
+	     struct node **out)
+{
+	struct node *fresh = NULL;
+	for (;;) {
+		pthread_mutex_lock(&fs->tmu);
+		struct node **s = slot(fs, ino), *n = *s;
+		while (n && n->ino != ino)
+			n = n->next;
+		if (!n && fresh) {
+			n = fresh;
+			fresh = NULL;
+			n->next = *s;
+			*s = n;
+		}
+		if (n) {
+			n->nlookup += lookups;
+			n->nopen += opens;
+			pthread_mutex_unlock(&fs->tmu);
+			if (fresh) {	/* another thread made it meanwhile */
+				pthread_rwlock_destroy(&fresh->lock);
+				free(fresh);
+			}
+			*out = n;
+			return 0;
+		}
+		pthread_mutex_unlock(&fs->tmu);
+		/* the record is read without the table lock: it may need a segment
+		 * fetched, and only this request should wait for that */
+		fresh = calloc(1, sizeof *fresh);
+		if (!fresh)
+			return -ENOMEM;
+		int e = rec_load(fs, ino, &fresh->rec);
+		if (e) {
+			free(fresh);
+			return e;
+		}
+		fresh->ino = ino;
+		pthread_rwlock_init(&fresh->lock, NULL);
+	}
+}
+
+void node_put(struct qfs *fs, struct node *n, uint64_t lookups, uint64_t opens)
+{
+	pthread_mutex_lock(&fs->ns);	/* nlink only changes under ns */
+	pthread_mutex_lock(&fs->tmu);
+	n->nlookup -= lookups < n->nlookup ? lookups : n->nlookup;
+	n->nopen -= opens < n->nopen ? opens : n->nopen;
+	bool last = !n->nlookup && !n->nopen;
+	if (last) {
+		struct node **s = slot(fs, n->ino);
+		while (*s != n)
+			s = &(*s)->next;
+		*s = n->next;
+	}
+	pthread_mutex_unlock(&fs->tmu);
+	if (last) {
+		if (!n->rec.nlink && !n->deleted) {
+			int e = inode_purge(fs, n->ino);
+			if (e)
+				qlog_err("fs: purging unlinked inode %llu: %s",
+					 (unsigned long long)n->ino, strerror(-e));
+		}
+		pthread_rwlock_destroy(&n->lock);
+		free(n);
+	}
+	pthread_mutex_unlock(&fs->ns);
+}
+
+/* --- deleting ------------------------------------------------------------------ */
+
+struct keylist {
+	uint8_t (*k)[FS_KEY_MAX];
+	size_t *kl;
+	size_t n, cap;
+	uint64_t from;	/* blocks: only these and later */
+};
+
+static int collect(void *arg, const uint8_t *key, size_t klen, const uint8_t *v, size_t vl)
+{
+	(void)v;
+	(void)vl;
+	struct keylist *l = arg;
+	if (key[0] == K_BLOCK && get_be64(key + 9) < l->from)
+		return 0;
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? l->cap * 2 : 64;
+		void *a = realloc(l->k, nc * sizeof *l->k), *b;
+		if (!a)
+			return -ENOMEM;
+		l->k = a;
+		b = realloc(l->kl, nc * sizeof *l->kl);
+		if (!b)
+			return -ENOMEM;
+		l->kl = b;
+		l->cap = nc;
+	}
+	memcpy(l->k[l->n], key, klen);
+	l->kl[l->n++] = klen;
+	return 0;
+}
+
+/* Delete every key under prefix (blocks: from block `from` on). */
+static int drop_prefix(struct qfs *fs, const uint8_t *prefix, size_t plen, uint64_t from)
+{
+	struct keylist l = { .from = from };
+	int r = cache_scan(fs->c, prefix, plen, false, collect, &l);
+	for (size_t i = 0; i < l.n && !r; i++) {
+		int e = cache_del(fs->c, l.k[i], l.kl[i]);
+		if (e && e != -ENOENT)
+			r = e;
+	}
+	free(l.k);
+	free(l.kl);
+	return r;
+}
+
+int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from)
+{
+	uint8_t p[16];
+	size_t pl = key_block_prefix(p, ino);
+	return drop_prefix(fs, p, pl, from);
+}
+
+int inode_purge(struct qfs *fs, uint64_t ino)
+{
+	uint8_t k[16];
+	int r = blocks_drop(fs, ino, 0);
+	size_t kl = key_xattr_prefix(k, ino);
+	if (!r)
+		r = drop_prefix(fs, k, kl, 0);
+	kl = key_inode(k, ino);
+	if (!r) {
+		r = cache_del(fs->c, k, kl);
+		r = r == -ENOENT ? 0 : r;
+	}
+	kl = key_orphan(k, ino);
+	if (!r) {
+		r = cache_del(fs->c, k, kl);
+		r = r == -ENOENT ? 0 : r;
+	}
+	return r;
+}
+
+/* --- inode numbers ------------------------------------------------------------- */
+
+static int super_store(struct qfs *fs, uint64_t limit)
+{
+	uint8_t v[16];
+	put_le32(v, FS_SUPER_VERSION);
+	put_le32(v + 4, 0);
+	put_le64(v + 8, limit);
+	uint8_t k = K_SUPER;
+	return cache_put(fs->c, &k, 1, v, sizeof v);
+}
+
+uint64_t ino_alloc(struct qfs *fs, int *err)
+{
+	pthread_mutex_lock(&fs->imu);
+	*err = 0;
+	if (fs->next_ino == fs->ino_limit) {
+		*err = super_store(fs, fs->ino_limit + INO_BATCH);
+		if (!*err)
+			fs->ino_limit += INO_BATCH;
+	}
+	uint64_t ino = *err ? 0 : fs->next_ino++;
+	pthread_mutex_unlock(&fs->imu);
+	return ino;
+}
+
+/* --- open / close ----------------------------------------------------------------- */
+
+static int orphan_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *v, size_t vl)
+{
+	(void)v;
+	(void)vl;
+	struct qfs *fs = arg;
+	if (klen != 9)
+		return 0;
+	uint64_t ino = get_be64(key + 1);
+	qlog_info("fs: purging inode %llu, unlinked while open before a crash",
+		  (unsigned long long)ino);
+	return inode_purge(fs, ino);
+}
+
+int qfs_open(const struct qfs_opts *o, struct qfs **out)
+{
+	struct qfs *fs = calloc(1, sizeof *fs);
+	if (!fs)
+		return -ENOMEM;
+	fs->c = o->cache;
+	fs->o = *o;
+	pthread_mutex_init(&fs->ns, NULL);
+	pthread_mutex_init(&fs->tmu, NULL);
+	pthread_mutex_init(&fs->imu, NULL);
+	uint8_t k = K_SUPER, v[16];
+	ssize_t n = cache_get(fs->c, &k, 1, v, sizeof v);
+	int r = 0;
+	if (n == -ENOENT) {
+		/* a new filesystem: the root directory, then the superblock */
+		int64_t now = qfs_now();
+		struct inode_rec root = { .mode = S_IFDIR | 0755, .nlink = 2, .atime = now,
+					  .mtime = now, .ctime = now, .parent = FS_ROOT_INO };
+		fs->next_ino = fs->ino_limit = FS_ROOT_INO + 1;
+		r = rec_store(fs, FS_ROOT_INO, &root);
+		if (!r)
+			r = super_store(fs, fs->ino_limit);
+		if (!r)
+			r = cache_sync(fs->c);
+	} else if (n != 16 || get_le32(v) != FS_SUPER_VERSION) {
+		qlog_err("fs: the superblock is %s", n < 0 ? strerror((int)-n) :
+			 "not one this version understands");
+		r = n < 0 ? (int)n : -EIO;
+	} else {
+		/* numbers up to the reserved limit may have been handed out */
+		fs->next_ino = fs->ino_limit = get_le64(v + 8);
+		uint8_t p = K_ORPHAN;
+		r = cache_scan(fs->c, &p, 1, false, orphan_cb, fs);
+	}
+	struct node *root;
+	if (!r)
+		r = node_get(fs, FS_ROOT_INO, 1, 0, &root);	/* the kernel never forgets it */
+	if (r) {
+		qfs_close(fs);
+		return r;
+	}
+	*out = fs;
+	return 0;
+}
+
+void qfs_close(struct qfs *fs)
+{
+	if (!fs)
+		return;
+	for (unsigned i = 0; i < NODE_BUCKETS; i++) {
+		while (fs->tab[i]) {
+			struct node *n = fs->tab[i];
+			fs->tab[i] = n->next;
+			pthread_rwlock_destroy(&n->lock);
+			free(n);
+		}
+	}
+	pthread_mutex_destroy(&fs->ns);
+	pthread_mutex_destroy(&fs->tmu);
+	pthread_mutex_destroy(&fs->imu);
+	free(fs);
+}
+
+void qfs_forget(struct qfs *fs, uint64_t ino, uint64_t nlookup)
+{
+	struct node *n = node_find(fs, ino);
+	if (n)
+		node_put(fs, n, nlookup, 0);
+}
+
+int qfs_open_inode(struct qfs *fs, uint64_t ino, bool truncate)
+{
+	struct node *n;
+	int r = node_get(fs, ino, 0, 1, &n);
+	if (r || !truncate)
+		return r;
+	struct stat st = { .st_size = 0 };
+	r = qfs_setattr(fs, ino, &st, QFS_SET_SIZE, &st);
+	if (r)
+		node_put(fs, n, 0, 1);
+	return r;
+}
+
+void qfs_release(struct qfs *fs, uint64_t ino)
+{
+	struct node *n = node_find(fs, ino);
+	if (n)
+		node_put(fs, n, 0, 1);
+}
+
+int qfs_sync(struct qfs *fs)
+{
+	return cache_sync(fs->c);
+}
