@@ -6,6 +6,9 @@
 
 #include "../common/endian.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static size_t key_num(uint8_t *k, uint8_t type, uint64_t n)
 {
 	k[0] = type;
@@ -31,7 +34,23 @@ size_t key_orphan(uint8_t *k, uint64_t ino) { return key_num(k, K_ORPHAN, ino); 
 
 size_t key_dent(uint8_t *k, uint64_t parent, const char *name)
 {
-	return key_named(k, K_DENT, parent, name);
+	size_t l = strlen(name);
+	if (!l || l > FS_NAME_MAX)
+		return 0;
+	if (9 + l <= FS_KEY_MAX)
+		return key_named(k, K_DENT, parent, name);
+	/* too long for a key: a prefix and a 128-bit hash of the whole name */
+	key_num(k, K_DENT, parent);
+	memcpy(k + 9, name, DENT_KEY_PREFIX);
+	XXH128_hash_t h = XXH3_128bits(name, l);
+	put_le64(k + 9 + DENT_KEY_PREFIX, h.low64);
+	put_le64(k + 9 + DENT_KEY_PREFIX + 8, h.high64);
+	return 9 + DENT_KEY_PREFIX + 16;
+}
+
+bool dent_name_in_value(size_t namelen)
+{
+	return 9 + namelen > FS_KEY_MAX;
 }
 
 size_t key_xattr(uint8_t *k, uint64_t ino, const char *name)

@@ -5,6 +5,10 @@
  *   'S'                          superblock: format version, next free inode
  *   'I' ino                      inode record (below)
  *   'D' parent name              directory entry -> child ino, file type
+ *                                (names over 246 bytes: 'D' parent, their
+ *                                first 230 bytes and an XXH3-128 of the
+ *                                whole name; the value then ends with the
+ *                                name itself, checked on lookup)
  *   'B' ino block                data block (FS_BLOCK bytes at most)
  *   'X' ino name                 extended attribute value
  *   'O' ino                      orphan: unlinked while open; purged at mount
@@ -21,6 +25,7 @@
 #ifndef QSFS_FS_META_H
 #define QSFS_FS_META_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -31,7 +36,7 @@
 #define FS_SUPER_VERSION 1u
 #define FS_NAME_MAX 255u
 #define FS_KEY_MAX 255u		/* the log's key limit */
-#define FS_XATTR_NAME_MAX (FS_KEY_MAX - 9)
+#define FS_XATTR_NAME_MAX (FS_KEY_MAX - 9)	/* 246: xattr names are keys */
 #define FS_ROOT_INO 1ull
 
 enum { K_SUPER = 'S', K_INODE = 'I', K_DENT = 'D', K_BLOCK = 'B', K_XATTR = 'X',
@@ -59,7 +64,10 @@ void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE]);
 /* Returns 0 or -EIO (wrong length or version). */
 int inode_decode(const uint8_t *in, size_t len, struct inode_rec *r);
 
-/* Directory entry value: u64 ino (LE), u8 file type (S_IFMT >> 12). */
+/* Directory entry value: u64 ino (LE), u8 file type (S_IFMT >> 12), then
+ * the name when dent_name_in_value(). */
 #define FS_DENT_SIZE 9u
+#define DENT_KEY_PREFIX 230u
+bool dent_name_in_value(size_t namelen);
 
 #endif

@@ -6,6 +6,7 @@
 #include <linux/limits.h>
 #include <sys/xattr.h>
 
+#include "acl.h"
 #include "qfs_int.h"
 
 int qfs_getattr(struct qfs *fs, uint64_t ino, struct stat *st)
@@ -22,6 +23,22 @@ int qfs_getattr(struct qfs *fs, uint64_t ino, struct stat *st)
 	rec_to_stat(ino, &n->rec, st);
 	pthread_rwlock_unlock(&n->lock);
 	return 0;
+}
+
+/* chmod: an access ACL's owner, group-or-mask and other entries follow. */
+static int acl_follow_mode(struct qfs *fs, uint64_t ino, mode_t mode)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = key_xattr(k, ino, ACL_XATTR_ACCESS);
+	uint8_t v[4 + 8 * 64];
+	ssize_t n = cache_get(fs->c, k, kl, v, sizeof v);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n > sizeof v || acl_apply_mode(v, (size_t)n, mode & 0777))
+		return 0;	/* not one we can rewrite: leave it */
+	return cache_put(fs->c, k, kl, v, (size_t)n);
 }
 
 static int64_t ts_ns(const struct timespec *t)
@@ -53,8 +70,11 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 			r.size = (uint64_t)in->st_size;
 		}
 	}
-	if (set & QFS_SET_MODE)
+	if (set & QFS_SET_MODE) {
 		r.mode = (r.mode & S_IFMT) | (in->st_mode & 07777);
+		if (!e)
+			e = acl_follow_mode(fs, ino, r.mode);
+	}
 	if (set & QFS_SET_UID)
 		r.uid = in->st_uid;
 	if (set & QFS_SET_GID)
@@ -103,11 +123,17 @@ int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val
 		e = -EEXIST;
 	else if ((flags & XATTR_REPLACE) && have == -ENOENT)
 		e = -ENODATA;
+	mode_t perm = 0;
+	bool acl = !strcmp(name, ACL_XATTR_ACCESS);
+	if (!e && acl)
+		e = acl_to_mode(val, len, &perm);
 	if (!e)
 		e = cache_put(fs->c, k, kl, val, len);
 	if (!e) {
 		struct inode_rec r = n->rec;
 		r.ctime = qfs_now();
+		if (acl)	/* the mode follows the ACL */
+			r.mode = (r.mode & ~(mode_t)0777) | perm;
 		e = rec_store(fs, ino, &r);
 		if (!e)
 			n->rec = r;

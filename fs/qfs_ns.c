@@ -21,8 +21,9 @@
 static int dent_get(struct qfs *fs, uint64_t parent, const char *name, uint64_t *ino,
 		    mode_t *type)
 {
-	uint8_t k[FS_KEY_MAX], v[FS_DENT_SIZE];
-	if (strlen(name) > FS_NAME_MAX)
+	uint8_t k[FS_KEY_MAX], v[FS_DENT_SIZE + FS_NAME_MAX];
+	size_t nl = strlen(name);
+	if (nl > FS_NAME_MAX)
 		return -ENAMETOOLONG;
 	size_t kl = key_dent(k, parent, name);
 	if (!kl)
@@ -30,8 +31,11 @@ static int dent_get(struct qfs *fs, uint64_t parent, const char *name, uint64_t 
 	ssize_t n = cache_get(fs->c, k, kl, v, sizeof v);
 	if (n < 0)
 		return (int)n;
-	if (n != FS_DENT_SIZE)
-		return -EIO;
+	bool long_name = dent_name_in_value(nl);
+	if ((size_t)n != FS_DENT_SIZE + (long_name ? nl : 0))
+		return long_name ? -ENOENT : -EIO;
+	if (long_name && memcmp(v + FS_DENT_SIZE, name, nl))
+		return -ENOENT;	/* another name with the same hash */
 	*ino = get_le64(v);
 	*type = (mode_t)v[8] << 12;
 	return 0;
@@ -40,13 +44,18 @@ static int dent_get(struct qfs *fs, uint64_t parent, const char *name, uint64_t 
 static int dent_put(struct qfs *fs, uint64_t parent, const char *name, uint64_t ino,
 		    mode_t type)
 {
-	uint8_t k[FS_KEY_MAX], v[FS_DENT_SIZE];
-	size_t kl = key_dent(k, parent, name);
+	uint8_t k[FS_KEY_MAX], v[FS_DENT_SIZE + FS_NAME_MAX];
+	size_t kl = key_dent(k, parent, name), nl = strlen(name);
 	if (!kl)
 		return -ENAMETOOLONG;
 	put_le64(v, ino);
 	v[8] = (uint8_t)((type & S_IFMT) >> 12);
-	return cache_put(fs->c, k, kl, v, sizeof v);
+	size_t vl = FS_DENT_SIZE;
+	if (dent_name_in_value(nl)) {
+		memcpy(v + FS_DENT_SIZE, name, nl);
+		vl += nl;
+	}
+	return cache_put(fs->c, k, kl, v, vl);
 }
 
 static int dent_del(struct qfs *fs, uint64_t parent, const char *name)
@@ -474,7 +483,7 @@ int qfs_readlink(struct qfs *fs, uint64_t ino, char *buf, size_t cap)
 static int add_dirent(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
 	struct qfs_dir *d = arg;
-	if (vl != FS_DENT_SIZE || kl <= 9)
+	if (vl < FS_DENT_SIZE || kl <= 9)
 		return -EIO;
 	if (!d->n || (d->n >= 16 && !(d->n & (d->n - 1)))) {	/* 16, then doubling */
 		void *ne = realloc(d->e, (d->n ? d->n * 2 : 16) * sizeof *d->e);
@@ -482,7 +491,8 @@ static int add_dirent(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, 
 			return -ENOMEM;
 		d->e = ne;
 	}
-	char *name = strndup((const char *)k + 9, kl - 9);
+	char *name = vl > FS_DENT_SIZE ? strndup((const char *)v + FS_DENT_SIZE, vl - FS_DENT_SIZE)
+				       : strndup((const char *)k + 9, kl - 9);
 	if (!name)
 		return -ENOMEM;
 	d->e[d->n++] = (struct qfs_dirent){ get_le64(v), (mode_t)v[8] << 12, name };

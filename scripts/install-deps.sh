@@ -8,7 +8,7 @@ pkgs=(
 	libzstd-dev libbtrfsutil-dev libcmocka-dev libyaml-dev libxxhash-dev
 	libisal2	# liberasurecode loads ISA-L for the MDS Cauchy code (isa_l_rs_cauchy)
 	libjson-c-dev
-	redis-server python3 python3-pytest
+	redis-server python3 python3-pytest acl
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,565 @@
+"""Data-integrity tests of qsfs-fs through a real mount.
+
+test_random_ops_against_model: thousands of seeded random file operations
+(pwrite across block boundaries and far past EOF, truncate/ftruncate, punch
+hole, mmap writes, rename over another file, fsync) checked step by step
+against an in-memory model, then fully at the end and after a remount.
+
+test_crash_kill9_keeps_fsynced: rounds of a writer process doing appends and
+overwrites with fsyncs at random points, qsfs-fs killed with SIGKILL at a
+random moment, remounted: every file must hold a state the writer produced at
+or after its last successful fsync (the write in flight at the kill may be
+torn at page granularity; nothing else may differ).
+
+The seed is printed; QSFS_SEED=<n> replays a run.
+"""
+import collections
+import ctypes
+import ctypes.util
+import json
+import mmap
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from qsfs_mount import Volume
+
+BLOCK = 64 * 1024
+PAGE = mmap.PAGESIZE
+MiB = 1024 * 1024
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_libc.fallocate.restype = ctypes.c_int
+
+
+def punch_hole(fd, off, length):
+    r = _libc.fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, length)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"fallocate(PUNCH_HOLE, {off}, {length}): {os.strerror(e)}")
+
+
+def get_seed():
+    s = os.environ.get("QSFS_SEED")
+    return int(s) if s else random.SystemRandom().randrange(1 << 32)
+
+
+def read_all(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def first_diff(a, b):
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    if a[:n] == b[:n]:
+        return n
+    # binary search for the first differing byte
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] != b[lo:mid]:
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+@pytest.fixture
+def vol(tmp_path):
+    v = Volume(tmp_path)
+    try:
+        v.start_stor()
+        v.mount()
+        yield v
+    finally:
+        v.close()
+
+
+# --------------------------------------------------------------------------
+# 1. random operations against an in-memory model
+# --------------------------------------------------------------------------
+
+NFILES = 4
+NSTEPS = int(os.environ.get("QSFS_STEPS", "3000"))
+MAX_FILE = 12 * MiB          # writes/truncates keep files below this
+FULL_FILE_EVERY = 25         # full check of the affected file
+FULL_ALL_EVERY = 250         # full check of all files
+
+
+class ModelFS:
+    def __init__(self, mnt, seed):
+        self.mnt = mnt
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.names = [f"f{i}" for i in range(NFILES)]
+        self.model = {n: bytearray() for n in self.names}
+        self.history = collections.deque(maxlen=40)
+        self.step = 0
+        self.counts = collections.Counter()
+        for n in self.names:
+            with open(self.path(n), "wb"):
+                pass
+
+    def path(self, name):
+        return self.mnt / name
+
+    def fail(self, msg):
+        tail = "\n".join(self.history)
+        pytest.fail(f"seed={self.seed} step={self.step}: {msg}\n"
+                    f"(replay: QSFS_SEED={self.seed})\nlast operations:\n{tail}",
+                    pytrace=False)
+
+    # ---- random choices -------------------------------------------------
+    def rand_len(self):
+        r = self.rng.random()
+        if r < 0.35:
+            return self.rng.randint(1, 300)
+        if r < 0.55:
+            return self.rng.randint(1, 8192)
+        if r < 0.85:
+            return self.rng.randint(1, 3 * BLOCK)
+        return self.rng.randint(BLOCK, 3 * MiB)
+
+    def rand_off(self, size, length):
+        r = self.rng.random()
+        if r < 0.30 or size == 0:
+            # near a 64 KiB block boundary
+            b = self.rng.randint(0, max(1, (size + BLOCK) // BLOCK))
+            off = b * BLOCK + self.rng.randint(-300, 300)
+        elif r < 0.65:
+            off = self.rng.randint(0, size)                 # inside / at EOF
+        elif r < 0.80:
+            off = size                                      # append
+        elif r < 0.90:
+            off = size + self.rng.randint(1, 4 * MiB)       # far past EOF: hole
+        else:
+            off = max(0, size - self.rng.randint(0, length))  # straddles EOF
+        off = max(0, off)
+        if off + length > MAX_FILE:
+            off = self.rng.randint(0, max(0, MAX_FILE - length))
+        return off
+
+    def rand_bytes(self, n):
+        return self.rng.randbytes(n)
+
+    # ---- operations -----------------------------------------------------
+    def op_pwrite(self, name):
+        m = self.model[name]
+        length = self.rand_len()
+        off = self.rand_off(len(m), length)
+        data = self.rand_bytes(length)
+        self.history.append(f"{self.step}: pwrite {name} off={off} len={length}")
+        fd = os.open(self.path(name), os.O_WRONLY)
+        try:
+            n = os.pwrite(fd, data, off)
+        finally:
+            os.close(fd)
+        if n != length:
+            self.fail(f"pwrite {name} off={off} len={length} returned {n}")
+        if off > len(m):
+            m.extend(bytes(off - len(m)))
+        m[off:off + length] = data
+        return name
+
+    def op_truncate(self, name, use_fd):
+        m = self.model[name]
+        r = self.rng.random()
+        if r < 0.4:
+            new = self.rng.randint(0, len(m))                     # shrink
+        elif r < 0.6:
+            b = self.rng.randint(0, max(1, len(m) // BLOCK + 1))
+            new = max(0, b * BLOCK + self.rng.randint(-2, 2))     # block edge
+        else:
+            new = min(MAX_FILE, len(m) + self.rng.randint(1, 3 * MiB))  # grow
+        how = "ftruncate" if use_fd else "truncate"
+        self.history.append(f"{self.step}: {how} {name} {len(m)} -> {new}")
+        if use_fd:
+            fd = os.open(self.path(name), os.O_RDWR)
+            try:
+                os.ftruncate(fd, new)
+            finally:
+                os.close(fd)
+        else:
+            os.truncate(self.path(name), new)
+        if new < len(m):
+            del m[new:]
+        else:
+            m.extend(bytes(new - len(m)))
+        return name
+
+    def op_punch(self, name):
+        m = self.model[name]
+        size = len(m)
+        r = self.rng.random()
+        if r < 0.3:
+            off = self.rng.randint(0, max(0, size // BLOCK)) * BLOCK
+            length = self.rng.randint(1, 4) * BLOCK               # whole blocks
+        elif r < 0.8:
+            off = self.rng.randint(0, size + 1000)
+            length = self.rand_len()
+        else:
+            off = self.rng.randint(0, size + 1000)
+            length = self.rng.randint(1, 4 * MiB)                  # past EOF
+        self.history.append(f"{self.step}: punch {name} off={off} len={length} size={size}")
+        fd = os.open(self.path(name), os.O_RDWR)
+        try:
+            punch_hole(fd, off, length)
+        finally:
+            os.close(fd)
+        end = min(size, off + length)
+        if off < end:
+            m[off:end] = bytes(end - off)
+        return name
+
+    def op_mmap(self, name):
+        m = self.model[name]
+        size = len(m)
+        if size == 0:
+            return self.op_pwrite(name)
+        # map a page-aligned window of the file and write a slice of it
+        start = self.rng.randint(0, (size - 1) // PAGE) * PAGE
+        maplen = min(size - start, self.rng.randint(1, 2 * MiB))
+        woff = self.rng.randint(0, maplen - 1)
+        wlen = self.rng.randint(1, min(maplen - woff, 300 * 1024))
+        data = self.rand_bytes(wlen)
+        self.history.append(f"{self.step}: mmap-write {name} map=[{start},+{maplen}) "
+                            f"at={start + woff} len={wlen}")
+        fd = os.open(self.path(name), os.O_RDWR)
+        try:
+            mm = mmap.mmap(fd, maplen, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                           offset=start)
+            try:
+                mm[woff:woff + wlen] = data
+                mm.flush()
+            finally:
+                mm.close()
+        finally:
+            os.close(fd)
+        m[start + woff:start + woff + wlen] = data
+        return name
+
+    def op_rename(self):
+        src, dst = self.rng.sample(self.names, 2)
+        self.history.append(f"{self.step}: rename {src} -> {dst} "
+                            f"(sizes {len(self.model[src])}, {len(self.model[dst])})")
+        os.rename(self.path(src), self.path(dst))
+        self.model[dst] = self.model[src]
+        # recreate src so that there are always NFILES files
+        seed_data = self.rand_bytes(self.rng.choice([0, 1, 100, BLOCK + 7]))
+        self.history.append(f"{self.step}: recreate {src} len={len(seed_data)}")
+        with open(self.path(src), "xb") as f:
+            f.write(seed_data)
+        self.model[src] = bytearray(seed_data)
+        return dst
+
+    def op_fsync(self, name):
+        self.history.append(f"{self.step}: fsync {name}")
+        fd = os.open(self.path(name), os.O_RDWR)
+        try:
+            if self.rng.random() < 0.5:
+                os.fsync(fd)
+            else:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        return name
+
+    def op_read(self, name):
+        self.history.append(f"{self.step}: read-check {name}")
+        return name
+
+    # ---- checks ---------------------------------------------------------
+    def check_size(self, name):
+        st = os.stat(self.path(name))
+        if st.st_size != len(self.model[name]):
+            self.fail(f"{name}: size {st.st_size}, model {len(self.model[name])}")
+
+    def check_range(self, name):
+        m = self.model[name]
+        size = len(m)
+        r = self.rng.random()
+        if r < 0.3 and size:
+            b = self.rng.randint(0, (size - 1) // BLOCK)
+            off = max(0, b * BLOCK + self.rng.randint(-500, 500))
+        else:
+            off = self.rng.randint(0, size + 100)
+        length = self.rng.randint(1, 256 * 1024)
+        fd = os.open(self.path(name), os.O_RDONLY)
+        try:
+            got = os.pread(fd, length, off)
+        finally:
+            os.close(fd)
+        want = bytes(m[off:off + length])
+        if got != want:
+            i = first_diff(got, want)
+            self.fail(f"{name}: pread(off={off}, len={length}) differs from the model at "
+                      f"file offset {off + i} (got {len(got)} bytes, want {len(want)}; "
+                      f"got {got[i:i + 16].hex()} want {want[i:i + 16].hex()})")
+
+    def check_full(self, name, when=""):
+        m = self.model[name]
+        try:
+            got = read_all(self.path(name))
+        except OSError as e:
+            self.fail(f"{name}: cannot read{when}: {e}")
+        if got != m:
+            i = first_diff(got, m)
+            self.fail(f"{name}: full content differs from the model{when} at offset {i} "
+                      f"(file {len(got)} bytes, model {len(m)}; got {got[i:i + 16].hex()} "
+                      f"want {bytes(m[i:i + 16]).hex()})")
+
+    def check_all(self, when=""):
+        names = sorted(os.listdir(self.mnt))
+        if names != sorted(self.names):
+            self.fail(f"directory{when}: {names}, model {sorted(self.names)}")
+        for n in self.names:
+            self.check_size(n)
+            self.check_full(n, when)
+
+    def run(self, nsteps):
+        ops = [("pwrite", 34), ("read", 12), ("truncate", 6), ("ftruncate", 6),
+               ("punch", 12), ("mmap", 10), ("rename", 4), ("fsync", 6)]
+        kinds = [k for k, _ in ops]
+        weights = [w for _, w in ops]
+        for self.step in range(1, nsteps + 1):
+            kind = self.rng.choices(kinds, weights)[0]
+            name = self.rng.choice(self.names)
+            self.counts[kind] += 1
+            try:
+                if kind == "pwrite":
+                    affected = self.op_pwrite(name)
+                elif kind == "truncate":
+                    affected = self.op_truncate(name, use_fd=False)
+                elif kind == "ftruncate":
+                    affected = self.op_truncate(name, use_fd=True)
+                elif kind == "punch":
+                    affected = self.op_punch(name)
+                elif kind == "mmap":
+                    affected = self.op_mmap(name)
+                elif kind == "rename":
+                    affected = self.op_rename()
+                elif kind == "fsync":
+                    affected = self.op_fsync(name)
+                else:
+                    affected = self.op_read(name)
+            except OSError as e:
+                self.fail(f"{kind} failed: {e!r}")
+            self.check_size(affected)
+            self.check_range(affected)
+            if self.step % FULL_FILE_EVERY == 0:
+                self.check_full(affected)
+            if self.step % FULL_ALL_EVERY == 0:
+                self.check_all()
+
+
+def test_random_ops_against_model(vol):
+    seed = get_seed()
+    print(f"test_random_ops_against_model: seed={seed} (QSFS_SEED={seed} to replay)")
+    t0 = time.monotonic()
+    fs = ModelFS(vol.mnt, seed)
+    fs.run(NSTEPS)
+    fs.step = "end"
+    fs.check_all(" at the end")
+    rc = vol.unmount()
+    if rc != 0:
+        fs.fail(f"qsfs-fs exited {rc} on unmount: {vol.fs_log.read_text()[-3000:]}")
+    vol.mount()
+    fs.step = "after remount"
+    fs.check_all(" after remount")
+    print(f"ops: {dict(fs.counts)}; "
+          f"sizes: {[len(fs.model[n]) for n in fs.names]}; {time.monotonic() - t0:.1f}s")
+
+
+# --------------------------------------------------------------------------
+# 2. kill -9 keeps what fsync promised
+# --------------------------------------------------------------------------
+
+CRASH_ROUNDS = int(os.environ.get("QSFS_CRASH_ROUNDS", "15"))
+CRASH_FILES = 4
+CRASH_MAX_FILE = 6 * MiB
+
+# The writer: one process, one thread, so at most one operation is in flight
+# when qsfs-fs dies. Each operation is logged (to a file outside the mount)
+# before it is issued ("op") and after it returned ("done"); an fsync is
+# logged as "fsync-ok" only after it returned 0. Data bytes are derived from
+# a per-operation seed, so the log is small and the parent can replay it.
+WRITER = r"""
+import json, os, random, sys
+mnt, log_path, seed, max_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+names = sys.argv[5:]
+rng = random.Random(seed)
+log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def rec(**kw):
+    os.write(log, (json.dumps(kw) + "\n").encode())
+try:
+    fds = {n: os.open(os.path.join(mnt, n), os.O_RDWR) for n in names}
+    size = {n: os.fstat(fds[n]).st_size for n in names}
+    for n in names:                      # the base state is durable first
+        os.fsync(fds[n])
+        rec(ev="fsync-ok", f=n)
+    dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    os.fsync(dfd)
+    os.close(dfd)
+    rec(ev="ready")
+    while True:
+        n = rng.choice(names)
+        r = rng.random()
+        if r < 0.12:
+            rec(ev="fsync-start", f=n)
+            (os.fsync if rng.random() < 0.5 else os.fdatasync)(fds[n])
+            rec(ev="fsync-ok", f=n)
+            continue
+        x = rng.random()
+        length = (rng.randint(1, 512) if x < 0.4 else rng.randint(1, 200 * 1024) if x < 0.85
+                  else rng.randint(64 * 1024, 1536 * 1024))
+        if r < 0.55 and size[n] + length <= max_file:
+            off = size[n]                                    # append
+        else:
+            off = rng.randint(0, max(0, min(size[n], max_file - length)))  # overwrite
+        dseed = rng.randrange(1 << 62)
+        rec(ev="op", f=n, off=off, len=length, seed=dseed)
+        data = random.Random(dseed).randbytes(length)
+        done = os.pwrite(fds[n], data, off)
+        rec(ev="done", f=n, n=done)
+        if done != length:
+            rec(ev="short", f=n, n=done)
+            break
+        size[n] = max(size[n], off + length)
+except OSError as e:
+    rec(ev="error", err=repr(e))
+"""
+
+
+def apply_write(content, off, data):
+    if off > len(content):
+        content.extend(bytes(off - len(content)))
+    content[off:off + len(data)] = data
+
+
+def torn_ok(got, base, off, data):
+    """Is got a page-granular mix of base and base+write(off, data)?  Used
+    only for the one write in flight when qsfs-fs was killed."""
+    new = bytearray(base)
+    apply_write(new, off, data)
+    if not (len(base) <= len(got) <= len(new)):
+        return False
+    end = len(got)
+    for p in range(0, end, PAGE):
+        q = min(end, p + PAGE)
+        g = got[p:q]
+        if g == new[p:q]:
+            continue
+        # all-old for this page: base content, zeros past base's end
+        old = bytes(base[p:q]) + bytes(max(0, q - max(p, len(base))))
+        if g != old:
+            return False
+    return True
+
+
+def check_after_crash(round_no, seed, base, log_path, mnt):
+    """base: {name: bytes} at the start of the round. Returns the new base."""
+    events = [json.loads(line) for line in log_path.read_text().splitlines()]
+    ready = any(e["ev"] == "ready" for e in events)
+    history = collections.deque(maxlen=12)
+    # per file: list of states; index of the state at the last fsync-ok
+    states = {n: [bytes(base[n])] for n in base}
+    cur = {n: bytearray(base[n]) for n in base}
+    synced = {n: 0 for n in base}
+    inflight = None
+    for e in events:
+        if e["ev"] == "op":
+            inflight = e
+            history.append(f"write {e['f']} off={e['off']} len={e['len']}")
+        elif e["ev"] == "done":
+            op = inflight
+            inflight = None
+            apply_write(cur[op["f"]], op["off"], random.Random(op["seed"]).randbytes(op["len"]))
+            states[op["f"]].append(bytes(cur[op["f"]]))
+        elif e["ev"] == "fsync-ok":
+            synced[e["f"]] = len(states[e["f"]]) - 1
+            history.append(f"fsync {e['f']} ok (state {synced[e['f']]})")
+        elif e["ev"] == "fsync-start":
+            history.append(f"fsync {e['f']} started")
+        elif e["ev"] in ("error", "short"):
+            history.append(f"writer: {e}")
+    new_base = {}
+    for n in base:
+        p = mnt / n
+        ctx = (f"seed={seed} round={round_no} file={n}: {len(states[n])} states, "
+               f"last fsync at state {synced[n]}, writer ready={ready}, "
+               f"in flight: {inflight}\n(replay: QSFS_SEED={seed})\nlast events:\n"
+               + "\n".join(history))
+        if not p.exists():
+            pytest.fail(f"{ctx}\nfile is missing after kill -9 + remount", pytrace=False)
+        got = read_all(p)
+        ok = any(got == s for s in states[n][synced[n]:])
+        if not ok and inflight is not None and inflight["f"] == n:
+            ok = torn_ok(got, states[n][-1], inflight["off"],
+                         random.Random(inflight["seed"]).randbytes(inflight["len"]))
+        if not ok:
+            want = states[n][synced[n]]
+            i = first_diff(got, want)
+            pytest.fail(f"{ctx}\ncontent after kill -9 + remount ({len(got)} bytes) matches "
+                        f"no state at or after the last fsync; vs the fsynced state "
+                        f"({len(want)} bytes) first difference at {i}: got "
+                        f"{got[i:i + 16].hex()} want {want[i:i + 16].hex()}",
+                        pytrace=False)
+        new_base[n] = got
+    return new_base
+
+
+def test_crash_kill9_keeps_fsynced(vol, tmp_path):
+    seed = get_seed()
+    print(f"test_crash_kill9_keeps_fsynced: seed={seed} (QSFS_SEED={seed} to replay)")
+    rng = random.Random(seed)
+    names = [f"c{i}" for i in range(CRASH_FILES)]
+    for n in names:
+        (vol.mnt / n).write_bytes(b"")
+    base = {n: b"" for n in names}
+    writer_py = tmp_path / "writer.py"
+    writer_py.write_text(WRITER)
+    t0 = time.monotonic()
+    stats = []
+    for rnd in range(1, CRASH_ROUNDS + 1):
+        log_path = tmp_path / f"writer{rnd}.log"
+        wseed = rng.randrange(1 << 62)
+        w = subprocess.Popen([sys.executable, str(writer_py), str(vol.mnt), str(log_path),
+                              str(wseed), str(CRASH_MAX_FILE), *names],
+                             cwd=str(tmp_path), stderr=subprocess.PIPE)
+        delay = rng.uniform(0.05, 2.0)
+        time.sleep(delay)
+        assert w.poll() is None, (f"seed={seed} round={rnd}: the writer ended before the "
+                                  f"kill: {w.stderr.read().decode()}\n"
+                                  f"{log_path.read_text()[-2000:]}")
+        vol.kill9()
+        try:
+            _, err = w.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()
+            pytest.fail(f"seed={seed} round={rnd}: the writer hung after kill -9 of qsfs-fs",
+                        pytrace=False)
+        assert w.returncode == 0, f"writer: {err.decode()}"
+        vol.mount()
+        base = check_after_crash(rnd, seed, base, log_path, vol.mnt)
+        nops = sum(1 for line in log_path.read_text().splitlines() if '"done"' in line)
+        nsync = sum(1 for line in log_path.read_text().splitlines() if '"fsync-ok"' in line)
+        stats.append((round(delay, 2), nops, nsync))
+    # a clean unmount and remount keep the last state too
+    assert vol.unmount() == 0, vol.fs_log.read_text()[-3000:]
+    vol.mount()
+    for n in names:
+        got = read_all(vol.mnt / n)
+        assert got == base[n], (f"seed={seed}: {n} changed across a clean remount after "
+                                f"the crash rounds (first difference at "
+                                f"{first_diff(got, base[n])})")
+    print(f"rounds (delay s, writes, fsyncs): {stats}; sizes "
+          f"{[len(base[n]) for n in names]}; {time.monotonic() - t0:.1f}s")
