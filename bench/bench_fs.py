@@ -1,0 +1,690 @@
+#!/usr/bin/env python3
+"""qsfs-fs against ext4 on the same disk: sequential write (ending in fsync)
+and cold sequential read of one file, untar of /usr/include, a cold find +
+cat of that tree and its rm -rf, random 4 KiB writes and cold random 4 KiB
+reads (fio), write amplification of the segment log, and qsfs-fs's memory
+after the untar. Medians over several runs. Not run in CI; needs root
+(loop devices, drop_caches, FUSE).
+
+    bench/bench_fs.py [--build DIR] [--runs N] [--size SIZE] [--rand-size SIZE]
+                      [--rand-file SIZE] [--segment-size SIZE] [--dir PARENT]
+                      [--no-nohook] [--keep]
+
+Everything lives in a scratch directory made inside PARENT (default
+/var/tmp): the ext4 image (loop-mounted with direct I/O, so that it has no
+second page cache over the image file), the qsfs cache dir, qsfs-stor's
+state dir and its six dir:// backends. So ext4 and qsfs write to the same
+disk. qsfs-stor runs during the qsfs runs: the hook hands every sealed
+segment to it and it compresses, encrypts, erasure-codes and writes it to
+the six backends in the background, on the same CPUs and disk as the
+measured work. The "qsfs no hook" column is qsfs-fs with no hook configured
+and no qsfs-stor: the filesystem and log alone.
+
+Each run, for each filesystem (fresh mkfs / fresh volume), three groups, with
+a remount (and for qsfs a drain of qsfs-stor) between groups:
+  seq:    write SIZE in 1 MiB writes of random data, fsync, close (timed);
+          sync, drop caches, read it back in 1 MiB reads (timed).
+  tree:   tar -x of a tar of /usr/include made beforehand outside both
+          filesystems (timed to the end of a final sync: syncfs for ext4,
+          fsync of the root dir for qsfs, which syncs the whole log);
+          qsfs-fs VmRSS/VmHWM; sync, drop caches, find -type f | xargs cat
+          (timed); rm -rf + final sync (timed).
+  random: lay out a RAND_FILE file (untimed, fsynced); fio psync randwrite
+          4 KiB, RAND_SIZE in all, end_fsync (IOPS over the wall time
+          including the final fsync); sync, drop caches, fio psync randread
+          4 KiB, RAND_SIZE in all (cold).
+Write amplification: growth of the segment files (seg-*.qseg) in the cache
+dir over the timed writes, per byte the application wrote.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
+CHUNK = MIB
+
+
+# ---------------------------------------------------------------- helpers
+
+def parse_size(s):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", s, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad size '{s}' (e.g. 1GiB, 512MiB, 512M)")
+    mult = {"": MIB, "K": 1 << 10, "M": MIB, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * mult)
+
+
+def human(n):
+    for unit, div in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", 1 << 10)):
+        if n >= div:
+            return f"{n / div:g} {unit}"
+    return f"{n} B"
+
+
+def run(cmd, check=True, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))}: exit {p.returncode}: "
+                           f"{p.stderr.strip()[-2000:]}")
+    return p
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def cpu_seconds(pid):
+    """user + system CPU time of a process so far (threads included)"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_mem(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmHWM", "VmRSS"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def dir_bytes(path, pattern=None):
+    """sum of st_size of the files in path (matching pattern), not recursive"""
+    total = 0
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if pattern and not re.fullmatch(pattern, e.name):
+                    continue
+                try:
+                    if e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    pass
+    except FileNotFoundError:
+        pass
+    return total
+
+
+def tree_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+# ---------------------------------------------------------------- filesystems
+
+class Ext4:
+    label = "ext4"
+
+    def __init__(self, work: Path, img_size):
+        self.work = work
+        self.img = work / "ext4.img"
+        self.mnt = work / "ext4-mnt"
+        self.mnt.mkdir(exist_ok=True)
+        self.loop = None
+        self.img_size = img_size
+
+    def setup(self):
+        if self.img.exists():
+            self.img.unlink()
+        with open(self.img, "wb") as f:
+            f.truncate(self.img_size)
+        p = run(["losetup", "--find", "--show", "--direct-io=on", str(self.img)], check=False)
+        if p.returncode != 0:  # an old losetup or a backing fs without O_DIRECT
+            p = run(["losetup", "--find", "--show", str(self.img)])
+            self.dio = False
+        else:
+            self.dio = True
+        self.loop = p.stdout.strip()
+        run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+             self.loop])
+        self.mount()
+
+    def mount(self):
+        run(["mount", "-t", "ext4", self.loop, str(self.mnt)])
+
+    def unmount(self):
+        run(["umount", str(self.mnt)])
+
+    def remount(self):
+        self.unmount()
+        self.mount()
+
+    def sync(self):
+        run(["sync", "-f", str(self.mnt)])
+
+    def drain(self):
+        return 0.0
+
+    def log_bytes(self):
+        return None
+
+    def pids(self):
+        return {}
+
+    def teardown(self):
+        if os.path.ismount(self.mnt):
+            run(["umount", str(self.mnt)], check=False)
+        if self.loop:
+            run(["losetup", "-d", self.loop], check=False)
+            self.loop = None
+        if self.img.exists():
+            self.img.unlink()
+
+
+class Qsfs:
+    """A volume on six dir:// backends under work, qsfs-stor (unless
+    hook=False) and a mounted qsfs-fs; set up like tests/integration's
+    qsfs_mount.Volume."""
+
+    def __init__(self, work: Path, build: Path, segment_size, hook=True):
+        self.label = "qsfs" if hook else "qsfs no hook"
+        self.base = work / ("qsfs" if hook else "qsfs-nohook")
+        self.build = build
+        self.hook = hook
+        self.segment_size = segment_size
+        self.fs_bin = build / "fs" / "qsfs-fs"
+        self.stor_bin = build / "stor" / "qsfs-stor"
+        self.ctl_bin = build / "stor" / "qsfs-ctl"
+        for b in (self.fs_bin, self.stor_bin, self.ctl_bin):
+            if not os.access(b, os.X_OK):
+                raise SystemExit(f"{b} not found: build first (ninja -C {build})")
+        self.fs = self.stor = None
+        self.problems = []
+
+    def env(self):
+        e = dict(os.environ)
+        e["QSFS_CTL"] = str(self.ctl_bin)
+        e["QSFS_LOG"] = "info"
+        return e
+
+    def setup(self):
+        if self.base.exists():
+            shutil.rmtree(self.base)
+        self.base.mkdir()
+        b = self.base
+        self.mnt = b / "mnt"
+        self.mnt.mkdir()
+        self.cache = b / "cache"
+        self.backends = [b / f"backend{i}" for i in range(6)]
+        key = b / "key"
+        key.write_bytes(os.urandom(32))
+        key.chmod(0o600)
+        lines = ["volume: bench", f"key_file: {key}", "cache:", f"  dir: {self.cache}",
+                 f"  segment_size: {self.segment_size}"]
+        if self.hook:
+            lines += [f"  hook: {REPO / 'hooks' / 'qsfs-hook'}", "  hook_timeout: 120"]
+        lines += ["fs:", f"  mountpoint: {self.mnt}", "stor:", f"  socket: {b}/stor.sock",
+                  f"  state_dir: {b}/stor", "  compression: zstd:1", "  workers: 2",
+                  "  backends:"] + [f"    - dir://{p}" for p in self.backends]
+        self.conf = b / "qsfs.yaml"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.fs_log = b / "fs.log"
+        self.stor_log = b / "stor.log"
+        if self.hook:
+            run([self.ctl_bin, "-c", self.conf, "format"], timeout=120)
+            self.start_stor()
+        self.mount()
+
+    def start_stor(self):
+        self.stor = subprocess.Popen([self.stor_bin, "-c", self.conf],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.stor_log, "ab"), env=self.env())
+        for _ in range(500):
+            if run([self.ctl_bin, "-c", self.conf, "ready"], check=False).returncode == 0:
+                return
+            if self.stor.poll() is not None:
+                raise RuntimeError("qsfs-stor exited: " + self.stor_log.read_text()[-2000:])
+            time.sleep(0.02)
+        raise RuntimeError("qsfs-stor did not become ready")
+
+    def mount(self):
+        self.fs = subprocess.Popen([self.fs_bin, "-c", self.conf],
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=open(self.fs_log, "ab"), env=self.env())
+        for _ in range(1000):
+            if os.path.ismount(self.mnt):
+                return
+            if self.fs.poll() is not None:
+                raise RuntimeError(f"qsfs-fs exited {self.fs.returncode}: "
+                                   + self.fs_log.read_text()[-2000:])
+            time.sleep(0.02)
+        raise RuntimeError("qsfs-fs did not mount")
+
+    def unmount(self):
+        for _ in range(100):
+            p = run(["fusermount3", "-u", str(self.mnt)], check=False)
+            if p.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"fusermount3 -u failed: {p.stderr}")
+        t0 = time.monotonic()
+        rc = self.fs.wait(timeout=600)
+        self.stop_s = time.monotonic() - t0
+        self.fs = None
+        if rc != 0:
+            self.problems.append(f"qsfs-fs exited {rc} at unmount (see {self.fs_log})")
+
+    def remount(self):
+        self.unmount()
+        self.mount()
+
+    def sync(self):
+        # fsync of any file or dir of qsfs syncs the whole log
+        fd = os.open(self.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def drain(self):
+        """Wait until qsfs-stor has nothing pending (the log's worker may
+        still be about to hand a just-sealed segment off: drain twice)."""
+        if not self.stor:
+            return 0.0
+        t0 = time.monotonic()
+        for _ in range(2):
+            run([self.ctl_bin, "-c", self.conf, "drain", "--timeout", "600"], timeout=700)
+            time.sleep(0.3)
+        return time.monotonic() - t0
+
+    def log_bytes(self):
+        return dir_bytes(self.cache, r"seg-[0-9a-f]{16}\.qseg(\.tmp)?")
+
+    def pids(self):
+        p = {}
+        if self.fs:
+            p["fs"] = self.fs.pid
+        if self.stor:
+            p["stor"] = self.stor.pid
+        return p
+
+    def check_alive(self):
+        if self.fs and self.fs.poll() is not None:
+            raise RuntimeError(f"qsfs-fs died ({self.fs.returncode}): "
+                               + self.fs_log.read_text()[-3000:])
+        if self.stor and self.stor.poll() is not None:
+            raise RuntimeError(f"qsfs-stor died ({self.stor.returncode}): "
+                               + self.stor_log.read_text()[-3000:])
+
+    def log_problems(self):
+        out = []
+        for log in (self.fs_log, self.stor_log):
+            if log.exists():
+                for line in log.read_text(errors="replace").splitlines():
+                    if re.search(r"\b(warn|warning|error|err)\b", line, re.I):
+                        out.append(f"{log.name}: {line}")
+        return out
+
+    def teardown(self):
+        if self.fs:
+            if os.path.ismount(self.mnt):
+                run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
+            try:
+                self.fs.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.fs.kill()
+                self.fs.wait()
+            self.fs = None
+        if self.stor:
+            self.stor.send_signal(signal.SIGKILL)
+            self.stor.wait()
+            self.stor = None
+
+
+# ---------------------------------------------------------------- workloads
+
+def seq_write(path, size, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    mv = memoryview(data)
+    n = len(data) // CHUNK
+    t0 = time.monotonic()
+    try:
+        done = 0
+        i = 0
+        while done < size:
+            want = min(CHUNK, size - done)
+            off = (i % n) * CHUNK
+            w = os.write(fd, mv[off:off + want])
+            done += w
+            i += 1
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return time.monotonic() - t0
+
+
+def seq_read(path):
+    buf = bytearray(CHUNK)
+    fd = os.open(path, os.O_RDONLY)
+    total = 0
+    t0 = time.monotonic()
+    try:
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                total += n
+    finally:
+        os.close(fd)
+    return time.monotonic() - t0, total
+
+
+def fio(path, rw, size, io_size, runtime):
+    cmd = ["fio", "--name=r", f"--filename={path}", f"--rw={rw}", "--bs=4k",
+           f"--size={size}", f"--io_size={io_size}", "--ioengine=psync", "--iodepth=1",
+           "--numjobs=1", "--fallocate=none", "--randrepeat=1", f"--runtime={runtime}",
+           "--output-format=json"]
+    if rw == "randwrite":
+        cmd.append("--end_fsync=1")
+    t0 = time.monotonic()
+    p = run(cmd, timeout=runtime + 300)
+    wall = time.monotonic() - t0
+    j = json.loads(p.stdout[p.stdout.index("{"):])
+    job = j["jobs"][0]
+    side = job["write" if rw == "randwrite" else "read"]
+    return {"ios": side["total_ios"], "bytes": side["io_bytes"], "fio_iops": side["iops"],
+            "wall": wall}
+
+
+class Phase:
+    """CPU seconds of qsfs-fs / qsfs-stor over a block."""
+
+    def __init__(self, fs):
+        self.fs = fs
+
+    def __enter__(self):
+        self.pids = self.fs.pids()
+        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        return self
+
+    def __exit__(self, *a):
+        self.cpu = {k: cpu_seconds(p) - self.c0[k] for k, p in self.pids.items()}
+        return False
+
+
+def one_run(fs, a, data, tarball, tar_entries):
+    r = {}
+    fs.setup()
+    try:
+        mnt = fs.mnt
+        # -- seq
+        f = mnt / "big"
+        b0 = fs.log_bytes()
+        with Phase(fs) as ph:
+            t = seq_write(f, a.size, data)
+        r["seq_write_MBps"] = a.size / t / 1e6
+        if b0 is not None:
+            r["wa_seq"] = (fs.log_bytes() - b0) / a.size
+        r["cpu_fs_seqw"] = ph.cpu.get("fs")
+        r["cpu_stor_seqw"] = ph.cpu.get("stor")
+        r["drain_after_seqw_s"] = fs.drain() if fs.pids().get("stor") else None
+        drop_caches()
+        with Phase(fs) as ph:
+            t, n = seq_read(f)
+        if n != a.size:
+            raise RuntimeError(f"{fs.label}: read back {n} bytes of {a.size}")
+        r["seq_read_MBps"] = a.size / t / 1e6
+        r["cpu_fs_seqr"] = ph.cpu.get("fs")
+        os.unlink(f)
+        fs.sync()
+        if isinstance(fs, Qsfs):
+            fs.check_alive()
+        fs.remount()
+        fs.drain()
+
+        # -- tree
+        d = mnt / "tree"
+        d.mkdir()
+        b0 = fs.log_bytes()
+        with Phase(fs) as ph:
+            t0 = time.monotonic()
+            run(["tar", "-xf", str(tarball), "-C", str(d)])
+            t1 = time.monotonic()
+            fs.sync()
+            t2 = time.monotonic()
+        r["untar_s"] = t2 - t0
+        r["untar_nosync_s"] = t1 - t0
+        r["cpu_fs_untar"] = ph.cpu.get("fs")
+        r["cpu_stor_untar"] = ph.cpu.get("stor")
+        if b0 is not None:
+            r["untar_log_MiB"] = (fs.log_bytes() - b0) / MIB
+        if fs.pids().get("fs"):
+            m = proc_mem(fs.pids()["fs"])
+            r["rss_MiB"] = m["VmRSS"] / MIB
+            r["hwm_MiB"] = m["VmHWM"] / MIB
+        fs.drain()
+        drop_caches()
+        t0 = time.monotonic()
+        p = subprocess.run(f"find {d} -type f -print0 | xargs -0 cat | wc -c", shell=True,
+                           capture_output=True, text=True, check=True)
+        r["findcat_s"] = time.monotonic() - t0
+        r["findcat_bytes"] = int(p.stdout.strip())
+        nent = int(run(["sh", "-c", f"find {d} | wc -l"]).stdout) - 1
+        if nent != tar_entries:
+            fs.problems.append(f"{fs.label}: tree has {nent} entries, tar has {tar_entries}")
+        t0 = time.monotonic()
+        run(["rm", "-rf", str(d)])
+        fs.sync()
+        r["rm_s"] = time.monotonic() - t0
+        if isinstance(fs, Qsfs):
+            fs.check_alive()
+        fs.remount()
+        fs.drain()
+
+        # -- random
+        rf = mnt / "rand"
+        seq_write(rf, a.rand_file, data)
+        fs.drain()
+        b0 = fs.log_bytes()
+        with Phase(fs) as ph:
+            w = fio(rf, "randwrite", a.rand_file, a.rand_size, 120)
+        r["randw_iops"] = w["ios"] / w["wall"]
+        r["randw_fio_iops"] = w["fio_iops"]
+        r["cpu_fs_randw"] = ph.cpu.get("fs")
+        if b0 is not None:
+            r["wa_rand"] = (fs.log_bytes() - b0) / w["bytes"]
+        fs.drain()
+        drop_caches()
+        rd = fio(rf, "randread", a.rand_file, a.rand_size, 120)
+        r["randr_iops"] = rd["ios"] / rd["wall"]
+        r["randr_fio_iops"] = rd["fio_iops"]
+        if isinstance(fs, Qsfs):
+            fs.check_alive()
+            fs.unmount()
+            r["final_stop_s"] = fs.stop_s
+    finally:
+        fs.teardown()
+    return r
+
+
+# ---------------------------------------------------------------- report
+
+def med(runs, key):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default=os.environ.get("QSFS_BUILD_DIR", str(REPO / "build")))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--size", type=parse_size, default=1 << 30,
+                    help="sequential file size (default 1GiB; plain numbers are MiB)")
+    ap.add_argument("--rand-file", type=parse_size, default=256 * MIB,
+                    help="file for the random I/O (default 256MiB)")
+    ap.add_argument("--rand-size", type=parse_size, default=32 * MIB,
+                    help="bytes of random 4 KiB writes, and of reads (default 32MiB)")
+    ap.add_argument("--segment-size", default="64MiB")
+    ap.add_argument("--dir", default="/var/tmp", help="parent of the scratch directory")
+    ap.add_argument("--no-nohook", action="store_true",
+                    help="skip the qsfs variant without hook and qsfs-stor")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench_fs.py needs root (loop devices, drop_caches)")
+    for tool in ("fio", "fusermount3", "losetup", "mkfs.ext4", "tar"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found (apt-get install -y {tool})")
+    build = Path(a.build).resolve()
+
+    work = Path(tempfile.mkdtemp(prefix="qsfs-bench-fs-", dir=a.dir))
+    fss = []
+    try:
+        dev = os.stat(work).st_dev
+        print(f"scratch dir {work} (device {os.major(dev)}:{os.minor(dev)}, "
+              f"{run(['findmnt', '-n', '-o', 'SOURCE,FSTYPE', '-T', str(work)]).stdout.strip()})")
+        tarball = work / "include.tar"
+        run(["tar", "-cf", str(tarball), "-C", "/usr", "include"])
+        tar_entries = int(run(["sh", "-c", f"tar -tf {tarball} | wc -l"]).stdout)
+        tar_size = tarball.stat().st_size
+        print(f"tar of /usr/include: {tar_entries} entries, {human(tar_size)}")
+        # random data: not compressible, so stor's zstd cannot shrink it
+        data = os.urandom(64 * MIB)
+
+        img = max(4 << 30, 2 * (a.size + a.rand_file) + 4 * tar_size)
+        fss = [Ext4(work, img), Qsfs(work, build, a.segment_size, hook=True)]
+        if not a.no_nohook:
+            fss.append(Qsfs(work, build, a.segment_size, hook=False))
+        results = {f.label: [] for f in fss}
+        load0 = os.getloadavg()
+        t_start = time.monotonic()
+        for i in range(a.runs):
+            for f in fss:
+                t0 = time.monotonic()
+                r = one_run(f, a, data, tarball, tar_entries)
+                results[f.label].append(r)
+                print(f"run {i + 1}/{a.runs} {f.label:13s} {time.monotonic() - t0:6.1f} s: "
+                      + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if v is not None),
+                      flush=True)
+        total = time.monotonic() - t_start
+        load1 = os.getloadavg()
+    finally:
+        for f in fss:
+            try:
+                f.teardown()
+            except Exception as e:  # keep cleaning up
+                print(f"teardown {f.label}: {e}", file=sys.stderr)
+        problems = []
+        for f in fss:
+            if isinstance(f, Qsfs):
+                problems += f.problems
+                try:
+                    problems += [f"{f.label}: {p}" for p in f.log_problems()]
+                except OSError:
+                    pass
+        if a.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    ext4 = fss[0].label
+    labels = [f.label for f in fss]
+    dio = "direct-io loop" if fss[0].dio else "buffered loop"
+
+    # metric key, title, format, higher_is_better, goal (% of ext4)
+    rows = [
+        ("seq_write_MBps", f"seq write {human(a.size)} + fsync, MB/s", ".0f", True, 70),
+        ("seq_read_MBps", "seq read cold, MB/s", ".0f", True, 60),
+        ("untar_s", f"untar /usr/include ({tar_entries} entries) + sync, s", ".2f", False, 50),
+        ("untar_nosync_s", "  of which tar -x alone, s", ".2f", False, None),
+        ("findcat_s", "find + cat cold, s", ".2f", False, None),
+        ("rm_s", "rm -rf + sync, s", ".2f", False, None),
+        ("randw_iops", "rand write 4K IOPS (wall, incl. end fsync)", ".0f", True, None),
+        ("randw_fio_iops", "  rand write 4K IOPS (fio, before fsync)", ".0f", True, None),
+        ("randr_iops", "rand read 4K IOPS cold (wall)", ".0f", True, None),
+        ("randr_fio_iops", "  rand read 4K IOPS cold (fio)", ".0f", True, None),
+    ]
+    w0 = max(len(r[1]) for r in rows) + 2
+    cols = []
+    for lab in labels:
+        cols.append(lab)
+        if lab != ext4:
+            cols.append("% ext4")
+    head = f"{'':{w0}s}" + "".join(f"{c:>14s}" for c in cols) + f"{'goal':>8s}"
+    print()
+    print(f"medians of {a.runs} runs; ext4 on a {dio} image and the qsfs cache dir, stor "
+          f"state and backends all in {work.parent} (same disk); qsfs segment_size "
+          f"{a.segment_size}; random file {human(a.rand_file)}, {human(a.rand_size)} of "
+          f"4 KiB I/O per test (fio psync, iodepth 1)")
+    print(head)
+    print("-" * len(head))
+    for key, title, spec, higher, goal in rows:
+        base = med(results[ext4], key)
+        line = f"{title:{w0}s}"
+        for lab in labels:
+            v = med(results[lab], key)
+            line += f"{fmt(v, spec):>14s}"
+            if lab != ext4:
+                if v and base:
+                    pct = 100 * (v / base if higher else base / v)
+                    ok = "" if goal is None else (" ok" if pct >= goal else " LOW")
+                    line += f"{pct:10.0f}%{ok:3s}"
+                else:
+                    line += f"{'-':>14s}"
+        line += f"{'>=' + str(goal) + '%' if goal else '':>8s}"
+        print(line)
+    print()
+    extra = [
+        ("wa_seq", "log bytes appended / byte written, seq", ".3f"),
+        ("wa_rand", "log bytes appended / byte written, rand 4K", ".2f"),
+        ("untar_log_MiB", "log MiB appended by the untar", ".1f"),
+        ("rss_MiB", "qsfs-fs VmRSS after untar, MiB", ".1f"),
+        ("hwm_MiB", "qsfs-fs VmHWM after untar, MiB", ".1f"),
+        ("cpu_fs_seqw", "qsfs-fs CPU s during seq write", ".2f"),
+        ("cpu_stor_seqw", "qsfs-stor CPU s during seq write", ".2f"),
+        ("drain_after_seqw_s", "stor drain after seq write fsync, s", ".2f"),
+        ("cpu_fs_seqr", "qsfs-fs CPU s during seq read", ".2f"),
+        ("cpu_fs_untar", "qsfs-fs CPU s during untar", ".2f"),
+        ("cpu_stor_untar", "qsfs-stor CPU s during untar", ".2f"),
+        ("cpu_fs_randw", "qsfs-fs CPU s during rand write", ".2f"),
+        ("final_stop_s", "clean stop (unmount) at the end, s", ".2f"),
+    ]
+    qlabels = [l for l in labels if l != ext4]
+    print(f"{'qsfs details (medians)':{w0}s}" + "".join(f"{l:>14s}" for l in qlabels))
+    print("-" * (w0 + 14 * len(qlabels)))
+    for key, title, spec in extra:
+        print(f"{title:{w0}s}" + "".join(f"{fmt(med(results[l], key), spec):>14s}"
+                                         for l in qlabels))
+    print()
+    print(f"total bench time {total:.0f} s; load average before {load0[0]:.2f}, "
+          f"after {load1[0]:.2f} ({os.cpu_count()} CPUs)")
+    if problems:
+        print(f"problems / warnings ({len(problems)}):")
+        for p in problems[:40]:
+            print("  " + p)
+    else:
+        print("no qsfs-fs / qsfs-stor warnings or errors logged")
+
+
+if __name__ == "__main__":
+    main()
