@@ -7,8 +7,8 @@ after the untar. Medians over several runs. Not run in CI; needs root
 (loop devices, drop_caches, FUSE).
 
     bench/bench_fs.py [--build DIR] [--runs N] [--size SIZE] [--rand-size SIZE]
-                      [--rand-file SIZE] [--segment-size SIZE] [--dir PARENT]
-                      [--no-nohook] [--keep]
+                      [--rand-file SIZE] [--small-size SIZE] [--small-bs SIZE]
+                      [--segment-size SIZE] [--dir PARENT] [--no-nohook] [--keep]
 
 Everything lives in a scratch directory made inside PARENT (default
 /var/tmp): the ext4 image (loop-mounted with direct I/O, so that it has no
@@ -23,18 +23,21 @@ and no qsfs-stor: the filesystem and log alone.
 Each run, for each filesystem (fresh mkfs / fresh volume), three groups, with
 a remount (and for qsfs a drain of qsfs-stor) between groups:
   seq:    write SIZE in 1 MiB writes of random data, fsync, close (timed);
-          sync, drop caches, read it back in 1 MiB reads (timed).
+          sync, drop caches, read it back in 1 MiB reads (timed); then
+          SMALL_SIZE written in SMALL_BS writes, fsync (timed).
   tree:   tar -x of a tar of /usr/include made beforehand outside both
           filesystems (timed to the end of a final sync: syncfs for ext4,
           fsync of the root dir for qsfs, which syncs the whole log);
           qsfs-fs VmRSS/VmHWM; sync, drop caches, find -type f | xargs cat
           (timed); rm -rf + final sync (timed).
   random: lay out a RAND_FILE file (untimed, fsynced); fio psync randwrite
-          4 KiB, RAND_SIZE in all, end_fsync (IOPS over the wall time
-          including the final fsync); sync, drop caches, fio psync randread
-          4 KiB, RAND_SIZE in all (cold).
+          4 KiB, RAND_SIZE in all, then a timed fsync of the file (IOPS
+          over fio's run time plus that fsync); sync, drop caches, fio psync
+          randread 4 KiB, RAND_SIZE in all (cold; fio's IOPS).
 Write amplification: growth of the segment files (seg-*.qseg) in the cache
-dir over the timed writes, per byte the application wrote.
+dir over the timed writes, per byte the application wrote (for the untar:
+per byte of file data in the tar). Checkpoints are not counted. Random data
+is used throughout, so stor's zstd cannot shrink what it uploads.
 """
 import argparse
 import json
@@ -93,6 +96,28 @@ def cpu_seconds(pid):
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy(interval=1.0):
+    """share of all CPUs busy over interval, from /proc/stat"""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = snap()
+    time.sleep(interval)
+    t1, i1 = snap()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_idle(max_wait, threshold=0.25):
+    """Wait up to max_wait seconds for the machine to be mostly idle;
+    returns the last busy share seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b = cpu_busy()
+        if b < threshold or time.monotonic() >= deadline:
+            return b
 
 
 def proc_mem(pid):
@@ -358,17 +383,17 @@ class Qsfs:
 
 # ---------------------------------------------------------------- workloads
 
-def seq_write(path, size, data):
+def seq_write(path, size, data, chunk=CHUNK):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     mv = memoryview(data)
-    n = len(data) // CHUNK
+    n = len(data) // chunk
     t0 = time.monotonic()
     try:
         done = 0
         i = 0
         while done < size:
-            want = min(CHUNK, size - done)
-            off = (i % n) * CHUNK
+            want = min(chunk, size - done)
+            off = (i % n) * chunk
             w = os.write(fd, mv[off:off + want])
             done += w
             i += 1
@@ -396,20 +421,25 @@ def seq_read(path):
 
 
 def fio(path, rw, size, io_size, runtime):
+    """fio psync 4 KiB random I/O on an existing file. For writes, the file
+    is then fsynced separately and timed: IOPS count that time too."""
     cmd = ["fio", "--name=r", f"--filename={path}", f"--rw={rw}", "--bs=4k",
            f"--size={size}", f"--io_size={io_size}", "--ioengine=psync", "--iodepth=1",
            "--numjobs=1", "--fallocate=none", "--randrepeat=1", f"--runtime={runtime}",
            "--output-format=json"]
-    if rw == "randwrite":
-        cmd.append("--end_fsync=1")
-    t0 = time.monotonic()
     p = run(cmd, timeout=runtime + 300)
-    wall = time.monotonic() - t0
     j = json.loads(p.stdout[p.stdout.index("{"):])
-    job = j["jobs"][0]
-    side = job["write" if rw == "randwrite" else "read"]
-    return {"ios": side["total_ios"], "bytes": side["io_bytes"], "fio_iops": side["iops"],
-            "wall": wall}
+    side = j["jobs"][0]["write" if rw == "randwrite" else "read"]
+    out = {"ios": side["total_ios"], "bytes": side["io_bytes"], "fio_iops": side["iops"],
+           "runtime": side["runtime"] / 1000.0, "fsync": 0.0}
+    if rw == "randwrite":
+        fd = os.open(path, os.O_WRONLY)
+        t0 = time.monotonic()
+        os.fsync(fd)
+        out["fsync"] = time.monotonic() - t0
+        os.close(fd)
+    out["iops"] = out["ios"] / (out["runtime"] + out["fsync"])
+    return out
 
 
 class Phase:
@@ -428,7 +458,7 @@ class Phase:
         return False
 
 
-def one_run(fs, a, data, tarball, tar_entries):
+def one_run(fs, a, data, tarball, tar_entries, tar_data):
     r = {}
     fs.setup()
     try:
@@ -453,6 +483,15 @@ def one_run(fs, a, data, tarball, tar_entries):
         r["cpu_fs_seqr"] = ph.cpu.get("fs")
         os.unlink(f)
         fs.sync()
+        fs.drain()
+        f4 = mnt / "small-writes"
+        b0 = fs.log_bytes()
+        t = seq_write(f4, a.small_size, data, chunk=a.small_bs)
+        r["seq_small_MBps"] = a.small_size / t / 1e6
+        if b0 is not None:
+            r["wa_small"] = (fs.log_bytes() - b0) / a.small_size
+        os.unlink(f4)
+        fs.sync()
         if isinstance(fs, Qsfs):
             fs.check_alive()
         fs.remount()
@@ -474,6 +513,7 @@ def one_run(fs, a, data, tarball, tar_entries):
         r["cpu_stor_untar"] = ph.cpu.get("stor")
         if b0 is not None:
             r["untar_log_MiB"] = (fs.log_bytes() - b0) / MIB
+            r["wa_untar"] = (fs.log_bytes() - b0) / tar_data
         if fs.pids().get("fs"):
             m = proc_mem(fs.pids()["fs"])
             r["rss_MiB"] = m["VmRSS"] / MIB
@@ -504,16 +544,16 @@ def one_run(fs, a, data, tarball, tar_entries):
         b0 = fs.log_bytes()
         with Phase(fs) as ph:
             w = fio(rf, "randwrite", a.rand_file, a.rand_size, 120)
-        r["randw_iops"] = w["ios"] / w["wall"]
+        r["randw_iops"] = w["iops"]
         r["randw_fio_iops"] = w["fio_iops"]
+        r["randw_fsync_s"] = w["fsync"]
         r["cpu_fs_randw"] = ph.cpu.get("fs")
         if b0 is not None:
             r["wa_rand"] = (fs.log_bytes() - b0) / w["bytes"]
         fs.drain()
         drop_caches()
         rd = fio(rf, "randread", a.rand_file, a.rand_size, 120)
-        r["randr_iops"] = rd["ios"] / rd["wall"]
-        r["randr_fio_iops"] = rd["fio_iops"]
+        r["randr_iops"] = rd["iops"]
         if isinstance(fs, Qsfs):
             fs.check_alive()
             fs.unmount()
@@ -544,10 +584,17 @@ def main():
                     help="file for the random I/O (default 256MiB)")
     ap.add_argument("--rand-size", type=parse_size, default=32 * MIB,
                     help="bytes of random 4 KiB writes, and of reads (default 32MiB)")
+    ap.add_argument("--small-size", type=parse_size, default=64 * MIB,
+                    help="file written sequentially in small writes (default 64MiB)")
+    ap.add_argument("--small-bs", type=parse_size, default=4096,
+                    help="write size of that file (default 4K)")
     ap.add_argument("--segment-size", default="64MiB")
     ap.add_argument("--dir", default="/var/tmp", help="parent of the scratch directory")
     ap.add_argument("--no-nohook", action="store_true",
                     help="skip the qsfs variant without hook and qsfs-stor")
+    ap.add_argument("--wait-idle", type=float, default=30, metavar="S",
+                    help="before each filesystem's run, wait up to S seconds for the "
+                         "CPUs to be under 25%% busy (default 30; 0: do not wait)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -567,6 +614,8 @@ def main():
         run(["tar", "-cf", str(tarball), "-C", "/usr", "include"])
         tar_entries = int(run(["sh", "-c", f"tar -tf {tarball} | wc -l"]).stdout)
         tar_size = tarball.stat().st_size
+        tar_data = int(run(["sh", "-c", "find /usr/include -type f -print0 | "
+                            "xargs -0 cat | wc -c"]).stdout)
         print(f"tar of /usr/include: {tar_entries} entries, {human(tar_size)}")
         # random data: not compressible, so stor's zstd cannot shrink it
         data = os.urandom(64 * MIB)
@@ -577,13 +626,17 @@ def main():
             fss.append(Qsfs(work, build, a.segment_size, hook=False))
         results = {f.label: [] for f in fss}
         load0 = os.getloadavg()
+        busy_seen = []
         t_start = time.monotonic()
         for i in range(a.runs):
             for f in fss:
+                busy = wait_idle(a.wait_idle) if a.wait_idle > 0 else cpu_busy()
+                busy_seen.append(busy)
                 t0 = time.monotonic()
-                r = one_run(f, a, data, tarball, tar_entries)
+                r = one_run(f, a, data, tarball, tar_entries, tar_data)
                 results[f.label].append(r)
-                print(f"run {i + 1}/{a.runs} {f.label:13s} {time.monotonic() - t0:6.1f} s: "
+                print(f"run {i + 1}/{a.runs} {f.label:13s} {time.monotonic() - t0:6.1f} s "
+                      f"(CPUs {100 * busy:.0f}% busy before, load {os.getloadavg()[0]:.1f}): "
                       + ", ".join(f"{k}={v:.4g}" for k, v in r.items() if v is not None),
                       flush=True)
         total = time.monotonic() - t_start
@@ -615,14 +668,16 @@ def main():
     rows = [
         ("seq_write_MBps", f"seq write {human(a.size)} + fsync, MB/s", ".0f", True, 70),
         ("seq_read_MBps", "seq read cold, MB/s", ".0f", True, 60),
+        ("seq_small_MBps", f"seq write {human(a.small_size)} in {human(a.small_bs)} "
+         "writes + fsync, MB/s", ".0f", True, None),
         ("untar_s", f"untar /usr/include ({tar_entries} entries) + sync, s", ".2f", False, 50),
         ("untar_nosync_s", "  of which tar -x alone, s", ".2f", False, None),
         ("findcat_s", "find + cat cold, s", ".2f", False, None),
         ("rm_s", "rm -rf + sync, s", ".2f", False, None),
-        ("randw_iops", "rand write 4K IOPS (wall, incl. end fsync)", ".0f", True, None),
-        ("randw_fio_iops", "  rand write 4K IOPS (fio, before fsync)", ".0f", True, None),
-        ("randr_iops", "rand read 4K IOPS cold (wall)", ".0f", True, None),
-        ("randr_fio_iops", "  rand read 4K IOPS cold (fio)", ".0f", True, None),
+        ("randw_iops", "rand write 4K IOPS (incl. final fsync)", ".0f", True, None),
+        ("randw_fio_iops", "  rand write 4K IOPS before the fsync", ".0f", True, None),
+        ("randw_fsync_s", "  the final fsync, s", ".2f", None, None),
+        ("randr_iops", "rand read 4K IOPS cold", ".0f", True, None),
     ]
     w0 = max(len(r[1]) for r in rows) + 2
     cols = []
@@ -645,7 +700,7 @@ def main():
             v = med(results[lab], key)
             line += f"{fmt(v, spec):>14s}"
             if lab != ext4:
-                if v and base:
+                if v and base and higher is not None:
                     pct = 100 * (v / base if higher else base / v)
                     ok = "" if goal is None else (" ok" if pct >= goal else " LOW")
                     line += f"{pct:10.0f}%{ok:3s}"
@@ -656,8 +711,10 @@ def main():
     print()
     extra = [
         ("wa_seq", "log bytes appended / byte written, seq", ".3f"),
+        ("wa_small", "log bytes appended / byte written, seq small writes", ".2f"),
         ("wa_rand", "log bytes appended / byte written, rand 4K", ".2f"),
         ("untar_log_MiB", "log MiB appended by the untar", ".1f"),
+        ("wa_untar", "  per byte of file data in the tar", ".2f"),
         ("rss_MiB", "qsfs-fs VmRSS after untar, MiB", ".1f"),
         ("hwm_MiB", "qsfs-fs VmHWM after untar, MiB", ".1f"),
         ("cpu_fs_seqw", "qsfs-fs CPU s during seq write", ".2f"),
@@ -677,7 +734,12 @@ def main():
                                          for l in qlabels))
     print()
     print(f"total bench time {total:.0f} s; load average before {load0[0]:.2f}, "
-          f"after {load1[0]:.2f} ({os.cpu_count()} CPUs)")
+          f"after {load1[0]:.2f} ({os.cpu_count()} CPUs); CPUs busy (other work) just "
+          f"before each filesystem's run: "
+          + " ".join(f"{100 * b:.0f}%" for b in busy_seen))
+    if max(busy_seen) >= 0.25:
+        print("WARNING: other processes were using the CPUs during the bench; the "
+              "figures are noisy")
     if problems:
         print(f"problems / warnings ({len(problems)}):")
         for p in problems[:40]:

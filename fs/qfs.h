@@ -113,4 +113,9 @@ int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name);
 
 int qfs_statfs(struct qfs *fs, struct statvfs *sv);
 
+/* Refuse (full = true) or allow new data: while the local cache is over
+ * its limit with nothing evictable, writes, fallocate and creates fail with
+ * ENOSPC; reads, deletes and truncates go on. */
+void qfs_set_full(struct qfs *fs, bool full);
+
 #endif

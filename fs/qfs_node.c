@@ -350,6 +350,11 @@ void qfs_release(struct qfs *fs, uint64_t ino)
 		node_put(fs, n, 0, 1);
 }
 
+void qfs_set_full(struct qfs *fs, bool full)
+{
+	fs->full = full;
+}
+
 int qfs_sync(struct qfs *fs)
 {
 	return cache_sync(fs->c);

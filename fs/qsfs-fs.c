@@ -11,14 +11,19 @@
  * A background thread asks qsfs-stor, every few seconds, which handed-off
  * segments are confirmed remote and tells the log (only confirmed segments
  * may be evicted). If stor is down, nothing is confirmed and writes go on
- * locally; the log keeps retrying its hooks.
+ * locally; the log keeps retrying its hooks. The same thread writes
+ * CACHE_DIR/fs-status.json (what `qsfs-ctl status` shows of the filesystem)
+ * and refuses new data (ENOSPC) while the cache is over its limit with
+ * nothing evictable; the mount stays up.
  *
  * Clean stop (SIGTERM, SIGINT, fusermount3 -u): the session ends, then the
  * log is synced, the active segment sealed even if partly filled, queued
  * hooks run, the checkpoint written; exit 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +35,11 @@
 #include "qfs.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "../common/fsutil.h"
 #include "../common/qlog.h"
 
 #define CONFIRM_PERIOD_S 2
+#define FS_STATUS_FILE "fs-status.json"
 
 static struct {
 	pthread_mutex_t mu;
@@ -42,7 +49,12 @@ static struct {
 
 struct confirm_ctx {
 	struct cache *c;
+	struct qfs *fs;
 	const char *sock;
+	const char *cache_dir;
+	const char *mnt;
+	const char *volume;
+	bool stor_up;
 };
 
 struct pending {
@@ -71,11 +83,16 @@ static void confirm_round(struct confirm_ctx *x)
 {
 	struct pending p = { 0 };
 	cache_segments(x->c, collect_sealed, &p);
-	for (size_t i = 0; i < p.n; i++) {
+	char *pong = NULL;
+	x->stor_up = ctlsock_request(x->sock, "STATUS\n", &pong) == 0;
+	free(pong);
+	for (size_t i = 0; i < p.n && x->stor_up; i++) {
 		char req[64], *reply = NULL;
 		snprintf(req, sizeof req, "CONFIRMED s%llu\n", (unsigned long long)p.ids[i]);
-		if (ctlsock_request(x->sock, req, &reply))
-			break;	/* stor is down: try again next round */
+		if (ctlsock_request(x->sock, req, &reply)) {
+			x->stor_up = false;	/* try again next round */
+			break;
+		}
 		bool yes = !strcmp(reply, "YES");
 		free(reply);
 		if (yes) {
@@ -88,6 +105,62 @@ static void confirm_round(struct confirm_ctx *x)
 	free(p.ids);
 }
 
+/* The filesystem's side of `qsfs-ctl status`, in CACHE_DIR/fs-status.json
+ * (stor may be down, so qsfs-ctl reads it from disk), and the ENOSPC
+ * switch: no new data while the cache is over its limit with nothing
+ * evictable. */
+static void report(struct confirm_ctx *x)
+{
+	struct cache_stats st;
+	cache_stats(x->c, &st);
+	qfs_set_full(x->fs, st.over_limit);
+	json_object *o = json_object_new_object(), *problems = json_object_new_array();
+	char line[512];
+	if (!x->stor_up) {
+		snprintf(line, sizeof line, "qsfs-stor does not answer on %s: writes go on locally, "
+			 "%llu hand-offs wait and are retried", x->sock,
+			 (unsigned long long)st.hooks_pending);
+		json_object_array_add(problems, json_object_new_string(line));
+	} else if (st.hooks_pending) {
+		snprintf(line, sizeof line, "%llu sealed segments or checkpoints wait to be handed "
+			 "to qsfs-stor (the hook is retried)", (unsigned long long)st.hooks_pending);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	if (st.over_limit) {
+		snprintf(line, sizeof line, "the local cache holds %llu bytes, over its limit of %llu, "
+			 "and nothing can be evicted until qsfs-stor confirms %llu segments: new "
+			 "writes fail with ENOSPC", (unsigned long long)st.local_bytes,
+			 (unsigned long long)st.max_size, (unsigned long long)st.segments_unconfirmed);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "volume", json_object_new_string(x->volume));
+	json_object_object_add(o, "mountpoint", json_object_new_string(x->mnt));
+	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+	json_object_object_add(o, "state", json_object_new_string(
+		st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
+	json_object_object_add(o, "problems", problems);
+	json_object_object_add(o, "stor_reachable", json_object_new_boolean(x->stor_up));
+	json_object_object_add(o, "keys", json_object_new_int64((int64_t)st.keys));
+	json_object_object_add(o, "segments", json_object_new_int64((int64_t)st.segments));
+	json_object_object_add(o, "segments_local", json_object_new_int64((int64_t)st.segments_local));
+	json_object_object_add(o, "segments_unconfirmed",
+			       json_object_new_int64((int64_t)st.segments_unconfirmed));
+	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
+	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
+	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
+	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
+	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE);
+	int dfd = open(x->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text), 0644);
+		close(dfd);
+	}
+	json_object_put(o);
+}
+
 static void *confirm_main(void *arg)
 {
 	struct confirm_ctx *x = arg;
@@ -95,6 +168,7 @@ static void *confirm_main(void *arg)
 	while (!confirmer.stop) {
 		pthread_mutex_unlock(&confirmer.mu);
 		confirm_round(x);
+		report(x);
 		pthread_mutex_lock(&confirmer.mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -207,10 +281,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
-	struct confirm_ctx cx = { c, cfg.stor.socket };
+	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume, false };
 	pthread_t ct;
-	bool confirming = cfg.stor.socket && cfg.cache.hook &&
-			  pthread_create(&ct, NULL, confirm_main, &cx) == 0;
+	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
 	qlog_info("fs: %s mounted on %s (log in %s)", cfg.volume, mnt, cfg.cache.dir);
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	r = fuse_session_loop_mt(se, &lc);

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -74,17 +75,66 @@ static int cmd_format(const struct qsfs_config *cfg, bool force)
 	return r ? 1 : 0;
 }
 
-static void print_status(json_object *o)
+/* The filesystem's status file (written every few seconds by qsfs-fs), if
+ * a live qsfs-fs wrote it; else NULL. */
+static json_object *fs_status(const char *cache_dir)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/fs-status.json", cache_dir);
+	json_object *f = json_object_from_file(path), *v;
+	if (!f)
+		return NULL;
+	pid_t pid = json_object_object_get_ex(f, "pid", &v) ? (pid_t)json_object_get_int64(v) : 0;
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH)) {
+		json_object_put(f);	/* left by a qsfs-fs that is gone */
+		return NULL;
+	}
+	return f;
+}
+
+static void print_fs(json_object *f)
 {
 	json_object *v;
+	if (!f) {
+		printf("filesystem:      not mounted (no running qsfs-fs for this cache)\n");
+		return;
+	}
+#define FS_(k) (json_object_object_get_ex(f, k, &v) ? json_object_get_string(v) : "?")
+#define FI(k) (json_object_object_get_ex(f, k, &v) ? (long long)json_object_get_int64(v) : 0)
+	printf("filesystem:      %s on %s, %s\n", FS_("volume"), FS_("mountpoint"), FS_("state"));
+	json_object *ps;
+	if (json_object_object_get_ex(f, "problems", &ps))
+		for (size_t i = 0; i < json_object_array_length(ps); i++)
+			printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
+	printf("  local cache:   %lld of %lld bytes (0 = no limit), %lld segments local of %lld, "
+	       "%lld not yet confirmed remote, %lld hand-offs pending\n", FI("local_bytes"),
+	       FI("max_size"), FI("segments_local"), FI("segments"), FI("segments_unconfirmed"),
+	       FI("hooks_pending"));
+#undef FS_
+#undef FI
+}
+
+static void print_status(json_object *o, bool stor_down)
+{
+	json_object *v, *fsst = NULL;
+	json_object_object_get_ex(o, "fs", &fsst);
 #define S(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "?")
 #define I(k) (json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0)
+	json_object *ps;
+	if (stor_down) {
+		printf("state:           down\n");
+		if (json_object_object_get_ex(o, "problems", &ps))
+			for (size_t i = 0; i < json_object_array_length(ps); i++)
+				printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
+		print_fs(fsst);
+		return;
+	}
 	printf("volume:          %s (%s)\n", S("volume"), S("volume_id"));
 	printf("state:           %s\n", S("state"));
-	json_object *ps;
 	if (json_object_object_get_ex(o, "problems", &ps))
 		for (size_t i = 0; i < json_object_array_length(ps); i++)
 			printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
+	print_fs(fsst);
 	printf("pending uploads: %lld jobs, %lld bytes, oldest %lld s, %lld in flight%s\n",
 	       (long long)I("pending_jobs"), (long long)I("pending_bytes"),
 	       (long long)I("oldest_pending_s"), (long long)I("in_flight"),
@@ -212,19 +262,33 @@ int main(int argc, char **argv)
 			ret = strcmp(reply, "YES") ? 1 : 0;
 		}
 	} else if (!strcmp(cmd, "status") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--json")))) {
-		ret = request(sock, "STATUS\n", &reply);
-		if (!ret) {
-			json_object *o = json_tokener_parse(reply);
-			if (!o) {
-				fprintf(stderr, "qsfs-ctl: status: bad reply: %s\n", reply);
-				ret = 1;
-			} else if (nargs) {
-				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-			} else {
-				print_status(o);
+		json_object *fsst = fs_status(cfg.cache.dir);
+		int r = ctlsock_request(sock, "STATUS\n", &reply);
+		json_object *o = r ? NULL : json_tokener_parse(reply);
+		if (!r && !o) {
+			fprintf(stderr, "qsfs-ctl: status: bad reply: %s\n", reply);
+			ret = 1;
+		} else {
+			if (r) {	/* stor is down: still say what the filesystem knows */
+				char line[600];
+				snprintf(line, sizeof line, "qsfs-stor is not running (cannot connect "
+					 "to %s: %s)", sock, strerror(-r));
+				o = json_object_new_object();
+				json_object_object_add(o, "state", json_object_new_string("down"));
+				json_object *ps = json_object_new_array();
+				json_object_array_add(ps, json_object_new_string(line));
+				json_object_object_add(o, "problems", ps);
+				ret = 3;
 			}
-			json_object_put(o);
+			json_object_object_add(o, "fs", fsst ? fsst : NULL);
+			fsst = NULL;
+			if (nargs)
+				printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+			else
+				print_status(o, r != 0);
 		}
+		json_object_put(o);
+		json_object_put(fsst);
 	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		double to = nargs ? atof(args[1]) : 0;
 		ret = cmd_drain(sock, to);

@@ -1,0 +1,85 @@
+"""qsfs-fs when qsfs-stor is away: writes go on locally and the hand-offs
+wait (status says so); when the local cache is over its limit with nothing
+evictable, new writes fail with ENOSPC, the mount stays up, and status says
+why; once stor is back everything catches up."""
+import errno
+import json
+import os
+import time
+
+from qsfs_mount import Volume
+
+MIB = 1 << 20
+
+
+def status(vol):
+    p = vol.ctl("status", "--json", check=False)
+    return p.returncode, json.loads(p.stdout)
+
+
+def wait_for(pred, timeout=120, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_stor_down_writes_go_on_then_catch_up(tmp_path):
+    vol = Volume(tmp_path, segment_size="4MiB")
+    try:
+        vol.mount()  # stor is not running
+        data = os.urandom(20 * MIB)
+        (vol.mnt / "f").write_bytes(data)
+        wait_for(lambda: (vol.cache / "fs-status.json").exists(), 30, "fs-status.json")
+        wait_for(lambda: status(vol)[1]["fs"]["hooks_pending"] > 0, 30, "pending hand-offs")
+        rc, st = status(vol)
+        assert rc == 3 and st["state"] == "down"
+        assert "qsfs-stor does not answer" in " ".join(st["fs"]["problems"])
+        human = vol.ctl("status", check=False).stdout
+        assert "qsfs-stor is not running" in human and "hand-offs wait" in human
+        vol.start_stor()
+        wait_for(lambda: status(vol)[1]["fs"]["hooks_pending"] == 0, 120, "hand-offs")
+        vol.ctl("drain", "--timeout", "120")
+        wait_for(lambda: status(vol)[1]["fs"]["segments_unconfirmed"] == 0, 60, "confirmation")
+        assert (vol.mnt / "f").read_bytes() == data
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
+
+
+def test_full_cache_gives_enospc_and_recovers(tmp_path):
+    vol = Volume(tmp_path, segment_size="4MiB", max_size="16MiB")
+    try:
+        vol.mount()  # no stor: nothing is confirmed, nothing can be evicted
+        written = 0
+        err = None
+        chunk = os.urandom(MIB)
+        with open(vol.mnt / "big", "wb") as f:
+            end = time.monotonic() + 120
+            while time.monotonic() < end:
+                try:
+                    f.write(chunk)
+                    f.flush()
+                except OSError as e:
+                    err = e.errno
+                    break
+                written += MIB
+                time.sleep(0.05)
+        assert err == errno.ENOSPC, f"no ENOSPC after {written} bytes"
+        rc, st = status(vol)
+        assert st["fs"]["state"] == "full"
+        assert "new writes fail with ENOSPC" in " ".join(st["fs"]["problems"])
+        # the mount is alive: reads, stats, deletes of other files work
+        assert os.stat(vol.mnt / "big").st_size >= 16 * MIB
+        (vol.mnt / "big").open("rb").read(MIB)
+        assert os.listdir(vol.mnt) == ["big"]
+        # stor comes back: segments are confirmed, evicted, writes resume
+        vol.start_stor()
+        wait_for(lambda: status(vol)[1]["fs"]["state"] != "full", 180, "the cache to drain")
+        (vol.mnt / "after").write_bytes(b"room again")
+        assert (vol.mnt / "after").read_bytes() == b"room again"
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
