@@ -113,9 +113,16 @@ int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name);
 
 int qfs_statfs(struct qfs *fs, struct statvfs *sv);
 
-/* Refuse (full = true) or allow new data: while the local cache is over
- * its limit with nothing evictable, writes, fallocate and creates fail with
- * ENOSPC; reads, deletes and truncates go on. */
-void qfs_set_full(struct qfs *fs, bool full);
+/* While the local cache is over its limit with nothing evictable, new data
+ * (writes, fallocate, creates) waits when stor is reachable and uploading
+ * (QFS_FULL_WAIT: backpressure, up to QFS_FULL_WAIT_MAX_S) and fails with
+ * ENOSPC when it is not (QFS_FULL_ENOSPC); reads, deletes and truncates
+ * always go on. */
+enum qfs_full { QFS_FULL_NO, QFS_FULL_WAIT, QFS_FULL_ENOSPC };
+#define QFS_FULL_WAIT_MAX_S 300
+void qfs_set_full(struct qfs *fs, enum qfs_full full);
+/* 0 when new data may be written now (after waiting if need be), else
+ * -ENOSPC. */
+int qfs_room(struct qfs *fs);
 
 #endif

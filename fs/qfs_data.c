@@ -160,8 +160,9 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 		return -EFBIG;
 	if (!len)
 		return 0;
-	if (fs->full)
-		return -ENOSPC;
+	int room = qfs_room(fs);
+	if (room)
+		return room;
 	pthread_rwlock_wrlock(&n->lock);
 	struct inode_rec rec = n->rec;
 	uint64_t end = (uint64_t)off + len;
@@ -228,8 +229,9 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 	bool punch = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
 	if (mode && !punch && mode != FALLOC_FL_KEEP_SIZE)
 		return -EOPNOTSUPP;
-	if (!punch && fs->full)
-		return -ENOSPC;
+	int room = punch ? 0 : qfs_room(fs);
+	if (room)
+		return room;
 	uint64_t start = (uint64_t)off, end = start + (uint64_t)len;
 	pthread_rwlock_wrlock(&n->lock);
 	struct inode_rec rec = n->rec;

@@ -28,7 +28,7 @@ struct qfs {
 	struct node *tab[NODE_BUCKETS];
 	pthread_mutex_t imu;	/* inode number allocation */
 	uint64_t next_ino, ino_limit;	/* [next, limit) reserved in the superblock */
-	_Atomic bool full;	/* set by qsfs-fs's monitor: no new data */
+	_Atomic int full;	/* enum qfs_full, set by qsfs-fs's monitor */
 };
 
 int64_t qfs_now(void);

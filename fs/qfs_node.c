@@ -350,9 +350,18 @@ void qfs_release(struct qfs *fs, uint64_t ino)
 		node_put(fs, n, 0, 1);
 }
 
-void qfs_set_full(struct qfs *fs, bool full)
+void qfs_set_full(struct qfs *fs, enum qfs_full full)
 {
 	fs->full = full;
+}
+
+int qfs_room(struct qfs *fs)
+{
+	/* polled: the monitor clears the state within a fraction of a second
+	 * of stor confirming what lets the log evict */
+	for (int i = 0; fs->full == QFS_FULL_WAIT && i < QFS_FULL_WAIT_MAX_S * 50; i++)
+		nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
+	return fs->full == QFS_FULL_NO ? 0 : -ENOSPC;
 }
 
 int qfs_sync(struct qfs *fs)

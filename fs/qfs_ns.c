@@ -211,8 +211,9 @@ int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, de
 		return -ENAMETOOLONG;
 	if (target && (!target[0] || strlen(target) >= PATH_MAX))
 		return target[0] ? -ENAMETOOLONG : -ENOENT;
-	if (fs->full)
-		return -ENOSPC;
+	int room = qfs_room(fs);
+	if (room)
+		return room;
 	pthread_mutex_lock(&fs->ns);
 	struct inode_rec pr;
 	uint64_t other;

@@ -13,8 +13,9 @@
  * may be evicted). If stor is down, nothing is confirmed and writes go on
  * locally; the log keeps retrying its hooks. The same thread writes
  * CACHE_DIR/fs-status.json (what `qsfs-ctl status` shows of the filesystem)
- * and refuses new data (ENOSPC) while the cache is over its limit with
- * nothing evictable; the mount stays up.
+ * and holds back new data while the cache is over its limit with nothing
+ * evictable: writers wait while stor is reachable (backpressure), and get
+ * ENOSPC while it is not; the mount stays up.
  *
  * Clean stop (SIGTERM, SIGINT, fusermount3 -u): the session ends, then the
  * log is synced, the active segment sealed even if partly filled, queued
@@ -55,6 +56,7 @@ struct confirm_ctx {
 	const char *mnt;
 	const char *volume;
 	bool stor_up;
+	enum qfs_full full;
 };
 
 struct pending {
@@ -113,7 +115,8 @@ static void report(struct confirm_ctx *x)
 {
 	struct cache_stats st;
 	cache_stats(x->c, &st);
-	qfs_set_full(x->fs, st.over_limit);
+	x->full = !st.over_limit ? QFS_FULL_NO : x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
+	qfs_set_full(x->fs, x->full);
 	json_object *o = json_object_new_object(), *problems = json_object_new_array();
 	char line[512];
 	if (!x->stor_up) {
@@ -129,8 +132,9 @@ static void report(struct confirm_ctx *x)
 	if (st.over_limit) {
 		snprintf(line, sizeof line, "the local cache holds %llu bytes, over its limit of %llu, "
 			 "and nothing can be evicted until qsfs-stor confirms %llu segments: new "
-			 "writes fail with ENOSPC", (unsigned long long)st.local_bytes,
-			 (unsigned long long)st.max_size, (unsigned long long)st.segments_unconfirmed);
+			 "writes %s", (unsigned long long)st.local_bytes,
+			 (unsigned long long)st.max_size, (unsigned long long)st.segments_unconfirmed,
+			 x->stor_up ? "wait for the uploads" : "fail with ENOSPC");
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	json_object_object_add(o, "volume", json_object_new_string(x->volume));
@@ -172,7 +176,15 @@ static void *confirm_main(void *arg)
 		pthread_mutex_lock(&confirmer.mu);
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += CONFIRM_PERIOD_S;
+		if (x->full == QFS_FULL_WAIT) {	/* writers wait: look again soon */
+			ts.tv_nsec += 200 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+		} else {
+			ts.tv_sec += CONFIRM_PERIOD_S;
+		}
 		if (!confirmer.stop)
 			pthread_cond_timedwait(&confirmer.cv, &confirmer.mu, &ts);
 	}
@@ -281,7 +293,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
-	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume, false };
+	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume, false,
+				  QFS_FULL_NO };
 	pthread_t ct;
 	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
 	qlog_info("fs: %s mounted on %s (log in %s)", cfg.volume, mnt, cfg.cache.dir);
