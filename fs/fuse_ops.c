@@ -2,9 +2,10 @@
  * the manner of libfuse's example/passthrough_ll.c: each handler decodes
  * the request, calls the filesystem, and replies once.
  *
- * Not implemented on purpose: getlk/setlk/flock (the kernel then keeps
- * locks locally, which is right for a volume with one writer), readdirplus
- * (plain readdir and lookups), ioctl, bmap.
+ * Not implemented on purpose: flush (writes are in the log already; without
+ * the op the kernel stops sending FLUSH on every close), getlk/setlk/flock
+ * (the kernel then keeps locks locally, which is right for a volume with one
+ * writer), readdirplus (plain readdir and lookups), ioctl, bmap.
  */
 #include "fuse_ops.h"
 
@@ -231,13 +232,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, (size_t)n);
 }
 
-static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);	/* writes are in the log already */
-}
-
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
@@ -423,7 +417,6 @@ const struct fuse_lowlevel_ops qfs_fuse_ops = {
 	.create = op_create,
 	.read = op_read,
 	.write = op_write,
-	.flush = op_flush,
 	.release = op_release,
 	.fsync = op_fsync,
 	.opendir = op_opendir,
