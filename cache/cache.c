@@ -446,13 +446,17 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 {
 	if (klen == 0 || klen > KEY_MAX)
 		return -EINVAL;
-	for (int tries = 0; tries < 4; tries++) {
+	struct seg *fetched = NULL;	/* pinned for us by the fetch */
+	ssize_t ret = -EIO;
+	int tries;
+	for (tries = 0; tries < 4; tries++) {
 		pthread_rwlock_rdlock(&c->lock);
 		struct ix_loc loc;
 		int r = ix_get(c->ix, key, klen, &loc);
 		if (r) {
 			pthread_rwlock_unlock(&c->lock);
-			return r;
+			ret = r;
+			break;
 		}
 		struct seg *s = seg_find(c, loc.seg);
 		if (s && s->fd >= 0) {
@@ -460,29 +464,43 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 			atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
 			int fd = s->fd;
 			pthread_rwlock_unlock(&c->lock);
-			ssize_t n = read_record(c, fd, loc, key, klen, buf, cap);
+			ret = read_record(c, fd, loc, key, klen, buf, cap);
 			atomic_fetch_sub(&s->pins, 1);
-			return n;
+			break;
 		}
 		bool local = s && (s->flags & SF_LOCAL);
 		pthread_rwlock_unlock(&c->lock);
 		if (local) {
 			r = seg_open_fd(c, loc.seg);
-			if (r)
-				return r;
+			if (r) {
+				ret = r;
+				break;
+			}
 			continue;
 		}
 		if (c->o.read_only) {
 			qlog_err("cache: segment %" PRIu32 " is not on local disk (a read-only open "
 				 "does not fetch)", loc.seg);
-			return -EIO;
+			ret = -EIO;
+			break;
 		}
-		r = ensure_local(c, loc.seg);
-		if (r)
-			return r;
+		struct seg *pinned;
+		r = ensure_local(c, loc.seg, &pinned);
+		if (pinned) {
+			if (fetched)
+				atomic_fetch_sub(&fetched->pins, 1);
+			fetched = pinned;
+		}
+		if (r) {
+			ret = r;
+			break;
+		}
 	}
-	qlog_err("cache: segment of the key keeps disappearing; giving up");
-	return -EIO;
+	if (fetched)
+		atomic_fetch_sub(&fetched->pins, 1);
+	if (tries == 4)
+		qlog_err("cache: segment of the key keeps disappearing; giving up");
+	return ret;
 }
 
 #define SCAN_BATCH 256

@@ -85,14 +85,20 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	s->fd = fd;
 	s->size = res.file_size;
 	s->flags |= SF_LOCAL | SF_SEALED;
+	/* most recently used, and pinned for the reader that asked for it
+	 * (released by ensure_local's caller): the eviction this fetch may
+	 * trigger must not take it back before that reader has it */
+	atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
+	atomic_fetch_add(&s->pins, 1);
 	atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
 	pthread_rwlock_unlock(&c->lock);
 	qlog_info("cache: segment %" PRIu64 " fetched through the segment-missing hook", s->id);
 	return 0;
 }
 
-int ensure_local(struct cache *c, uint64_t id)
+int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
 {
+	*pinned = NULL;
 	pthread_rwlock_rdlock(&c->lock);
 	struct seg *s = seg_find(c, id);
 	bool local = s && (s->flags & SF_LOCAL);
@@ -124,6 +130,8 @@ int ensure_local(struct cache *c, uint64_t id)
 	pthread_mutex_unlock(&c->fmu);
 
 	int r = fetch_segment(c, s);
+	if (!r)
+		*pinned = s;
 
 	pthread_mutex_lock(&c->fmu);
 	s->fetching = false;

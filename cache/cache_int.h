@@ -141,8 +141,10 @@ int new_active(struct cache *c);
 int build_delta(struct cache *c, uint64_t upto);
 
 /* Bring segment id back to local disk through the segment-missing hook.
- * Concurrent callers for one segment share one hook run. */
-int ensure_local(struct cache *c, uint64_t id);
+ * Concurrent callers for one segment share one hook run. When this call
+ * fetched it, *pinned is the segment, pinned against eviction: the caller
+ * drops the pin (s->pins) once it has read. */
+int ensure_local(struct cache *c, uint64_t id, struct seg **pinned);
 
 /* Run a hook (no lock held) with the documented environment. */
 int run_hook(struct cache *c, const char *event, const char *const *args);

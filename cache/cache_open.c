@@ -429,10 +429,13 @@ static int fetch_for_replay(struct cache *c, uint64_t id)
 			 "disk%s", id, c->dir, c->o.read_only ? "" : " and no hook is configured");
 		return -EIO;
 	}
-	struct seg *s = seg_get_or_add(c, id);
+	struct seg *s = seg_get_or_add(c, id), *pinned;
 	if (!s)
 		return -ENOMEM;
-	return ensure_local(c, id);
+	int r = ensure_local(c, id, &pinned);
+	if (pinned)
+		atomic_fetch_sub(&pinned->pins, 1);	/* no eviction runs during open */
+	return r;
 }
 
 /* --- the journal --------------------------------------------------------- */

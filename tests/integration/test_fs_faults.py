@@ -94,3 +94,35 @@ def test_full_cache_gives_enospc_and_recovers(tmp_path):
         assert vol.unmount() == 0
     finally:
         vol.close()
+
+
+def test_small_cache_under_pressure_never_eio(tmp_path):
+    """Regression: a segment fetched for a read (read-modify-write of a
+    block) was evicted again before the reader used it, four times, and the
+    write failed with EIO. The fetch now pins it for its reader."""
+    import random
+    vol = Volume(tmp_path, segment_size="1MiB", max_size="6MiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        rng = random.Random(1)
+        model = bytearray(8 << 20)
+        fd = os.open(vol.mnt / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            end = time.monotonic() + 25
+            n = 0
+            while time.monotonic() < end:
+                ln = rng.choice([300, 100_000, 1_400_000])
+                off = rng.randrange(0, len(model) - ln)
+                data = rng.randbytes(ln)
+                assert os.pwrite(fd, data, off) == ln, f"write #{n}"
+                model[off:off + ln] = data
+                n += 1
+            size = os.fstat(fd).st_size
+            assert os.pread(fd, size, 0) == bytes(model[:size])
+        finally:
+            os.close(fd)
+        assert "keeps disappearing" not in vol.fs_log.read_text()
+        assert vol.unmount() == 0
+    finally:
+        vol.close()

@@ -1,9 +1,12 @@
 """Data-integrity tests of qsfs-fs through a real mount.
 
 test_random_ops_against_model: thousands of seeded random file operations
-(pwrite across block boundaries and far past EOF, truncate/ftruncate, punch
-hole, mmap writes, rename over another file, fsync) checked step by step
-against an in-memory model, then fully at the end and after a remount.
+(pwrite across 64 KiB block boundaries and far past EOF, O_APPEND and O_TRUNC
+writes, truncate/ftruncate up and down, fallocate and punch hole, mmap
+writes, rename over another file, fsync/fdatasync, SEEK_DATA/SEEK_HOLE)
+checked step by step against an in-memory model (size and a random range
+after every step, whole files periodically), and fully after a clean
+unmount + mount every 1000 steps and at the end.
 
 test_crash_kill9_keeps_fsynced: rounds of a writer process doing appends and
 overwrites with fsyncs at random points, qsfs-fs killed with SIGKILL at a
@@ -11,7 +14,9 @@ random moment, remounted: every file must hold a state the writer produced at
 or after its last successful fsync (the write in flight at the kill may be
 torn at page granularity; nothing else may differ).
 
-The seed is printed; QSFS_SEED=<n> replays a run.
+The seed is printed; QSFS_SEED=<n> replays a run (the crash test's kill
+moments depend on timing, so it replays the choices, not the exact kills).
+QSFS_STEPS and QSFS_CRASH_ROUNDS change the amount of work.
 """
 import collections
 import ctypes
@@ -92,11 +97,13 @@ NSTEPS = int(os.environ.get("QSFS_STEPS", "3000"))
 MAX_FILE = 12 * MiB          # writes/truncates keep files below this
 FULL_FILE_EVERY = 25         # full check of the affected file
 FULL_ALL_EVERY = 250         # full check of all files
+REMOUNT_EVERY = 1000         # clean unmount + mount + full check in between
 
 
 class ModelFS:
-    def __init__(self, mnt, seed):
-        self.mnt = mnt
+    def __init__(self, vol, seed):
+        self.vol = vol
+        self.mnt = vol.mnt
         self.seed = seed
         self.rng = random.Random(seed)
         self.names = [f"f{i}" for i in range(NFILES)]
@@ -272,6 +279,97 @@ class ModelFS:
             os.close(fd)
         return name
 
+    def op_otrunc(self, name):
+        data = self.rand_bytes(self.rand_len() if self.rng.random() < 0.8 else 0)
+        self.history.append(f"{self.step}: open(O_TRUNC) {name} + write len={len(data)}")
+        fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC)
+        try:
+            n = os.write(fd, data) if data else 0
+        finally:
+            os.close(fd)
+        if n != len(data):
+            self.fail(f"write after O_TRUNC returned {n} of {len(data)}")
+        self.model[name] = bytearray(data)
+        return name
+
+    def op_append(self, name):
+        m = self.model[name]
+        length = self.rand_len()
+        if len(m) + length > MAX_FILE:
+            return self.op_read(name)
+        data = self.rand_bytes(length)
+        self.history.append(f"{self.step}: O_APPEND write {name} len={length} at={len(m)}")
+        fd = os.open(self.path(name), os.O_WRONLY | os.O_APPEND)
+        try:
+            n = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if n != length:
+            self.fail(f"O_APPEND write returned {n} of {length}")
+        m.extend(data)
+        return name
+
+    def op_falloc(self, name):
+        m = self.model[name]
+        size = len(m)
+        keep = self.rng.random() < 0.5
+        off = self.rng.randint(0, size + 2 * BLOCK)
+        length = self.rng.randint(1, 3 * BLOCK if self.rng.random() < 0.7 else 2 * MiB)
+        if off + length > MAX_FILE:
+            off, length = 0, max(1, min(length, size))
+        mode = FALLOC_FL_KEEP_SIZE if keep else 0
+        self.history.append(f"{self.step}: fallocate({'KEEP_SIZE' if keep else 0}) {name} "
+                            f"off={off} len={length} size={size}")
+        fd = os.open(self.path(name), os.O_RDWR)
+        try:
+            if _libc.fallocate(fd, mode, off, length) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"fallocate({mode}, {off}, {length})")
+        finally:
+            os.close(fd)
+        if not keep and off + length > size:
+            m.extend(bytes(off + length - size))
+        return name
+
+    def op_seek(self, name):
+        """SEEK_DATA/SEEK_HOLE must be consistent with the content: what
+        SEEK_DATA skips reads as zeros; a hole SEEK_HOLE reports reads as
+        zeros; both stay within the file."""
+        m = self.model[name]
+        size = len(m)
+        off = self.rng.randint(0, size + 10)
+        self.history.append(f"{self.step}: seek-check {name} off={off} size={size}")
+        fd = os.open(self.path(name), os.O_RDONLY)
+        try:
+            for whence, wname in ((os.SEEK_DATA, "SEEK_DATA"), (os.SEEK_HOLE, "SEEK_HOLE")):
+                try:
+                    r = os.lseek(fd, off, whence)
+                except OSError as e:
+                    if e.errno != 6:  # ENXIO
+                        raise
+                    r = None
+                if off >= size:
+                    if r is not None:
+                        self.fail(f"{name}: lseek({off}, {wname}) = {r} at/after EOF "
+                                  f"(size {size}), want ENXIO")
+                    continue
+                if whence == os.SEEK_DATA:
+                    end = size if r is None else r
+                    if r is not None and not off <= r < size:
+                        self.fail(f"{name}: lseek({off}, SEEK_DATA) = {r}, size {size}")
+                    if any(m[off:end]):
+                        self.fail(f"{name}: lseek({off}, SEEK_DATA) = {r} skips data "
+                                  f"at {off + next(i for i, c in enumerate(m[off:end]) if c)}")
+                else:
+                    if r is None or not off <= r <= size:
+                        self.fail(f"{name}: lseek({off}, SEEK_HOLE) = {r}, size {size}")
+                    if r < size and m[r] != 0:
+                        self.fail(f"{name}: lseek({off}, SEEK_HOLE) = {r}, but the byte "
+                                  f"there is {m[r]:#x}")
+        finally:
+            os.close(fd)
+        return name
+
     def op_read(self, name):
         self.history.append(f"{self.step}: read-check {name}")
         return name
@@ -326,7 +424,8 @@ class ModelFS:
 
     def run(self, nsteps):
         ops = [("pwrite", 34), ("read", 12), ("truncate", 6), ("ftruncate", 6),
-               ("punch", 12), ("mmap", 10), ("rename", 4), ("fsync", 6)]
+               ("punch", 12), ("mmap", 10), ("rename", 4), ("fsync", 6),
+               ("otrunc", 2), ("append", 5), ("falloc", 5), ("seek", 6)]
         kinds = [k for k, _ in ops]
         weights = [w for _, w in ops]
         for self.step in range(1, nsteps + 1):
@@ -348,6 +447,14 @@ class ModelFS:
                     affected = self.op_rename()
                 elif kind == "fsync":
                     affected = self.op_fsync(name)
+                elif kind == "otrunc":
+                    affected = self.op_otrunc(name)
+                elif kind == "append":
+                    affected = self.op_append(name)
+                elif kind == "falloc":
+                    affected = self.op_falloc(name)
+                elif kind == "seek":
+                    affected = self.op_seek(name)
                 else:
                     affected = self.op_read(name)
             except OSError as e:
@@ -358,22 +465,27 @@ class ModelFS:
                 self.check_full(affected)
             if self.step % FULL_ALL_EVERY == 0:
                 self.check_all()
+            if self.step % REMOUNT_EVERY == 0 and self.step < nsteps:
+                self.remount_and_check()
+
+    def remount_and_check(self):
+        self.history.append(f"{self.step}: unmount + mount")
+        rc = self.vol.unmount()
+        if rc != 0:
+            self.fail(f"qsfs-fs exited {rc} on unmount: {self.vol.fs_log.read_text()[-3000:]}")
+        self.vol.mount()
+        self.check_all(" after remount")
 
 
 def test_random_ops_against_model(vol):
     seed = get_seed()
     print(f"test_random_ops_against_model: seed={seed} (QSFS_SEED={seed} to replay)")
     t0 = time.monotonic()
-    fs = ModelFS(vol.mnt, seed)
+    fs = ModelFS(vol, seed)
     fs.run(NSTEPS)
     fs.step = "end"
     fs.check_all(" at the end")
-    rc = vol.unmount()
-    if rc != 0:
-        fs.fail(f"qsfs-fs exited {rc} on unmount: {vol.fs_log.read_text()[-3000:]}")
-    vol.mount()
-    fs.step = "after remount"
-    fs.check_all(" after remount")
+    fs.remount_and_check()
     print(f"ops: {dict(fs.counts)}; "
           f"sizes: {[len(fs.model[n]) for n in fs.names]}; {time.monotonic() - t0:.1f}s")
 
@@ -382,7 +494,7 @@ def test_random_ops_against_model(vol):
 # 2. kill -9 keeps what fsync promised
 # --------------------------------------------------------------------------
 
-CRASH_ROUNDS = int(os.environ.get("QSFS_CRASH_ROUNDS", "15"))
+CRASH_ROUNDS = int(os.environ.get("QSFS_CRASH_ROUNDS", "20"))
 CRASH_FILES = 4
 CRASH_MAX_FILE = 6 * MiB
 
@@ -465,14 +577,27 @@ def torn_ok(got, base, off, data):
 
 
 def check_after_crash(round_no, seed, base, log_path, mnt):
-    """base: {name: bytes} at the start of the round. Returns the new base."""
+    """base: {name: bytes} at the start of the round (durable). Replays the
+    writer's log and requires every file to equal a state at or after its
+    last successful fsync (or the torn in-flight write on top of the last
+    state). Returns the new base and, per file, how many states behind the
+    last one it came back ("in-flight" for the write in flight)."""
+    got = {}
+    for n in base:
+        p = mnt / n
+        if not p.exists():
+            pytest.fail(f"seed={seed} round={round_no}: {n} is missing after kill -9 + "
+                        f"remount (it was fsynced, and so was the directory)",
+                        pytrace=False)
+        got[n] = read_all(p)
     events = [json.loads(line) for line in log_path.read_text().splitlines()]
     ready = any(e["ev"] == "ready" for e in events)
     history = collections.deque(maxlen=12)
-    # per file: list of states; index of the state at the last fsync-ok
-    states = {n: [bytes(base[n])] for n in base}
-    cur = {n: bytearray(base[n]) for n in base}
-    synced = {n: 0 for n in base}
+    cur = {n: bytearray(base[n]) for n in base}       # the writer's latest state
+    nstates = {n: 1 for n in base}                     # states so far (base = 0)
+    synced = {n: 0 for n in base}                      # state of the last fsync-ok
+    synced_state = {n: bytes(base[n]) for n in base}
+    matches = {n: [0] if got[n] == base[n] else [] for n in base}  # states == got
     inflight = None
     for e in events:
         if e["ev"] == "op":
@@ -484,48 +609,61 @@ def check_after_crash(round_no, seed, base, log_path, mnt):
                 # its pieces; the write counts as in flight (torn)
                 history.append(f"short write: {e['n']} of {inflight['len']} bytes")
                 continue
-            op = inflight
-            inflight = None
-            apply_write(cur[op["f"]], op["off"], random.Random(op["seed"]).randbytes(op["len"]))
-            states[op["f"]].append(bytes(cur[op["f"]]))
+            op, inflight = inflight, None
+            f = op["f"]
+            apply_write(cur[f], op["off"], random.Random(op["seed"]).randbytes(op["len"]))
+            if got[f] == cur[f]:
+                matches[f].append(nstates[f])
+            nstates[f] += 1
         elif e["ev"] == "fsync-ok":
-            synced[e["f"]] = len(states[e["f"]]) - 1
-            history.append(f"fsync {e['f']} ok (state {synced[e['f']]})")
+            f = e["f"]
+            synced[f] = nstates[f] - 1
+            synced_state[f] = bytes(cur[f])
+            history.append(f"fsync {f} ok (state {synced[f]})")
         elif e["ev"] == "fsync-start":
             history.append(f"fsync {e['f']} started")
         elif e["ev"] in ("error", "short"):
             history.append(f"writer: {e}")
     new_base, info = {}, {}
     for n in base:
-        p = mnt / n
-        ctx = (f"seed={seed} round={round_no} file={n}: {len(states[n])} states, "
-               f"last fsync at state {synced[n]}, writer ready={ready}, "
-               f"in flight: {inflight}\n(replay: QSFS_SEED={seed})\nlast events:\n"
-               + "\n".join(history))
-        if not p.exists():
-            pytest.fail(f"{ctx}\nfile is missing after kill -9 + remount", pytrace=False)
-        got = read_all(p)
-        match = next((i for i in range(len(states[n]) - 1, synced[n] - 1, -1)
-                      if got == states[n][i]), None)
-        ok = match is not None
-        if not ok and inflight is not None and inflight["f"] == n:
-            match = "in-flight"
-            ok = torn_ok(got, states[n][-1], inflight["off"],
-                         random.Random(inflight["seed"]).randbytes(inflight["len"]))
-        if not ok:
+        good = [i for i in matches[n] if i >= synced[n]]
+        if good:
+            info[n] = nstates[n] - 1 - good[-1]
+        elif inflight is not None and inflight["f"] == n and torn_ok(
+                got[n], cur[n], inflight["off"],
+                random.Random(inflight["seed"]).randbytes(inflight["len"])):
+            info[n] = "in-flight"
+        else:
             diffs = []
-            for label, want in (("the fsynced state", states[n][synced[n]]),
-                                ("the last state", states[n][-1])):
-                i = first_diff(got, want)
+            for label, want in (("the fsynced state", synced_state[n]),
+                                ("the last state", cur[n])):
+                i = first_diff(got[n], want)
                 diffs.append(f"vs {label} ({len(want)} bytes) first difference at {i}: "
-                             f"got {got[i:i + 16].hex()} want {want[i:i + 16].hex()}")
-            pytest.fail(f"{ctx}\ncontent after kill -9 + remount ({len(got)} bytes) matches "
-                        f"no state at or after the last fsync;\n" + "\n".join(diffs),
+                             f"got {got[n][i:i + 16].hex()} want {bytes(want[i:i + 16]).hex()}")
+            pytest.fail(f"seed={seed} round={round_no} file={n}: {nstates[n]} states, last "
+                        f"fsync at state {synced[n]}, equal to states {matches[n][-5:]}, "
+                        f"writer ready={ready}, in flight: {inflight}\n"
+                        f"(replay: QSFS_SEED={seed})\nlast events:\n" + "\n".join(history)
+                        + f"\ncontent after kill -9 + remount ({len(got[n])} bytes) matches no "
+                        f"state at or after the last fsync;\n" + "\n".join(diffs),
                         pytrace=False)
-        new_base[n] = got
-        # how far behind the last state the file came back (for the report)
-        info[n] = match if match == "in-flight" else len(states[n]) - 1 - match
+        new_base[n] = got[n]
     return new_base, info
+
+
+def fsync_all(mnt, names):
+    """Make the current content of the files and the directory durable."""
+    for n in names:
+        fd = os.open(mnt / n, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def test_crash_kill9_keeps_fsynced(vol, tmp_path):
@@ -535,6 +673,7 @@ def test_crash_kill9_keeps_fsynced(vol, tmp_path):
     names = [f"c{i}" for i in range(CRASH_FILES)]
     for n in names:
         (vol.mnt / n).write_bytes(b"")
+    fsync_all(vol.mnt, names)
     base = {n: b"" for n in names}
     writer_py = tmp_path / "writer.py"
     writer_py.write_text(WRITER)
@@ -562,6 +701,9 @@ def test_crash_kill9_keeps_fsynced(vol, tmp_path):
         assert w.returncode == 0, f"writer: {err.decode()}"
         vol.mount()
         base, lag = check_after_crash(rnd, seed, base, log_path, vol.mnt)
+        # what came back is the next round's starting point: make it durable
+        # (the writer's first step does so too, but the kill may come earlier)
+        fsync_all(vol.mnt, names)
         nops = sum(1 for line in log_path.read_text().splitlines() if '"done"' in line)
         nsync = sum(1 for line in log_path.read_text().splitlines() if '"fsync-ok"' in line)
         stats.append((round(delay, 2), nops, nsync, [lag[n] for n in names]))
