@@ -41,6 +41,7 @@
 
 #define CONFIRM_PERIOD_S 2
 #define FS_STATUS_FILE "fs-status.json"
+#define FS_MIN_SEGMENT (128u * 1024)	/* a 64 KiB block record must fit */
 
 static struct {
 	pthread_mutex_t mu;
@@ -227,6 +228,13 @@ int main(int argc, char **argv)
 	if (!mnt || optind + 1 < argc) {
 		fprintf(stderr, "qsfs-fs: give one mountpoint (argument or fs.mountpoint in %s)\n",
 			conf);
+		config_free(&cfg);
+		return 2;
+	}
+	if (cfg.cache.segment_size && cfg.cache.segment_size < FS_MIN_SEGMENT) {
+		fprintf(stderr, "qsfs-fs: %s: cache.segment_size %llu is too small for the "
+			"filesystem's 64 KiB blocks: use at least 128KiB\n", conf,
+			(unsigned long long)cfg.cache.segment_size);
 		config_free(&cfg);
 		return 2;
 	}

@@ -126,3 +126,12 @@ def test_small_cache_under_pressure_never_eio(tmp_path):
         assert vol.unmount() == 0
     finally:
         vol.close()
+
+
+def test_segment_too_small_for_blocks_is_refused(tmp_path):
+    vol = Volume(tmp_path, segment_size="64KiB")
+    import subprocess
+    p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2
+    assert "cache.segment_size 65536 is too small" in p.stderr and "128KiB" in p.stderr
