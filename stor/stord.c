@@ -600,7 +600,11 @@ static void *conn_main(void *arg)
 		return NULL;
 	}
 	*nl = 0;
-	char *cmd = strtok(line, " "), *name = strtok(NULL, " "), *rest = strtok(NULL, "");
+	/* strtok_r: requests are parsed on many threads at once (strtok's
+	 * hidden state made one request's path point into another's buffer) */
+	char *save = NULL;
+	char *cmd = strtok_r(line, " ", &save), *name = strtok_r(NULL, " ", &save),
+	     *rest = strtok_r(NULL, "", &save);
 	if (!cmd) {
 		dprintf(cfd, "ERR empty request\n");
 	} else if (!strcmp(cmd, "STATUS")) {
