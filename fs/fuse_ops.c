@@ -186,11 +186,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct stat st;
 	int e = qfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777), 0, ctx->uid, ctx->gid,
 			  NULL, &st);
-	if (!e)
-		e = qfs_open_inode(FS(req), st.st_ino, false);
 	if (e) {
-		if (st.st_ino && e != -EEXIST)
-			qfs_forget(FS(req), st.st_ino, 1);
+		fuse_reply_err(req, -e);
+		return;
+	}
+	e = qfs_open_inode(FS(req), st.st_ino, false);
+	if (e) {
+		qfs_forget(FS(req), st.st_ino, 1);	/* the lookup mknod took */
 		fuse_reply_err(req, -e);
 		return;
 	}
@@ -341,14 +343,17 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	fuse_reply_err(req, -qfs_setxattr(FS(req), ino, name, value, size, flags));
 }
 
-static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+/* getxattr and listxattr: size 0 asks for the length only. name is NULL
+ * for a listing. */
+static void reply_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char *buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	ssize_t n = qfs_getxattr(FS(req), ino, name, buf, size);
+	ssize_t n = name ? qfs_getxattr(FS(req), ino, name, buf, size)
+			 : qfs_listxattr(FS(req), ino, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (!size)
@@ -358,21 +363,14 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	free(buf);
 }
 
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	reply_xattr(req, ino, name, size);
+}
+
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	char *buf = size ? malloc(size) : NULL;
-	if (size && !buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	ssize_t n = qfs_listxattr(FS(req), ino, buf, size);
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else if (!size)
-		fuse_reply_xattr(req, (size_t)n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
+	reply_xattr(req, ino, NULL, size);
 }
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

@@ -89,12 +89,10 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 		r.mtime = ts_ns(&in->st_mtim);
 	if (!e) {
 		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
-		e = rec_store(fs, ino, &r);
+		e = node_store(fs, n, &r);
 	}
-	if (!e) {
-		n->rec = r;
+	if (!e)
 		rec_to_stat(ino, &r, out);
-	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
 }
@@ -134,9 +132,7 @@ int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val
 		r.ctime = qfs_now();
 		if (acl)	/* the mode follows the ACL */
 			r.mode = (r.mode & ~(mode_t)0777) | perm;
-		e = rec_store(fs, ino, &r);
-		if (!e)
-			n->rec = r;
+		e = node_store(fs, n, &r);
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
@@ -204,9 +200,7 @@ int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name)
 	if (!e) {
 		struct inode_rec r = n->rec;
 		r.ctime = qfs_now();
-		e = rec_store(fs, ino, &r);
-		if (!e)
-			n->rec = r;
+		e = node_store(fs, n, &r);
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;

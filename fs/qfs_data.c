@@ -105,8 +105,7 @@ ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off)
 		if (n->rec.nlink) {
 			struct inode_rec rec = n->rec;
 			rec.atime = qfs_now();
-			if (!rec_store(fs, ino, &rec))
-				n->rec = rec;
+			node_store(fs, n, &rec);	/* best effort: a lost atime is harmless */
 		}
 		pthread_rwlock_unlock(&n->lock);
 	}
@@ -171,10 +170,8 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	int r = write_blocks(fs, ino, buf, len, (uint64_t)off, rec.size);
 	if (!r) {
 		rec.mtime = rec.ctime = qfs_now();
-		r = rec_store(fs, ino, &rec);
+		r = node_store(fs, n, &rec);
 	}
-	if (!r)
-		n->rec = rec;
 	pthread_rwlock_unlock(&n->lock);
 	return r ? r : (ssize_t)len;
 }
@@ -271,10 +268,8 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 	}
 	if (!r) {
 		rec.mtime = rec.ctime = qfs_now();
-		r = rec_store(fs, ino, &rec);
+		r = node_store(fs, n, &rec);
 	}
-	if (!r)
-		n->rec = rec;
 	pthread_rwlock_unlock(&n->lock);
 	return r;
 }

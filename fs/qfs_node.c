@@ -40,6 +40,14 @@ int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r)
 	return cache_put(fs->c, k, kl, v, sizeof v);
 }
 
+int node_store(struct qfs *fs, struct node *n, const struct inode_rec *r)
+{
+	int e = rec_store(fs, n->ino, r);
+	if (!e)
+		n->rec = *r;
+	return e;
+}
+
 void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st)
 {
 	memset(st, 0, sizeof *st);

@@ -111,12 +111,10 @@ static int rref_begin(struct qfs *fs, uint64_t ino, struct rref *rr)
 
 static int rref_commit(struct rref *rr)
 {
-	int e = rec_store(rr->fs, rr->ino, &rr->r);
-	if (rr->n) {
-		if (!e)
-			rr->n->rec = rr->r;
-		pthread_rwlock_unlock(&rr->n->lock);
-	}
+	if (!rr->n)
+		return rec_store(rr->fs, rr->ino, &rr->r);
+	int e = node_store(rr->fs, rr->n, &rr->r);
+	pthread_rwlock_unlock(&rr->n->lock);
 	return e;
 }
 
@@ -168,6 +166,22 @@ static int drop_link(struct qfs *fs, uint64_t ino, int64_t now)
 	return rref_commit(&rr);
 }
 
+static int load_dir(struct qfs *fs, uint64_t ino, struct inode_rec *r);
+
+/* 0 when parent is a live directory (its record in *pr) without an entry
+ * called name; -EEXIST, -ENOTDIR, -ENOENT or an I/O error otherwise. */
+static int name_free(struct qfs *fs, uint64_t parent, const char *name, struct inode_rec *pr)
+{
+	uint64_t other;
+	mode_t ot;
+	int e = load_dir(fs, parent, pr);
+	if (!e) {
+		e = dent_get(fs, parent, name, &other, &ot);
+		e = e == 0 ? -EEXIST : e == -ENOENT ? 0 : e;
+	}
+	return e;
+}
+
 static int load_dir(struct qfs *fs, uint64_t ino, struct inode_rec *r)
 {
 	struct node *n = node_find(fs, ino);
@@ -215,14 +229,8 @@ int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, de
 	if (room)
 		return room;
 	pthread_mutex_lock(&fs->ns);
-	struct inode_rec pr;
-	uint64_t other;
-	mode_t ot;
-	int e = load_dir(fs, parent, &pr);
-	if (!e) {
-		e = dent_get(fs, parent, name, &other, &ot);
-		e = e == 0 ? -EEXIST : e == -ENOENT ? 0 : e;
-	}
+	struct inode_rec pr = { 0 };
+	int e = name_free(fs, parent, name, &pr);
 	uint64_t ino = 0;
 	if (!e)
 		ino = ino_alloc(fs, &e);
@@ -264,13 +272,7 @@ int qfs_link(struct qfs *fs, uint64_t ino, uint64_t newparent, const char *newna
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->ns);
 	struct inode_rec pr;
-	uint64_t other;
-	mode_t ot;
-	int e = load_dir(fs, newparent, &pr);
-	if (!e) {
-		e = dent_get(fs, newparent, newname, &other, &ot);
-		e = e == 0 ? -EEXIST : e == -ENOENT ? 0 : e;
-	}
+	int e = name_free(fs, newparent, newname, &pr);
 	struct rref rr;
 	if (!e)
 		e = rref_begin(fs, ino, &rr);

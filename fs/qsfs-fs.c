@@ -58,6 +58,7 @@ struct confirm_ctx {
 	const char *volume;
 	bool stor_up;
 	enum qfs_full full;
+	char *last_status;	/* what fs-status.json holds, without "updated" */
 };
 
 struct pending {
@@ -141,7 +142,6 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "volume", json_object_new_string(x->volume));
 	json_object_object_add(o, "mountpoint", json_object_new_string(x->mnt));
 	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
-	json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
 	json_object_object_add(o, "state", json_object_new_string(
 		st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
 	json_object_object_add(o, "problems", problems);
@@ -156,12 +156,26 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
 	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
 	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
+	/* the file is written (two fsyncs) only when something in it changed;
+	 * "updated" is when that was */
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 							    JSON_C_TO_STRING_NOSLASHESCAPE);
-	int dfd = open(x->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text), 0644);
-		close(dfd);
+	if (!x->last_status || strcmp(text, x->last_status)) {
+		char *now = strdup(text);
+		json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+		int dfd = open(x->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int e = dfd < 0 ? -errno : fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text),
+							     0644);
+		if (dfd >= 0)
+			close(dfd);
+		if (!e && now) {	/* else written again next time */
+			free(x->last_status);
+			x->last_status = now;
+		} else {
+			free(now);
+		}
 	}
 	json_object_put(o);
 }
@@ -302,7 +316,7 @@ int main(int argc, char **argv)
 		goto out_signals;
 	}
 	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume, false,
-				  QFS_FULL_NO };
+				  QFS_FULL_NO, NULL };
 	pthread_t ct;
 	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
 	qlog_info("fs: %s mounted on %s (log in %s)", cfg.volume, mnt, cfg.cache.dir);
@@ -316,6 +330,7 @@ int main(int argc, char **argv)
 		pthread_mutex_unlock(&confirmer.mu);
 		pthread_join(ct, NULL);
 	}
+	free(cx.last_status);
 	code = r < 0 ? 1 : 0;
 out_signals:
 	fuse_remove_signal_handlers(se);

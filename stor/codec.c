@@ -598,6 +598,11 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen)
 	return 1;
 }
 
+bool codec_dec_wants(const struct codec_dec *d, unsigned slot)
+{
+	return !d->done && d->sl[slot].st != SLOT_DEAD;
+}
+
 uint64_t codec_dec_size(const struct codec_dec *d)
 {
 	return d->size;

@@ -35,6 +35,7 @@
 #ifndef QSFS_STOR_CODEC_H
 #define QSFS_STOR_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -106,6 +107,11 @@ void codec_dec_fail(struct codec_dec *d, unsigned slot, const char *why);
  * when a stripe fails authentication (wrong key, tampered data), -ENOTSUP
  * (cipher this CPU cannot run), or a write error. */
 int codec_dec_step(struct codec_dec *d, char *why, size_t whylen);
+
+/* Whether more bytes for slot are of any use: false once the object is
+ * written or the slot was dropped (bad header, truncated, failed source),
+ * so callers stop fetching for it. */
+bool codec_dec_wants(const struct codec_dec *d, unsigned slot);
 
 /* The object size the shard headers give (valid once step returned 1). */
 uint64_t codec_dec_size(const struct codec_dec *d);

@@ -68,6 +68,11 @@ static void shard_key(const struct objstore *s, const char *name, unsigned shard
 	snprintf(key, n, "%s/o/%s/%u.%u", s->volhex, name, shard, piece);
 }
 
+static void meta_key(const struct objstore *s, const char *name, char *key, size_t n)
+{
+	snprintf(key, n, "%s/m/%s", s->volhex, name);
+}
+
 /* Write one piece of shard w->i (the next piece number). */
 static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 {
@@ -324,7 +329,7 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	}
 	if (!r) {
 		char key[128];
-		snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
+		meta_key(s, name, key, sizeof key);
 		size_t ok = 0;
 		for (size_t i = 0; i < s->nbackends; i++)
 			ok += backend_put(s->backends[i], key, mc, mclen) == 0;
@@ -386,7 +391,7 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 		     size_t whylen)
 {
 	char key[128];
-	snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
+	meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
 	for (size_t i = 0; i < s->nbackends; i++) {
 		uint8_t *v;
@@ -453,7 +458,7 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		pthread_t th[SHARD_MAX];
 		bool go[SHARD_MAX] = { false }, started[SHARD_MAX] = { false };
 		for (unsigned i = 0; i < n; i++) {
-			go[i] = live[i] && p < meta.sh[i].pieces;
+			go[i] = live[i] && p < meta.sh[i].pieces && codec_dec_wants(d, i);
 			if (!go[i])
 				continue;
 			f[i] = (struct fetch){ .s = s, .name = name, .shard = i, .piece = p,
@@ -501,7 +506,7 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 size_t obj_meta_copies(struct objstore *s, const char *name)
 {
 	char key[128];
-	snprintf(key, sizeof key, "%s/m/%s", s->volhex, name);
+	meta_key(s, name, key, sizeof key);
 	size_t n = 0;
 	for (size_t i = 0; i < s->nbackends; i++) {
 		uint8_t *v;

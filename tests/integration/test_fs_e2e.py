@@ -12,20 +12,9 @@ from pathlib import Path
 import pytest
 
 from qsfs_mount import Volume
-from test_stor import Redis, free_port
+from test_stor import redises  # noqa: F401  (the six redis-servers fixture)
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def redises(tmp_path_factory):
-    base = tmp_path_factory.mktemp("redis")
-    rs = [Redis(free_port(), base / str(i)) for i in range(6)]
-    for r in rs:
-        r.start()
-    yield rs
-    for r in rs:
-        r.stop()
 
 
 def drop_caches():
