@@ -49,6 +49,7 @@ static const struct field stor_fields[] = {
 	{ "compression", T_COMPRESSION, OFF(stor.compression), false, 0, 0, NULL },
 	{ "workers", T_UINT, OFF(stor.workers), false, 0, 256, NULL },
 	{ "drain_timeout", T_UINT, OFF(stor.drain_timeout), false, 0, 31536000, NULL },
+	{ "upload_nice", T_UINT, OFF(stor.upload_nice), false, 0, 19, NULL },
 	{ "backends", T_BACKENDS, 0, true, 0, 0, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
@@ -275,6 +276,7 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->stor.data_shards = 4;
 	cfg->stor.parity_shards = 2;
 	cfg->stor.compression = 1;
+	cfg->stor.upload_nice = 10;
 	struct ctx x = { .file = path, .err = err, .errlen = errlen, .cfg = cfg };
 	FILE *f = fopen(path, "rb");
 	if (!f) {

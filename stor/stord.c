@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -196,6 +197,13 @@ static void note_confirmed(const char *name)
 static void *worker_main(void *arg)
 {
 	struct ctx *c = arg;
+	/* Uploads are background work: this thread (and the shard writers it
+	 * starts, which inherit it) yields the CPU to the filesystem. Linux
+	 * applies PRIO_PROCESS with a thread id to that thread only. */
+	if (D.cfg.stor.upload_nice &&
+	    setpriority(PRIO_PROCESS, (id_t)gettid(), (int)D.cfg.stor.upload_nice) < 0)
+		qlog_warn("stor: cannot lower the upload threads' priority (nice %u): %s",
+			  D.cfg.stor.upload_nice, strerror(errno));
 	pthread_mutex_lock(&D.mu);
 	while (!D.stop) {
 		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;

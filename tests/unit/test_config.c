@@ -93,6 +93,7 @@ static void test_good_and_defaults(void **state)
 	assert_int_equal(c.cache.max_size, 0);
 	assert_int_equal(c.cache.hook_timeout, 120);
 	assert_int_equal(c.stor.compression, 1);
+	assert_int_equal(c.stor.upload_nice, 10);
 	assert_int_equal(c.stor.nbackends, 3);
 	assert_int_equal(c.stor.backends[1].kind, BACKEND_REDIS);
 	assert_string_equal(c.stor.backends[1].password, "secret");
@@ -145,6 +146,8 @@ static void test_each_rule(void **state)
 		     "qsfs.yaml:10: stor.compression: expected none, zstd or zstd:LEVEL");
 	expect_error("  data_shards: 2\n", "  data_shards: 2\n  compression: zstd:99\n",
 		     "stor.compression: expected none, zstd or zstd:LEVEL (1 to 19), got 'zstd:99'");
+	expect_error("  data_shards: 2\n", "  data_shards: 2\n  upload_nice: 20\n",
+		     "qsfs.yaml:10: stor.upload_nice: expected a whole number from 0 to 19, got '20'");
 	expect_error("cache:\n", "fs:\n  allow_other: maybe\ncache:\n",
 		     "qsfs.yaml:4: fs.allow_other: expected true or false, got 'maybe'");
 	expect_error("key_file: /etc/qsfs/key\n", "",
