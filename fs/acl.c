@@ -76,3 +76,41 @@ int acl_apply_mode(uint8_t *v, size_t len, mode_t perm)
 {
 	return walk(v, len, &perm, true);
 }
+
+int acl_create_masq(uint8_t *v, size_t len, mode_t *mode)
+{
+	int e = check(v, len);
+	if (e)
+		return e;
+	mode_t m = *mode & 0777;
+	uint8_t *group_obj = NULL, *mask = NULL;
+	int extended = 0;
+	for (size_t off = 4; off < len; off += 8) {
+		uint8_t *perm = v + off + 2;
+		switch (v[off]) {
+		case TAG_USER_OBJ:
+			*perm &= (uint8_t)((m >> 6) & 7);
+			m &= (mode_t)(*perm << 6) | 077;
+			break;
+		case TAG_OTHER:
+			*perm &= (uint8_t)(m & 7);
+			m &= (mode_t)*perm | 0770;
+			break;
+		case TAG_GROUP_OBJ:
+			group_obj = v + off;
+			break;
+		case TAG_MASK:
+			mask = v + off;
+			extended = 1;
+			break;
+		default:	/* named user or group */
+			extended = 1;
+			break;
+		}
+	}
+	uint8_t *g = mask ? mask : group_obj;	/* check() guarantees a group entry */
+	g[2] &= (uint8_t)((m >> 3) & 7);
+	m &= (mode_t)(g[2] << 3) | 0707;
+	*mode = (*mode & ~(mode_t)0777) | m;
+	return extended;
+}

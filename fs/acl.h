@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #define ACL_XATTR_ACCESS "system.posix_acl_access"
+#define ACL_XATTR_DEFAULT "system.posix_acl_default"
 
 /* The permission bits (0777) an access ACL gives. Returns 0 or -EINVAL when
  * the value is not a well-formed ACL. */
@@ -23,5 +24,14 @@ int acl_to_mode(const uint8_t *v, size_t len, mode_t *perm);
 /* Rewrite the owner, group-or-mask and other entries of an access ACL to
  * match perm (0777 bits), in place. Returns 0 or -EINVAL. */
 int acl_apply_mode(uint8_t *v, size_t len, mode_t perm);
+
+/* A new inode in a directory with a default ACL (POSIX 1003.1e, as Linux's
+ * posix_acl_create): v, a copy of that default ACL, becomes the new access
+ * ACL, each of its owner, group-or-mask and other entries cut down to what
+ * the requested *mode allows, and the 0777 bits of *mode cut down to what
+ * the ACL grants (the umask is not applied). Returns 1 when the result has
+ * named entries or a mask and so must be stored as an access ACL, 0 when
+ * the mode bits say everything, -EINVAL when v is not a well-formed ACL. */
+int acl_create_masq(uint8_t *v, size_t len, mode_t *mode);
 
 #endif

@@ -43,6 +43,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;	/* enforced by the kernel */
+	/* the kernel passes mode and umask apart: qfs_mknod applies the
+	 * parent's default ACL or else the umask */
+	if (conn->capable & FUSE_CAP_DONT_MASK)
+		conn->want |= FUSE_CAP_DONT_MASK;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_FLOCK_LOCKS;
@@ -124,7 +128,8 @@ static void make(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat st;
-	int e = qfs_mknod(FS(req), parent, name, mode, rdev, ctx->uid, ctx->gid, target, &st);
+	int e = qfs_mknod(FS(req), parent, name, mode, rdev, ctx->uid, ctx->gid, ctx->umask,
+			  target, &st);
 	reply_entry(req, e, &st);
 }
 
@@ -185,7 +190,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct stat st;
 	int e = qfs_mknod(FS(req), parent, name, S_IFREG | (mode & 07777), 0, ctx->uid, ctx->gid,
-			  NULL, &st);
+			  ctx->umask, NULL, &st);
 	if (e) {
 		fuse_reply_err(req, -e);
 		return;

@@ -62,9 +62,11 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 
 /* Make a file, directory, device, fifo, socket (mode says which) or, with
  * target set, a symlink. Raises the new inode's lookup count. -EEXIST when
- * name exists. */
+ * name exists. When parent has a default ACL the new inode inherits it (a
+ * directory as its default ACL too) and umask is ignored, as POSIX ACLs
+ * require; otherwise umask is cleared from mode. */
 int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, dev_t rdev,
-	      uid_t uid, gid_t gid, const char *target, struct stat *st);
+	      uid_t uid, gid_t gid, mode_t umask, const char *target, struct stat *st);
 int qfs_link(struct qfs *fs, uint64_t ino, uint64_t newparent, const char *newname,
 	     struct stat *st);
 int qfs_unlink(struct qfs *fs, uint64_t parent, const char *name);

@@ -8,13 +8,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "qfs_int.h"
 #include "../common/endian.h"
+#include "../common/qlog.h"
 
 /* --- entries -------------------------------------------------------------------- */
 
@@ -218,8 +221,74 @@ int qfs_lookup(struct qfs *fs, uint64_t parent, const char *name, struct stat *s
 	return 0;
 }
 
+/* An xattr of ino into *buf (malloc'd; the caller frees). Returns its length,
+ * -ENOENT when there is none, or a negative errno. */
+static ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = key_xattr(k, ino, name);
+	*buf = NULL;
+	ssize_t n = cache_get(fs->c, k, kl, NULL, 0);
+	if (n < 0)
+		return n;
+	if (!(*buf = malloc(n ? (size_t)n : 1)))
+		return -ENOMEM;
+	ssize_t got = cache_get(fs->c, k, kl, *buf, (size_t)n);
+	if (got != n) {	/* it cannot change under fs->ns */
+		free(*buf);
+		*buf = NULL;
+		return got < 0 ? got : -EIO;
+	}
+	return n;
+}
+
+static int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v,
+		       size_t len)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = key_xattr(k, ino, name);
+	return cache_put(fs->c, k, kl, v, len);
+}
+
+/* posix_acl_create for a new inode ino in parent: stores the ACLs it
+ * inherits and sets the permission bits of r->mode. fs->ns held. */
+static int acl_inherit(struct qfs *fs, uint64_t parent, uint64_t ino, struct inode_rec *r,
+		       mode_t umask)
+{
+	uint8_t *dflt = NULL, *acc = NULL;
+	ssize_t n = S_ISLNK(r->mode) ? -ENOENT : xattr_load(fs, parent, ACL_XATTR_DEFAULT, &dflt);
+	if (n == -ENOENT || (n >= 0 && !(acc = malloc((size_t)n ? (size_t)n : 1)))) {
+		free(dflt);
+		if (n == -ENOENT) {
+			if (!S_ISLNK(r->mode))
+				r->mode &= ~(umask & 0777);
+			return 0;
+		}
+		return -ENOMEM;
+	}
+	if (n < 0)
+		return (int)n;
+	memcpy(acc, dflt, (size_t)n);
+	mode_t mode = r->mode;
+	int ext = acl_create_masq(acc, (size_t)n, &mode);
+	int e = 0;
+	if (ext < 0) {	/* a default ACL the kernel would not have let in */
+		qlog_warn("fs: inode %" PRIu64 ": malformed default ACL; not inherited", parent);
+		r->mode &= ~(umask & 0777);
+	} else {
+		r->mode = mode;
+		if (S_ISDIR(r->mode))
+			e = xattr_store(fs, ino, ACL_XATTR_DEFAULT, dflt, (size_t)n);
+		if (!e && ext)
+			e = xattr_store(fs, ino, ACL_XATTR_ACCESS, acc, (size_t)n);
+	}
+	free(dflt);
+	free(acc);
+	return e;
+}
+
 int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, dev_t rdev,
-	      uid_t uid, gid_t gid, const char *target, struct stat *st)
+	      uid_t uid, gid_t gid, mode_t umask, const char *target, struct stat *st)
 {
 	if (strlen(name) > FS_NAME_MAX)
 		return -ENAMETOOLONG;
@@ -243,6 +312,8 @@ int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, de
 		if (S_ISDIR(r.mode))
 			r.mode |= S_ISGID;
 	}
+	if (!e)
+		e = acl_inherit(fs, parent, ino, &r, umask);
 	if (!e && target) {
 		uint8_t k[32];
 		size_t kl = key_block(k, ino, 0);

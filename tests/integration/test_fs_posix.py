@@ -366,6 +366,48 @@ def test_permissions_as_nobody(d):
     assert os.stat(sg / "sub").st_gid == 4321 and os.stat(sg / "sub").st_mode & stat.S_ISGID
 
 
+def getfacl(path):
+    return subprocess.run(["getfacl", "-cpE", str(path)], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_umask_and_default_acl_inheritance(d):
+    os.chmod(d, 0o755)
+    old = os.umask(0o027)
+    try:
+        # no default ACL: the creator's umask applies
+        (d / "plain").write_bytes(b"")
+        (d / "plaindir").mkdir(0o777)
+        os.mknod(d / "fifo", 0o666 | stat.S_IFIFO)
+        assert stat.S_IMODE(os.stat(d / "plain").st_mode) == 0o640
+        assert stat.S_IMODE(os.stat(d / "plaindir").st_mode) == 0o750
+        assert stat.S_IMODE(os.stat(d / "fifo").st_mode) == 0o640
+        # a default ACL replaces the umask and is inherited
+        shared = d / "shared"
+        shared.mkdir()
+        subprocess.run(["setfacl", "-d", "-m", "u:nobody:rwx,g::r-x,o::---", str(shared)],
+                       check=True)
+        fd = os.open(shared / "f", os.O_CREAT | os.O_WRONLY, 0o666)
+        os.close(fd)
+        (shared / "sub").mkdir(0o777)
+        os.symlink("f", shared / "link")
+        assert getfacl(shared / "f") == ["user::rw-", "user:nobody:rwx", "group::r-x",
+                                         "mask::rw-", "other::---"]
+        assert stat.S_IMODE(os.stat(shared / "f").st_mode) == 0o660  # umask 027 ignored
+        sub = getfacl(shared / "sub")
+        assert "user:nobody:rwx" in sub and "default:user:nobody:rwx" in sub
+        assert stat.S_IMODE(os.stat(shared / "sub").st_mode) == 0o770
+        assert stat.S_IMODE(os.lstat(shared / "link").st_mode) == 0o777
+        # ... and goes on down the tree, and grants what it says
+        (shared / "sub" / "deep").write_bytes(b"inherited")
+        assert "user:nobody:rwx" in getfacl(shared / "sub" / "deep")
+        os.chmod(shared, 0o755)
+        r = as_nobody("sh", "-c", f"echo more >> {shared}/sub/deep && cat {shared}/sub/deep")
+        assert r.returncode == 0 and r.stdout == "inheritedmore\n", r.stderr
+    finally:
+        os.umask(old)
+
+
 def test_statfs_reports_size_and_usage(d):
     sv0 = os.statvfs(d)
     assert sv0.f_blocks * sv0.f_frsize == 10 << 30
