@@ -45,11 +45,12 @@ struct qsfs_config {
 		unsigned drain_timeout;	/* seconds a SIGTERM waits for the queue
 					 * before exiting 1 with the journal kept;
 					 * 0 (default) = until drained */
-		unsigned upload_nice;	/* nice value of the upload threads, so
-					 * that compressing and coding yield the
-					 * CPU to the filesystem's foreground
-					 * work; 0..19, default 10. Retrievals
-					 * (a reader waits) keep nice 0. */
+		unsigned upload_nice;	/* added to the daemon's nice for the
+					 * upload threads (capped at 19), so that
+					 * compressing and coding yield the CPU
+					 * to the filesystem's foreground work;
+					 * 0..19, default 10. Retrievals (a
+					 * reader waits) keep the daemon's. */
 		struct backend_url backends[CONFIG_MAX_BACKENDS];
 		size_t nbackends;
 	} stor;

@@ -28,17 +28,20 @@ int qfs_getattr(struct qfs *fs, uint64_t ino, struct stat *st)
 /* chmod: an access ACL's owner, group-or-mask and other entries follow. */
 static int acl_follow_mode(struct qfs *fs, uint64_t ino, mode_t mode)
 {
-	uint8_t k[FS_KEY_MAX];
-	size_t kl = key_xattr(k, ino, ACL_XATTR_ACCESS);
-	uint8_t v[4 + 8 * 64];
-	ssize_t n = cache_get(fs->c, k, kl, v, sizeof v);
+	uint8_t *v;
+	ssize_t n = xattr_load(fs, ino, ACL_XATTR_ACCESS, &v);
 	if (n == -ENOENT)
 		return 0;
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n > sizeof v || acl_apply_mode(v, (size_t)n, mode & 0777))
-		return 0;	/* not one we can rewrite: leave it */
-	return cache_put(fs->c, k, kl, v, (size_t)n);
+	int e = 0;
+	if (!acl_apply_mode(v, (size_t)n, mode & 0777)) {	/* else not one we can rewrite */
+		uint8_t k[FS_KEY_MAX];
+		size_t kl = key_xattr(k, ino, ACL_XATTR_ACCESS);
+		e = cache_put(fs->c, k, kl, v, (size_t)n);
+	}
+	free(v);
+	return e;
 }
 
 static int64_t ts_ns(const struct timespec *t)

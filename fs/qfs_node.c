@@ -32,6 +32,27 @@ int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r)
 	return 0;
 }
 
+ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf)
+{
+	uint8_t k[FS_KEY_MAX];
+	size_t kl = key_xattr(k, ino, name);
+	*buf = NULL;
+	for (;;) {	/* the value may change between the probe and the read */
+		ssize_t n = cache_get(fs->c, k, kl, NULL, 0);
+		if (n < 0)
+			return n;
+		if (!(*buf = malloc(n ? (size_t)n : 1)))
+			return -ENOMEM;
+		ssize_t got = cache_get(fs->c, k, kl, *buf, (size_t)n);
+		if (got >= 0 && got <= n)
+			return got;
+		free(*buf);
+		*buf = NULL;
+		if (got < 0)
+			return got;
+	}
+}
+
 int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r)
 {
 	uint8_t k[16], v[FS_INODE_SIZE];

@@ -221,27 +221,6 @@ int qfs_lookup(struct qfs *fs, uint64_t parent, const char *name, struct stat *s
 	return 0;
 }
 
-/* An xattr of ino into *buf (malloc'd; the caller frees). Returns its length,
- * -ENOENT when there is none, or a negative errno. */
-static ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf)
-{
-	uint8_t k[FS_KEY_MAX];
-	size_t kl = key_xattr(k, ino, name);
-	*buf = NULL;
-	ssize_t n = cache_get(fs->c, k, kl, NULL, 0);
-	if (n < 0)
-		return n;
-	if (!(*buf = malloc(n ? (size_t)n : 1)))
-		return -ENOMEM;
-	ssize_t got = cache_get(fs->c, k, kl, *buf, (size_t)n);
-	if (got != n) {	/* it cannot change under fs->ns */
-		free(*buf);
-		*buf = NULL;
-		return got < 0 ? got : -EIO;
-	}
-	return n;
-}
-
 static int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v,
 		       size_t len)
 {
@@ -268,6 +247,12 @@ static int acl_inherit(struct qfs *fs, uint64_t parent, uint64_t ino, struct ino
 	}
 	if (n < 0)
 		return (int)n;
+	if (n == 4) {	/* a header without entries: no ACL, as Linux reads it */
+		free(dflt);
+		free(acc);
+		r->mode &= ~(umask & 0777);
+		return 0;
+	}
 	memcpy(acc, dflt, (size_t)n);
 	mode_t mode = r->mode;
 	int ext = acl_create_masq(acc, (size_t)n, &mode);

@@ -200,10 +200,16 @@ static void *worker_main(void *arg)
 	/* Uploads are background work: this thread (and the shard writers it
 	 * starts, which inherit it) yields the CPU to the filesystem. Linux
 	 * applies PRIO_PROCESS with a thread id to that thread only. */
-	if (D.cfg.stor.upload_nice &&
-	    setpriority(PRIO_PROCESS, (id_t)gettid(), (int)D.cfg.stor.upload_nice) < 0)
-		qlog_warn("stor: cannot lower the upload threads' priority (nice %u): %s",
-			  D.cfg.stor.upload_nice, strerror(errno));
+	if (D.cfg.stor.upload_nice) {	/* relative to the daemon's own nice */
+		errno = 0;
+		int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+		int want = (errno ? 0 : base) + (int)D.cfg.stor.upload_nice;
+		if (want > 19)
+			want = 19;
+		if (setpriority(PRIO_PROCESS, (id_t)gettid(), want) < 0)
+			qlog_warn("stor: cannot lower the upload threads' priority to nice %d: %s",
+				  want, strerror(errno));
+	}
 	pthread_mutex_lock(&D.mu);
 	while (!D.stop) {
 		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;
