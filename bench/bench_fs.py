@@ -8,7 +8,8 @@ after the untar. Medians over several runs. Not run in CI; needs root
 
     bench/bench_fs.py [--build DIR] [--runs N] [--size SIZE] [--rand-size SIZE]
                       [--rand-file SIZE] [--small-size SIZE] [--small-bs SIZE]
-                      [--segment-size SIZE] [--dir PARENT] [--no-nohook] [--keep]
+                      [--segment-size SIZE] [--dir PARENT] [--no-nohook]
+                      [--backends dir|redis] [--keep]
 
 Everything lives in a scratch directory made inside PARENT (default
 /var/tmp): the ext4 image (loop-mounted with direct I/O, so that it has no
@@ -18,7 +19,10 @@ disk. qsfs-stor runs during the qsfs runs: the hook hands every sealed
 segment to it and it compresses, encrypts, erasure-codes and writes it to
 the six backends in the background, on the same CPUs and disk as the
 measured work. The "qsfs no hook" column is qsfs-fs with no hook configured
-and no qsfs-stor: the filesystem and log alone.
+and no qsfs-stor: the filesystem and log alone. With --backends redis the
+six backends are in-memory redis-servers on loopback instead: they stand in
+for the remote machines of a real deployment, so the shards no longer add
+1.5x the data to the measured disk (their CPU is still this machine's).
 
 Each run, for each filesystem (fresh mkfs / fresh volume), three groups, with
 a remount (and for qsfs a drain of qsfs-stor) between groups:
@@ -45,12 +49,15 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchutil import wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
@@ -225,8 +232,9 @@ class Qsfs:
     hook=False) and a mounted qsfs-fs; set up like tests/integration's
     qsfs_mount.Volume."""
 
-    def __init__(self, work: Path, build: Path, segment_size, hook=True):
+    def __init__(self, work: Path, build: Path, segment_size, hook=True, redis_ports=None):
         self.label = "qsfs" if hook else "qsfs no hook"
+        self.redis_ports = redis_ports or []
         self.base = work / ("qsfs" if hook else "qsfs-nohook")
         self.build = build
         self.hook = hook
@@ -264,7 +272,13 @@ class Qsfs:
             lines += [f"  hook: {REPO / 'hooks' / 'qsfs-hook'}", "  hook_timeout: 120"]
         lines += ["fs:", f"  mountpoint: {self.mnt}", "stor:", f"  socket: {b}/stor.sock",
                   f"  state_dir: {b}/stor", "  compression: zstd:1", "  workers: 2",
-                  "  backends:"] + [f"    - dir://{p}" for p in self.backends]
+                  "  backends:"]
+        if self.redis_ports:
+            for port in self.redis_ports:  # a fresh volume each setup
+                run(["redis-cli", "-p", str(port), "flushall"])
+            lines += [f"    - redis://127.0.0.1:{port}/0" for port in self.redis_ports]
+        else:
+            lines += [f"    - dir://{p}" for p in self.backends]
         self.conf = b / "qsfs.yaml"
         self.conf.write_text("\n".join(lines) + "\n")
         self.fs_log = b / "fs.log"
@@ -379,6 +393,25 @@ class Qsfs:
             self.stor.send_signal(signal.SIGKILL)
             self.stor.wait()
             self.stor = None
+
+
+def start_redises(work: Path, n=6):
+    """n in-memory redis-servers on free loopback ports: [(port, Popen)]."""
+    out = []
+    for i in range(n):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        d = work / f"redis{i}"
+        d.mkdir()
+        out.append((port, subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(d)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    for port, _ in out:
+        wait_port(port)
+    return out
 
 
 # ---------------------------------------------------------------- workloads
@@ -595,6 +628,11 @@ def main():
     ap.add_argument("--wait-idle", type=float, default=30, metavar="S",
                     help="before each filesystem's run, wait up to S seconds for the "
                          "CPUs to be under 25%% busy (default 30; 0: do not wait)")
+    ap.add_argument("--backends", choices=("dir", "redis"), default="dir",
+                    help="stor's six backends: dir:// directories in the scratch dir, on "
+                         "the measured disk (default), or in-memory redis-servers on "
+                         "loopback, standing in for remote machines (their CPU is still "
+                         "this machine's)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -606,6 +644,7 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="qsfs-bench-fs-", dir=a.dir))
     fss = []
+    redis = []
     try:
         dev = os.stat(work).st_dev
         print(f"scratch dir {work} (device {os.major(dev)}:{os.minor(dev)}, "
@@ -621,7 +660,10 @@ def main():
         data = os.urandom(64 * MIB)
 
         img = max(4 << 30, 2 * (a.size + a.rand_file) + 4 * tar_size)
-        fss = [Ext4(work, img), Qsfs(work, build, a.segment_size, hook=True)]
+        if a.backends == "redis":
+            redis = start_redises(work)
+        fss = [Ext4(work, img), Qsfs(work, build, a.segment_size, hook=True,
+                                     redis_ports=[p for p, _ in redis])]
         if not a.no_nohook:
             fss.append(Qsfs(work, build, a.segment_size, hook=False))
         results = {f.label: [] for f in fss}
@@ -647,6 +689,9 @@ def main():
                 f.teardown()
             except Exception as e:  # keep cleaning up
                 print(f"teardown {f.label}: {e}", file=sys.stderr)
+        for _, proc in redis:
+            proc.kill()
+            proc.wait()
         problems = []
         for f in fss:
             if isinstance(f, Qsfs):
@@ -687,8 +732,10 @@ def main():
             cols.append("% ext4")
     head = f"{'':{w0}s}" + "".join(f"{c:>14s}" for c in cols) + f"{'goal':>8s}"
     print()
-    print(f"medians of {a.runs} runs; ext4 on a {dio} image and the qsfs cache dir, stor "
-          f"state and backends all in {work.parent} (same disk); qsfs segment_size "
+    where = ("backends: six dir:// directories, also there" if a.backends == "dir"
+             else "backends: six in-memory redis-servers on loopback")
+    print(f"medians of {a.runs} runs; ext4 on a {dio} image and the qsfs cache dir and stor "
+          f"state in {work.parent} (same disk), {where}; qsfs segment_size "
           f"{a.segment_size}; random file {human(a.rand_file)}, {human(a.rand_size)} of "
           f"4 KiB I/O per test (fio psync, iodepth 1)")
     print(head)

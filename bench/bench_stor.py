@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchutil import wait_port
+
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
 
@@ -34,16 +36,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port):
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"redis-server on {port} did not start")
 
 
 def make_object(path: Path, size: int):
