@@ -35,11 +35,8 @@ static int acl_follow_mode(struct qfs *fs, uint64_t ino, mode_t mode)
 	if (n < 0)
 		return (int)n;
 	int e = 0;
-	if (!acl_apply_mode(v, (size_t)n, mode & 0777)) {	/* else not one we can rewrite */
-		uint8_t k[FS_KEY_MAX];
-		size_t kl = key_xattr(k, ino, ACL_XATTR_ACCESS);
-		e = cache_put(fs->c, k, kl, v, (size_t)n);
-	}
+	if (!acl_apply_mode(v, (size_t)n, mode & 0777))	/* else not one we can rewrite */
+		e = xattr_store(fs, ino, ACL_XATTR_ACCESS, v, (size_t)n);
 	free(v);
 	return e;
 }

@@ -48,6 +48,8 @@ int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r);
 /* The value of xattr name of ino in *buf (malloc'd, the caller frees).
  * Returns its length, -ENOENT when there is none, or a negative errno. */
 ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf);
+/* Set xattr name of ino to v (no checks: callers validate). */
+int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v, size_t len);
 int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r);
 /* Write r through to the log and, once there, make it the node's record.
  * n->lock held for writing. */

@@ -221,37 +221,26 @@ int qfs_lookup(struct qfs *fs, uint64_t parent, const char *name, struct stat *s
 	return 0;
 }
 
-static int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v,
-		       size_t len)
-{
-	uint8_t k[FS_KEY_MAX];
-	size_t kl = key_xattr(k, ino, name);
-	return cache_put(fs->c, k, kl, v, len);
-}
-
 /* posix_acl_create for a new inode ino in parent: stores the ACLs it
  * inherits and sets the permission bits of r->mode. fs->ns held. */
 static int acl_inherit(struct qfs *fs, uint64_t parent, uint64_t ino, struct inode_rec *r,
 		       mode_t umask)
 {
-	uint8_t *dflt = NULL, *acc = NULL;
-	ssize_t n = S_ISLNK(r->mode) ? -ENOENT : xattr_load(fs, parent, ACL_XATTR_DEFAULT, &dflt);
-	if (n == -ENOENT || (n >= 0 && !(acc = malloc((size_t)n ? (size_t)n : 1)))) {
+	if (S_ISLNK(r->mode))
+		return 0;	/* always 0777, never an ACL */
+	uint8_t *dflt;
+	ssize_t n = xattr_load(fs, parent, ACL_XATTR_DEFAULT, &dflt);
+	if (n == -ENOENT || n == 4) {	/* none (a bare header is none, as Linux reads it) */
 		free(dflt);
-		if (n == -ENOENT) {
-			if (!S_ISLNK(r->mode))
-				r->mode &= ~(umask & 0777);
-			return 0;
-		}
-		return -ENOMEM;
+		r->mode &= ~(umask & 0777);
+		return 0;
 	}
 	if (n < 0)
 		return (int)n;
-	if (n == 4) {	/* a header without entries: no ACL, as Linux reads it */
+	uint8_t *acc = malloc(n ? (size_t)n : 1);
+	if (!acc) {
 		free(dflt);
-		free(acc);
-		r->mode &= ~(umask & 0777);
-		return 0;
+		return -ENOMEM;
 	}
 	memcpy(acc, dflt, (size_t)n);
 	mode_t mode = r->mode;

@@ -387,6 +387,20 @@ static void *fetch_piece(void *arg)
 	return NULL;
 }
 
+/* The metadata copy of name (its key in key) on backend i: 0, -ENOENT when
+ * that backend does not give one, -EBADMSG when it does not open. */
+static int meta_at(struct objstore *s, size_t i, const char *key, const char *name,
+		   struct obj_meta *meta)
+{
+	uint8_t *v;
+	size_t n;
+	if (backend_get(s->backends[i], key, &v, &n))
+		return -ENOENT;
+	int r = meta_open(s, name, v, n, meta);
+	free(v);
+	return r ? -EBADMSG : 0;
+}
+
 static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta, char *why,
 		     size_t whylen)
 {
@@ -394,15 +408,10 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 	meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
 	for (size_t i = 0; i < s->nbackends; i++) {
-		uint8_t *v;
-		size_t n;
-		if (backend_get(s->backends[i], key, &v, &n))
-			continue;
-		int r = meta_open(s, name, v, n, meta);
-		free(v);
+		int r = meta_at(s, i, key, name, meta);
 		if (r == 0)
 			return 0;
-		undecryptable++;
+		undecryptable += r == -EBADMSG;
 	}
 	if (undecryptable)
 		snprintf(why, whylen, "object %s: its metadata does not open with this key "
@@ -509,13 +518,8 @@ size_t obj_meta_copies(struct objstore *s, const char *name)
 	meta_key(s, name, key, sizeof key);
 	size_t n = 0;
 	for (size_t i = 0; i < s->nbackends; i++) {
-		uint8_t *v;
-		size_t len;
 		struct obj_meta m;
-		if (backend_get(s->backends[i], key, &v, &len))
-			continue;
-		n += meta_open(s, name, v, len, &m) == 0;
-		free(v);
+		n += meta_at(s, i, key, name, &m) == 0;
 	}
 	return n;
 }

@@ -108,13 +108,8 @@ static int get_and_check(struct rig *g, const char *name, uint64_t id, const uin
 	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	free(p);
 	int r = obj_get(&g->s, g->c, name, id, fd, why, whylen, damage, sizeof damage);
-	if (!r) {
-		assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)size);
-		uint8_t *got = malloc(size ? size : 1);
-		assert_int_equal(pread(fd, got, size, 0), (ssize_t)size);
-		assert_memory_equal(got, want, size);
-		free(got);
-	}
+	if (!r)
+		tu_assert_fd_content(fd, want, size);
 	close(fd);
 	return r;
 }

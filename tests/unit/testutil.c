@@ -85,6 +85,16 @@ void tu_flip(const char *path, long long off)
 	close(fd);
 }
 
+void tu_assert_fd_content(int fd, const void *want, size_t size)
+{
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)size);
+	uint8_t *got = malloc(size ? size : 1);
+	assert_non_null(got);
+	assert_int_equal(pread(fd, got, size, 0), (ssize_t)size);
+	assert_memory_equal(got, want, size);
+	free(got);
+}
+
 void tu_copy(const char *from, const char *to)
 {
 	char cmd[2048];

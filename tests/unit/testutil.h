@@ -28,6 +28,8 @@ int tu_count_lines(const char *path);
 void tu_flip(const char *path, long long off);
 /* Copy a file. */
 void tu_copy(const char *from, const char *to);
+/* Assert that the file open at fd holds exactly the size bytes of want. */
+void tu_assert_fd_content(int fd, const void *want, size_t size);
 
 /* Open a cache with the usual test options; asserts success. */
 struct cache *tu_open(const char *dir, uint64_t segsize, const char *hook);
