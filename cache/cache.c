@@ -147,22 +147,18 @@ int new_active(struct cache *c)
 	return 0;
 }
 
-/* Write a record at the tail of the active segment. On failure the tail is
- * cut back so that no partial record stays behind. */
-static int write_record(struct cache *c, uint8_t hdr[REC_HDR_SIZE], uint8_t type,
-			const void *key, size_t klen, const void *val, size_t vlen)
+/* Write iov[0..n) (n <= 4) at the tail of the active segment. On failure
+ * the tail is cut back so that no partial record stays behind. */
+static int write_tail(struct cache *c, const struct iovec *iov, int n)
 {
 	struct seg *a = c->active;
-	rec_encode_hdr(hdr, a->id, type, key, klen, val, vlen);
-	struct iovec iov[3] = {
-		{ hdr, REC_HDR_SIZE }, { (void *)key, klen }, { (void *)val, vlen },
-	};
-	int n = vlen ? 3 : (klen ? 2 : 1);
-	size_t total = REC_HDR_SIZE + klen + vlen, done = 0;
+	size_t total = 0, done = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
 	int r = 0;
 	while (done < total) {
 		/* skip what was written already */
-		struct iovec v[3];
+		struct iovec v[4];
 		int k = 0;
 		size_t skip = done;
 		for (int i = 0; i < n; i++) {
@@ -198,6 +194,17 @@ static int write_record(struct cache *c, uint8_t hdr[REC_HDR_SIZE], uint8_t type
 			 a->size, strerror(-r));
 	}
 	return r;
+}
+
+/* Write one record at the tail of the active segment (hdr is filled). */
+static int write_record(struct cache *c, uint8_t hdr[REC_HDR_SIZE], uint8_t type,
+			const void *key, size_t klen, const void *val, size_t vlen)
+{
+	rec_encode_hdr(hdr, c->active->id, type, key, klen, val, vlen);
+	struct iovec iov[3] = {
+		{ hdr, REC_HDR_SIZE }, { (void *)key, klen }, { (void *)val, vlen },
+	};
+	return write_tail(c, iov, vlen ? 3 : (klen ? 2 : 1));
 }
 
 static int64_t seal_locked(struct cache *c)
@@ -254,16 +261,11 @@ static void start_writeback(struct cache *c, struct seg *a)
 	c->writeback_off = a->size;
 }
 
-/* Append a record; *sealed is set when the active segment was sealed on the
- * way (the caller then wakes the worker). */
-static int append_locked(struct cache *c, uint8_t type, const void *key,
-			 size_t klen, const void *val, size_t vlen, bool *sealed)
+/* Make sure there is an active segment that can take len more bytes before
+ * its seal record, sealing the current one if not (*sealed is then set: the
+ * caller wakes the worker). len <= c->max_record. */
+static int make_room(struct cache *c, uint64_t len, bool *sealed)
 {
-	if (vlen > c->max_record)	/* before adding: rec_len must not wrap */
-		return -EINVAL;
-	uint64_t len = rec_len(klen, vlen);
-	if (len > c->max_record)
-		return -EINVAL;
 	if (!c->active) {
 		int r = new_active(c);
 		if (r)
@@ -274,15 +276,28 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 		if (r < 0)
 			return (int)r;
 		*sealed = true;
-		if (!c->active) {
-			int e = new_active(c);
-			if (e)
-				return e;
-		}
+		if (!c->active)
+			return new_active(c);
 	}
+	return 0;
+}
+
+/* Append a record; *sealed is set when the active segment was sealed on the
+ * way (the caller then wakes the worker). */
+static int append_locked(struct cache *c, uint8_t type, const void *key,
+			 size_t klen, const void *val, size_t vlen, bool *sealed)
+{
+	if (vlen > c->max_record)	/* before adding: rec_len must not wrap */
+		return -EINVAL;
+	uint64_t len = rec_len(klen, vlen);
+	if (len > c->max_record)
+		return -EINVAL;
+	int r = make_room(c, len, sealed);
+	if (r)
+		return r;
 	struct seg *a = c->active;
 	uint8_t hdr[REC_HDR_SIZE];
-	int r = write_record(c, hdr, type, key, klen, val, vlen);
+	r = write_record(c, hdr, type, key, klen, val, vlen);
 	if (r)
 		return r;
 	struct ix_loc loc = { .seg = (uint32_t)a->id, .off = (uint32_t)a->size,
@@ -338,6 +353,95 @@ int cache_del(struct cache *c, const void *key, size_t klen)
 	if (!r)
 		r = append_locked(c, REC_DEL, key, klen, NULL, 0, &sealed);
 	pthread_rwlock_unlock(&c->lock);
+	if (sealed)
+		worker_kick(c, false, false);
+	return r;
+}
+
+/* Encode ops as one batch for segment seg_id into buf (len bytes: a BATCH
+ * record, then the records). */
+static void batch_build(uint8_t *buf, uint64_t len, uint64_t seg_id,
+			const struct cache_op *ops, size_t n)
+{
+	uint8_t bval[BATCH_VAL_SIZE];
+	struct batch_info bi = { .count = (uint32_t)n, .bytes = len - BATCH_REC_SIZE };
+	batch_encode(&bi, bval);
+	rec_encode_hdr(buf, seg_id, REC_BATCH, NULL, 0, bval, sizeof bval);
+	memcpy(buf + REC_HDR_SIZE, bval, sizeof bval);
+	uint64_t pos = BATCH_REC_SIZE;
+	for (size_t i = 0; i < n; i++) {
+		size_t vlen = ops[i].del ? 0 : ops[i].vlen;
+		uint8_t type = ops[i].del ? REC_DEL : REC_PUT;
+		rec_encode_hdr(buf + pos, seg_id, type, ops[i].key, ops[i].klen, ops[i].val, vlen);
+		memcpy(buf + pos + REC_HDR_SIZE, ops[i].key, ops[i].klen);
+		if (vlen)
+			memcpy(buf + pos + REC_HDR_SIZE + ops[i].klen, ops[i].val, vlen);
+		pos += rec_len(ops[i].klen, vlen);
+	}
+}
+
+int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
+{
+	if (n == 0 || n > CACHE_BATCH_MAX)
+		return -EINVAL;
+	uint64_t len = BATCH_REC_SIZE;
+	for (size_t i = 0; i < n; i++) {
+		int r = check_key(c, ops[i].klen);
+		if (r)
+			return r;
+		size_t vlen = ops[i].del ? 0 : ops[i].vlen;
+		if (vlen > c->max_record)
+			return -EINVAL;
+		len += rec_len(ops[i].klen, vlen);
+		if (len > c->max_record)
+			return -EINVAL;
+	}
+	bool sealed = false;
+	if (n == 1) {
+		pthread_rwlock_wrlock(&c->lock);
+		int r = append_locked(c, ops[0].del ? REC_DEL : REC_PUT, ops[0].key,
+				      ops[0].klen, ops[0].val, ops[0].del ? 0 : ops[0].vlen,
+				      &sealed);
+		pthread_rwlock_unlock(&c->lock);
+		if (sealed)
+			worker_kick(c, false, false);
+		return r;
+	}
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	pthread_rwlock_wrlock(&c->lock);
+	int r = make_room(c, len, &sealed);
+	struct seg *a = c->active;
+	if (!r) {
+		batch_build(buf, len, a->id, ops, n);
+		r = write_tail(c, &(struct iovec){ buf, len }, 1);
+	}
+	uint64_t pos = BATCH_REC_SIZE;
+	for (size_t i = 0; !r && i < n; i++) {
+		uint64_t rl = rec_len(ops[i].klen, ops[i].del ? 0 : ops[i].vlen);
+		struct ix_loc loc = { .seg = (uint32_t)a->id, .off = (uint32_t)(a->size + pos),
+				      .len = (uint32_t)rl };
+		r = apply_record(c, ops[i].del ? REC_DEL : REC_PUT, ops[i].key, ops[i].klen, loc);
+		if (r) {
+			/* part of the batch is in the index: cut the batch off and
+			 * refuse writes until a reopen rebuilds the index */
+			atomic_store(&c->io_error, r);
+			if (ftruncate(a->fd, (off_t)a->size) < 0)
+				qlog_err("cache: segment %" PRIu64 ": cannot cut back a batch", a->id);
+			qlog_err("cache: segment %" PRIu64 ": the index cannot take a batch (%s); "
+				 "the log refuses writes until it is reopened", a->id, strerror(-r));
+		}
+		pos += rl;
+	}
+	if (!r) {
+		a->size += len;
+		c->active_nrec += n + 1;
+		sum_update(c->active_sum, buf, len);
+		start_writeback(c, a);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	free(buf);
 	if (sealed)
 		worker_kick(c, false, false);
 	return r;

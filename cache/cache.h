@@ -75,6 +75,30 @@ int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
  * the key does not exist. */
 int cache_del(struct cache *c, const void *key, size_t klen);
 
+/* One change of a batch given to cache_apply. */
+struct cache_op {
+	bool del;		/* a DEL (tombstone); else a PUT of val */
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+};
+
+#define CACHE_BATCH_MAX 4096u	/* ops in one cache_apply */
+
+/* Append ops[0..n) as one atomic change: after a crash the log holds all of
+ * them or none (an incomplete batch is cut off like any torn tail). They
+ * apply in order, so a later op on the same key wins. A DEL of an absent key
+ * is written and changes nothing (no -ENOENT here). All records go into one
+ * segment: the active one is sealed first if it cannot take them all, and
+ * the whole batch must fit in an empty segment. Not durable until
+ * cache_sync(). Returns 0, -EINVAL (n is 0 or above CACHE_BATCH_MAX, a bad
+ * key, or too large for a segment) or as cache_put. If the index cannot take
+ * the whole batch after it was written (-ENOMEM), the batch is cut off again
+ * and, as the index may hold part of it, the log refuses every later write
+ * (-ENOMEM) until it is reopened. */
+int cache_apply(struct cache *c, const struct cache_op *ops, size_t n);
+
 /* Read key's value. Copies min(vlen, cap) bytes into buf and returns the
  * full value length (so a short buffer can be detected). The record's
  * checksum is verified on every read. */

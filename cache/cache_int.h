@@ -82,7 +82,8 @@ struct cache {
 	/* The first failed fdatasync (negative errno), or 0. Once set, every
 	 * write, sync and seal fails with it until the log is reopened: Linux
 	 * reports a write-back error once, so a later fdatasync could "succeed"
-	 * over lost pages. */
+	 * over lost pages. Also set (-ENOMEM) when a written batch could not
+	 * be fully applied to the index. */
 	atomic_int io_error;
 
 	struct ckpt_rec *ckpts;	/* sorted by id */

@@ -60,8 +60,10 @@ int seg_hdr_decode(const uint8_t in[SEG_HDR_SIZE], struct seg_hdr *h)
 {
 	if (memcmp(in, SEG_MAGIC, 8) || get_le64(in + 56) != sum64(in, 56, 0))
 		return -EBADMSG;
-	if (get_le32(in + 8) != SEG_VERSION || get_le32(in + 12) != SEG_HDR_SIZE)
+	uint32_t v = get_le32(in + 8);
+	if (v < SEG_VERSION_MIN || v > SEG_VERSION || get_le32(in + 12) != SEG_HDR_SIZE)
 		return -EPROTONOSUPPORT;
+	h->version = v;
 	memcpy(h->volume_id, in + 16, VOLUME_ID_SIZE);
 	h->seg_id = get_le64(in + 32);
 	h->created = get_le64(in + 40);
@@ -92,7 +94,7 @@ int rec_decode_hdr(const uint8_t in[REC_HDR_SIZE], struct rec_hdr *h)
 	h->type = in[8];
 	h->klen = in[9];
 	h->vlen = get_le32(in + 12);
-	if (h->type < REC_PUT || h->type > REC_SEAL || in[10] || in[11])
+	if (h->type < REC_PUT || h->type > REC_BATCH || in[10] || in[11])
 		return -EBADMSG;
 	return 0;
 }
@@ -130,4 +132,20 @@ void seal_decode(const uint8_t in[SEAL_VAL_SIZE], struct seal_info *s)
 	s->nrecords = get_le64(in);
 	s->seal_off = get_le64(in + 8);
 	s->content_sum = get_le64(in + 16);
+}
+
+void batch_encode(const struct batch_info *b, uint8_t out[BATCH_VAL_SIZE])
+{
+	put_le32(out, b->count);
+	put_le32(out + 4, 0);
+	put_le64(out + 8, b->bytes);
+}
+
+int batch_decode(const uint8_t in[BATCH_VAL_SIZE], struct batch_info *b)
+{
+	b->count = get_le32(in);
+	b->bytes = get_le64(in + 8);
+	if (get_le32(in + 4) || b->count < 2 || b->count > BATCH_MAX_COUNT)
+		return -EBADMSG;
+	return 0;
 }

@@ -107,6 +107,71 @@ static const uint8_t *rd_need(struct reader *r, uint64_t off, size_t n, int *err
 	return r->buf;
 }
 
+/* Check the batch whose BATCH record (len bytes, already verified) is at off:
+ * every one of its records must be in the file, well formed and verify.
+ * Returns 1 (*b filled, the whole batch now in r's buffer), 0 when it is
+ * torn or bad (*why says how), or a negative errno on I/O error. */
+static int check_batch(struct reader *r, uint64_t off, uint64_t len, uint64_t id,
+		       const struct seg_hdr *h, const struct rec_hdr *rh,
+		       struct batch_info *b, const char **why)
+{
+	if (h->version < 2) {
+		*why = "batch record in a version 1 segment";
+		return 0;
+	}
+	const uint8_t *p = rd_need(r, off, len, &(int){ 0 });
+	if (rh->klen || rh->vlen != BATCH_VAL_SIZE || !p ||
+	    batch_decode(p + REC_HDR_SIZE, b)) {
+		*why = "malformed batch record";
+		return 0;
+	}
+	if (b->bytes > r->fsize - off - len) {
+		*why = "batch runs past the end of the file (torn append)";
+		return 0;
+	}
+	int err = 0;
+	p = rd_need(r, off, len + b->bytes, &err);
+	if (!p)
+		return err ? err : -EIO;
+	uint64_t pos = len, end = len + b->bytes;
+	for (uint32_t i = 0; i < b->count; i++) {
+		struct rec_hdr ih;
+		if (end - pos < REC_HDR_SIZE || rec_decode_hdr(p + pos, &ih) ||
+		    (ih.type != REC_PUT && ih.type != REC_DEL) || !ih.klen ||
+		    rec_len(ih.klen, ih.vlen) > end - pos) {
+			*why = "batch holds a bad or cut record (torn append)";
+			return 0;
+		}
+		if (!rec_verify(p + pos, id)) {
+			*why = "record checksum mismatch inside a batch";
+			return 0;
+		}
+		pos += rec_len(ih.klen, ih.vlen);
+	}
+	if (pos != end) {
+		*why = "batch length does not match its records";
+		return 0;
+	}
+	return 1;
+}
+
+/* Count, sum and report one valid PUT/DEL record held at p. */
+static int emit(struct seg_scan_result *res, struct sum_state *content, bool with_values,
+		seg_rec_cb cb, void *arg, const uint8_t *p, uint64_t off)
+{
+	struct rec_hdr rh;
+	rec_decode_hdr(p, &rh);
+	uint64_t len = rec_len(rh.klen, rh.vlen);
+	struct seg_rec rec = {
+		.type = rh.type, .key = p + REC_HDR_SIZE, .klen = rh.klen,
+		.val = with_values ? p + REC_HDR_SIZE + rh.klen : NULL,
+		.vlen = rh.vlen, .off = off, .len = len,
+	};
+	res->nrecords++;
+	sum_update(content, p, len);
+	return cb ? cb(arg, &rec) : 0;
+}
+
 int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 	     bool with_values, seg_rec_cb cb, void *arg,
 	     struct sum_state *content_in, struct seg_scan_result *res)
@@ -174,7 +239,7 @@ int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 		}
 		struct rec_hdr rh;
 		if (rec_decode_hdr(p, &rh) ||
-		    (rh.type != REC_SEAL && rh.klen == 0)) {
+		    (rh.type != REC_SEAL && rh.type != REC_BATCH && rh.klen == 0)) {
 			res->bad_off = off;
 			res->why = "bad record header";
 			break;
@@ -220,19 +285,37 @@ int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 			}
 			break;
 		}
-		struct seg_rec rec = {
-			.type = rh.type, .key = p + REC_HDR_SIZE, .klen = rh.klen,
-			.val = with_values ? p + REC_HDR_SIZE + rh.klen : NULL,
-			.vlen = rh.vlen, .off = off, .len = len,
-		};
-		res->nrecords++;
-		sum_update(content, p, len);
-		if (cb) {
-			int c = cb(arg, &rec);
-			if (c) {
-				ret = c;
+		if (rh.type == REC_BATCH) {
+			struct batch_info b;
+			const char *why = NULL;
+			int ok = check_batch(&r, off, len, id, &h, &rh, &b, &why);
+			if (ok < 0) {
+				ret = ok;
 				goto out;
 			}
+			if (!ok) {
+				res->bad_off = off;
+				res->why = why;
+				break;
+			}
+			p = rd_need(&r, off, len + b.bytes, &err);	/* in the buffer already */
+			res->nrecords++;
+			sum_update(content, p, len);
+			for (uint64_t pos = len; pos < len + b.bytes;) {
+				int c = emit(res, content, with_values, cb, arg, p + pos, off + pos);
+				if (c) {
+					ret = c;
+					goto out;
+				}
+				pos += rec_len(p[pos + 9], get_le32(p + pos + 12));
+			}
+			off += len + b.bytes;
+			continue;
+		}
+		int c = emit(res, content, with_values, cb, arg, p, off);
+		if (c) {
+			ret = c;
+			goto out;
 		}
 		off += len;
 	}

@@ -37,14 +37,16 @@ struct seg_rec {
 	uint64_t len;	/* whole record length */
 };
 
-/* Called for every valid record before the seal record. Non-zero stops the
- * scan and is returned by seg_scan. */
+/* Called for every valid PUT/DEL record before the seal record (the records
+ * of a batch only once the whole batch is known to be valid; BATCH records
+ * themselves are not reported). Non-zero stops the scan and is returned by
+ * seg_scan. */
 typedef int (*seg_rec_cb)(void *arg, const struct seg_rec *r);
 
 struct seg_scan_result {
 	uint64_t end;		/* offset just after the last valid record */
 	uint64_t file_size;
-	uint64_t nrecords;	/* valid PUT/DEL records */
+	uint64_t nrecords;	/* valid records before any seal (BATCH ones too) */
 	bool sealed;		/* a valid seal record closes the file */
 	struct seal_info seal;
 	uint64_t bad_off;	/* when !clean: offset of the first bad byte */
@@ -56,7 +58,8 @@ struct seg_scan_result {
  * id and segment id must match), every record checksum, and for a sealed
  * segment the seal record (record count, offset, content checksum) and that
  * nothing follows it. Stops at the first bad record: res->end is then where
- * the valid prefix ends and res->clean is false.
+ * the valid prefix ends and res->clean is false. A batch with any record
+ * missing or bad is bad as a whole: the valid prefix ends before it.
  * If content is not NULL it must be a fresh sum_new(0) state: the scan feeds
  * it every byte of the valid prefix (header and records, not the seal), so
  * the caller can go on appending to an active segment.

@@ -1,5 +1,5 @@
 /* tests/unit/test_log_model.c - thousands of random operations against an
- * in-memory model, with clean reopens and crash-image reopens at random
+ * in-memory model (puts, dels and atomic batches), with clean reopens and crash-image reopens at random
  * points. After every reopen the whole content and the per-segment live /
  * garbage accounting are checked, the latter against an independent replay of
  * every segment file. */
@@ -145,7 +145,31 @@ static void test_random_ops_against_model(void **state)
 		int i = rand() % NKEYS, op = rand() % 100;
 		char k[32];
 		keyname(i, k);
-		if (op < 50) {
+		if (op < 8) {
+			/* an atomic batch of 2..7 puts and dels, in order */
+			struct cache_op ops[7];
+			static uint8_t bv[7][MAXV];
+			char bk[7][32];
+			int nops = 2 + rand() % 6;
+			for (int j = 0; j < nops; j++) {
+				int bi = rand() % NKEYS;
+				keyname(bi, bk[j]);
+				ops[j] = (struct cache_op){ .key = bk[j], .klen = strlen(bk[j]) };
+				if (rand() % 3 == 0) {
+					ops[j].del = true;
+					m->present[bi] = false;
+					continue;
+				}
+				uint32_t len = (uint32_t)(rand() % 300);
+				m->ver[bi]++;
+				fill_val(bv[j], bi, m->ver[bi], len);
+				ops[j].val = bv[j];
+				ops[j].vlen = len;
+				m->present[bi] = true;
+				m->len[bi] = len;
+			}
+			assert_int_equal(cache_apply(c, ops, (size_t)nops), 0);
+		} else if (op < 50) {
 			uint32_t len = (uint32_t)(rand() % 4 == 0 ? rand() % MAXV : rand() % 200);
 			m->ver[i]++;
 			fill_val(v, i, m->ver[i], len);
