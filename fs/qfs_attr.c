@@ -25,8 +25,9 @@ int qfs_getattr(struct qfs *fs, uint64_t ino, struct stat *st)
 	return 0;
 }
 
-/* chmod: an access ACL's owner, group-or-mask and other entries follow. */
-static int acl_follow_mode(struct qfs *fs, uint64_t ino, mode_t mode)
+/* chmod: an access ACL's owner, group-or-mask and other entries follow
+ * (added to t). */
+static int acl_follow_mode(struct qfs *fs, struct txn *t, uint64_t ino, mode_t mode)
 {
 	uint8_t *v;
 	ssize_t n = xattr_load(fs, ino, ACL_XATTR_ACCESS, &v);
@@ -36,7 +37,7 @@ static int acl_follow_mode(struct qfs *fs, uint64_t ino, mode_t mode)
 		return (int)n;
 	int e = 0;
 	if (!acl_apply_mode(v, (size_t)n, mode & 0777))	/* else not one we can rewrite */
-		e = xattr_store(fs, ino, ACL_XATTR_ACCESS, v, (size_t)n);
+		txn_xattr(t, ino, ACL_XATTR_ACCESS, v, (size_t)n);
 	free(v);
 	return e;
 }
@@ -70,10 +71,12 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 			r.size = (uint64_t)in->st_size;
 		}
 	}
+	struct txn t;	/* the mode and the ACL change together */
+	txn_init(&t);
 	if (set & QFS_SET_MODE) {
 		r.mode = (r.mode & S_IFMT) | (in->st_mode & 07777);
 		if (!e)
-			e = acl_follow_mode(fs, ino, r.mode);
+			e = acl_follow_mode(fs, &t, ino, r.mode);
 	}
 	if (set & QFS_SET_UID)
 		r.uid = in->st_uid;
@@ -89,10 +92,15 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 		r.mtime = ts_ns(&in->st_mtim);
 	if (!e) {
 		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
-		e = node_store(fs, n, &r);
+		txn_rec(&t, ino, &r);
+		e = txn_commit(&t, fs->c);
+	} else {
+		txn_free(&t);
 	}
-	if (!e)
+	if (!e) {
+		n->rec = r;
 		rec_to_stat(ino, &r, out);
+	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
 }
@@ -125,14 +133,18 @@ int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val
 	bool acl = !strcmp(name, ACL_XATTR_ACCESS);
 	if (!e && acl)
 		e = acl_to_mode(val, len, &perm);
-	if (!e)
-		e = cache_put(fs->c, k, kl, val, len);
-	if (!e) {
+	if (!e) {	/* the value and the inode (ctime, the mode for an ACL) together */
 		struct inode_rec r = n->rec;
 		r.ctime = qfs_now();
 		if (acl)	/* the mode follows the ACL */
 			r.mode = (r.mode & ~(mode_t)0777) | perm;
-		e = node_store(fs, n, &r);
+		struct txn t;
+		txn_init(&t);
+		txn_put(&t, k, kl, val, len);
+		txn_rec(&t, ino, &r);
+		e = txn_commit(&t, fs->c);
+		if (!e)
+			n->rec = r;
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
@@ -194,13 +206,19 @@ int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name)
 	if (!n)
 		return -ENOENT;
 	pthread_rwlock_wrlock(&n->lock);
-	int e = cache_del(fs->c, k, kl);
-	if (e == -ENOENT)
-		e = -ENODATA;
+	uint8_t probe;
+	ssize_t have = cache_get(fs->c, k, kl, &probe, 0);	/* xattrs change under n->lock */
+	int e = have == -ENOENT ? -ENODATA : have < 0 ? (int)have : 0;
 	if (!e) {
 		struct inode_rec r = n->rec;
 		r.ctime = qfs_now();
-		e = node_store(fs, n, &r);
+		struct txn t;
+		txn_init(&t);
+		txn_del(&t, k, kl);
+		txn_rec(&t, ino, &r);
+		e = txn_commit(&t, fs->c);
+		if (!e)
+			n->rec = r;
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;

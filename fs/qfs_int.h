@@ -6,6 +6,7 @@
 
 #include "meta.h"
 #include "qfs.h"
+#include "txn.h"
 
 /* An inode the kernel knows (lookup count) or has open. */
 struct node {
@@ -48,8 +49,10 @@ int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r);
 /* The value of xattr name of ino in *buf (malloc'd, the caller frees).
  * Returns its length, -ENOENT when there is none, or a negative errno. */
 ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf);
-/* Set xattr name of ino to v (no checks: callers validate). */
-int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v, size_t len);
+/* Add "xattr name of ino is v" to t (no checks: callers validate). */
+void txn_xattr(struct txn *t, uint64_t ino, const char *name, const void *v, size_t len);
+/* Add "the record of ino is r" to t. */
+void txn_rec(struct txn *t, uint64_t ino, const struct inode_rec *r);
 int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r);
 /* Write r through to the log and, once there, make it the node's record.
  * n->lock held for writing. */

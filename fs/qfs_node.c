@@ -53,11 +53,19 @@ ssize_t xattr_load(struct qfs *fs, uint64_t ino, const char *name, uint8_t **buf
 	}
 }
 
-int xattr_store(struct qfs *fs, uint64_t ino, const char *name, const void *v, size_t len)
+void txn_xattr(struct txn *t, uint64_t ino, const char *name, const void *v, size_t len)
 {
 	uint8_t k[FS_KEY_MAX];
 	size_t kl = key_xattr(k, ino, name);
-	return cache_put(fs->c, k, kl, v, len);
+	txn_put(t, k, kl, v, len);
+}
+
+void txn_rec(struct txn *t, uint64_t ino, const struct inode_rec *r)
+{
+	uint8_t k[16], v[FS_INODE_SIZE];
+	size_t kl = key_inode(k, ino);
+	inode_encode(r, v);
+	txn_put(t, k, kl, v, sizeof v);
 }
 
 int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r)

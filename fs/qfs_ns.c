@@ -1,10 +1,8 @@
 /* fs/qfs_ns.c - the namespace: lookup, create, link, unlink, rename,
- * readdir. Every change here holds fs->ns.
- *
- * Order of records in one change (the log keeps a prefix on a crash): the
- * new inode, then the new entry, then the old entry's removal, then the
- * parents. A crash between two of them can leave an unreachable inode or,
- * for rename, both names; never an entry to a missing inode.
+ * readdir. Every change here holds fs->ns and reaches the log as one atomic
+ * batch (struct change): after a crash a create, link, unlink or rename is
+ * there whole or not at all. Only the purge of an unlinked inode's data
+ * comes after it, covered by an orphan key written in the batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +14,7 @@
 
 #include "acl.h"
 #include "qfs_int.h"
+#include "txn.h"
 #include "../common/endian.h"
 #include "../common/qlog.h"
 
@@ -44,7 +43,7 @@ static int dent_get(struct qfs *fs, uint64_t parent, const char *name, uint64_t 
 	return 0;
 }
 
-static int dent_put(struct qfs *fs, uint64_t parent, const char *name, uint64_t ino,
+static int dent_put(struct txn *t, uint64_t parent, const char *name, uint64_t ino,
 		    mode_t type)
 {
 	uint8_t k[FS_KEY_MAX], v[FS_DENT_SIZE + FS_NAME_MAX];
@@ -58,14 +57,18 @@ static int dent_put(struct qfs *fs, uint64_t parent, const char *name, uint64_t 
 		memcpy(v + FS_DENT_SIZE, name, nl);
 		vl += nl;
 	}
-	return cache_put(fs->c, k, kl, v, vl);
+	txn_put(t, k, kl, v, vl);
+	return 0;
 }
 
-static int dent_del(struct qfs *fs, uint64_t parent, const char *name)
+static int dent_del(struct txn *t, uint64_t parent, const char *name)
 {
 	uint8_t k[FS_KEY_MAX];
 	size_t kl = key_dent(k, parent, name);
-	return kl ? cache_del(fs->c, k, kl) : -ENAMETOOLONG;
+	if (!kl)
+		return -ENAMETOOLONG;
+	txn_del(t, k, kl);
+	return 0;
 }
 
 static int stop_at_first(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
@@ -87,86 +90,153 @@ static int dir_empty(struct qfs *fs, uint64_t ino)
 	return r == 1 ? -ENOTEMPTY : r;
 }
 
-/* --- changing an inode record -------------------------------------------------- */
+/* --- a namespace change ---------------------------------------------------------- */
 
-/* A record being changed: through the node when the kernel holds the inode
- * (its lock taken), else straight from the log (safe under fs->ns: nobody
- * else can reach an inode the kernel does not hold). */
-struct rref {
+/* A change being built: its log records (one atomic batch, see txn.h) and
+ * the inode records it rewrites. An inode record is changed through its
+ * node when the kernel holds the inode (the node write-locked from
+ * change_rec until commit or abort), else straight in the log (safe under
+ * fs->ns: nobody else can reach an inode the kernel does not hold). Only a
+ * change holds two node locks at once, and changes are serialised by
+ * fs->ns, so the order they are taken in does not matter. Every read a
+ * change depends on (entries, emptiness, ancestry) is done before its first
+ * change_rec, as a node read lock cannot be taken under the write lock. */
+#define CHANGE_MAX_RECS 4
+
+struct change {
 	struct qfs *fs;
-	uint64_t ino;
-	struct node *n;
-	struct inode_rec r;
+	struct txn t;
+	struct {
+		uint64_t ino;
+		struct node *n;	/* NULL: not held by the kernel */
+		struct inode_rec r;
+	} rec[CHANGE_MAX_RECS];
+	int nrec;
+	uint64_t purge;	/* an inode left without links and not held, or 0 */
 };
 
-static int rref_begin(struct qfs *fs, uint64_t ino, struct rref *rr)
+static void change_init(struct change *ch, struct qfs *fs)
 {
-	rr->fs = fs;
-	rr->ino = ino;
-	rr->n = node_find(fs, ino);
-	if (rr->n) {
-		pthread_rwlock_wrlock(&rr->n->lock);
-		rr->r = rr->n->rec;
-		return 0;
-	}
-	return rec_load(fs, ino, &rr->r);
+	ch->fs = fs;
+	txn_init(&ch->t);
+	ch->nrec = 0;
+	ch->purge = 0;
 }
 
-static int rref_commit(struct rref *rr)
+/* The record of ino as this change will leave it (read, and locked, on
+ * first use). *held tells whether the kernel holds the inode. */
+static int change_rec(struct change *ch, uint64_t ino, struct inode_rec **r, bool *held)
 {
-	if (!rr->n)
-		return rec_store(rr->fs, rr->ino, &rr->r);
-	int e = node_store(rr->fs, rr->n, &rr->r);
-	pthread_rwlock_unlock(&rr->n->lock);
+	for (int i = 0; i < ch->nrec; i++) {
+		if (ch->rec[i].ino == ino) {
+			*r = &ch->rec[i].r;
+			if (held)
+				*held = ch->rec[i].n != NULL;
+			return 0;
+		}
+	}
+	if (ch->nrec == CHANGE_MAX_RECS)
+		return -E2BIG;	/* a bug: no change touches that many inodes */
+	int i = ch->nrec;
+	ch->rec[i].ino = ino;
+	ch->rec[i].n = node_find(ch->fs, ino);
+	if (ch->rec[i].n) {
+		pthread_rwlock_wrlock(&ch->rec[i].n->lock);
+		ch->rec[i].r = ch->rec[i].n->rec;
+	} else {
+		int e = rec_load(ch->fs, ino, &ch->rec[i].r);
+		if (e)
+			return e;
+	}
+	ch->nrec++;
+	*r = &ch->rec[i].r;
+	if (held)
+		*held = ch->rec[i].n != NULL;
+	return 0;
+}
+
+static void change_unlock(struct change *ch)
+{
+	for (int i = 0; i < ch->nrec; i++)
+		if (ch->rec[i].n)
+			pthread_rwlock_unlock(&ch->rec[i].n->lock);
+	ch->nrec = 0;
+}
+
+static void change_abort(struct change *ch)
+{
+	change_unlock(ch);
+	txn_free(&ch->t);
+}
+
+/* Write the change as one batch; once it is in the log, held nodes take
+ * their new records. Then an inode left without links is purged. */
+static int change_commit(struct change *ch)
+{
+	for (int i = 0; i < ch->nrec; i++)
+		txn_rec(&ch->t, ch->rec[i].ino, &ch->rec[i].r);
+	int e = txn_commit(&ch->t, ch->fs->c);
+	for (int i = 0; !e && i < ch->nrec; i++)
+		if (ch->rec[i].n)
+			ch->rec[i].n->rec = ch->rec[i].r;
+	change_unlock(ch);
+	if (!e && ch->purge) {
+		/* its orphan key is in the log: a failure here is finished at the
+		 * next mount, the change itself stands */
+		int p = inode_purge(ch->fs, ch->purge);
+		if (p)
+			qlog_err("fs: purging unlinked inode %" PRIu64 ": %s; left for the "
+				 "next mount", ch->purge, strerror(-p));
+	}
 	return e;
 }
 
-static void rref_abort(struct rref *rr)
+/* Finish a change that ended with e: commit it, or drop it on error. */
+static int change_end(struct change *ch, int e)
 {
-	if (rr->n)
-		pthread_rwlock_unlock(&rr->n->lock);
+	if (e) {
+		change_abort(ch);
+		return e;
+	}
+	return change_commit(ch);
 }
 
 /* Parent directory changed: mtime and ctime now, nlink by delta. */
-static int dir_touch(struct qfs *fs, uint64_t dir, int nlink_delta, int64_t now)
+static int dir_touch(struct change *ch, uint64_t dir, int nlink_delta, int64_t now)
 {
-	struct rref rr;
-	int e = rref_begin(fs, dir, &rr);
+	struct inode_rec *r;
+	int e = change_rec(ch, dir, &r, NULL);
 	if (e)
 		return e;
-	rr.r.mtime = rr.r.ctime = now;
-	rr.r.nlink = (uint32_t)((int64_t)rr.r.nlink + nlink_delta);
-	return rref_commit(&rr);
+	r->mtime = r->ctime = now;
+	r->nlink = (uint32_t)((int64_t)r->nlink + nlink_delta);
+	return 0;
 }
 
-/* One link of ino is gone: drop nlink (to 0 for a directory); an inode
- * with no link left is purged, or marked orphan while the kernel holds it. */
-static int drop_link(struct qfs *fs, uint64_t ino, int64_t now)
+/* One link of ino is gone: drop nlink (to 0 for a directory). An inode with
+ * no link left gets an orphan key in the same batch; it is purged after the
+ * commit when the kernel does not hold it, else at its last forget/release
+ * (or at the next mount, after a crash). */
+static int drop_link(struct change *ch, uint64_t ino, int64_t now)
 {
-	struct rref rr;
-	int e = rref_begin(fs, ino, &rr);
+	struct inode_rec *r;
+	bool held;
+	int e = change_rec(ch, ino, &r, &held);
 	if (e)
 		return e;
-	if (S_ISDIR(rr.r.mode) || rr.r.nlink <= 1)
-		rr.r.nlink = 0;
+	if (S_ISDIR(r->mode) || r->nlink <= 1)
+		r->nlink = 0;
 	else
-		rr.r.nlink--;
-	rr.r.ctime = now;
-	bool gone = rr.r.nlink == 0, held = rr.n != NULL;
-	if (gone && !held) {
-		rref_abort(&rr);
-		return inode_purge(fs, ino);
-	}
-	if (gone) {
+		r->nlink--;
+	r->ctime = now;
+	if (r->nlink == 0) {
 		uint8_t k[16];
 		size_t kl = key_orphan(k, ino);
-		e = cache_put(fs->c, k, kl, "", 0);
-		if (e) {
-			rref_abort(&rr);
-			return e;
-		}
+		txn_put(&ch->t, k, kl, "", 0);
+		if (!held)
+			ch->purge = ino;
 	}
-	return rref_commit(&rr);
+	return 0;
 }
 
 static int load_dir(struct qfs *fs, uint64_t ino, struct inode_rec *r);
@@ -221,10 +291,10 @@ int qfs_lookup(struct qfs *fs, uint64_t parent, const char *name, struct stat *s
 	return 0;
 }
 
-/* posix_acl_create for a new inode ino in parent: stores the ACLs it
- * inherits and sets the permission bits of r->mode. fs->ns held. */
-static int acl_inherit(struct qfs *fs, uint64_t parent, uint64_t ino, struct inode_rec *r,
-		       mode_t umask)
+/* posix_acl_create for a new inode ino in parent: adds the ACLs it
+ * inherits to t and sets the permission bits of r->mode. fs->ns held. */
+static int acl_inherit(struct qfs *fs, struct txn *t, uint64_t parent, uint64_t ino,
+		       struct inode_rec *r, mode_t umask)
 {
 	if (S_ISLNK(r->mode))
 		return 0;	/* always 0777, never an ACL */
@@ -252,9 +322,9 @@ static int acl_inherit(struct qfs *fs, uint64_t parent, uint64_t ino, struct ino
 	} else {
 		r->mode = mode;
 		if (S_ISDIR(r->mode))
-			e = xattr_store(fs, ino, ACL_XATTR_DEFAULT, dflt, (size_t)n);
-		if (!e && ext)
-			e = xattr_store(fs, ino, ACL_XATTR_ACCESS, acc, (size_t)n);
+			txn_xattr(t, ino, ACL_XATTR_DEFAULT, dflt, (size_t)n);
+		if (ext)
+			txn_xattr(t, ino, ACL_XATTR_ACCESS, acc, (size_t)n);
 	}
 	free(dflt);
 	free(acc);
@@ -286,20 +356,23 @@ int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, de
 		if (S_ISDIR(r.mode))
 			r.mode |= S_ISGID;
 	}
+	struct change ch;
+	change_init(&ch, fs);
 	if (!e)
-		e = acl_inherit(fs, parent, ino, &r, umask);
+		e = acl_inherit(fs, &ch.t, parent, ino, &r, umask);
 	if (!e && target) {
 		uint8_t k[32];
 		size_t kl = key_block(k, ino, 0);
 		r.size = strlen(target);
-		e = cache_put(fs->c, k, kl, target, r.size);
+		txn_put(&ch.t, k, kl, target, r.size);
+	}
+	if (!e) {
+		txn_rec(&ch.t, ino, &r);
+		e = dent_put(&ch.t, parent, name, ino, r.mode);
 	}
 	if (!e)
-		e = rec_store(fs, ino, &r);
-	if (!e)
-		e = dent_put(fs, parent, name, ino, r.mode);
-	if (!e)
-		e = dir_touch(fs, parent, S_ISDIR(r.mode) ? 1 : 0, now);
+		e = dir_touch(&ch, parent, S_ISDIR(r.mode) ? 1 : 0, now);
+	e = change_end(&ch, e);
 	pthread_mutex_unlock(&fs->ns);
 	if (e)
 		return e;
@@ -316,28 +389,24 @@ int qfs_link(struct qfs *fs, uint64_t ino, uint64_t newparent, const char *newna
 	if (strlen(newname) > FS_NAME_MAX)
 		return -ENAMETOOLONG;
 	pthread_mutex_lock(&fs->ns);
-	struct inode_rec pr;
+	struct inode_rec pr, *r = NULL;
+	struct change ch;
+	change_init(&ch, fs);
 	int e = name_free(fs, newparent, newname, &pr);
-	struct rref rr;
 	if (!e)
-		e = rref_begin(fs, ino, &rr);
+		e = change_rec(&ch, ino, &r, NULL);
 	int64_t now = qfs_now();
+	if (!e && (S_ISDIR(r->mode) || !r->nlink || r->nlink >= 65000))
+		e = S_ISDIR(r->mode) ? -EPERM : r->nlink ? -EMLINK : -ENOENT;
 	if (!e) {
-		if (S_ISDIR(rr.r.mode) || !rr.r.nlink || rr.r.nlink >= 65000) {
-			e = S_ISDIR(rr.r.mode) ? -EPERM : rr.r.nlink ? -EMLINK : -ENOENT;
-			rref_abort(&rr);
-		} else {
-			rr.r.nlink++;
-			rr.r.ctime = now;
-			e = rref_commit(&rr);
-			if (!e)
-				rec_to_stat(ino, &rr.r, st);
-		}
+		r->nlink++;
+		r->ctime = now;
+		rec_to_stat(ino, r, st);
+		e = dent_put(&ch.t, newparent, newname, ino, r->mode);
 	}
 	if (!e)
-		e = dent_put(fs, newparent, newname, ino, st->st_mode);
-	if (!e)
-		e = dir_touch(fs, newparent, 0, now);
+		e = dir_touch(&ch, newparent, 0, now);
+	e = change_end(&ch, e);
 	pthread_mutex_unlock(&fs->ns);
 	struct node *n;
 	if (!e)
@@ -358,12 +427,15 @@ static int remove_entry(struct qfs *fs, uint64_t parent, const char *name, bool 
 	if (!e && dir)
 		e = dir_empty(fs, ino);
 	int64_t now = qfs_now();
+	struct change ch;
+	change_init(&ch, fs);
 	if (!e)
-		e = dent_del(fs, parent, name);
+		e = dent_del(&ch.t, parent, name);
 	if (!e)
-		e = drop_link(fs, ino, now);
+		e = drop_link(&ch, ino, now);
 	if (!e)
-		e = dir_touch(fs, parent, dir ? -1 : 0, now);
+		e = dir_touch(&ch, parent, dir ? -1 : 0, now);
+	e = change_end(&ch, e);
 	pthread_mutex_unlock(&fs->ns);
 	return e;
 }
@@ -396,16 +468,16 @@ static int inside(struct qfs *fs, uint64_t dir, uint64_t root)
 }
 
 /* ctime now, and the parent of a directory (parent 0: unchanged). */
-static int set_parent(struct qfs *fs, uint64_t ino, uint64_t parent, int64_t now)
+static int set_parent(struct change *ch, uint64_t ino, uint64_t parent, int64_t now)
 {
-	struct rref rr;
-	int e = rref_begin(fs, ino, &rr);
+	struct inode_rec *r;
+	int e = change_rec(ch, ino, &r, NULL);
 	if (e)
 		return e;
 	if (parent)
-		rr.r.parent = parent;
-	rr.r.ctime = now;
-	return rref_commit(&rr);
+		r->parent = parent;
+	r->ctime = now;
+	return 0;
 }
 
 static int do_rename(struct qfs *fs, uint64_t parent, const char *name, uint64_t newparent,
@@ -436,25 +508,27 @@ static int do_rename(struct qfs *fs, uint64_t parent, const char *name, uint64_t
 		if (in)
 			return in < 0 ? in : -EINVAL;
 	}
+	struct change ch;
+	change_init(&ch, fs);
 	if (flags & RENAME_EXCHANGE) {
 		if (S_ISDIR(dt) && parent != newparent) {
 			int in = inside(fs, parent, dst);
 			if (in)
 				return in < 0 ? in : -EINVAL;
 		}
-		e = dent_put(fs, newparent, newname, src, st);
+		e = dent_put(&ch.t, newparent, newname, src, st);
 		if (!e)
-			e = dent_put(fs, parent, name, dst, dt);
+			e = dent_put(&ch.t, parent, name, dst, dt);
 		if (!e)
-			e = set_parent(fs, src, S_ISDIR(st) ? newparent : 0, now);
+			e = set_parent(&ch, src, S_ISDIR(st) ? newparent : 0, now);
 		if (!e)
-			e = set_parent(fs, dst, S_ISDIR(dt) ? parent : 0, now);
+			e = set_parent(&ch, dst, S_ISDIR(dt) ? parent : 0, now);
 		int d = (S_ISDIR(dt) ? 1 : 0) - (S_ISDIR(st) ? 1 : 0);
 		if (!e)
-			e = dir_touch(fs, parent, parent == newparent ? 0 : d, now);
+			e = dir_touch(&ch, parent, parent == newparent ? 0 : d, now);
 		if (!e && parent != newparent)
-			e = dir_touch(fs, newparent, -d, now);
-		return e;
+			e = dir_touch(&ch, newparent, -d, now);
+		return change_end(&ch, e);
 	}
 	if (exists) {
 		if (S_ISDIR(st) && !S_ISDIR(dt))
@@ -467,28 +541,20 @@ static int do_rename(struct qfs *fs, uint64_t parent, const char *name, uint64_t
 				return e;
 		}
 	}
-	e = dent_put(fs, newparent, newname, src, st);
+	e = dent_put(&ch.t, newparent, newname, src, st);
 	if (!e)
-		e = dent_del(fs, parent, name);
+		e = dent_del(&ch.t, parent, name);
 	if (!e && exists)
-		e = drop_link(fs, dst, now);
+		e = drop_link(&ch, dst, now);
 	/* the moved inode: ctime, and its new parent if a directory */
-	if (!e) {
-		struct rref rr;
-		e = rref_begin(fs, src, &rr);
-		if (!e) {
-			rr.r.ctime = now;
-			if (S_ISDIR(st))
-				rr.r.parent = newparent;
-			e = rref_commit(&rr);
-		}
-	}
+	if (!e)
+		e = set_parent(&ch, src, S_ISDIR(st) ? newparent : 0, now);
 	int moved_dir = S_ISDIR(st) ? 1 : 0, lost_dir = exists && S_ISDIR(dt) ? 1 : 0;
 	if (!e)
-		e = dir_touch(fs, parent, parent == newparent ? -lost_dir : -moved_dir, now);
+		e = dir_touch(&ch, parent, parent == newparent ? -lost_dir : -moved_dir, now);
 	if (!e && parent != newparent)
-		e = dir_touch(fs, newparent, moved_dir - lost_dir, now);
-	return e;
+		e = dir_touch(&ch, newparent, moved_dir - lost_dir, now);
+	return change_end(&ch, e);
 }
 
 int qfs_rename(struct qfs *fs, uint64_t parent, const char *name, uint64_t newparent,
