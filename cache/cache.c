@@ -82,10 +82,12 @@ static void account_drop(struct cache *c, const struct ix_loc *old)
 	}
 }
 
-int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
-		 struct ix_loc loc)
+/* apply_record, also giving what the key held before (*had, *prev), so that
+ * a failed batch can be undone. */
+static int apply_record_prev(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
+			     struct ix_loc loc, bool *had_out, struct ix_loc *prev)
 {
-	struct ix_loc old;
+	struct ix_loc old = { 0 };
 	int had;
 	if (type == REC_PUT) {
 		had = ix_put(c->ix, key, klen, loc, &old);
@@ -112,7 +114,39 @@ int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
 	if (type == REC_PUT)
 		s->live += loc.len;
 	s->flags |= SF_DIRTY;
+	*had_out = had;
+	*prev = old;
 	return 0;
+}
+
+int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
+		 struct ix_loc loc)
+{
+	bool had;
+	struct ix_loc prev;
+	return apply_record_prev(c, type, key, klen, loc, &had, &prev);
+}
+
+/* Undo apply_record_prev (the key noted dirty stays noted: harmless, the
+ * next delta writes its state as it is). Putting back a deleted key needs
+ * memory; if even that fails the index is wrong, and the log refuses
+ * writes until a reopen rebuilds it. */
+static void unapply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
+			   struct ix_loc loc, bool had, struct ix_loc prev)
+{
+	if (had && ix_put(c->ix, key, klen, prev, NULL) < 0) {
+		atomic_store(&c->io_error, -ENOMEM);
+		qlog_err("cache: out of memory while taking back a failed batch; the log "
+			 "refuses writes until it is reopened");
+	} else if (!had && type == REC_PUT)
+		ix_del(c->ix, key, klen, NULL);
+	if (had) {
+		struct seg *o = seg_find(c, prev.seg);
+		if (o)
+			o->live += prev.len;
+	}
+	if (type == REC_PUT)
+		seg_find(c, loc.seg)->live -= loc.len;
 }
 
 int new_active(struct cache *c)
@@ -207,7 +241,7 @@ static int write_record(struct cache *c, uint8_t hdr[REC_HDR_SIZE], uint8_t type
 	return write_tail(c, iov, vlen ? 3 : (klen ? 2 : 1));
 }
 
-static int64_t seal_locked(struct cache *c)
+int64_t seal_locked(struct cache *c)
 {
 	struct seg *a = c->active;
 	char name[SEG_NAME_LEN];
@@ -417,23 +451,39 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 		batch_build(buf, len, a->id, ops, n);
 		r = write_tail(c, &(struct iovec){ buf, len }, 1);
 	}
+	struct undo {
+		struct ix_loc loc, prev;
+		bool had;
+	} *u = r ? NULL : malloc(n * sizeof *u);
+	if (!r && !u) {
+		r = -ENOMEM;
+		if (ftruncate(a->fd, (off_t)a->size) < 0)
+			qlog_err("cache: segment %" PRIu64 ": cannot cut back a batch", a->id);
+	}
 	uint64_t pos = BATCH_REC_SIZE;
+	size_t applied = 0;
 	for (size_t i = 0; !r && i < n; i++) {
 		uint64_t rl = rec_len(ops[i].klen, ops[i].del ? 0 : ops[i].vlen);
-		struct ix_loc loc = { .seg = (uint32_t)a->id, .off = (uint32_t)(a->size + pos),
-				      .len = (uint32_t)rl };
-		r = apply_record(c, ops[i].del ? REC_DEL : REC_PUT, ops[i].key, ops[i].klen, loc);
-		if (r) {
-			/* part of the batch is in the index: cut the batch off and
-			 * refuse writes until a reopen rebuilds the index */
-			atomic_store(&c->io_error, r);
-			if (ftruncate(a->fd, (off_t)a->size) < 0)
-				qlog_err("cache: segment %" PRIu64 ": cannot cut back a batch", a->id);
-			qlog_err("cache: segment %" PRIu64 ": the index cannot take a batch (%s); "
-				 "the log refuses writes until it is reopened", a->id, strerror(-r));
-		}
+		u[i].loc = (struct ix_loc){ .seg = (uint32_t)a->id,
+					    .off = (uint32_t)(a->size + pos), .len = (uint32_t)rl };
+		r = apply_record_prev(c, ops[i].del ? REC_DEL : REC_PUT, ops[i].key, ops[i].klen,
+				      u[i].loc, &u[i].had, &u[i].prev);
+		if (!r)
+			applied++;
 		pos += rl;
 	}
+	if (r && u) {
+		/* the index could not take it all: take back what it took (in
+		 * reverse, so a key written twice gets its first old value) and
+		 * cut the batch off the file */
+		while (applied-- > 0)
+			unapply_record(c, ops[applied].del ? REC_DEL : REC_PUT, ops[applied].key,
+				       ops[applied].klen, u[applied].loc, u[applied].had,
+				       u[applied].prev);
+		if (ftruncate(a->fd, (off_t)a->size) < 0)
+			qlog_err("cache: segment %" PRIu64 ": cannot cut back a batch", a->id);
+	}
+	free(u);
 	if (!r) {
 		a->size += len;
 		c->active_nrec += n + 1;

@@ -94,9 +94,8 @@ struct cache_op {
  * the whole batch must fit in an empty segment. Not durable until
  * cache_sync(). Returns 0, -EINVAL (n is 0 or above CACHE_BATCH_MAX, a bad
  * key, or too large for a segment) or as cache_put. If the index cannot take
- * the whole batch after it was written (-ENOMEM), the batch is cut off again
- * and, as the index may hold part of it, the log refuses every later write
- * (-ENOMEM) until it is reopened. */
+ * the whole batch (-ENOMEM), what it took is taken back and the batch is cut
+ * off the file again: nothing of it remains. */
 int cache_apply(struct cache *c, const struct cache_op *ops, size_t n);
 
 /* Read key's value. Copies min(vlen, cap) bytes into buf and returns the
@@ -198,6 +197,16 @@ void cache_stats_print(const struct cache_stats *st, FILE *f);
 /* Read the volume id recorded in a cache directory (file VOLUME). Returns 0,
  * -ENOENT (not a cache directory), -EBADMSG (malformed) or -errno. */
 int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE]);
+
+/* Prepare the empty directory dir for a volume brought back from its
+ * remote copies (a fresh node): record segments 1..seg_upto as handed off
+ * and confirmed remote and the checkpoints ckpts[0..nckpts) as handed off
+ * (so the log neither hands them off again nor needs them locally: reads
+ * fetch them through the segment-missing hook), then write VOLUME. The
+ * checkpoint files and the segments after them must already be in dir.
+ * Returns 0, -EEXIST when dir already belongs to a volume, or -errno. */
+int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
+		const uint64_t *ckpts, size_t nckpts);
 
 /* Name of a segment state ("active", "sealed", "confirmed", "evicted"). */
 const char *cache_state_name(enum seg_state s);

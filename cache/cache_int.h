@@ -78,12 +78,13 @@ struct cache {
 	struct seg *active;	/* NULL only after a failed segment creation */
 	struct sum_state *active_sum;	/* content checksum of the active file */
 	uint64_t active_nrec;
+	bool active_old_format;	/* replayed active segment has an older header
+				 * version (sealed at open) */
 	uint64_t writeback_off;	/* active bytes already sent to writeback */
 	/* The first failed fdatasync (negative errno), or 0. Once set, every
 	 * write, sync and seal fails with it until the log is reopened: Linux
 	 * reports a write-back error once, so a later fdatasync could "succeed"
-	 * over lost pages. Also set (-ENOMEM) when a written batch could not
-	 * be fully applied to the index. */
+	 * over lost pages. */
 	atomic_int io_error;
 
 	struct ckpt_rec *ckpts;	/* sorted by id */
@@ -132,6 +133,11 @@ static inline struct seg *seg_find(const struct cache *c, uint64_t id)
  * Needs c->lock for writing. Returns 0 or -ENOMEM. */
 int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
 		 struct ix_loc loc);
+
+/* Seal the active segment (a seal record even with no record before it),
+ * build the delta when due and start the next segment. Needs c->lock
+ * (write). Returns the sealed id or a negative errno. */
+int64_t seal_locked(struct cache *c);
 
 /* Create the next active segment (id last_seg + 1). Needs c->lock (write). */
 int new_active(struct cache *c);

@@ -83,6 +83,53 @@ int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE])
 	return ok ? 0 : -EBADMSG;
 }
 
+int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
+		const uint64_t *ckpts, size_t nckpts)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	uint8_t have[VOLUME_ID_SIZE];
+	int r = cache_volume_read(dfd, have);
+	if (r != -ENOENT) {
+		close(dfd);
+		return r ? r : -EEXIST;
+	}
+	struct slog *sl = NULL;
+	struct slog_rec *recs = NULL;
+	size_t n = 0;
+	if (seg_upto > (1u << 30) || nckpts > (1u << 30)) {
+		r = -EINVAL;
+		goto out;
+	}
+	recs = malloc((2 * seg_upto + nckpts + 1) * sizeof *recs);
+	if (!recs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t id = 1; id <= seg_upto; id++) {
+		recs[n++] = (struct slog_rec){ id, SLOG_SEG_HANDED };
+		recs[n++] = (struct slog_rec){ id, SLOG_SEG_CONFIRMED };
+	}
+	for (size_t i = 0; i < nckpts; i++)
+		recs[n++] = (struct slog_rec){ ckpts[i], SLOG_CKPT_HANDED };
+	r = slog_open(dfd, false, &sl, NULL, NULL);
+	if (!r)
+		r = slog_rewrite(sl, recs, n);
+	if (!r) {	/* VOLUME last: until it is there the directory counts as empty */
+		char line[2 * VOLUME_ID_SIZE + 2];
+		fs_hex(volume_id, VOLUME_ID_SIZE, line);
+		strcat(line, "\n");
+		r = fs_write_atomic(dfd, VOLUME_FILE, line, strlen(line), 0644);
+	}
+out:
+	if (sl)
+		slog_close(sl);
+	free(recs);
+	close(dfd);
+	return r;
+}
+
 static int load_volume(struct cache *c, bool dir_has_data)
 {
 	int r = cache_volume_read(c->dirfd, c->volid);
@@ -401,6 +448,7 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 	}
 	/* the active segment: cut a torn tail back to the last whole record */
 	*is_active = true;
+	c->active_old_format = res.version < SEG_VERSION;
 	s->size = res.end;
 	c->active_nrec = res.nrecords;
 	if (!res.clean) {
@@ -675,6 +723,18 @@ static int recover(struct cache *c)
 		r = build_delta(c, last_sealed);
 		if (r)
 			goto out;
+	}
+	if (have_active && c->active_old_format && !c->o.read_only) {
+		/* written by an older version: its format has no batches, so it
+		 * is sealed as it is and appends go to a new segment */
+		qlog_info("cache: segment %" PRIu64 " is in segment format %u; sealing it before "
+			  "appending in format %u", c->active->id, SEG_VERSION_MIN, SEG_VERSION);
+		int64_t sr = seal_locked(c);
+		if (sr < 0) {
+			r = (int)sr;
+			goto out;
+		}
+		have_active = c->active != NULL;
 	}
 	if (c->last_seg < last)
 		c->last_seg = last;

@@ -219,6 +219,7 @@ int seg_scan(int fd, uint64_t id, const uint8_t volume_id[VOLUME_ID_SIZE],
 		res->why = "segment belongs to another volume";
 		goto out;
 	}
+	res->version = h.version;
 	sum_update(content, p, SEG_HDR_SIZE);
 	uint64_t off = SEG_HDR_SIZE;
 	for (;;) {

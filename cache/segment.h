@@ -44,6 +44,7 @@ struct seg_rec {
 typedef int (*seg_rec_cb)(void *arg, const struct seg_rec *r);
 
 struct seg_scan_result {
+	uint32_t version;	/* segment format version of the header */
 	uint64_t end;		/* offset just after the last valid record */
 	uint64_t file_size;
 	uint64_t nrecords;	/* valid records before any seal (BATCH ones too) */

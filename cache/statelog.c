@@ -69,7 +69,8 @@ int slog_open(int dirfd, bool read_only, struct slog **out,
 		const uint8_t *b = buf + off;
 		if (get_le64(b + 16) == sum64(b, 16, SLOG_SEED) && !get_le32(b + 12)) {
 			struct slog_rec rec = { .id = get_le64(b), .type = get_le32(b + 8) };
-			cb(arg, &rec);
+			if (cb)
+				cb(arg, &rec);
 		} else {
 			bad++;
 		}

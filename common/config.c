@@ -38,6 +38,7 @@ static const struct field fs_fields[] = {
 	{ "mountpoint", T_PATH, OFF(fs.mountpoint), false, 0, 0, NULL },
 	{ "size", T_SIZE, OFF(fs.size), false, 0, 0, NULL },
 	{ "allow_other", T_BOOL, OFF(fs.allow_other), false, 0, 0, NULL },
+	{ "restore_wait", T_UINT, OFF(fs.restore_wait), false, 0, 86400, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
 
@@ -273,6 +274,7 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	memset(cfg, 0, sizeof *cfg);
 	cfg->cache.segment_size = 64ull << 20;
 	cfg->cache.hook_timeout = 120;
+	cfg->fs.restore_wait = 60;
 	cfg->stor.data_shards = 4;
 	cfg->stor.parity_shards = 2;
 	cfg->stor.compression = 1;

@@ -34,6 +34,9 @@ struct qsfs_config {
 		char *mountpoint;	/* NULL: given on the command line */
 		uint64_t size;		/* reported by statfs, 0 = the cache disk's */
 		bool allow_other;
+		/* seconds qsfs-fs waits for qsfs-stor when an empty cache
+		 * directory must be restored from the backends (default 60) */
+		unsigned restore_wait;
 	} fs;
 	struct {
 		char *socket;

@@ -36,6 +36,7 @@
 #include "qfs.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "restore.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
@@ -268,6 +269,15 @@ int main(int argc, char **argv)
 		snprintf(absconf, sizeof absconf, "%s", conf);
 	setenv("QSFS_CONFIG", absconf, 1);
 
+	/* a fresh node: an empty cache directory may be a volume to bring back */
+	if (cfg.cache.hook && cfg.stor.socket) {
+		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);
+		if (rr) {
+			fprintf(stderr, "qsfs-fs: %s\n", err);
+			config_free(&cfg);
+			return 1;
+		}
+	}
 	struct cache_opts co = {
 		.dir = cfg.cache.dir, .segment_size = cfg.cache.segment_size,
 		.max_size = cfg.cache.max_size, .hook = cfg.cache.hook,

@@ -5,6 +5,7 @@
  *   qsfs-ctl [-c CONFIG] retrieve NAME PATH
  *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
  *   qsfs-ctl [-c CONFIG] status [--json]
+ *   qsfs-ctl [-c CONFIG] catalog               the volume catalog (JSON)
  *   qsfs-ctl [-c CONFIG] drain [--timeout S]   exit 0 when nothing is pending
  *   qsfs-ctl [-c CONFIG] ready                 exit 0 when qsfs-stor answers
  * Exit status: 0 ok, 1 failure or "no", 2 usage or configuration error,
@@ -36,6 +37,7 @@ static void usage(FILE *f)
 		   "  retrieve NAME PATH      fetch an object into PATH\n"
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
 		   "  status [--json]         queue, backends, errors\n"
+		   "  catalog                 what the backends hold (JSON)\n"
 		   "  drain [--timeout S]     wait until nothing is pending\n"
 		   "  ready                   exit 0 when qsfs-stor answers\n"
 		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
@@ -292,6 +294,17 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		double to = nargs ? atof(args[1]) : 0;
 		ret = cmd_drain(sock, to);
+	} else if (!strcmp(cmd, "catalog") && nargs == 0) {
+		ret = request(sock, "CATALOG\n", &reply);
+		json_object *o = ret ? NULL : json_tokener_parse(reply);
+		if (!ret && !o) {
+			fprintf(stderr, "qsfs-ctl: catalog: %s\n",
+				strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+			ret = 1;
+		} else if (o) {
+			printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+		}
+		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
 		ret = request(sock, "STATUS\n", &reply);
 	} else {

@@ -7,7 +7,9 @@
  * socket (mode 0600), one request line per connection:
  *   STORE NAME PATH      durably queue an upload; "OK" once journaled
  *   RETRIEVE NAME PATH   fetch and rebuild the object into PATH (atomically)
- *   CONFIRMED NAME       "YES" when the object is safely remote, else "NO"
+ *   CONFIRMED NAME       "YES" when the object is safely remote (stored and
+ *                        in the volume catalog), else "NO"
+ *   CATALOG              the volume catalog as one line of JSON
  *   STATUS               one line of JSON (written with json-c)
  * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
  * SIGTERM/SIGINT: stop when every queued job is uploaded (exit 0); a second
@@ -35,6 +37,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "catalog.h"
 #include "codec.h"
 #include "head.h"
 #include "objstore.h"
@@ -92,6 +95,32 @@ static struct {
 	struct volume vol;
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
 	.changed = PTHREAD_COND_INITIALIZER };
+
+/* The volume catalog (catalog.h): loaded at start, rewritten on the backends
+ * after every stored object. cat_mu serialises both the in-memory struct
+ * and its remote writes (so sequence numbers follow the order of changes);
+ * it is never held together with D.mu. */
+static pthread_mutex_t cat_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct catalog cat;
+
+/* Add a stored object to the catalog and write it out (majority). hdr: the
+ * object's first 16 bytes (for a checkpoint's kind). */
+static int catalog_note(struct objstore *os, const char *name, const uint8_t hdr[16],
+			char *why, size_t whylen)
+{
+	uint32_t kind = name[0] == 'c' ? catalog_ckpt_kind(hdr) : 0;
+	if (name[0] == 'c' && !kind)
+		kind = CAT_CKPT_DELTA;	/* not a checkpoint we know: never a restore's base */
+	pthread_mutex_lock(&cat_mu);
+	int r = catalog_add(&cat, name, kind);
+	if (r >= 0)
+		r = catalog_store(os, &cat, why, whylen);
+	else
+		snprintf(why, whylen, "%s: cannot add it to the volume catalog: %s", name,
+			 strerror(-r));
+	pthread_mutex_unlock(&cat_mu);
+	return r;
+}
 
 static uint64_t backoff_ns(unsigned fails)
 {
@@ -246,8 +275,13 @@ static void *worker_main(void *arg)
 		int r = object_name_parse(name, &id);
 		int fd = r ? r : spool_open_job(D.spool, name, &size);
 		if (fd >= 0) {
+			uint8_t hdr[16] = { 0 };
+			if (pread(fd, hdr, sizeof hdr, 0) < 0)
+				memset(hdr, 0, sizeof hdr);
 			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why);
 			close(fd);
+			if (!r)
+				r = catalog_note(&c->os, name, hdr, why, sizeof why);
 		} else {
 			r = fd;
 			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
@@ -578,19 +612,43 @@ static void do_status(int cfd)
 	json_object_put(o);
 }
 
+/* Stored and listed in the catalog (so a fresh node finds it), and no newer
+ * contents queued. */
 static bool is_confirmed(const char *name)
 {
 	pthread_mutex_lock(&D.mu);
-	bool yes = false, queued = find_job(name) != NULL;
-	for (size_t i = 0; i < D.nconfirmed && !yes; i++)
-		yes = !strcmp(D.confirmed[i], name);
+	bool queued = find_job(name) != NULL;
 	pthread_mutex_unlock(&D.mu);
-	if (yes || queued)
-		return yes && !queued;
-	struct ctx *c = take_retriever();
-	size_t copies = obj_meta_copies(&c->os, name);
-	give_retriever(c);
-	return copies >= D.cfg.stor.nbackends / 2 + 1;
+	if (queued)
+		return false;
+	pthread_mutex_lock(&cat_mu);
+	bool yes = catalog_has(&cat, name);
+	pthread_mutex_unlock(&cat_mu);
+	return yes;
+}
+
+static void do_catalog(int cfd)
+{
+	json_object *o = json_object_new_object(), *ex = json_object_new_array(),
+		    *ck = json_object_new_array();
+	pthread_mutex_lock(&cat_mu);
+	json_object_object_add(o, "volume", json_object_new_string(D.vol.idhex));
+	json_object_object_add(o, "seq", json_object_new_uint64(cat.seq));
+	json_object_object_add(o, "segments_upto", json_object_new_uint64(cat.seg_hi));
+	for (size_t i = 0; i < cat.nextra; i++)
+		json_object_array_add(ex, json_object_new_uint64(cat.extra[i]));
+	for (size_t i = 0; i < cat.nck; i++) {
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "id", json_object_new_uint64(cat.ck[i].id));
+		json_object_object_add(e, "kind", json_object_new_string(
+			cat.ck[i].kind == CAT_CKPT_FULL ? "full" : "delta"));
+		json_object_array_add(ck, e);
+	}
+	pthread_mutex_unlock(&cat_mu);
+	json_object_object_add(o, "segments_extra", ex);
+	json_object_object_add(o, "checkpoints", ck);
+	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
 }
 
 static void *conn_main(void *arg)
@@ -643,6 +701,8 @@ static void *conn_main(void *arg)
 				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
 		else
 			dprintf(cfd, "OK\n");
+	} else if (!strcmp(cmd, "CATALOG")) {
+		do_catalog(cfd);
 	} else if (!strcmp(cmd, "RETRIEVE") && name && rest) {
 		do_retrieve(cfd, name, rest);
 	} else {
@@ -751,6 +811,11 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	r = catalog_load(&D.retrievers[0].os, &cat, err, sizeof err);
+	if (r && r != -ENOENT) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
+		return 1;
+	}
 	int lsock = listen_socket(D.cfg.stor.socket);
 	if (lsock < 0)
 		return 1;
@@ -848,6 +913,7 @@ int main(int argc, char **argv)
 		free(D.confirmed[i]);
 	free(D.confirmed);
 	free(D.degraded);
+	catalog_free(&cat);
 	close(sfd);
 	close(lfd);
 	spool_close(D.spool);

@@ -332,6 +332,28 @@ static void test_version1_segments(void **state)
 	expect(c, "v1b", "active in v1");
 	expect(c, "bat1", NULL);
 	expect(c, "bat2", NULL);
+	/* the v1 active segment was sealed at open: batches written now land
+	 * in a v2 segment and survive a reopen, with or without a seal, and a
+	 * replay without checkpoints */
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.active_seg, 3);
+	struct cache_op more[2] = { PUT("new1", "a"), PUT("new2", "b") };
+	assert_int_equal(cache_apply(c, more, 2), 0);
+	assert_int_equal(cache_close(c), 0);
+	c = tu_open(dir, 1 << 20, NULL);
+	expect(c, "new1", "a");
+	struct cache_op last[2] = { PUT("new3", "c"), DEL("new1") };
+	assert_int_equal(cache_apply(c, last, 2), 0);
+	assert_true(cache_seal(c) > 0);
+	assert_int_equal(cache_close(c), 0);
+	remove_checkpoints(dir);
+	c = tu_open(dir, 1 << 20, NULL);
+	expect(c, "v1a", "sealed in v1");
+	expect(c, "v1b", "active in v1");
+	expect(c, "new1", NULL);
+	expect(c, "new2", "b");
+	expect(c, "new3", "c");
 	assert_int_equal(cache_close(c), 0);
 	free(s1);
 	free(s2);

@@ -1,0 +1,213 @@
+/* fs/restore.c - see restore.h. */
+#include "restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../cache/cache.h"
+#include "../cache/ckpt.h"
+#include "../cache/segment.h"
+#include "../common/config.h"
+#include "../common/ctlsock.h"
+#include "../stor/backend.h"
+#include "../stor/catalog.h"
+#include "../stor/head.h"
+#include "../common/endian.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+
+/* RETRIEVE name into dir/file (stor writes it atomically). */
+static int fetch(const char *sock, const char *dir, const char *name, const char *file,
+		 char *err, size_t errlen)
+{
+	char req[4400], *reply = NULL;
+	snprintf(req, sizeof req, "RETRIEVE %s %s/%s\n", name, dir, file);
+	int r = ctlsock_request(sock, req, &reply);
+	if (r) {
+		snprintf(err, errlen, "restore: fetching %s: qsfs-stor does not answer (%s)", name,
+			 strerror(-r));
+	} else if (strcmp(reply, "OK")) {
+		snprintf(err, errlen, "restore: fetching %s: %s", name,
+			 strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+		r = -EIO;
+	}
+	free(reply);
+	return r;
+}
+
+/* The clear header of a fetched checkpoint: volume id and upto. */
+static int ckpt_head(const char *dir, const char *file, uint8_t vol[VOLUME_ID_SIZE],
+		     uint64_t *upto)
+{
+	char path[4400];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	uint8_t h[CKPT_HDR_SIZE];
+	ssize_t n = pread(fd, h, sizeof h, 0);
+	close(fd);
+	if (n != (ssize_t)sizeof h || memcmp(h, CKPT_MAGIC, 8))
+		return -EBADMSG;
+	memcpy(vol, h + 16, VOLUME_ID_SIZE);
+	*upto = get_le64(h + 48);
+	return 0;
+}
+
+static bool dir_has_volume(const char *dir)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/VOLUME", dir);
+	return access(path, F_OK) == 0;
+}
+
+/* Read the volume's catalog straight from the backends (only the
+ * configuration and the key are needed). */
+static int read_catalog(const struct qsfs_config *cfg, struct catalog *cat, char *err,
+			size_t errlen)
+{
+	struct backend *b[CONFIG_MAX_BACKENDS] = { 0 };
+	size_t n = cfg->stor.nbackends;
+	int r = 0;
+	for (size_t i = 0; i < n && !r; i++)
+		r = backend_open(&cfg->stor.backends[i], 5000, &b[i]);
+	struct volume v;
+	memset(&v, 0, sizeof v);
+	if (!r)
+		r = head_open(cfg, b, n, &v, err, errlen);
+	else
+		snprintf(err, errlen, "restore: %s", strerror(-r));
+	if (!r) {
+		struct objstore os = { .k = v.k, .m = v.m, .backends = b, .nbackends = n };
+		memcpy(os.volume_id, v.id, 16);
+		memcpy(os.volhex, v.idhex, 33);
+		memcpy(os.meta_key, v.meta_key, 32);
+		r = catalog_load(&os, cat, err, errlen);
+		volume_free(&v);
+	}
+	for (size_t i = 0; i < n; i++)
+		backend_close(b[i]);
+	return r;
+}
+
+int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, size_t errlen)
+{
+	const char *cache_dir = cfg->cache.dir, *sock = cfg->stor.socket;
+	if (dir_has_volume(cache_dir))
+		return 0;
+	if (mkdir(cache_dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "restore: cannot create %s: %s", cache_dir, strerror(errno));
+		return -errno;
+	}
+	struct catalog cat;
+	int r = read_catalog(cfg, &cat, err, errlen);
+	if (r == -ENOENT)
+		return 0;	/* a new volume */
+	if (r)
+		return r;
+	/* objects come back through qsfs-stor (the same path as a missing
+	 * segment); it may be starting next to us */
+	char *reply = NULL;
+	for (unsigned waited = 0;; waited++) {
+		r = ctlsock_request(sock, "STATUS\n", &reply);
+		free(reply);
+		reply = NULL;
+		if (!r || waited >= wait_s * 10)
+			break;
+		if (waited % 50 == 0)
+			qlog_info("fs: the volume has data to restore into the empty %s; waiting for "
+				  "qsfs-stor at %s", cache_dir, sock);
+		nanosleep(&(struct timespec){ 0, 100 * 1000 * 1000 }, NULL);
+	}
+	if (r) {
+		snprintf(err, errlen, "restore: the volume has data to restore into the empty %s, "
+			 "but qsfs-stor does not answer at %s (%s); start qsfs-stor first",
+			 cache_dir, sock, strerror(-r));
+		catalog_free(&cat);
+		return r;
+	}
+	uint64_t seg_hi = cat.seg_hi;
+	size_t nck = cat.nck;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t *ids = calloc(nck ? nck : 1, sizeof *ids);
+	if (!ids) {
+		catalog_free(&cat);
+		return -ENOMEM;
+	}
+	/* the checkpoints: every one the catalog keeps; the log picks the chain */
+	uint8_t vol[VOLUME_ID_SIZE] = { 0 };
+	bool have_vol = false;
+	uint64_t upto = 0;
+	for (size_t i = 0; i < nck && !r; i++) {
+		ids[i] = cat.ck[i].id;
+		char name[32], file[CKPT_NAME_LEN];
+		snprintf(name, sizeof name, "c%" PRIu64, ids[i]);
+		ckpt_name(ids[i], file);
+		r = fetch(sock, cache_dir, name, file, err, errlen);
+		uint8_t cv[VOLUME_ID_SIZE] = { 0 };
+		uint64_t cu = 0;
+		if (!r && ckpt_head(cache_dir, file, cv, &cu) == 0) {
+			if (!have_vol || cu > upto)
+				memcpy(vol, cv, sizeof vol);
+			have_vol = true;
+			if (cu > upto)
+				upto = cu;
+		}
+	}
+	/* the segments sealed after the newest checkpoint: replayed at open */
+	uint64_t fetched = 0;
+	for (uint64_t id = upto + 1; id <= seg_hi && !r; id++) {
+		char name[32], file[SEG_NAME_LEN];
+		snprintf(name, sizeof name, "s%" PRIu64, id);
+		seg_name(id, file);
+		r = fetch(sock, cache_dir, name, file, err, errlen);
+		fetched++;
+		if (!r && !have_vol) {	/* no checkpoint: the volume id from a segment */
+			char path[4400];
+			snprintf(path, sizeof path, "%s/%s", cache_dir, file);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			uint8_t h[SEG_HDR_SIZE];
+			if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h) {
+				memcpy(vol, h + 16, VOLUME_ID_SIZE);
+				have_vol = true;
+			}
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	if (!r && !have_vol) {
+		snprintf(err, errlen, "restore: no fetched checkpoint or segment names the volume");
+		r = -EIO;
+	}
+	if (!r && cat.nextra)
+		qlog_warn("fs: restore: %zu segments were stored after a gap at segment %" PRIu64
+			  " and cannot be replayed; the volume is restored up to segment %" PRIu64,
+			  cat.nextra, seg_hi + 1, seg_hi);
+	if (!r) {
+		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck);
+		if (r)
+			snprintf(err, errlen, "restore: cannot prepare %s: %s", cache_dir, strerror(-r));
+	}
+	if (!r) {
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		qlog_info("fs: restored the volume into %s from the backends: %zu checkpoints "
+			  "(up to segment %" PRIu64 ") and %" PRIu64 " later segments in %.2f s; "
+			  "%" PRIu64 " segments in all, the others are fetched on first read",
+			  cache_dir, nck, upto, fetched,
+			  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+			  seg_hi);
+	}
+	free(ids);
+	catalog_free(&cat);
+	return r;
+}

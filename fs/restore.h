@@ -1,0 +1,34 @@
+/* fs/restore.h - a fresh node: bring a volume that exists on the backends
+ * into an empty cache directory before the log is opened.
+ *
+ * With only the configuration and the key, qsfs-fs reads the volume head
+ * and catalog (stor/catalog.h) from the backends. A volume without stored objects is new:
+ * nothing to do. Otherwise the checkpoints a restore may use (the newest
+ * two fulls and the deltas after them) and the sealed segments after the
+ * newest checkpoint are fetched into the directory, and cache_adopt()
+ * records every stored segment as confirmed remote. The log then opens as
+ * after an eviction: the checkpoint gives the index, the fetched segments
+ * are replayed, and every other segment comes back on first read through
+ * the segment-missing hook. The time this takes depends on the checkpoint
+ * and on the segments sealed after it, not on the volume's size.
+ *
+ * What a restore cannot bring back: the active segment of the host that
+ * wrote last, unless it was sealed (cache.max_segment_age or a clean stop),
+ * and segments stored after a gap in the sequence (logged).
+ */
+#ifndef QSFS_FS_RESTORE_H
+#define QSFS_FS_RESTORE_H
+
+#include <stddef.h>
+
+struct qsfs_config;
+
+/* If cfg's cache directory holds no volume yet, read the volume's head and
+ * catalog from the backends; when the volume has data, fetch it through
+ * qsfs-stor (waited for up to wait_s seconds). Returns 0 (a new volume,
+ * nothing to do, or restored) or a negative errno with err naming what
+ * failed (backends unreachable, wrong key, stor away, a fetch failing). A
+ * failed restore leaves no VOLUME file, so the next start tries again. */
+int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,323 @@
+/* stor/catalog.c - see catalog.h. */
+#include "catalog.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/endian.h"
+
+#define CAT_MAGIC "QSFSCAT1"
+#define CAT_VERSION 1u
+#define CAT_HDR 40u
+#define NPUB crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define ABYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define CAT_MAX_ENTRIES (1u << 24)	/* refuse absurd counts from a copy */
+
+static void cat_key(const struct objstore *s, char *key, size_t n)
+{
+	snprintf(key, n, "%s/catalog", s->volhex);
+}
+
+static void cat_ad(const struct objstore *s, uint8_t ad[24])
+{
+	memcpy(ad, CAT_MAGIC, 8);
+	memcpy(ad + 8, s->volume_id, 16);
+}
+
+static int seal(const struct objstore *s, const struct catalog *c, uint64_t seq,
+		uint8_t **out, size_t *outlen)
+{
+	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * 16;
+	uint8_t *p = calloc(1, plen);
+	uint8_t *x = malloc(NPUB + plen + ABYTES);
+	if (!p || !x) {
+		free(p);
+		free(x);
+		return -ENOMEM;
+	}
+	memcpy(p, CAT_MAGIC, 8);
+	put_le32(p + 8, CAT_VERSION);
+	put_le64(p + 16, seq);
+	put_le64(p + 24, c->seg_hi);
+	put_le32(p + 32, (uint32_t)c->nextra);
+	put_le32(p + 36, (uint32_t)c->nck);
+	uint8_t *q = p + CAT_HDR;
+	for (size_t i = 0; i < c->nextra; i++, q += 8)
+		put_le64(q, c->extra[i]);
+	for (size_t i = 0; i < c->nck; i++, q += 16) {
+		put_le64(q, c->ck[i].id);
+		put_le32(q + 8, c->ck[i].kind);
+	}
+	uint8_t ad[24];
+	cat_ad(s, ad);
+	randombytes_buf(x, NPUB);
+	unsigned long long cl;
+	crypto_aead_xchacha20poly1305_ietf_encrypt(x + NPUB, &cl, p, plen, ad, sizeof ad, NULL, x,
+						   s->meta_key);
+	free(p);
+	*out = x;
+	*outlen = NPUB + plen + ABYTES;
+	return 0;
+}
+
+/* Open and check one copy into c (empty on entry). */
+static int unseal(const struct objstore *s, const uint8_t *x, size_t xlen, struct catalog *c)
+{
+	if (xlen < NPUB + CAT_HDR + ABYTES)
+		return -EBADMSG;
+	size_t plen = xlen - NPUB - ABYTES;
+	uint8_t *p = malloc(plen);
+	if (!p)
+		return -ENOMEM;
+	uint8_t ad[24];
+	cat_ad(s, ad);
+	unsigned long long pl;
+	int r = -EBADMSG;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(p, &pl, NULL, x + NPUB, xlen - NPUB, ad,
+						       sizeof ad, x, s->meta_key))
+		goto out;
+	if (memcmp(p, CAT_MAGIC, 8) || get_le32(p + 8) != CAT_VERSION)
+		goto out;
+	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36);
+	if (ne > CAT_MAX_ENTRIES || nc > CAT_MAX_ENTRIES ||
+	    plen != CAT_HDR + (size_t)ne * 8 + (size_t)nc * 16)
+		goto out;
+	c->seq = get_le64(p + 16);
+	c->seg_hi = get_le64(p + 24);
+	c->extra = malloc((ne ? ne : 1) * sizeof *c->extra);
+	c->ck = malloc((nc ? nc : 1) * sizeof *c->ck);
+	if (!c->extra || !c->ck) {
+		r = -ENOMEM;
+		goto out;
+	}
+	c->capextra = ne ? ne : 1;
+	c->capck = nc ? nc : 1;
+	const uint8_t *q = p + CAT_HDR;
+	for (uint32_t i = 0; i < ne; i++, q += 8) {
+		c->extra[i] = get_le64(q);
+		if (c->extra[i] <= (i ? c->extra[i - 1] : c->seg_hi))
+			goto out;	/* not increasing: not something we wrote */
+	}
+	for (uint32_t i = 0; i < nc; i++, q += 16) {
+		c->ck[i].id = get_le64(q);
+		c->ck[i].kind = get_le32(q + 8);
+		if ((c->ck[i].kind != CAT_CKPT_FULL && c->ck[i].kind != CAT_CKPT_DELTA) ||
+		    (i && c->ck[i].id <= c->ck[i - 1].id) || !c->ck[i].id)
+			goto out;
+	}
+	c->nextra = ne;
+	c->nck = nc;
+	r = 0;
+out:
+	free(p);
+	if (r)
+		catalog_free(c);
+	return r;
+}
+
+int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen)
+{
+	memset(c, 0, sizeof *c);
+	char key[128];
+	cat_key(s, key, sizeof key);
+	size_t answered = 0, bad = 0, need = s->nbackends / 2 + 1;
+	for (size_t i = 0; i < s->nbackends; i++) {
+		uint8_t *x;
+		size_t xlen;
+		int r = backend_get(s->backends[i], key, &x, &xlen);
+		if (r == -ENOENT) {
+			answered++;
+			continue;
+		}
+		if (r)
+			continue;
+		answered++;
+		struct catalog one = { 0 };
+		r = unseal(s, x, xlen, &one);
+		free(x);
+		if (r == -ENOMEM) {
+			catalog_free(c);
+			return r;
+		}
+		if (r) {
+			bad++;
+			continue;
+		}
+		if (one.seq > c->seq) {
+			catalog_free(c);
+			*c = one;
+		} else {
+			catalog_free(&one);
+		}
+	}
+	if (answered < need) {
+		catalog_free(c);
+		snprintf(why, whylen, "the volume catalog: only %zu of %zu backends answered; a "
+			 "majority (%zu) is needed to be sure of the newest copy", answered,
+			 s->nbackends, need);
+		return -EIO;
+	}
+	if (!c->seq) {
+		if (bad) {
+			snprintf(why, whylen, "the volume catalog: %zu copies exist but none opens "
+				 "with this key (tampered, or another volume)", bad);
+			return -EBADMSG;
+		}
+		snprintf(why, whylen, "the volume has no catalog yet (no object stored)");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int catalog_store(struct objstore *s, struct catalog *c, char *why, size_t whylen)
+{
+	uint8_t *x;
+	size_t xlen;
+	int r = seal(s, c, c->seq + 1, &x, &xlen);
+	if (r) {
+		snprintf(why, whylen, "the volume catalog: %s", strerror(-r));
+		return r;
+	}
+	char key[128];
+	cat_key(s, key, sizeof key);
+	size_t ok = 0, need = s->nbackends / 2 + 1;
+	char failed[512] = "";
+	for (size_t i = 0; i < s->nbackends; i++) {
+		if (backend_put(s->backends[i], key, x, xlen) == 0) {
+			ok++;
+		} else {
+			size_t l = strlen(failed);
+			snprintf(failed + l, sizeof failed - l, "%s%s", l ? ", " : "",
+				 backend_name(s->backends[i]));
+		}
+	}
+	free(x);
+	if (ok < need) {
+		snprintf(why, whylen, "the volume catalog reached %zu of %zu backends, a majority "
+			 "(%zu) is needed; failed: %s", ok, s->nbackends, need, failed);
+		return -EIO;
+	}
+	c->seq++;
+	return 0;
+}
+
+static int add_segment(struct catalog *c, uint64_t id)
+{
+	if (id <= c->seg_hi)
+		return 0;
+	size_t i = 0;
+	while (i < c->nextra && c->extra[i] < id)
+		i++;
+	if (i < c->nextra && c->extra[i] == id)
+		return 0;
+	if (id == c->seg_hi + 1) {
+		c->seg_hi = id;	/* then absorb the run that now follows */
+		size_t k = 0;
+		while (k < c->nextra && c->extra[k] == c->seg_hi + 1)
+			c->seg_hi = c->extra[k++];
+		memmove(c->extra, c->extra + k, (c->nextra - k) * sizeof *c->extra);
+		c->nextra -= k;
+		return 1;
+	}
+	if (c->nextra == c->capextra) {
+		size_t nc = c->capextra ? c->capextra * 2 : 16;
+		uint64_t *ne = realloc(c->extra, nc * sizeof *ne);
+		if (!ne)
+			return -ENOMEM;
+		c->extra = ne;
+		c->capextra = nc;
+	}
+	memmove(c->extra + i + 1, c->extra + i, (c->nextra - i) * sizeof *c->extra);
+	c->extra[i] = id;
+	c->nextra++;
+	return 1;
+}
+
+static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind)
+{
+	if (kind != CAT_CKPT_FULL && kind != CAT_CKPT_DELTA)
+		return -EINVAL;
+	size_t i = 0;
+	while (i < c->nck && c->ck[i].id < id)
+		i++;
+	if (i < c->nck && c->ck[i].id == id)
+		return 0;
+	if (c->nck == c->capck) {
+		size_t nc = c->capck ? c->capck * 2 : 16;
+		struct cat_ckpt *n = realloc(c->ck, nc * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		c->ck = n;
+		c->capck = nc;
+	}
+	memmove(c->ck + i + 1, c->ck + i, (c->nck - i) * sizeof *c->ck);
+	c->ck[i] = (struct cat_ckpt){ id, kind };
+	c->nck++;
+	/* keep from the second newest full on */
+	size_t fulls = 0, from = 0;
+	for (size_t k = c->nck; k-- > 0;) {
+		if (c->ck[k].kind == CAT_CKPT_FULL && ++fulls == 2) {
+			from = k;
+			break;
+		}
+	}
+	if (from) {
+		memmove(c->ck, c->ck + from, (c->nck - from) * sizeof *c->ck);
+		c->nck -= from;
+	}
+	return 1;
+}
+
+int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind)
+{
+	char *end;
+	if ((name[0] != 's' && name[0] != 'c') || name[1] < '0' || name[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	unsigned long long id = strtoull(name + 1, &end, 10);
+	if (*end || errno || !id)
+		return -EINVAL;
+	return name[0] == 's' ? add_segment(c, id) : add_ckpt(c, id, ckpt_kind);
+}
+
+bool catalog_has(const struct catalog *c, const char *name)
+{
+	char *end;
+	if ((name[0] != 's' && name[0] != 'c') || name[1] < '0' || name[1] > '9')
+		return false;
+	unsigned long long id = strtoull(name + 1, &end, 10);
+	if (*end || !id)
+		return false;
+	if (name[0] == 's') {
+		if (id <= c->seg_hi)
+			return true;
+		for (size_t i = 0; i < c->nextra; i++)
+			if (c->extra[i] == id)
+				return true;
+		return false;
+	}
+	for (size_t i = 0; i < c->nck; i++)
+		if (c->ck[i].id == id)
+			return true;
+	/* older than the kept window: stored, just no longer listed */
+	return c->nck && id < c->ck[0].id;
+}
+
+void catalog_free(struct catalog *c)
+{
+	free(c->extra);
+	free(c->ck);
+	memset(c, 0, sizeof *c);
+}
+
+uint32_t catalog_ckpt_kind(const uint8_t hdr[16])
+{
+	if (memcmp(hdr, "QSFSCKP1", 8))
+		return 0;
+	uint32_t kind = get_le32(hdr + 12);
+	return kind == CAT_CKPT_FULL || kind == CAT_CKPT_DELTA ? kind : 0;
+}

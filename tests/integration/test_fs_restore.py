@@ -1,0 +1,123 @@
+"""Fresh-node restore: a node with only the configuration and the key (empty
+cache directory, empty stor state directory) mounts a volume that exists on
+the backends and gets the whole tree back, byte-identical: content, modes,
+owners, times, symlinks, hard links, xattrs, inode numbers. Backends are six
+real redis-servers."""
+import hashlib
+import os
+import shutil
+import stat
+
+from qsfs_mount import Volume
+from test_stor import redises  # noqa: F401  (the six redis-servers fixture)
+
+MIB = 1 << 20
+
+
+def snapshot(root):
+    """Everything a restore must bring back, per path."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in sorted(dirs + files):
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            xattrs = {}
+            if not stat.S_ISLNK(st.st_mode):
+                for x in sorted(os.listxattr(p, follow_symlinks=False)):
+                    xattrs[x] = os.getxattr(p, x, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    body = hashlib.sha256(f.read()).hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                body = os.readlink(p)
+            else:
+                body = None
+            out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_nlink, st.st_ino,
+                        st.st_mtime_ns, body, tuple(xattrs.items()))
+    return out
+
+
+def make_tree(mnt, rng_seed=5):
+    import random
+    rng = random.Random(rng_seed)
+    for d in range(5):
+        (mnt / f"dir{d}" / "sub").mkdir(parents=True)
+        for i in range(40):
+            p = mnt / f"dir{d}" / f"small{i}"
+            p.write_bytes(rng.randbytes(rng.randrange(0, 20000)))
+            os.chmod(p, 0o600 + i % 8)
+            os.chown(p, 1000 + i % 3, 2000 + i % 5)
+            os.utime(p, ns=(1_600_000_000_000_000_000 + i, 1_500_000_000_123_456_789 + i))
+    (mnt / "big").write_bytes(rng.randbytes(9 * MIB))
+    os.symlink("dir0/small1", mnt / "link")
+    os.symlink("/nowhere/at/all", mnt / "dir1" / "dangling")
+    os.link(mnt / "dir2" / "small3", mnt / "dir3" / "hard")
+    os.setxattr(mnt / "dir4" / "small7", "user.note", b"kept across hosts")
+    os.setxattr(mnt / "dir4", "user.dirnote", b"\x00\x01binary")
+    os.mkfifo(mnt / "dir0" / "fifo")
+    os.chmod(mnt / "dir3", 0o2750)
+
+
+def test_fresh_node_restores_the_tree(tmp_path, redises):  # noqa: F811
+    backends = [f"redis://127.0.0.1:{r.port}/0" for r in redises]
+    vol = Volume(tmp_path, backends=backends, segment_size="1MiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        make_tree(vol.mnt)
+        want = snapshot(vol.mnt)
+        assert vol.unmount() == 0  # clean stop: seal, checkpoint, hand-offs
+        vol.ctl("drain", "--timeout", "120")
+        assert vol.stop_stor() == 0
+        cat = vol.ctl("catalog", check=False)  # stor is down: refused, named
+        assert cat.returncode == 3
+
+        # the old host is gone: only the configuration and the key remain
+        shutil.rmtree(vol.cache)
+        shutil.rmtree(tmp_path / "stor")
+        vol.start_stor()
+        vol.mount()
+        log = vol.fs_log.read_text()
+        assert "restored the volume" in log, log[-2000:]
+        got = snapshot(vol.mnt)
+        assert got.keys() == want.keys()
+        for p in want:
+            assert got[p] == want[p], p
+        # the restored node goes on writing; a remount keeps everything
+        (vol.mnt / "after-restore").write_bytes(b"new data on the new host")
+        vol.remount()
+        assert (vol.mnt / "after-restore").read_bytes() == b"new data on the new host"
+        assert snapshot(vol.mnt)["big"] == want["big"]
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
+
+
+def test_new_volume_needs_no_stor_and_restore_needs_it(tmp_path):
+    vol = Volume(tmp_path, segment_size="1MiB", extra_cache="")
+    vol.conf.write_text(vol.conf.read_text().replace("fs:\n", "fs:\n  restore_wait: 2\n"))
+    try:
+        # a new volume (no catalog on the backends): mounts without stor
+        vol.mount()
+        (vol.mnt / "f").write_bytes(b"x" * 300000)
+        vol.start_stor()
+        assert vol.unmount() == 0  # the clean stop hands everything off
+        vol.ctl("drain", "--timeout", "120")
+        assert vol.stop_stor() == 0
+        # the catalog now lists data: an empty cache directory cannot start
+        # as a new volume over it
+        shutil.rmtree(vol.cache)
+        env = vol.env()
+        import subprocess
+        p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert p.returncode == 1
+        assert "qsfs-stor does not answer" in p.stderr and "start qsfs-stor first" in p.stderr
+        assert not (vol.cache / "VOLUME").exists()
+        vol.start_stor()
+        vol.mount()
+        assert (vol.mnt / "f").read_bytes() == b"x" * 300000
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
