@@ -219,8 +219,10 @@ static int add_segment(struct catalog *c, uint64_t id)
 		size_t k = 0;
 		while (k < c->nextra && c->extra[k] == c->seg_hi + 1)
 			c->seg_hi = c->extra[k++];
-		memmove(c->extra, c->extra + k, (c->nextra - k) * sizeof *c->extra);
-		c->nextra -= k;
+		if (k) {
+			memmove(c->extra, c->extra + k, (c->nextra - k) * sizeof *c->extra);
+			c->nextra -= k;
+		}
 		return 1;
 	}
 	if (c->nextra == c->capextra) {
