@@ -360,19 +360,24 @@ static int check_key(struct cache *c, size_t klen)
 	return atomic_load(&c->io_error);
 }
 
-int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
-	      size_t vlen)
+/* Append one record under the write lock, waking the worker after a seal. */
+static int append_one(struct cache *c, uint8_t type, const void *key, size_t klen,
+		      const void *val, size_t vlen)
 {
-	int r = check_key(c, klen);
-	if (r)
-		return r;
 	bool sealed = false;
 	pthread_rwlock_wrlock(&c->lock);
-	r = append_locked(c, REC_PUT, key, klen, val, vlen, &sealed);
+	int r = append_locked(c, type, key, klen, val, vlen, &sealed);
 	pthread_rwlock_unlock(&c->lock);
 	if (sealed)
 		worker_kick(c, false, false);
 	return r;
+}
+
+int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
+	      size_t vlen)
+{
+	int r = check_key(c, klen);
+	return r ? r : append_one(c, REC_PUT, key, klen, val, vlen);
 }
 
 int cache_del(struct cache *c, const void *key, size_t klen)
@@ -430,17 +435,10 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 		if (len > c->max_record)
 			return -EINVAL;
 	}
+	if (n == 1)
+		return append_one(c, ops[0].del ? REC_DEL : REC_PUT, ops[0].key, ops[0].klen,
+				  ops[0].val, ops[0].del ? 0 : ops[0].vlen);
 	bool sealed = false;
-	if (n == 1) {
-		pthread_rwlock_wrlock(&c->lock);
-		int r = append_locked(c, ops[0].del ? REC_DEL : REC_PUT, ops[0].key,
-				      ops[0].klen, ops[0].val, ops[0].del ? 0 : ops[0].vlen,
-				      &sealed);
-		pthread_rwlock_unlock(&c->lock);
-		if (sealed)
-			worker_kick(c, false, false);
-		return r;
-	}
 	uint8_t *buf = malloc(len);
 	if (!buf)
 		return -ENOMEM;

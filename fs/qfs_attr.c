@@ -35,11 +35,10 @@ static int acl_follow_mode(struct qfs *fs, struct txn *t, uint64_t ino, mode_t m
 		return 0;
 	if (n < 0)
 		return (int)n;
-	int e = 0;
 	if (!acl_apply_mode(v, (size_t)n, mode & 0777))	/* else not one we can rewrite */
 		txn_xattr(t, ino, ACL_XATTR_ACCESS, v, (size_t)n);
 	free(v);
-	return e;
+	return 0;
 }
 
 static int64_t ts_ns(const struct timespec *t)
@@ -92,15 +91,12 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 		r.mtime = ts_ns(&in->st_mtim);
 	if (!e) {
 		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
-		txn_rec(&t, ino, &r);
-		e = txn_commit(&t, fs->c);
+		e = node_commit(fs, n, &t, &r);
 	} else {
 		txn_free(&t);
 	}
-	if (!e) {
-		n->rec = r;
+	if (!e)
 		rec_to_stat(ino, &r, out);
-	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
 }
@@ -141,10 +137,7 @@ int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val
 		struct txn t;
 		txn_init(&t);
 		txn_put(&t, k, kl, val, len);
-		txn_rec(&t, ino, &r);
-		e = txn_commit(&t, fs->c);
-		if (!e)
-			n->rec = r;
+		e = node_commit(fs, n, &t, &r);
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;
@@ -215,10 +208,7 @@ int qfs_removexattr(struct qfs *fs, uint64_t ino, const char *name)
 		struct txn t;
 		txn_init(&t);
 		txn_del(&t, k, kl);
-		txn_rec(&t, ino, &r);
-		e = txn_commit(&t, fs->c);
-		if (!e)
-			n->rec = r;
+		e = node_commit(fs, n, &t, &r);
 	}
 	pthread_rwlock_unlock(&n->lock);
 	return e;

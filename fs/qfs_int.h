@@ -57,6 +57,8 @@ int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r);
 /* Write r through to the log and, once there, make it the node's record.
  * n->lock held for writing. */
 int node_store(struct qfs *fs, struct node *n, const struct inode_rec *r);
+/* The same, with r added to t and t committed as one batch (t is freed). */
+int node_commit(struct qfs *fs, struct node *n, struct txn *t, const struct inode_rec *r);
 void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st);
 
 /* Delete every block at or after block `from` of ino. */

@@ -84,6 +84,15 @@ int node_store(struct qfs *fs, struct node *n, const struct inode_rec *r)
 	return e;
 }
 
+int node_commit(struct qfs *fs, struct node *n, struct txn *t, const struct inode_rec *r)
+{
+	txn_rec(t, n->ino, r);
+	int e = txn_commit(t, fs->c);
+	if (!e)
+		n->rec = *r;
+	return e;
+}
+
 void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st)
 {
 	memset(st, 0, sizeof *st);

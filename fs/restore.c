@@ -43,23 +43,18 @@ static int fetch(const char *sock, const char *dir, const char *name, const char
 	return r;
 }
 
-/* The clear header of a fetched checkpoint: volume id and upto. */
-static int ckpt_head(const char *dir, const char *file, uint8_t vol[VOLUME_ID_SIZE],
-		     uint64_t *upto)
+/* The first len bytes of a fetched file (its clear header: segments and
+ * checkpoints both carry the cache's volume id at offset 16). */
+static int read_head(const char *dir, const char *file, uint8_t *h, size_t len)
 {
 	char path[4400];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	uint8_t h[CKPT_HDR_SIZE];
-	ssize_t n = pread(fd, h, sizeof h, 0);
+	ssize_t n = pread(fd, h, len, 0);
 	close(fd);
-	if (n != (ssize_t)sizeof h || memcmp(h, CKPT_MAGIC, 8))
-		return -EBADMSG;
-	memcpy(vol, h + 16, VOLUME_ID_SIZE);
-	*upto = get_le64(h + 48);
-	return 0;
+	return n == (ssize_t)len ? 0 : -EBADMSG;
 }
 
 static bool dir_has_volume(const char *dir)
@@ -153,11 +148,12 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		snprintf(name, sizeof name, "c%" PRIu64, ids[i]);
 		ckpt_name(ids[i], file);
 		r = fetch(sock, cache_dir, name, file, err, errlen);
-		uint8_t cv[VOLUME_ID_SIZE] = { 0 };
-		uint64_t cu = 0;
-		if (!r && ckpt_head(cache_dir, file, cv, &cu) == 0) {
+		uint8_t h[CKPT_HDR_SIZE];
+		if (!r && read_head(cache_dir, file, h, sizeof h) == 0 &&
+		    !memcmp(h, CKPT_MAGIC, 8)) {
+			uint64_t cu = get_le64(h + 48);
 			if (!have_vol || cu > upto)
-				memcpy(vol, cv, sizeof vol);
+				memcpy(vol, h + 16, sizeof vol);
 			have_vol = true;
 			if (cu > upto)
 				upto = cu;
@@ -171,17 +167,10 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		seg_name(id, file);
 		r = fetch(sock, cache_dir, name, file, err, errlen);
 		fetched++;
-		if (!r && !have_vol) {	/* no checkpoint: the volume id from a segment */
-			char path[4400];
-			snprintf(path, sizeof path, "%s/%s", cache_dir, file);
-			int fd = open(path, O_RDONLY | O_CLOEXEC);
-			uint8_t h[SEG_HDR_SIZE];
-			if (fd >= 0 && pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h) {
-				memcpy(vol, h + 16, VOLUME_ID_SIZE);
-				have_vol = true;
-			}
-			if (fd >= 0)
-				close(fd);
+		uint8_t h[SEG_HDR_SIZE];
+		if (!r && !have_vol && read_head(cache_dir, file, h, sizeof h) == 0) {
+			memcpy(vol, h + 16, VOLUME_ID_SIZE);	/* no checkpoint to name it */
+			have_vol = true;
 		}
 	}
 	if (!r && !have_vol) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spool.h"
 #include "../common/endian.h"
 
 #define CAT_MAGIC "QSFSCAT1"
@@ -274,25 +275,26 @@ static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind)
 	return 1;
 }
 
+/* The number in an object name (the codec's id without the checkpoint bit). */
+static int name_id(const char *name, uint64_t *id)
+{
+	int r = object_name_parse(name, id);
+	*id &= ~(1ull << 63);
+	return r;
+}
+
 int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind)
 {
-	char *end;
-	if ((name[0] != 's' && name[0] != 'c') || name[1] < '0' || name[1] > '9')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long id = strtoull(name + 1, &end, 10);
-	if (*end || errno || !id)
+	uint64_t id;
+	if (name_id(name, &id))
 		return -EINVAL;
 	return name[0] == 's' ? add_segment(c, id) : add_ckpt(c, id, ckpt_kind);
 }
 
 bool catalog_has(const struct catalog *c, const char *name)
 {
-	char *end;
-	if ((name[0] != 's' && name[0] != 'c') || name[1] < '0' || name[1] > '9')
-		return false;
-	unsigned long long id = strtoull(name + 1, &end, 10);
-	if (*end || !id)
+	uint64_t id;
+	if (name_id(name, &id))
 		return false;
 	if (name[0] == 's') {
 		if (id <= c->seg_hi)

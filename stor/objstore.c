@@ -511,15 +511,3 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	codec_dec_free(d);
 	return r == 1 ? 0 : r;
 }
-
-size_t obj_meta_copies(struct objstore *s, const char *name)
-{
-	char key[128];
-	meta_key(s, name, key, sizeof key);
-	size_t n = 0;
-	for (size_t i = 0; i < s->nbackends; i++) {
-		struct obj_meta m;
-		n += meta_at(s, i, key, name, &m) == 0;
-	}
-	return n;
-}

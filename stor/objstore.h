@@ -56,9 +56,4 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, char *why, size_t whylen, char *damage, size_t damagelen);
 
-/* How many backends hold a valid copy of object name's metadata (written
- * only after every shard was stored). name is safely remote when this is a
- * majority of the backends. */
-size_t obj_meta_copies(struct objstore *s, const char *name);
-
 #endif

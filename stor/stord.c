@@ -84,8 +84,6 @@ static struct {
 	uint64_t stored, failures;
 	char last_error[512];
 	bool draining, stop;
-	char **confirmed;	/* names uploaded since start */
-	size_t nconfirmed, capconfirmed;
 	struct degraded *degraded;	/* objects read with shards missing or bad */
 	size_t ndegraded;
 	struct ctx *workers, *retrievers;
@@ -205,24 +203,6 @@ static void drop_job(struct job *j)
 	free(j);
 }
 
-static void note_confirmed(const char *name)
-{
-	for (size_t i = 0; i < D.nconfirmed; i++)
-		if (!strcmp(D.confirmed[i], name))
-			return;
-	if (D.nconfirmed == D.capconfirmed) {
-		size_t nc = D.capconfirmed ? D.capconfirmed * 2 : 256;
-		char **n = realloc(D.confirmed, nc * sizeof *n);
-		if (!n)
-			return;
-		D.confirmed = n;
-		D.capconfirmed = nc;
-	}
-	D.confirmed[D.nconfirmed] = strdup(name);
-	if (D.confirmed[D.nconfirmed])
-		D.nconfirmed++;
-}
-
 static void *worker_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -298,7 +278,6 @@ static void *worker_main(void *arg)
 			if (e)
 				qlog_err("stor: %s uploaded but its journal entry cannot be removed: %s",
 					 name, strerror(-e));
-			note_confirmed(name);
 			D.stored++;
 			drop_job(j);
 			qlog_debug("stor: %s stored", name);
@@ -909,9 +888,6 @@ int main(int argc, char **argv)
 	free(D.retrievers);
 	while (D.jobs)
 		drop_job(D.jobs);
-	for (size_t i = 0; i < D.nconfirmed; i++)
-		free(D.confirmed[i]);
-	free(D.confirmed);
 	free(D.degraded);
 	catalog_free(&cat);
 	close(sfd);

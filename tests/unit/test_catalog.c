@@ -24,19 +24,14 @@ static int setup(void **state)
 	(void)state;
 	assert_true(sodium_init() >= 0);
 	dir = tu_mkdtemp();
-	for (int i = 0; i < NREDIS; i++) {
-		ports[i] = tu_free_port();
-		pids[i] = tu_redis_start(ports[i], NULL);
-	}
+	tu_redis_start_n(NREDIS, ports, pids);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < NREDIS; i++)
-		if (pids[i] > 0)
-			tu_redis_stop(pids[i]);
+	tu_redis_stop_n(NREDIS, pids);
 	tu_rmrf(dir);
 	free(dir);
 	return 0;
@@ -194,10 +189,7 @@ static void test_round_trip_newest_wins_tamper_and_minority(void **state)
 
 	/* three of six backends silent (redis-servers stopped): no majority
 	 * answered, so the newest copy cannot be known */
-	for (int i = 0; i < NREDIS; i++) {
-		tu_redis_stop(pids[i]);
-		pids[i] = 0;
-	}
+	tu_redis_stop_n(NREDIS, pids);
 	assert_int_equal(catalog_load(&g.s, &back, why, sizeof why), -EIO);
 	assert_non_null(strstr(why, "majority"));
 	assert_int_equal(catalog_store(&g.s, &c, why, sizeof why), -EIO);

@@ -3,7 +3,6 @@
  * corrupt record inside a batch, and version 1 segments. */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,20 +30,6 @@ static void expect(struct cache *c, const char *k, const char *v)
 	free(got);
 }
 
-static void remove_checkpoints(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strncmp(e->d_name, "ckpt-", 5)) {
-			char *p = tu_path(dir, e->d_name);
-			unlink(p);
-			free(p);
-		}
-	}
-	closedir(d);
-}
-
 static void test_batch_applies_in_order_and_survives_reopen(void **state)
 {
 	(void)state;
@@ -68,7 +53,7 @@ static void test_batch_applies_in_order_and_survives_reopen(void **state)
 		assert_int_equal(st.keys, 2);
 		assert_int_equal(cache_close(c), 0);
 		if (round == 0)
-			remove_checkpoints(dir);	/* the second round replays the segment */
+			tu_remove_checkpoints(dir);	/* the second round replays the segment */
 		c = tu_open(dir, 1 << 20, NULL);
 	}
 	/* one op is a plain record; a DEL of an absent key is not an error */
@@ -79,7 +64,7 @@ static void test_batch_applies_in_order_and_survives_reopen(void **state)
 	assert_int_equal(cache_apply(c, two, 2), 0);
 	assert_true(cache_seal(c) > 0);
 	assert_int_equal(cache_close(c), 0);
-	remove_checkpoints(dir);
+	tu_remove_checkpoints(dir);
 	c = tu_open(dir, 1 << 20, NULL);
 	expect(c, "s1", "one");
 	expect(c, "s2", "two");
@@ -316,7 +301,7 @@ static void test_version1_segments(void **state)
 	struct cache_op ops[2] = { PUT("bat1", "x"), PUT("bat2", "y") };
 	assert_int_equal(cache_apply(c, ops, 2), 0);
 	assert_int_equal(cache_close(c), 0);
-	remove_checkpoints(dir);
+	tu_remove_checkpoints(dir);
 	char *s1 = tu_path(dir, "seg-0000000000000001.qseg");
 	char *s2 = tu_path(dir, "seg-0000000000000002.qseg");
 	chmod(s1, 0644);
@@ -347,7 +332,7 @@ static void test_version1_segments(void **state)
 	assert_int_equal(cache_apply(c, last, 2), 0);
 	assert_true(cache_seal(c) > 0);
 	assert_int_equal(cache_close(c), 0);
-	remove_checkpoints(dir);
+	tu_remove_checkpoints(dir);
 	c = tu_open(dir, 1 << 20, NULL);
 	expect(c, "v1a", "sealed in v1");
 	expect(c, "v1b", "active in v1");

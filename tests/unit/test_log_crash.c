@@ -178,20 +178,6 @@ static char *make_sealed(void)
 	return dir;
 }
 
-static void remove_checkpoints(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strncmp(e->d_name, "ckpt-", 5)) {
-			char *p = tu_path(dir, e->d_name);
-			unlink(p);
-			free(p);
-		}
-	}
-	closedir(d);
-}
-
 static void test_flipped_byte_in_sealed_segment(void **state)
 {
 	(void)state;
@@ -220,7 +206,7 @@ static void test_flipped_byte_in_sealed_segment(void **state)
 
 	/* (b) not covered by a checkpoint: replay meets it and open fails,
 	 * naming segment and offset; it is never skipped */
-	remove_checkpoints(dir);
+	tu_remove_checkpoints(dir);
 	struct cache_opts o = { .dir = dir, .segment_size = 1 << 20 };
 	tu_capture_begin();
 	assert_int_equal(cache_open(&o, &c), -EIO);
@@ -422,7 +408,7 @@ static void test_interrupted_creation_and_junk_after_seal(void **state)
 	 * then the newest, sealed, and replayed */
 	char *seg4 = tu_path(dir, "seg-0000000000000004.qseg");
 	assert_int_equal(unlink(seg4), 0);
-	remove_checkpoints(dir);
+	tu_remove_checkpoints(dir);
 	char *seg3 = tu_path(dir, "seg-0000000000000003.qseg");
 	long long sealed_size = tu_fsize(seg3);
 	chmod(seg3, 0644);

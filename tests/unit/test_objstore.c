@@ -26,19 +26,14 @@ static int setup(void **state)
 	(void)state;
 	assert_true(sodium_init() >= 0);
 	dir = tu_mkdtemp();
-	for (int i = 0; i < NB; i++) {
-		ports[i] = tu_free_port();
-		pids[i] = tu_redis_start(ports[i], NULL);
-	}
+	tu_redis_start_n(NB, ports, pids);
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	for (int i = 0; i < NB; i++)
-		if (pids[i] > 0)
-			tu_redis_stop(pids[i]);
+	tu_redis_stop_n(NB, pids);
 	tu_rmrf(dir);
 	free(dir);
 	return 0;

@@ -4,6 +4,7 @@
 #include "../../common/qlog.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -219,3 +220,34 @@ void tu_redis_stop(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
+
+void tu_redis_start_n(int n, int *ports, pid_t *pids)
+{
+	for (int i = 0; i < n; i++) {
+		ports[i] = tu_free_port();
+		pids[i] = tu_redis_start(ports[i], NULL);
+	}
+}
+
+void tu_redis_stop_n(int n, pid_t *pids)
+{
+	for (int i = 0; i < n; i++) {
+		if (pids[i] > 0)
+			tu_redis_stop(pids[i]);
+		pids[i] = 0;
+	}
+}
+
+void tu_remove_checkpoints(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!strncmp(e->d_name, "ckpt-", 5)) {
+			char *p = tu_path(dir, e->d_name);
+			unlink(p);
+			free(p);
+		}
+	}
+	closedir(d);
+}

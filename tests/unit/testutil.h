@@ -53,5 +53,13 @@ int tu_free_port(void);
 pid_t tu_redis_start(int port, const char *pass);
 /* SIGKILL it and reap it. */
 void tu_redis_stop(pid_t pid);
+/* n redis-servers (no password) on free ports: ports[i], pids[i]. */
+void tu_redis_start_n(int n, int *ports, pid_t *pids);
+/* Stop those of them still running (pid > 0); their pids become 0. */
+void tu_redis_stop_n(int n, pid_t *pids);
+
+/* Delete the checkpoint files (ckpt-*) of a cache directory, so that the
+ * next open replays every segment. */
+void tu_remove_checkpoints(const char *dir);
 
 #endif
