@@ -293,7 +293,7 @@ class Qsfs:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.stor_log, "ab"), env=self.env())
         for _ in range(500):
-            if run([self.ctl_bin, "-c", self.conf, "ready"], check=False).returncode == 0:
+            if run([self.ctl_bin, "-c", self.conf, "status"], check=False).returncode == 0:
                 return
             if self.stor.poll() is not None:
                 raise RuntimeError("qsfs-stor exited: " + self.stor_log.read_text()[-2000:])

@@ -92,7 +92,7 @@ def main():
                                               capture_output=True, text=True, check=True)
                 c("format")
                 d = subprocess.Popen([str(stord), "-c", str(conf)], stderr=subprocess.DEVNULL)
-                while subprocess.run([str(ctl), "-c", str(conf), "ready"],
+                while subprocess.run([str(ctl), "-c", str(conf), "status"],
                                      capture_output=True).returncode:
                     time.sleep(0.02)
                 cpu0 = cpu_seconds(d.pid)

@@ -176,6 +176,7 @@ int new_active(struct cache *c)
 	sum_update(c->active_sum, hdr, SEG_HDR_SIZE);
 	c->active = s;
 	c->active_nrec = 0;
+	c->active_since_ns = 0;
 	c->writeback_off = SEG_HDR_SIZE;
 	atomic_store(&s->synced, SEG_HDR_SIZE);
 	return 0;
@@ -343,7 +344,8 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 		return r;
 	}
 	a->size += len;
-	c->active_nrec++;
+	if (!c->active_nrec++)
+		c->active_since_ns = fs_now_ns();
 	sum_update(c->active_sum, hdr, REC_HDR_SIZE);
 	sum_update(c->active_sum, key, klen);
 	sum_update(c->active_sum, val, vlen);
@@ -484,6 +486,8 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 	free(u);
 	if (!r) {
 		a->size += len;
+		if (!c->active_nrec)
+			c->active_since_ns = fs_now_ns();
 		c->active_nrec += n + 1;
 		sum_update(c->active_sum, buf, len);
 		start_writeback(c, a);
@@ -788,6 +792,24 @@ int64_t cache_seal(struct cache *c)
 	return r;
 }
 
+int64_t cache_seal_older(struct cache *c, uint64_t age_ns)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	if (atomic_load(&c->io_error))
+		return atomic_load(&c->io_error);
+	uint64_t now = fs_now_ns();
+	pthread_rwlock_wrlock(&c->lock);
+	int64_t r = 0;
+	if (c->active && c->active_nrec > 0 && c->active_since_ns &&
+	    now - c->active_since_ns >= age_ns)
+		r = seal_locked(c);
+	pthread_rwlock_unlock(&c->lock);
+	if (r > 0)
+		worker_kick(c, false, false);
+	return r;
+}
+
 int cache_confirm(struct cache *c, uint64_t seg_id)
 {
 	if (c->o.read_only)
@@ -923,6 +945,10 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		if (c->hook && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
 			st->hooks_pending++;
 	}
+	st->hooks_running = atomic_load(&c->hooks_running);
+	st->active_records = c->active ? c->active_nrec : 0;
+	if (st->active_records && c->active_since_ns)
+		st->active_age_ns = fs_now_ns() - c->active_since_ns;
 	for (size_t i = 0; i < c->nckpts; i++) {
 		const struct ckpt_rec *k = &c->ckpts[i];
 		if (c->hook && k->written && !k->handed)

@@ -125,6 +125,12 @@ int cache_sync(struct cache *c);
  * active segment holds no record. Returns the sealed segment id (> 0) or 0. */
 int64_t cache_seal(struct cache *c);
 
+/* The recovery point: seal the active segment (as cache_seal) when its
+ * first record was appended age_ns or more ago. Records replayed at open
+ * count as old (their age is unknown), so they are sealed at the first
+ * call. Returns the sealed id (> 0), 0 when nothing is due, or -errno. */
+int64_t cache_seal_older(struct cache *c, uint64_t age_ns);
+
 /* Record that segment id is stored remotely (stor confirmed all its shards
  * and metadata). Durable. Only confirmed segments may be evicted. Returns
  * -ENOENT for an unknown id, -EINVAL for the active segment. */
@@ -178,6 +184,9 @@ struct cache_stats {
 	uint64_t pinned_bytes;		/* local bytes that may not be evicted */
 	uint64_t hooks_pending;		/* hand-offs not yet done */
 	uint64_t hooks_failed;		/* hook runs that failed (since open) */
+	uint64_t hooks_running;		/* hook processes running now */
+	uint64_t active_records;	/* records in the active segment */
+	uint64_t active_age_ns;		/* since its first record (0: none) */
 	uint64_t checkpoint_id;		/* newest checkpoint written */
 	uint64_t checkpoint_upto;	/* segments covered by it */
 	uint64_t checkpoints_written;	/* since open */

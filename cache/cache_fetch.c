@@ -25,7 +25,10 @@ int run_hook(struct cache *c, const char *event, const char *const *args)
 	snprintf(e_vol, sizeof e_vol, "QSFS_VOLUME_ID=%s", c->volhex);
 	snprintf(e_size, sizeof e_size, "QSFS_SEGMENT_SIZE=%" PRIu64, c->o.segment_size);
 	const char *env[] = { e_event, e_dir, e_vol, e_size, NULL };
-	return hook_run(c->hook, event, args, env, c->o.hook_timeout_ms);
+	atomic_fetch_add(&c->hooks_running, 1);
+	int r = hook_run(c->hook, event, args, env, c->o.hook_timeout_ms);
+	atomic_fetch_sub(&c->hooks_running, 1);
+	return r;
 }
 
 /* Run the hook, which writes the segment to "<name>.tmp"; check what it left

@@ -78,6 +78,10 @@ struct cache {
 	struct seg *active;	/* NULL only after a failed segment creation */
 	struct sum_state *active_sum;	/* content checksum of the active file */
 	uint64_t active_nrec;
+	uint64_t active_since_ns;	/* fs_now_ns() of the active segment's first
+					 * record (1 for records replayed at open:
+					 * their age is unknown, so they count as old);
+					 * 0 while it holds none */
 	bool active_old_format;	/* replayed active segment has an older header
 				 * version (sealed at open) */
 	uint64_t writeback_off;	/* active bytes already sent to writeback */
@@ -113,6 +117,7 @@ struct cache {
 	bool over_limit;
 	uint64_t hooks_failed, checkpoints_written, evicted;
 	atomic_uint_fast64_t missing_fetches;
+	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;
 };
 

@@ -451,6 +451,7 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 	c->active_old_format = res.version < SEG_VERSION;
 	s->size = res.end;
 	c->active_nrec = res.nrecords;
+	c->active_since_ns = res.nrecords ? 1 : 0;	/* age unknown: old */
 	if (!res.clean) {
 		uint64_t cut = res.file_size - res.end;
 		if (c->o.read_only) {

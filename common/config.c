@@ -31,6 +31,7 @@ static const struct field cache_fields[] = {
 	{ "max_size", T_SIZE, OFF(cache.max_size), false, 0, 0, NULL },
 	{ "hook", T_PATH, OFF(cache.hook), false, 0, 0, NULL },
 	{ "hook_timeout", T_UINT, OFF(cache.hook_timeout), false, 1, 86400, NULL },
+	{ "max_segment_age", T_UINT, OFF(cache.max_segment_age), false, 0, 86400, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
 
@@ -39,6 +40,8 @@ static const struct field fs_fields[] = {
 	{ "size", T_SIZE, OFF(fs.size), false, 0, 0, NULL },
 	{ "allow_other", T_BOOL, OFF(fs.allow_other), false, 0, 0, NULL },
 	{ "restore_wait", T_UINT, OFF(fs.restore_wait), false, 0, 86400, NULL },
+	{ "socket", T_PATH, OFF(fs.socket), false, 0, 0, NULL },
+	{ "lease_timeout", T_UINT, OFF(fs.lease_timeout), false, 3, 86400, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
 
@@ -262,6 +265,7 @@ void config_free(struct qsfs_config *c)
 	free(c->cache.dir);
 	free(c->cache.hook);
 	free(c->fs.mountpoint);
+	free(c->fs.socket);
 	free(c->stor.socket);
 	free(c->stor.state_dir);
 	for (size_t i = 0; i < c->stor.nbackends; i++)
@@ -275,6 +279,8 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->cache.segment_size = 64ull << 20;
 	cfg->cache.hook_timeout = 120;
 	cfg->fs.restore_wait = 60;
+	cfg->fs.lease_timeout = 60;
+	cfg->cache.max_segment_age = 60;
 	cfg->stor.data_shards = 4;
 	cfg->stor.parity_shards = 2;
 	cfg->stor.compression = 1;
@@ -319,6 +325,15 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 			 "= %u + %u shards each need a distinct backend: configure at least %u",
 			 cfg->stor.nbackends, cfg->stor.data_shards, cfg->stor.parity_shards, need);
 		goto out;
+	}
+	if (!cfg->fs.socket) {
+		size_t n = strlen(cfg->cache.dir) + sizeof "/fs.sock";
+		cfg->fs.socket = malloc(n);
+		if (!cfg->fs.socket) {
+			r = -ENOMEM;
+			goto out;
+		}
+		snprintf(cfg->fs.socket, n, "%s/fs.sock", cfg->cache.dir);
 	}
 out:
 	yaml_document_delete(&doc);

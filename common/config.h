@@ -29,6 +29,10 @@ struct qsfs_config {
 		uint64_t max_size;	/* 0 = no limit */
 		char *hook;		/* NULL = none */
 		unsigned hook_timeout;	/* seconds, default 120 */
+		/* the recovery point: the active segment is sealed (and so
+		 * uploaded) once its oldest record is this many seconds old;
+		 * default 60, 0 = only when full, on drain or at a clean stop */
+		unsigned max_segment_age;
 	} cache;
 	struct {
 		char *mountpoint;	/* NULL: given on the command line */
@@ -37,6 +41,11 @@ struct qsfs_config {
 		/* seconds qsfs-fs waits for qsfs-stor when an empty cache
 		 * directory must be restored from the backends (default 60) */
 		unsigned restore_wait;
+		char *socket;		/* qsfs-fs's control socket; default
+					 * CACHE_DIR/fs.sock */
+		/* seconds without a heartbeat after which another host may
+		 * take the volume's writer lease (default 60) */
+		unsigned lease_timeout;
 	} fs;
 	struct {
 		char *socket;

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 int ctlsock_request(const char *path, const char *req, char **reply)
 {
+	*reply = NULL;
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof a.sun_path)
 		return -ENAMETOOLONG;
@@ -58,5 +60,69 @@ int ctlsock_request(const char *path, const char *req, char **reply)
 	if (n && buf[n - 1] == '\n')
 		buf[n - 1] = 0;
 	*reply = buf;
+	return 0;
+}
+
+int ctlsock_listen(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof a.sun_path) {
+		snprintf(err, errlen, "socket path %s is too long (at most %zu bytes)", path,
+			 sizeof a.sun_path - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(a.sun_path, path);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		goto fail;
+	if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
+		snprintf(err, errlen, "%s is in use by another running daemon", path);
+		close(s);
+		return -EADDRINUSE;
+	}
+	close(s);
+	unlink(path);	/* stale, from a crash */
+	char dir[sizeof a.sun_path];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0755);
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		goto fail;
+	mode_t old = umask(077);
+	int r = bind(s, (struct sockaddr *)&a, sizeof a);
+	umask(old);
+	if (r < 0 || chmod(path, 0600) < 0 || listen(s, 64) < 0) {
+		int e = errno;
+		close(s);
+		errno = e;
+		goto fail;
+	}
+	return s;
+fail:;
+	int e = errno;
+	snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(e));
+	return -e;
+}
+
+int ctlsock_read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	while (n < cap - 1) {
+		ssize_t k = read(fd, buf + n, cap - 1 - n);
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+		if (memchr(buf, '\n', n))
+			break;
+	}
+	buf[n] = 0;
+	char *nl = strchr(buf, '\n');
+	if (!nl)
+		return -EPROTO;
+	*nl = 0;
 	return 0;
 }

@@ -15,7 +15,12 @@
  * CACHE_DIR/fs-status.json (what `qsfs-ctl status` shows of the filesystem)
  * and holds back new data while the cache is over its limit with nothing
  * evictable: writers wait while stor is reachable (backpressure), and get
- * ENOSPC while it is not; the mount stays up.
+ * ENOSPC while it is not; the mount stays up. It also seals the active
+ * segment once it holds data older than cache.max_segment_age (the
+ * recovery point of a host that dies).
+ *
+ * The control socket (fs/fsctl.h, fs.socket) answers PING, SEAL (used by
+ * `qsfs-ctl drain`) and STATUS while mounted.
  *
  * Clean stop (SIGTERM, SIGINT, fusermount3 -u): the session ends, then the
  * log is synced, the active segment sealed even if partly filled, queued
@@ -32,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fsctl.h"
 #include "fuse_ops.h"
 #include "qfs.h"
 #include "../common/config.h"
@@ -57,6 +63,7 @@ struct confirm_ctx {
 	const char *cache_dir;
 	const char *mnt;
 	const char *volume;
+	uint64_t max_age_ns;	/* cache.max_segment_age, 0 = off */
 	bool stor_up;
 	enum qfs_full full;
 	char *last_status;	/* what fs-status.json holds, without "updated" */
@@ -187,6 +194,15 @@ static void *confirm_main(void *arg)
 	pthread_mutex_lock(&confirmer.mu);
 	while (!confirmer.stop) {
 		pthread_mutex_unlock(&confirmer.mu);
+		if (x->max_age_ns) {	/* the recovery point */
+			int64_t id = cache_seal_older(x->c, x->max_age_ns);
+			if (id > 0)
+				qlog_debug("fs: sealed segment %lld: it held data older than "
+					   "cache.max_segment_age", (long long)id);
+			else if (id < 0)
+				qlog_warn("fs: sealing an aged active segment: %s",
+					  strerror((int)-id));
+		}
 		confirm_round(x);
 		report(x);
 		pthread_mutex_lock(&confirmer.mu);
@@ -325,7 +341,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
-	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume, false,
+	struct fsctl *ctl = NULL;
+	if (fsctl_start(cfg.fs.socket, mnt, c, &ctl, err, sizeof err)) {
+		fprintf(stderr, "qsfs-fs: %s (set fs.socket in %s)\n", err, conf);
+		fuse_session_unmount(se);
+		goto out_signals;
+	}
+	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume,
+				  (uint64_t)cfg.cache.max_segment_age * 1000000000ull, false,
 				  QFS_FULL_NO, NULL };
 	pthread_t ct;
 	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
@@ -333,6 +356,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	r = fuse_session_loop_mt(se, &lc);
 	fuse_session_unmount(se);
+	fsctl_stop(ctl);
 	if (confirming) {
 		pthread_mutex_lock(&confirmer.mu);
 		confirmer.stop = true;

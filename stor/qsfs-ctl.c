@@ -6,8 +6,12 @@
  *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
  *   qsfs-ctl [-c CONFIG] status [--json]
  *   qsfs-ctl [-c CONFIG] catalog               the volume catalog (JSON)
- *   qsfs-ctl [-c CONFIG] drain [--timeout S]   exit 0 when nothing is pending
- *   qsfs-ctl [-c CONFIG] ready                 exit 0 when qsfs-stor answers
+ *   qsfs-ctl [-c CONFIG] drain [--timeout S]   seal the filesystem's active
+ *                                              segment, exit 0 when nothing
+ *                                              is pending
+ *   qsfs-ctl [-c CONFIG] ready                 exit 0 when the filesystem is
+ *                                              mounted and answering and
+ *                                              qsfs-stor answers
  * Exit status: 0 ok, 1 failure or "no", 2 usage or configuration error,
  * 3 qsfs-stor not reachable.
  */
@@ -20,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,8 +44,8 @@ static void usage(FILE *f)
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
 		   "  status [--json]         queue, backends, errors\n"
 		   "  catalog                 what the backends hold (JSON)\n"
-		   "  drain [--timeout S]     wait until nothing is pending\n"
-		   "  ready                   exit 0 when qsfs-stor answers\n"
+		   "  drain [--timeout S]     seal what is written, wait until it is uploaded\n"
+		   "  ready                   exit 0 when the mount and qsfs-stor answer\n"
 		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
 }
 
@@ -171,44 +177,131 @@ static void print_status(json_object *o, bool stor_down)
 #undef I
 }
 
-static int cmd_drain(const char *sock, double timeout)
+/* One number from a JSON reply, or -1. */
+static long long json_num(const char *reply, const char *key)
 {
+	json_object *o = json_tokener_parse(reply), *v;
+	long long n = o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+	json_object_put(o);
+	return n;
+}
+
+/* Seal what the mounted filesystem holds, then wait until every hand-off
+ * is done and stor's queue is empty. */
+static int cmd_drain(const struct qsfs_config *cfg, double timeout)
+{
+	const char *sock = cfg->stor.socket;
 	bool tty = isatty(1);
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	char *reply = NULL;
+	bool fs_up = ctlsock_request(cfg->fs.socket, "SEAL\n", &reply) == 0;
+	if (fs_up) {
+		long long id = json_num(reply, "sealed");
+		if (id < 0) {
+			fprintf(stderr, "qsfs-ctl: drain: qsfs-fs cannot seal: %s\n",
+				strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+			free(reply);
+			return 1;
+		}
+		if (id > 0)
+			printf("sealed the active segment (s%lld)\n", id);
+	} else {
+		printf("qsfs-fs is not running (no answer on %s): nothing to seal\n",
+		       cfg->fs.socket);
+	}
+	free(reply);
 	for (;;) {
-		char *reply;
+		long long hooks = 0;
+		if (fs_up) {
+			reply = NULL;
+			if (ctlsock_request(cfg->fs.socket, "STATUS\n", &reply) == 0)
+				hooks = json_num(reply, "hooks_pending");
+			else
+				fs_up = false;	/* it stopped: its clean stop ran the hooks */
+			free(reply);
+		}
 		int r = request(sock, "STATUS\n", &reply);
 		if (r)
 			return r;
-		json_object *o = json_tokener_parse(reply);
+		long long jobs = json_num(reply, "pending_jobs");
+		long long bytes = json_num(reply, "pending_bytes");
 		free(reply);
-		json_object *v;
-		long long jobs = o && json_object_object_get_ex(o, "pending_jobs", &v) ? json_object_get_int64(v) : -1;
-		long long bytes = o && json_object_object_get_ex(o, "pending_bytes", &v) ? json_object_get_int64(v) : 0;
-		json_object_put(o);
-		if (jobs < 0) {
+		if (jobs < 0 || hooks < 0) {
 			fprintf(stderr, "qsfs-ctl: drain: bad status reply\n");
 			return 1;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		double el = (double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9;
 		if (tty)
-			printf("\rdraining: %lld jobs, %.1f MiB pending, %.0f s   ", jobs,
-			       (double)bytes / 1048576.0, el);
+			printf("\rdraining: %lld hand-offs, %lld uploads, %.1f MiB pending, %.0f s   ",
+			       hooks, jobs, (double)bytes / 1048576.0, el);
 		fflush(stdout);
-		if (jobs == 0) {
+		if (jobs == 0 && hooks == 0) {
 			printf("%sdrained: nothing pending\n", tty ? "\n" : "");
 			return 0;
 		}
 		if (timeout > 0 && el >= timeout) {
 			printf("%s", tty ? "\n" : "");
-			fprintf(stderr, "qsfs-ctl: drain: timed out after %.0f s with %lld jobs pending\n",
-				el, jobs);
+			fprintf(stderr, "qsfs-ctl: drain: timed out after %.0f s with %lld hand-offs "
+				"and %lld uploads pending\n", el, hooks, jobs);
 			return 1;
 		}
 		usleep(200000);
 	}
+}
+
+/* The mount answers: statfs from a child, so a hung mount gives "no"
+ * after timeout_s instead of hanging the healthcheck. */
+static bool mount_answers(const char *mnt, unsigned timeout_s)
+{
+	pid_t p = fork();
+	if (p < 0)
+		return false;
+	if (p == 0) {
+		struct statfs sf;
+		_exit(statfs(mnt, &sf) == 0 && sf.f_type == 0x65735546 /* FUSE */ ? 0 : 1);
+	}
+	for (unsigned i = 0; i < timeout_s * 20; i++) {
+		int st;
+		pid_t w = waitpid(p, &st, WNOHANG);
+		if (w == p)
+			return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+		usleep(50000);
+	}
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+	return false;
+}
+
+/* Exit 0 only when the filesystem is mounted and answering and stor is up:
+ * the container's healthcheck. */
+static int cmd_ready(const struct qsfs_config *cfg)
+{
+	char *reply = NULL;
+	int r = ctlsock_request(cfg->fs.socket, "PING\n", &reply);
+	if (r || strncmp(reply, "OK ", 3)) {
+		printf("not ready: qsfs-fs does not answer on %s (%s)\n", cfg->fs.socket,
+		       r ? strerror(-r) : reply);
+		free(reply);
+		return 1;
+	}
+	char mnt[4096];
+	snprintf(mnt, sizeof mnt, "%s", reply + 3);
+	free(reply);
+	if (!mount_answers(mnt, 5)) {
+		printf("not ready: the mount at %s does not answer\n", mnt);
+		return 1;
+	}
+	r = ctlsock_request(cfg->stor.socket, "STATUS\n", &reply);
+	free(reply);
+	if (r) {
+		printf("not ready: qsfs-stor does not answer on %s (%s)\n", cfg->stor.socket,
+		       strerror(-r));
+		return 1;
+	}
+	printf("ready: %s mounted on %s\n", cfg->volume, mnt);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -293,7 +386,7 @@ int main(int argc, char **argv)
 		json_object_put(fsst);
 	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		double to = nargs ? atof(args[1]) : 0;
-		ret = cmd_drain(sock, to);
+		ret = cmd_drain(&cfg, to);
 	} else if (!strcmp(cmd, "catalog") && nargs == 0) {
 		ret = request(sock, "CATALOG\n", &reply);
 		json_object *o = ret ? NULL : json_tokener_parse(reply);
@@ -306,7 +399,7 @@ int main(int argc, char **argv)
 		}
 		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
-		ret = request(sock, "STATUS\n", &reply);
+		ret = cmd_ready(&cfg);
 	} else {
 		usage(stderr);
 		ret = 2;

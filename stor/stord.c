@@ -43,6 +43,7 @@
 #include "objstore.h"
 #include "spool.h"
 #include "../common/config.h"
+#include "../common/ctlsock.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
@@ -634,23 +635,11 @@ static void *conn_main(void *arg)
 {
 	int cfd = (int)(intptr_t)arg;
 	char line[8192];
-	size_t n = 0;
-	while (n < sizeof line - 1) {
-		ssize_t k = read(cfd, line + n, sizeof line - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(line, '\n', n))
-			break;
-	}
-	line[n] = 0;
-	char *nl = strchr(line, '\n');
-	if (!nl) {
+	if (ctlsock_read_line(cfd, line, sizeof line)) {
 		dprintf(cfd, "ERR request too long or not a line\n");
 		close(cfd);
 		return NULL;
 	}
-	*nl = 0;
 	/* strtok_r: requests are parsed on many threads at once (strtok's
 	 * hidden state made one request's path point into another's buffer) */
 	char *save = NULL;
@@ -692,41 +681,6 @@ static void *conn_main(void *arg)
 }
 
 /* --- main ------------------------------------------------------------------------ */
-
-static int listen_socket(const char *path)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof a.sun_path) {
-		qlog_err("stor: socket path %s is too long", path);
-		return -1;
-	}
-	strcpy(a.sun_path, path);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) {
-		qlog_err("stor: %s is in use by another running daemon", path);
-		close(s);
-		return -1;
-	}
-	close(s);
-	unlink(path);	/* stale, from a crash */
-	char dir[sizeof a.sun_path];
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = 0;
-		mkdir(dir, 0755);
-	}
-	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	mode_t old = umask(077);
-	int r = bind(s, (struct sockaddr *)&a, sizeof a);
-	umask(old);
-	if (r < 0 || chmod(path, 0600) < 0 || listen(s, 64) < 0) {
-		qlog_err("stor: cannot listen on %s: %s", path, strerror(errno));
-		close(s);
-		return -1;
-	}
-	return s;
-}
 
 int main(int argc, char **argv)
 {
@@ -795,9 +749,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-stor: %s\n", err);
 		return 1;
 	}
-	int lsock = listen_socket(D.cfg.stor.socket);
-	if (lsock < 0)
+	int lsock = ctlsock_listen(D.cfg.stor.socket, err, sizeof err);
+	if (lsock < 0) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
 		return 1;
+	}
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);

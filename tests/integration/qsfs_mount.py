@@ -12,7 +12,9 @@ from conftest import REPO_ROOT, _build_dir, _require_executable
 
 class Volume:
     def __init__(self, tmp: Path, backends=None, segment_size="4MiB", max_size=None,
-                 extra_cache="", allow_other=False, fs_size=None):
+                 extra_cache="", allow_other=False, fs_size=None, extra_fs=""):
+        """extra_cache, extra_fs: more YAML lines (indented two spaces) for
+        the cache: and fs: sections."""
         build = _build_dir()
         self.tmp = tmp
         self.fs_bin = str(_require_executable(build / "fs" / "qsfs-fs", "qsfs-fs"))
@@ -31,19 +33,19 @@ class Volume:
         lines = [
             "volume: testfs", f"key_file: {key}", "cache:", f"  dir: {self.cache}",
             f"  segment_size: {segment_size}", f"  hook: {self.hook}", "  hook_timeout: 60",
-        ]
+        ] + extra_cache.splitlines()
         if max_size:
             lines.append(f"  max_size: {max_size}")
         lines += [
             "fs:", f"  mountpoint: {self.mnt}",
-        ] + ([f"  size: {fs_size}"] if fs_size else []) + (
+        ] + extra_fs.splitlines() + ([f"  size: {fs_size}"] if fs_size else []) + (
             ["  allow_other: true"] if allow_other else []) + [
             "stor:", f"  socket: {tmp}/stor.sock",
             f"  state_dir: {tmp}/stor", "  compression: zstd:1", "  workers: 2",
             "  backends:",
         ] + [f"    - {b}" for b in backends]
         self.conf = tmp / "qsfs.yaml"
-        self.conf.write_text("\n".join(lines) + "\n" + extra_cache)
+        self.conf.write_text("\n".join(lines) + "\n")
         self.fs = None
         self.stor = None
         self.fs_log = tmp / "fs.log"
@@ -68,7 +70,7 @@ class Volume:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.stor_log, "ab"), env=self.env())
         for _ in range(500):
-            if self.ctl("ready", check=False).returncode == 0:
+            if self.ctl("status", check=False).returncode == 0:
                 return
             assert self.stor.poll() is None, self.stor_log.read_text()
             time.sleep(0.02)

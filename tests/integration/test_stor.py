@@ -112,7 +112,7 @@ class Stor:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "ab"))
         for _ in range(300):
-            if self.ctl("ready", check=False).returncode == 0:
+            if self.ctl("status", check=False).returncode == 0:
                 return
             assert self.proc.poll() is None, self.log.read_text()
             time.sleep(0.02)

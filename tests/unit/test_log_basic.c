@@ -153,6 +153,37 @@ static void test_large_values_and_seal(void **state)
 	free(dir);
 }
 
+/* cache_seal_older: the recovery point of cache.max_segment_age */
+static void test_seal_older(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	struct cache *c = tu_open(dir, 4 << 20, NULL);
+	const uint64_t hour = 3600ull * 1000000000ull;
+	assert_int_equal(cache_seal_older(c, 0), 0);	/* empty: nothing to seal */
+	tu_put(c, "a", "1", 1);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.active_records, 1);
+	assert_true(st.active_age_ns < hour);
+	assert_int_equal(cache_seal_older(c, hour), 0);	/* too young */
+	usleep(20000);
+	assert_int_equal(cache_seal_older(c, 10000000), 1);	/* 10 ms old: sealed */
+	cache_stats(c, &st);
+	assert_int_equal(st.active_records, 0);
+	assert_int_equal(st.active_age_ns, 0);
+	/* the age starts again with the new segment's first record */
+	tu_put(c, "b", "2", 1);
+	assert_int_equal(cache_seal_older(c, hour), 0);
+	assert_int_equal(cache_close(c), 0);
+	/* records replayed at open have an unknown age: they count as old */
+	c = tu_open(dir, 4 << 20, NULL);
+	assert_int_equal(cache_seal_older(c, hour), 2);
+	assert_int_equal(cache_close(c), 0);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 struct collect {
 	char keys[64][32];
 	int n;
@@ -346,6 +377,7 @@ int main(void)
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_exclusive_lock),
 		cmocka_unit_test(test_large_values_and_seal),
+		cmocka_unit_test(test_seal_older),
 		cmocka_unit_test(test_scan_prefix_order),
 		cmocka_unit_test(test_scan_during_changes),
 		cmocka_unit_test(test_read_only_open),

@@ -1,0 +1,32 @@
+/* fs/fsctl.h - qsfs-fs's control socket (fs.socket, default
+ * CACHE_DIR/fs.sock, mode 0600): what `qsfs-ctl drain`, `qsfs-ctl ready`
+ * and the container's shutdown waiter ask the mounted filesystem.
+ *
+ * One request line per connection, one reply line:
+ *   PING     "OK MOUNTPOINT" (the filesystem is mounted and serving)
+ *   SEAL     make everything written so far durable, seal the active
+ *            segment even if partly filled, and run the hand-off hooks
+ *            once; replies {"sealed":ID,"hooks_pending":N} (ID 0: nothing
+ *            was written since the last seal)
+ *   STATUS   {"hooks_pending":N,"hooks_running":N,"active_records":N,
+ *            "active_age_s":S,"segments_unconfirmed":N}
+ * Anything else gets "ERR ...".
+ */
+#ifndef QSFS_FS_FSCTL_H
+#define QSFS_FS_FSCTL_H
+
+#include <stddef.h>
+
+struct cache;
+struct fsctl;
+
+/* Listen on path and serve requests about log c (mounted on mnt) on a
+ * background thread. Returns 0, or a negative errno with err naming the
+ * socket. */
+int fsctl_start(const char *path, const char *mnt, struct cache *c, struct fsctl **out,
+		char *err, size_t errlen);
+
+/* Stop listening, wait for requests in progress, remove the socket. */
+void fsctl_stop(struct fsctl *x);
+
+#endif
