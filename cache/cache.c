@@ -359,7 +359,14 @@ static int check_key(struct cache *c, size_t klen)
 		return -EROFS;
 	if (klen == 0 || klen > KEY_MAX)
 		return -EINVAL;
+	if (atomic_load(&c->fenced))
+		return -EROFS;
 	return atomic_load(&c->io_error);
+}
+
+void cache_fence(struct cache *c)
+{
+	atomic_store(&c->fenced, true);
 }
 
 /* Append one record under the write lock, waking the worker after a seal. */
@@ -778,7 +785,7 @@ int cache_sync(struct cache *c)
 
 int64_t cache_seal(struct cache *c)
 {
-	if (c->o.read_only)
+	if (c->o.read_only || atomic_load(&c->fenced))
 		return -EROFS;
 	if (atomic_load(&c->io_error))
 		return atomic_load(&c->io_error);
@@ -794,7 +801,7 @@ int64_t cache_seal(struct cache *c)
 
 int64_t cache_seal_older(struct cache *c, uint64_t age_ns)
 {
-	if (c->o.read_only)
+	if (c->o.read_only || atomic_load(&c->fenced))
 		return -EROFS;
 	if (atomic_load(&c->io_error))
 		return atomic_load(&c->io_error);

@@ -125,6 +125,10 @@ int cache_sync(struct cache *c);
  * active segment holds no record. Returns the sealed segment id (> 0) or 0. */
 int64_t cache_seal(struct cache *c);
 
+/* Another host has taken the volume (its writer lease): from now on every
+ * put, del, apply and seal fails with -EROFS. Reads go on. Not undone. */
+void cache_fence(struct cache *c);
+
 /* The recovery point: seal the active segment (as cache_seal) when its
  * first record was appended age_ns or more ago. Records replayed at open
  * count as old (their age is unknown), so they are sealed at the first

@@ -90,6 +90,9 @@ struct cache {
 	 * reports a write-back error once, so a later fdatasync could "succeed"
 	 * over lost pages. */
 	atomic_int io_error;
+	/* Set by cache_fence (another host took the volume): every append and
+	 * seal fails with -EROFS from then on. */
+	atomic_bool fenced;
 
 	struct ckpt_rec *ckpts;	/* sorted by id */
 	size_t nckpts, ckpts_cap;

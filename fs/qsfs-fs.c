@@ -43,6 +43,7 @@
 #include "../common/config.h"
 #include "../common/ctlsock.h"
 #include "restore.h"
+#include "wlease.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
@@ -64,6 +65,10 @@ struct confirm_ctx {
 	const char *mnt;
 	const char *volume;
 	uint64_t max_age_ns;	/* cache.max_segment_age, 0 = off */
+	struct wlease *lease;	/* the volume's writer lease */
+	uint64_t lease_next_ns;	/* next renewal */
+	bool fenced;		/* another host took the volume */
+	char lease_problem[1024];	/* why the last renewal failed, or "" */
 	bool stor_up;
 	enum qfs_full full;
 	char *last_status;	/* what fs-status.json holds, without "updated" */
@@ -139,6 +144,8 @@ static void report(struct confirm_ctx *x)
 			 "to qsfs-stor (the hook is retried)", (unsigned long long)st.hooks_pending);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	if (x->lease_problem[0])
+		json_object_array_add(problems, json_object_new_string(x->lease_problem));
 	if (st.over_limit) {
 		snprintf(line, sizeof line, "the local cache holds %llu bytes, over its limit of %llu, "
 			 "and nothing can be evicted until qsfs-stor confirms %llu segments: new "
@@ -151,7 +158,7 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "mountpoint", json_object_new_string(x->mnt));
 	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(o, "state", json_object_new_string(
-		st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
+		x->fenced ? "fenced" : st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
 	json_object_object_add(o, "problems", problems);
 	json_object_object_add(o, "stor_reachable", json_object_new_boolean(x->stor_up));
 	json_object_object_add(o, "keys", json_object_new_int64((int64_t)st.keys));
@@ -188,12 +195,38 @@ static void report(struct confirm_ctx *x)
 	json_object_put(o);
 }
 
+/* Heartbeat the writer lease; stop writing for good if another host has
+ * taken it. */
+static void renew_lease(struct confirm_ctx *x)
+{
+	char err[900];
+	int r = wlease_renew(x->lease, err, sizeof err);
+	x->lease_next_ns = fs_now_ns() + (uint64_t)wlease_period(x->lease) * 1000000000ull;
+	if (r == -ESTALE) {
+		cache_fence(x->c);
+		x->fenced = true;
+		snprintf(x->lease_problem, sizeof x->lease_problem, "%.900s: this node stopped writing "
+			 "(writes fail with EROFS); unmount it", err);
+		qlog_err("fs: %s", x->lease_problem);
+	} else if (r) {
+		if (!x->lease_problem[0])
+			qlog_warn("fs: %s (retried)", err);
+		snprintf(x->lease_problem, sizeof x->lease_problem, "%.900s (retried every %u s)", err,
+			 wlease_period(x->lease));
+	} else if (x->lease_problem[0]) {
+		qlog_info("fs: the writer lease is renewed again");
+		x->lease_problem[0] = 0;
+	}
+}
+
 static void *confirm_main(void *arg)
 {
 	struct confirm_ctx *x = arg;
 	pthread_mutex_lock(&confirmer.mu);
 	while (!confirmer.stop) {
 		pthread_mutex_unlock(&confirmer.mu);
+		if (x->lease && !x->fenced && fs_now_ns() >= x->lease_next_ns)
+			renew_lease(x);
 		if (x->max_age_ns) {	/* the recovery point */
 			int64_t id = cache_seal_older(x->c, x->max_age_ns);
 			if (id > 0)
@@ -224,21 +257,71 @@ static void *confirm_main(void *arg)
 	return NULL;
 }
 
+/* This node stops writing: the lease is marked not mounted, and qsfs-stor
+ * (told at once) releases it once it has uploaded what was handed off. */
+static void lease_stop(struct wlease *lease, const char *stor_sock)
+{
+	wlease_unmount(lease);
+	wlease_free(lease);
+	char *pong = NULL;
+	ctlsock_request(stor_sock, "LEASE\n", &pong);
+	free(pong);
+}
+
+static void max_sealed(void *arg, const struct cache_seg_info *s)
+{
+	uint64_t *hi = arg;
+	if (s->state != SEG_ACTIVE && s->id > *hi)
+		*hi = s->id;
+}
+
+/* Refuse a cache another writer has moved past: the catalog lists sealed
+ * segments this cache never had (writing on would reuse their ids). */
+static int check_not_stale(struct wlease *lease, struct cache *c, const char *dir, char *err,
+			   size_t errlen)
+{
+	uint64_t remote = 0, local = 0;
+	char why[700];
+	int r = wlease_remote_hi(lease, &remote, why, sizeof why);
+	if (r) {
+		snprintf(err, errlen, "cannot check the cache against the volume: %s", why);
+		return r;
+	}
+	cache_segments(c, max_sealed, &local);
+	if (remote > local) {
+		snprintf(err, errlen, "the cache in %s is stale: the volume has %llu sealed segments "
+			 "and this cache knows only %llu (another host wrote the volume since). Move "
+			 "%s away (it holds nothing the volume needs, unless this host wrote after "
+			 "losing the lease) and start again to restore the volume", dir,
+			 (unsigned long long)remote, (unsigned long long)local, dir);
+		return -ESTALE;
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [MOUNTPOINT]\n"
+	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [--takeover] [MOUNTPOINT]\n"
 		   "  -c CONFIG   the qsfs configuration (default /etc/qsfs/qsfs.yaml)\n"
 		   "  -o OPTS     extra mount options (allow_other)\n"
-		   "  -d          FUSE debug output\n");
+		   "  -d          FUSE debug output\n"
+		   "  --takeover  take the volume's writer lease from another host even if\n"
+		   "              it has not expired (that host must be gone: what it has\n"
+		   "              not uploaded is lost)\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *conf = "/etc/qsfs/qsfs.yaml", *extra = NULL;
-	bool debug = false;
+	bool debug = false, takeover = false;
 	int ch;
-	while ((ch = getopt(argc, argv, "c:o:dh")) != -1) {
-		if (ch == 'c')
+	static const struct option longopts[] = { { "takeover", no_argument, NULL, 'T' },
+						  { "help", no_argument, NULL, 'h' },
+						  { NULL, 0, NULL, 0 } };
+	while ((ch = getopt_long(argc, argv, "c:o:dh", longopts, NULL)) != -1) {
+		if (ch == 'T')
+			takeover = true;
+		else if (ch == 'c')
 			conf = optarg;
 		else if (ch == 'o')
 			extra = optarg;
@@ -285,11 +368,23 @@ int main(int argc, char **argv)
 		snprintf(absconf, sizeof absconf, "%s", conf);
 	setenv("QSFS_CONFIG", absconf, 1);
 
+	/* one writer per volume: taken before anything is restored or written */
+	struct wlease *lease = NULL;
+	int lr = wlease_take(&cfg, takeover, &lease, err, sizeof err);
+	if (lr) {
+		fprintf(stderr, "qsfs-fs: %s\n", err);
+		config_free(&cfg);
+		return 1;
+	}
+	char *pong = NULL;	/* stor: this node holds it now, uploads may go */
+	ctlsock_request(cfg.stor.socket, "LEASE\n", &pong);
+	free(pong);
 	/* a fresh node: an empty cache directory may be a volume to bring back */
 	if (cfg.cache.hook && cfg.stor.socket) {
 		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);
 		if (rr) {
 			fprintf(stderr, "qsfs-fs: %s\n", err);
+			lease_stop(lease, cfg.stor.socket);
 			config_free(&cfg);
 			return 1;
 		}
@@ -304,6 +399,17 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
 			strerror(-r));
+		lease_stop(lease, cfg.stor.socket);
+		config_free(&cfg);
+		return 1;
+	}
+	r = check_not_stale(lease, c, cfg.cache.dir, err, sizeof err);
+	if (r) {
+		fprintf(stderr, "qsfs-fs: %s\n", err);
+		cache_close(c);
+		if (r == -ESTALE)
+			wlease_release(lease);	/* this cache can give the volume nothing */
+		lease_stop(lease, cfg.stor.socket);
 		config_free(&cfg);
 		return 1;
 	}
@@ -314,6 +420,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
 			cfg.cache.dir, strerror(-r));
 		cache_close(c);
+		lease_stop(lease, cfg.stor.socket);
 		config_free(&cfg);
 		return 1;
 	}
@@ -347,9 +454,12 @@ int main(int argc, char **argv)
 		fuse_session_unmount(se);
 		goto out_signals;
 	}
-	struct confirm_ctx cx = { c, fs, cfg.stor.socket, cfg.cache.dir, mnt, cfg.volume,
-				  (uint64_t)cfg.cache.max_segment_age * 1000000000ull, false,
-				  QFS_FULL_NO, NULL };
+	struct confirm_ctx cx = {
+		.c = c, .fs = fs, .sock = cfg.stor.socket, .cache_dir = cfg.cache.dir, .mnt = mnt,
+		.volume = cfg.volume, .lease = lease,
+		.max_age_ns = (uint64_t)cfg.cache.max_segment_age * 1000000000ull,
+		.lease_next_ns = fs_now_ns() + (uint64_t)wlease_period(lease) * 1000000000ull,
+	};
 	pthread_t ct;
 	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
 	qlog_info("fs: %s mounted on %s (log in %s)", cfg.volume, mnt, cfg.cache.dir);
@@ -385,6 +495,7 @@ out:
 	} else {
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");
 	}
+	lease_stop(lease, cfg.stor.socket);
 	config_free(&cfg);
 	return code;
 }

@@ -69,27 +69,12 @@ static bool dir_has_volume(const char *dir)
 static int read_catalog(const struct qsfs_config *cfg, struct catalog *cat, char *err,
 			size_t errlen)
 {
-	struct backend *b[CONFIG_MAX_BACKENDS] = { 0 };
-	size_t n = cfg->stor.nbackends;
-	int r = 0;
-	for (size_t i = 0; i < n && !r; i++)
-		r = backend_open(&cfg->stor.backends[i], 5000, &b[i]);
-	struct volume v;
-	memset(&v, 0, sizeof v);
-	if (!r)
-		r = head_open(cfg, b, n, &v, err, errlen);
-	else
-		snprintf(err, errlen, "restore: %s", strerror(-r));
+	struct volconn vc;
+	int r = volconn_open(cfg, &vc, err, errlen);
 	if (!r) {
-		struct objstore os = { .k = v.k, .m = v.m, .backends = b, .nbackends = n };
-		memcpy(os.volume_id, v.id, 16);
-		memcpy(os.volhex, v.idhex, 33);
-		memcpy(os.meta_key, v.meta_key, 32);
-		r = catalog_load(&os, cat, err, errlen);
-		volume_free(&v);
+		r = catalog_load(&vc.os, cat, err, errlen);
+		volconn_close(&vc);
 	}
-	for (size_t i = 0; i < n; i++)
-		backend_close(b[i]);
 	return r;
 }
 

@@ -3,43 +3,27 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "replica.h"
 #include "spool.h"
 #include "../common/endian.h"
 
 #define CAT_MAGIC "QSFSCAT1"
 #define CAT_VERSION 1u
 #define CAT_HDR 40u
-#define NPUB crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-#define ABYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define CAT_MAX_ENTRIES (1u << 24)	/* refuse absurd counts from a copy */
 
-static void cat_key(const struct objstore *s, char *key, size_t n)
-{
-	snprintf(key, n, "%s/catalog", s->volhex);
-}
+static const char CAT_WHAT[] = "the volume catalog";
 
-static void cat_ad(const struct objstore *s, uint8_t ad[24])
-{
-	memcpy(ad, CAT_MAGIC, 8);
-	memcpy(ad + 8, s->volume_id, 16);
-}
-
-static int seal(const struct objstore *s, const struct catalog *c, uint64_t seq,
-		uint8_t **out, size_t *outlen)
+static int seal(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *outlen)
 {
 	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * 16;
 	uint8_t *p = calloc(1, plen);
-	uint8_t *x = malloc(NPUB + plen + ABYTES);
-	if (!p || !x) {
-		free(p);
-		free(x);
+	if (!p)
 		return -ENOMEM;
-	}
 	memcpy(p, CAT_MAGIC, 8);
 	put_le32(p + 8, CAT_VERSION);
 	put_le64(p + 16, seq);
@@ -53,157 +37,84 @@ static int seal(const struct objstore *s, const struct catalog *c, uint64_t seq,
 		put_le64(q, c->ck[i].id);
 		put_le32(q + 8, c->ck[i].kind);
 	}
-	uint8_t ad[24];
-	cat_ad(s, ad);
-	randombytes_buf(x, NPUB);
-	unsigned long long cl;
-	crypto_aead_xchacha20poly1305_ietf_encrypt(x + NPUB, &cl, p, plen, ad, sizeof ad, NULL, x,
-						   s->meta_key);
-	free(p);
-	*out = x;
-	*outlen = NPUB + plen + ABYTES;
+	*out = p;
+	*outlen = plen;
 	return 0;
 }
 
-/* Open and check one copy into c (empty on entry). */
-static int unseal(const struct objstore *s, const uint8_t *x, size_t xlen, struct catalog *c)
+/* Is an opened copy a well-formed catalog? (replica_load's check) */
+static int check(const uint8_t *p, size_t plen)
 {
-	if (xlen < NPUB + CAT_HDR + ABYTES)
+	if (plen < CAT_HDR || get_le32(p + 8) != CAT_VERSION)
 		return -EBADMSG;
-	size_t plen = xlen - NPUB - ABYTES;
-	uint8_t *p = malloc(plen);
-	if (!p)
-		return -ENOMEM;
-	uint8_t ad[24];
-	cat_ad(s, ad);
-	unsigned long long pl;
-	int r = -EBADMSG;
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(p, &pl, NULL, x + NPUB, xlen - NPUB, ad,
-						       sizeof ad, x, s->meta_key))
-		goto out;
-	if (memcmp(p, CAT_MAGIC, 8) || get_le32(p + 8) != CAT_VERSION)
-		goto out;
 	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36);
 	if (ne > CAT_MAX_ENTRIES || nc > CAT_MAX_ENTRIES ||
 	    plen != CAT_HDR + (size_t)ne * 8 + (size_t)nc * 16)
-		goto out;
-	c->seq = get_le64(p + 16);
-	c->seg_hi = get_le64(p + 24);
-	c->extra = malloc((ne ? ne : 1) * sizeof *c->extra);
-	c->ck = malloc((nc ? nc : 1) * sizeof *c->ck);
-	if (!c->extra || !c->ck) {
-		r = -ENOMEM;
-		goto out;
-	}
-	c->capextra = ne ? ne : 1;
-	c->capck = nc ? nc : 1;
+		return -EBADMSG;
 	const uint8_t *q = p + CAT_HDR;
+	uint64_t prev = get_le64(p + 24);
 	for (uint32_t i = 0; i < ne; i++, q += 8) {
-		c->extra[i] = get_le64(q);
-		if (c->extra[i] <= (i ? c->extra[i - 1] : c->seg_hi))
-			goto out;	/* not increasing: not something we wrote */
+		if (get_le64(q) <= prev)
+			return -EBADMSG;	/* not increasing: not something we wrote */
+		prev = get_le64(q);
 	}
 	for (uint32_t i = 0; i < nc; i++, q += 16) {
-		c->ck[i].id = get_le64(q);
-		c->ck[i].kind = get_le32(q + 8);
-		if ((c->ck[i].kind != CAT_CKPT_FULL && c->ck[i].kind != CAT_CKPT_DELTA) ||
-		    (i && c->ck[i].id <= c->ck[i - 1].id) || !c->ck[i].id)
-			goto out;
+		uint64_t id = get_le64(q);
+		uint32_t kind = get_le32(q + 8);
+		if ((kind != CAT_CKPT_FULL && kind != CAT_CKPT_DELTA) || !id ||
+		    (i && id <= get_le64(q - 16)))
+			return -EBADMSG;
 	}
-	c->nextra = ne;
-	c->nck = nc;
-	r = 0;
-out:
-	free(p);
-	if (r)
-		catalog_free(c);
-	return r;
+	return 0;
 }
 
 int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen)
 {
 	memset(c, 0, sizeof *c);
-	char key[128];
-	cat_key(s, key, sizeof key);
-	size_t answered = 0, bad = 0, need = s->nbackends / 2 + 1;
-	for (size_t i = 0; i < s->nbackends; i++) {
-		uint8_t *x;
-		size_t xlen;
-		int r = backend_get(s->backends[i], key, &x, &xlen);
-		if (r == -ENOENT) {
-			answered++;
-			continue;
-		}
-		if (r)
-			continue;
-		answered++;
-		struct catalog one = { 0 };
-		r = unseal(s, x, xlen, &one);
-		free(x);
-		if (r == -ENOMEM) {
-			catalog_free(c);
-			return r;
-		}
-		if (r) {
-			bad++;
-			continue;
-		}
-		if (one.seq > c->seq) {
-			catalog_free(c);
-			*c = one;
-		} else {
-			catalog_free(&one);
-		}
-	}
-	if (answered < need) {
-		catalog_free(c);
-		snprintf(why, whylen, "the volume catalog: only %zu of %zu backends answered; a "
-			 "majority (%zu) is needed to be sure of the newest copy", answered,
-			 s->nbackends, need);
-		return -EIO;
-	}
-	if (!c->seq) {
-		if (bad) {
-			snprintf(why, whylen, "the volume catalog: %zu copies exist but none opens "
-				 "with this key (tampered, or another volume)", bad);
-			return -EBADMSG;
-		}
+	uint8_t *p;
+	size_t plen;
+	int r = replica_load(s, "catalog", CAT_MAGIC, CAT_WHAT, check, &p, &plen, why, whylen);
+	if (r == -ENOENT)
 		snprintf(why, whylen, "the volume has no catalog yet (no object stored)");
-		return -ENOENT;
+	if (r)
+		return r;
+	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36);
+	c->seq = get_le64(p + 16);
+	c->seg_hi = get_le64(p + 24);
+	c->extra = malloc((ne ? ne : 1) * sizeof *c->extra);
+	c->ck = malloc((nc ? nc : 1) * sizeof *c->ck);
+	if (!c->extra || !c->ck) {
+		free(p);
+		catalog_free(c);
+		return -ENOMEM;
 	}
+	c->capextra = ne ? ne : 1;
+	c->capck = nc ? nc : 1;
+	const uint8_t *q = p + CAT_HDR;
+	for (uint32_t i = 0; i < ne; i++, q += 8)
+		c->extra[i] = get_le64(q);
+	for (uint32_t i = 0; i < nc; i++, q += 16)
+		c->ck[i] = (struct cat_ckpt){ get_le64(q), get_le32(q + 8) };
+	c->nextra = ne;
+	c->nck = nc;
+	free(p);
 	return 0;
 }
 
 int catalog_store(struct objstore *s, struct catalog *c, char *why, size_t whylen)
 {
-	uint8_t *x;
-	size_t xlen;
-	int r = seal(s, c, c->seq + 1, &x, &xlen);
+	uint8_t *p;
+	size_t plen;
+	int r = seal(c, c->seq + 1, &p, &plen);
 	if (r) {
-		snprintf(why, whylen, "the volume catalog: %s", strerror(-r));
+		snprintf(why, whylen, "%s: %s", CAT_WHAT, strerror(-r));
 		return r;
 	}
-	char key[128];
-	cat_key(s, key, sizeof key);
-	size_t ok = 0, need = s->nbackends / 2 + 1;
-	char failed[512] = "";
-	for (size_t i = 0; i < s->nbackends; i++) {
-		if (backend_put(s->backends[i], key, x, xlen) == 0) {
-			ok++;
-		} else {
-			size_t l = strlen(failed);
-			snprintf(failed + l, sizeof failed - l, "%s%s", l ? ", " : "",
-				 backend_name(s->backends[i]));
-		}
-	}
-	free(x);
-	if (ok < need) {
-		snprintf(why, whylen, "the volume catalog reached %zu of %zu backends, a majority "
-			 "(%zu) is needed; failed: %s", ok, s->nbackends, need, failed);
-		return -EIO;
-	}
-	c->seq++;
-	return 0;
+	r = replica_store(s, "catalog", CAT_WHAT, p, plen, why, whylen);
+	free(p);
+	if (!r)
+		c->seq++;
+	return r;
 }
 
 static int add_segment(struct catalog *c, uint64_t id)

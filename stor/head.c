@@ -206,3 +206,33 @@ int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 		 cfg->file ? cfg->file : "CONFIG");
 	return -ENOENT;
 }
+
+int volconn_open(const struct qsfs_config *cfg, struct volconn *vc, char *err, size_t errlen)
+{
+	memset(vc, 0, sizeof *vc);
+	size_t n = cfg->stor.nbackends;
+	int r = 0;
+	for (size_t i = 0; i < n && !r; i++)
+		r = backend_open(&cfg->stor.backends[i], 5000, &vc->b[i]);
+	if (r)
+		snprintf(err, errlen, "opening the backends: %s", strerror(-r));
+	else
+		r = head_open(cfg, vc->b, n, &vc->v, err, errlen);
+	if (r) {
+		volconn_close(vc);
+		return r;
+	}
+	vc->os = (struct objstore){ .k = vc->v.k, .m = vc->v.m, .backends = vc->b, .nbackends = n };
+	memcpy(vc->os.volume_id, vc->v.id, 16);
+	memcpy(vc->os.volhex, vc->v.idhex, 33);
+	memcpy(vc->os.meta_key, vc->v.meta_key, 32);
+	return 0;
+}
+
+void volconn_close(struct volconn *vc)
+{
+	for (size_t i = 0; i < CONFIG_MAX_BACKENDS; i++)
+		backend_close(vc->b[i]);
+	volume_free(&vc->v);
+	memset(vc, 0, sizeof *vc);
+}

@@ -21,6 +21,7 @@
 
 #include "backend.h"
 #include "keys.h"
+#include "objstore.h"
 #include "../common/config.h"
 
 struct volume {
@@ -47,5 +48,17 @@ int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 	      struct volume *v, char *err, size_t errlen);
 
 void volume_free(struct volume *v);
+
+/* A process's own connection to a volume: backend handles, the opened
+ * head, and an objstore over them (for the catalog, the lease, objects). */
+struct volconn {
+	struct backend *b[CONFIG_MAX_BACKENDS];
+	struct volume v;
+	struct objstore os;
+};
+
+/* Open cfg's backends and the volume head (head_open's errors). */
+int volconn_open(const struct qsfs_config *cfg, struct volconn *vc, char *err, size_t errlen);
+void volconn_close(struct volconn *vc);
 
 #endif

@@ -211,6 +211,7 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		       cfg->fs.socket);
 	}
 	free(reply);
+	bool lease_asked = false;
 	for (;;) {
 		long long hooks = 0;
 		if (fs_up) {
@@ -226,6 +227,12 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 			return r;
 		long long jobs = json_num(reply, "pending_jobs");
 		long long bytes = json_num(reply, "pending_bytes");
+		/* after qsfs-fs's clean stop, stor releases the writer lease once
+		 * the queue is empty: a drain ends when another host may start */
+		json_object *o = json_tokener_parse(reply), *v;
+		bool stopping = !fs_up && o && json_object_object_get_ex(o, "lease", &v) &&
+				!strcmp(json_object_get_string(v), "stopping");
+		json_object_put(o);
 		free(reply);
 		if (jobs < 0 || hooks < 0) {
 			fprintf(stderr, "qsfs-ctl: drain: bad status reply\n");
@@ -237,7 +244,13 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 			printf("\rdraining: %lld hand-offs, %lld uploads, %.1f MiB pending, %.0f s   ",
 			       hooks, jobs, (double)bytes / 1048576.0, el);
 		fflush(stdout);
-		if (jobs == 0 && hooks == 0) {
+		if (jobs == 0 && hooks == 0 && stopping && el < 30) {
+			if (!lease_asked) {	/* normally sent by qsfs-fs itself */
+				ctlsock_request(sock, "LEASE\n", &reply);
+				free(reply);
+			}
+			lease_asked = true;
+		} else if (jobs == 0 && hooks == 0) {
 			printf("%sdrained: nothing pending\n", tty ? "\n" : "");
 			return 0;
 		}

@@ -10,6 +10,9 @@
  *   CONFIRMED NAME       "YES" when the object is safely remote (stored and
  *                        in the volume catalog), else "NO"
  *   CATALOG              the volume catalog as one line of JSON
+ *   LEASE                look at the writer lease now (qsfs-fs sends it
+ *                        after its clean stop: stor releases the lease
+ *                        once its queue is empty)
  *   STATUS               one line of JSON (written with json-c)
  * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
  * SIGTERM/SIGINT: stop when every queued job is uploaded (exit 0); a second
@@ -40,6 +43,7 @@
 #include "catalog.h"
 #include "codec.h"
 #include "head.h"
+#include "lease.h"
 #include "objstore.h"
 #include "spool.h"
 #include "../common/config.h"
@@ -92,6 +96,11 @@ static struct {
 	struct spool *spool;
 	struct qsfs_config cfg;
 	struct volume vol;
+	/* The writer lease (lease.h) names another holder: this node's jobs
+	 * are not uploaded (they would overwrite the new writer's objects). */
+	bool fenced;
+	char fence_why[700];
+	const char *lease_state;	/* for STATUS: see lease_tick */
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
 	.changed = PTHREAD_COND_INITIALIZER };
 
@@ -100,6 +109,10 @@ static struct {
  * and its remote writes (so sequence numbers follow the order of changes);
  * it is never held together with D.mu. */
 static pthread_mutex_t cat_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Wakes the lease thread (with D.mu): at stop, when the queue empties, on
+ * a LEASE request. */
+static pthread_cond_t lease_cv = PTHREAD_COND_INITIALIZER;
 static struct catalog cat;
 
 /* Add a stored object to the catalog and write it out (majority). hdr: the
@@ -224,7 +237,7 @@ static void *worker_main(void *arg)
 	while (!D.stop) {
 		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;
 		struct job *j = NULL;
-		for (struct job *t = D.jobs; t && !j; t = t->next) {
+		for (struct job *t = D.fenced ? NULL : D.jobs; t && !j; t = t->next) {
 			if (t->busy)
 				continue;
 			if (t->next_ns <= now)
@@ -281,6 +294,8 @@ static void *worker_main(void *arg)
 					 name, strerror(-e));
 			D.stored++;
 			drop_job(j);
+			if (!D.njobs)
+				pthread_cond_broadcast(&lease_cv);	/* release it now? */
 			qlog_debug("stor: %s stored", name);
 		} else if (fd == -ENOENT) {
 			qlog_err("stor: %s dropped: its journal file vanished", name);
@@ -295,6 +310,98 @@ static void *worker_main(void *arg)
 				  why);
 		}
 		pthread_cond_broadcast(&D.changed);
+	}
+	pthread_mutex_unlock(&D.mu);
+	return NULL;
+}
+
+/* --- the writer lease ------------------------------------------------------------
+ *
+ * qsfs-fs takes and renews the lease while mounted. This thread looks at
+ * it every LEASE_TICK_S: if it names another holder, uploads stop (fenced);
+ * if it is this node's and its qsfs-fs has stopped cleanly, stor renews it
+ * while uploads are pending and releases it once the queue is empty, so
+ * another host may start at once. */
+
+#define LEASE_TICK_S 2
+
+static void lease_tick(struct ctx *c, int64_t *last_beat)
+{
+	uint8_t me[LEASE_ID_SIZE];
+	bool have_me = lease_holder_id(D.cfg.cache.dir, false, me) == 0;
+	struct lease l;
+	char why[700];
+	int r = lease_read(&c->os, &l, why, sizeof why);
+	if (r == -ENOENT || (r == 0 && !l.seq)) {
+		pthread_mutex_lock(&D.mu);
+		D.fenced = false;
+		D.lease_state = "none";
+		pthread_mutex_unlock(&D.mu);
+		return;
+	}
+	if (r) {
+		qlog_debug("stor: %s", why);
+		return;
+	}
+	int64_t now = (int64_t)time(NULL);
+	bool ours = have_me && !memcmp(l.holder, me, LEASE_ID_SIZE);
+	pthread_mutex_lock(&D.mu);
+	bool was = D.fenced;
+	D.fenced = !ours;
+	if (!ours) {
+		char who[300];
+		lease_describe(&l, now, who, sizeof who);
+		snprintf(D.fence_why, sizeof D.fence_why, "another writer holds the volume (%s): "
+			 "the %u jobs of this node are kept in the journal and not uploaded", who,
+			 D.njobs);
+	}
+	unsigned njobs = D.njobs + D.in_flight;
+	D.lease_state = !ours ? "other" : (l.flags & LEASE_MOUNTED) ? "mounted"
+			: (l.flags & LEASE_RELEASED) ? "released" : "stopping";
+	if (was != D.fenced) {
+		if (D.fenced)
+			qlog_err("stor: %s", D.fence_why);
+		else
+			qlog_info("stor: this node holds the writer lease again: uploads resume");
+		pthread_cond_broadcast(&D.work);
+	}
+	pthread_mutex_unlock(&D.mu);
+	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED)))
+		return;	/* qsfs-fs renews it while mounted */
+	bool release = njobs == 0;
+	unsigned period = D.cfg.fs.lease_timeout / 3 ? D.cfg.fs.lease_timeout / 3 : 1;
+	if (!release && now - *last_beat < (int64_t)period)
+		return;
+	if (release)
+		l.flags |= LEASE_RELEASED;
+	l.heartbeat = now;
+	r = lease_write(&c->os, &l, why, sizeof why);
+	if (r) {
+		qlog_warn("stor: %s", why);
+	} else if (release) {
+		qlog_info("stor: uploads done after qsfs-fs stopped: writer lease released");
+		pthread_mutex_lock(&D.mu);
+		D.lease_state = "released";
+		pthread_mutex_unlock(&D.mu);
+	}
+	else
+		*last_beat = now;
+}
+
+static void *lease_main(void *arg)
+{
+	struct ctx *c = arg;
+	int64_t last_beat = 0;
+	pthread_mutex_lock(&D.mu);
+	while (!D.stop) {
+		pthread_mutex_unlock(&D.mu);
+		lease_tick(c, &last_beat);
+		pthread_mutex_lock(&D.mu);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += LEASE_TICK_S;
+		if (!D.stop)
+			pthread_cond_timedwait(&lease_cv, &D.mu, &ts);
 	}
 	pthread_mutex_unlock(&D.mu);
 	return NULL;
@@ -573,6 +680,13 @@ static void do_status(int cfd)
 			 D.degraded[0].name, D.degraded[0].why);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	if (D.fenced) {
+		snprintf(line, sizeof line, "uploads stopped: %s", D.fence_why);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "fenced", json_object_new_boolean(D.fenced));
+	json_object_object_add(o, "lease", json_object_new_string(D.lease_state ? D.lease_state
+										: "unknown"));
 	bool failing = false;
 	for (struct job *j = D.jobs; j; j = j->next)
 		failing |= j->fails > 0;
@@ -669,6 +783,11 @@ static void *conn_main(void *arg)
 				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
 		else
 			dprintf(cfd, "OK\n");
+	} else if (!strcmp(cmd, "LEASE")) {	/* qsfs-fs stopped: look at the lease now */
+		pthread_mutex_lock(&D.mu);
+		pthread_cond_broadcast(&lease_cv);
+		pthread_mutex_unlock(&D.mu);
+		dprintf(cfd, "OK\n");
 	} else if (!strcmp(cmd, "CATALOG")) {
 		do_catalog(cfd);
 	} else if (!strcmp(cmd, "RETRIEVE") && name && rest) {
@@ -763,6 +882,14 @@ int main(int argc, char **argv)
 	pthread_t *th = calloc(D.nworkers, sizeof *th);
 	for (unsigned i = 0; i < D.nworkers; i++)
 		pthread_create(&th[i], NULL, worker_main, &D.workers[i]);
+	struct ctx leasectx;
+	if (ctx_open(&leasectx, err, sizeof err)) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
+		return 1;
+	}
+	lease_tick(&leasectx, &(int64_t){ 0 });	/* fenced or not, before the first request */
+	pthread_t lease_th;
+	bool leasing = pthread_create(&lease_th, NULL, lease_main, &leasectx) == 0;
 	qlog_info("stor: volume %s (%s), k=%u m=%u, %zu backends, %u workers, %u jobs resumed "
 		  "from the journal; listening on %s", D.cfg.volume, D.vol.idhex, D.vol.k, D.vol.m,
 		  D.cfg.stor.nbackends, D.nworkers, resumed, D.cfg.stor.socket);
@@ -816,6 +943,16 @@ int main(int argc, char **argv)
 					  (unsigned long long)D.stored);
 				break;
 			}
+			pthread_mutex_lock(&D.mu);
+			bool fenced = D.fenced;
+			unsigned kept = D.njobs;
+			pthread_mutex_unlock(&D.mu);
+			if (fenced) {
+				qlog_warn("stor: cannot drain: %s; exiting with %u jobs kept", D.fence_why,
+					  kept);
+				code = 1;
+				break;
+			}
 			if (drain_deadline && fs_now_ns() >= drain_deadline) {
 				pthread_mutex_lock(&D.mu);
 				unsigned left = D.njobs;
@@ -834,10 +971,15 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&D.mu);
 	D.stop = true;
 	pthread_cond_broadcast(&D.work);
+	pthread_cond_broadcast(&lease_cv);
 	pthread_mutex_unlock(&D.mu);
 	for (unsigned i = 0; i < D.nworkers; i++)
 		pthread_join(th[i], NULL);
 	free(th);
+	if (leasing)
+		pthread_join(lease_th, NULL);
+	lease_tick(&leasectx, &(int64_t){ 0 });	/* drained: release it if qsfs-fs is gone */
+	ctx_close(&leasectx);
 	for (unsigned i = 0; i < D.nworkers + RETRIEVE_CTX; i++)
 		ctx_close(i < D.nworkers ? &D.workers[i] : &D.retrievers[i - D.nworkers]);
 	free(D.workers);

@@ -12,9 +12,11 @@ from conftest import REPO_ROOT, _build_dir, _require_executable
 
 class Volume:
     def __init__(self, tmp: Path, backends=None, segment_size="4MiB", max_size=None,
-                 extra_cache="", allow_other=False, fs_size=None, extra_fs=""):
+                 extra_cache="", allow_other=False, fs_size=None, extra_fs="", key=None,
+                 format=True):
         """extra_cache, extra_fs: more YAML lines (indented two spaces) for
-        the cache: and fs: sections."""
+        the cache: and fs: sections. key: an existing key file (another host
+        of the same volume); format=False: the volume exists already."""
         build = _build_dir()
         self.tmp = tmp
         self.fs_bin = str(_require_executable(build / "fs" / "qsfs-fs", "qsfs-fs"))
@@ -25,9 +27,11 @@ class Volume:
         self.mnt = tmp / "mnt"
         self.mnt.mkdir(exist_ok=True)
         self.cache = tmp / "cache"
-        key = tmp / "key"
-        key.write_bytes(os.urandom(32))
-        key.chmod(0o600)
+        if key is None:
+            key = tmp / "key"
+            key.write_bytes(os.urandom(32))
+            key.chmod(0o600)
+        self.key = key
         if backends is None:
             backends = [f"dir://{tmp}/backend{i}" for i in range(6)]
         lines = [
@@ -50,7 +54,8 @@ class Volume:
         self.stor = None
         self.fs_log = tmp / "fs.log"
         self.stor_log = tmp / "stor.log"
-        self.ctl("format")
+        if format:
+            self.ctl("format")
 
     def env(self):
         e = dict(os.environ)
@@ -84,8 +89,8 @@ class Volume:
             return rc
         return None
 
-    def mount(self):
-        self.fs = subprocess.Popen([self.fs_bin, "-c", str(self.conf)],
+    def mount(self, *args):
+        self.fs = subprocess.Popen([self.fs_bin, "-c", str(self.conf), *args],
                                    stdout=subprocess.DEVNULL,
                                    stderr=open(self.fs_log, "ab"), env=self.env())
         for _ in range(500):

@@ -66,7 +66,11 @@ def test_drain_seals_and_a_sigkilled_host_keeps_what_was_sealed(tmp_path, redise
         kill_everything(vol)
 
         vol.start_stor()
-        vol.mount()
+        # the dead host's writer lease has not expired: refused, then taken
+        p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        vol.mount("--takeover")
         assert "restored the volume" in vol.fs_log.read_text()
         got = snapshot(vol.mnt)
         assert got == want
@@ -93,7 +97,7 @@ def test_max_segment_age_seals_idle_data(tmp_path):
             time.sleep(0.2)
         kill_everything(vol)
         vol.start_stor()
-        vol.mount()
+        vol.mount("--takeover")
         assert (vol.mnt / "small").read_bytes() == b"a little data that never fills a segment"
         assert vol.unmount() == 0
     finally:

@@ -1,0 +1,195 @@
+/* fs/wlease.c - see wlease.h */
+#include "wlease.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/config.h"
+#include "../common/qlog.h"
+#include "../stor/catalog.h"
+#include "../stor/head.h"
+#include "../stor/lease.h"
+
+struct wlease {
+	struct volconn vc;
+	struct lease l;		/* as last written by us */
+	uint8_t me[LEASE_ID_SIZE];
+	unsigned timeout;
+};
+
+static void fill(struct wlease *w, uint32_t flags)
+{
+	memcpy(w->l.holder, w->me, LEASE_ID_SIZE);
+	w->l.heartbeat = (int64_t)time(NULL);
+	w->l.timeout = w->timeout;
+	w->l.pid = (uint32_t)getpid();
+	w->l.flags = flags;
+	if (gethostname(w->l.host, sizeof w->l.host) < 0)
+		snprintf(w->l.host, sizeof w->l.host, "?");
+	w->l.host[sizeof w->l.host - 1] = 0;
+}
+
+int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **out, char *err,
+		size_t errlen)
+{
+	struct wlease *w = calloc(1, sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	w->timeout = cfg->fs.lease_timeout;
+	mkdir(cfg->cache.dir, 0700);
+	int r = lease_holder_id(cfg->cache.dir, true, w->me);
+	if (r) {
+		snprintf(err, errlen, "%s/HOLDER (this node's writer id): %s", cfg->cache.dir,
+			 r == -EBADMSG ? "malformed (32 hex digits expected)" : strerror(-r));
+		free(w);
+		return r;
+	}
+	r = volconn_open(cfg, &w->vc, err, errlen);
+	if (r) {
+		free(w);
+		return r;
+	}
+	struct lease cur;
+	char why[600], who[300];
+	r = lease_read(&w->vc.os, &cur, why, sizeof why);
+	int64_t now = (int64_t)time(NULL), age;
+	if (r == -EIO) {
+		snprintf(err, errlen, "cannot take the volume's writer lease: %s", why);
+		goto fail;
+	}
+	if (r && r != -ENOENT && !takeover) {
+		snprintf(err, errlen, "cannot read the volume's writer lease (%s); if no other host "
+			 "writes this volume, start with --takeover", why);
+		goto fail;
+	}
+	if (!r && lease_blocks(&cur, w->me, now, &age)) {
+		lease_describe(&cur, now, who, sizeof who);
+		if (!takeover) {
+			snprintf(err, errlen, "volume %s is held by another writer: %s. It expires "
+				 "%lld s after that host's last heartbeat; if that host is gone for good, "
+				 "start with --takeover (any data it has not uploaded is lost)",
+				 cfg->volume, who, (long long)(cur.timeout - age));
+			r = -EBUSY;
+			goto fail;
+		}
+		qlog_warn("fs: --takeover: taking volume %s from %s", cfg->volume, who);
+	} else if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE) && cur.seq &&
+		   !(cur.flags & LEASE_RELEASED)) {
+		lease_describe(&cur, now, who, sizeof who);
+		qlog_warn("fs: the writer lease of %s expired (%s): taking it", cfg->volume, who);
+	}
+	w->l.seq = r ? 0 : cur.seq;
+	fill(w, LEASE_MOUNTED);
+	r = lease_write(&w->vc.os, &w->l, why, sizeof why);
+	if (r) {
+		snprintf(err, errlen, "cannot take the volume's writer lease: %s", why);
+		goto fail;
+	}
+	/* two hosts starting at the same moment: the newest write wins, and
+	 * the other one must see it */
+	nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
+	r = lease_read(&w->vc.os, &cur, why, sizeof why);
+	if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE)) {
+		lease_describe(&cur, (int64_t)time(NULL), who, sizeof who);
+		snprintf(err, errlen, "volume %s was taken by another writer at the same moment: %s",
+			 cfg->volume, who);
+		r = -EBUSY;
+	} else if (r) {
+		snprintf(err, errlen, "cannot confirm the volume's writer lease: %s", why);
+	}
+	if (r)
+		goto fail;
+	w->l.seq = cur.seq;
+	*out = w;
+	return 0;
+fail:
+	volconn_close(&w->vc);
+	free(w);
+	return r;
+}
+
+int wlease_remote_hi(struct wlease *w, uint64_t *hi, char *err, size_t errlen)
+{
+	struct catalog cat;
+	*hi = 0;
+	int r = catalog_load(&w->vc.os, &cat, err, errlen);
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	*hi = cat.nextra ? cat.extra[cat.nextra - 1] : cat.seg_hi;
+	catalog_free(&cat);
+	return 0;
+}
+
+unsigned wlease_period(const struct wlease *w)
+{
+	return w->timeout / 3 ? w->timeout / 3 : 1;
+}
+
+int wlease_renew(struct wlease *w, char *err, size_t errlen)
+{
+	struct lease cur;
+	char why[600];
+	int r = lease_read(&w->vc.os, &cur, why, sizeof why);
+	if (r) {
+		snprintf(err, errlen, "the writer lease cannot be renewed: %s", why);
+		return r;
+	}
+	if (memcmp(cur.holder, w->me, LEASE_ID_SIZE)) {
+		char who[300];
+		lease_describe(&cur, (int64_t)time(NULL), who, sizeof who);
+		snprintf(err, errlen, "another writer has taken the volume: %s", who);
+		return -ESTALE;
+	}
+	w->l.seq = cur.seq;
+	fill(w, LEASE_MOUNTED);
+	r = lease_write(&w->vc.os, &w->l, why, sizeof why);
+	if (r)
+		snprintf(err, errlen, "the writer lease cannot be renewed: %s", why);
+	return r;
+}
+
+/* Rewrite our lease with flags (not if another holder has it now). */
+static int set_flags(struct wlease *w, uint32_t flags, char *err, size_t errlen)
+{
+	struct lease cur;
+	int r = lease_read(&w->vc.os, &cur, err, errlen);
+	if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE))
+		return 0;	/* not ours any more */
+	if (!r) {
+		w->l.seq = cur.seq;
+		fill(w, flags);
+		r = lease_write(&w->vc.os, &w->l, err, errlen);
+	}
+	return r;
+}
+
+void wlease_unmount(struct wlease *w)
+{
+	char err[700];
+	if (set_flags(w, 0, err, sizeof err))
+		qlog_warn("fs: clean stop: the writer lease keeps its mounted flag until it "
+			  "expires: %s", err);
+}
+
+void wlease_release(struct wlease *w)
+{
+	char err[700];
+	if (set_flags(w, LEASE_RELEASED, err, sizeof err))
+		qlog_warn("fs: the writer lease cannot be released; it expires on its own: %s",
+			  err);
+}
+
+void wlease_free(struct wlease *w)
+{
+	if (!w)
+		return;
+	volconn_close(&w->vc);
+	free(w);
+}

@@ -1,0 +1,106 @@
+/* stor/lease.c - see lease.h */
+#include "lease.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "replica.h"
+#include "../common/endian.h"
+#include "../common/fsutil.h"
+
+#define LEASE_MAGIC "QSFSLEA1"
+#define LEASE_VERSION 1u
+#define LEASE_LEN (56u + LEASE_HOST_MAX)
+#define LEASE_FILE "HOLDER"
+
+static const char LEASE_WHAT[] = "the writer lease";
+
+static int check(const uint8_t *p, size_t len)
+{
+	return len == LEASE_LEN && get_le32(p + 8) == LEASE_VERSION ? 0 : -EBADMSG;
+}
+
+int lease_read(struct objstore *s, struct lease *l, char *why, size_t whylen)
+{
+	memset(l, 0, sizeof *l);
+	uint8_t *p;
+	size_t len;
+	int r = replica_load(s, "lease", LEASE_MAGIC, LEASE_WHAT, check, &p, &len, why, whylen);
+	if (r)
+		return r;
+	l->flags = get_le32(p + 12);
+	l->seq = get_le64(p + 16);
+	memcpy(l->holder, p + 24, LEASE_ID_SIZE);
+	l->heartbeat = (int64_t)get_le64(p + 40);
+	l->timeout = get_le32(p + 48);
+	l->pid = get_le32(p + 52);
+	memcpy(l->host, p + 56, LEASE_HOST_MAX);
+	l->host[LEASE_HOST_MAX - 1] = 0;
+	free(p);
+	return 0;
+}
+
+int lease_write(struct objstore *s, struct lease *l, char *why, size_t whylen)
+{
+	uint8_t p[LEASE_LEN] = { 0 };
+	memcpy(p, LEASE_MAGIC, 8);
+	put_le32(p + 8, LEASE_VERSION);
+	put_le32(p + 12, l->flags);
+	put_le64(p + 16, l->seq + 1);
+	memcpy(p + 24, l->holder, LEASE_ID_SIZE);
+	put_le64(p + 40, (uint64_t)l->heartbeat);
+	put_le32(p + 48, l->timeout);
+	put_le32(p + 52, l->pid);
+	memcpy(p + 56, l->host, strnlen(l->host, LEASE_HOST_MAX - 1));
+	int r = replica_store(s, "lease", LEASE_WHAT, p, sizeof p, why, whylen);
+	if (!r)
+		l->seq++;
+	return r;
+}
+
+bool lease_blocks(const struct lease *l, const uint8_t me[LEASE_ID_SIZE], int64_t now,
+		  int64_t *age)
+{
+	*age = now - l->heartbeat;
+	if (!l->seq || (l->flags & LEASE_RELEASED) || !memcmp(l->holder, me, LEASE_ID_SIZE))
+		return false;
+	return *age < (int64_t)l->timeout;
+}
+
+int lease_holder_id(const char *cache_dir, bool create, uint8_t id[LEASE_ID_SIZE])
+{
+	int dfd = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r = fs_read_file(dfd, LEASE_FILE, &buf, &len);
+	if (!r) {
+		/* 32 hex digits and a newline */
+		r = len >= 32 && sodium_hex2bin(id, LEASE_ID_SIZE, (const char *)buf, 32, NULL,
+						 NULL, NULL) == 0 ? 0 : -EBADMSG;
+		free(buf);
+	} else if (r == -ENOENT && create) {
+		char hex[2 * LEASE_ID_SIZE + 2];
+		randombytes_buf(id, LEASE_ID_SIZE);
+		sodium_bin2hex(hex, sizeof hex - 1, id, LEASE_ID_SIZE);
+		strcat(hex, "\n");
+		r = fs_write_atomic(dfd, LEASE_FILE, hex, strlen(hex), 0600);
+	}
+	close(dfd);
+	return r;
+}
+
+void lease_describe(const struct lease *l, int64_t now, char *buf, size_t len)
+{
+	char hex[2 * LEASE_ID_SIZE + 1];
+	sodium_bin2hex(hex, sizeof hex, l->holder, LEASE_ID_SIZE);
+	snprintf(buf, len, "holder %.8s on host %s (pid %u), last heartbeat %lld s ago%s%s", hex,
+		 l->host[0] ? l->host : "?", l->pid, (long long)(now - l->heartbeat),
+		 l->flags & LEASE_MOUNTED ? ", mounted" : ", not mounted",
+		 l->flags & LEASE_RELEASED ? ", released" : "");
+}

@@ -1,0 +1,134 @@
+"""One writer per volume: two hosts (two cache and stor state directories,
+one set of backends, the same key) and the writer lease between them.
+A second writer is refused while the first holds the lease, with a message
+naming the holder and the lease age; a move after a clean stop needs no
+wait; --takeover takes a live lease and fences the old holder (its writes
+fail with EROFS, its stor stops uploading); an expired lease is taken
+without --takeover; a cache another writer has moved past is refused as
+stale."""
+import errno
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from qsfs_mount import Volume
+
+
+def hosts(tmp_path, timeout=3):
+    backends = [f"dir://{tmp_path}/backend{i}" for i in range(6)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Volume(tmp_path / "a", backends=backends, extra_fs=f"  lease_timeout: {timeout}")
+    b = Volume(tmp_path / "b", backends=backends, extra_fs=f"  lease_timeout: {timeout}", key=a.key,
+               format=False)
+    return a, b
+
+
+def try_mount(vol, *args):
+    return subprocess.run([vol.fs_bin, "-c", str(vol.conf), *args], capture_output=True,
+                          text=True, timeout=120, env=vol.env())
+
+
+def stor_status(vol):
+    return json.loads(vol.ctl("status", "--json").stdout)
+
+
+def test_second_writer_refused_and_a_clean_move_needs_no_wait(tmp_path):
+    a, b = hosts(tmp_path)
+    try:
+        a.start_stor()
+        a.mount()
+        (a.mnt / "f1").write_bytes(b"written on host a" * 1000)
+        b.start_stor()
+        p = try_mount(b)
+        assert p.returncode == 1, p.stderr
+        err = p.stderr
+        assert "held by another writer" in err and f"on host {socket.gethostname()}" in err
+        assert "last heartbeat" in err and "--takeover" in err, err
+        assert not (b.cache / "VOLUME").exists()  # nothing restored behind a's back
+        # waiting is not enough while a renews its lease
+        time.sleep(4)
+        assert try_mount(b).returncode == 1
+        # a clean stop on a, drained: b starts at once, without --takeover
+        assert a.unmount() == 0
+        a.ctl("drain", "--timeout", "60")
+        assert stor_status(a)["lease"] == "released"
+        b.mount()
+        assert (b.mnt / "f1").read_bytes() == b"written on host a" * 1000
+        wait_for(lambda: stor_status(b)["lease"] == "mounted")
+        # and now a is the second writer
+        p = try_mount(a)
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        assert b.unmount() == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_takeover_fences_the_old_writer_and_expiry(tmp_path):
+    a, b = hosts(tmp_path, timeout=10)
+    try:
+        a.start_stor()
+        a.mount()
+        (a.mnt / "f1").write_bytes(b"from a")
+        a.ctl("drain", "--timeout", "60")
+        b.start_stor()
+        b.mount("--takeover")
+        assert (b.mnt / "f1").read_bytes() == b"from a"
+        # a finds out at its next renewal (every lease_timeout/3 s)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                (a.mnt / "late").write_bytes(b"x")
+                with open(a.mnt / "late2", "wb") as f:
+                    f.write(b"y")
+                    f.flush()
+            except OSError as e:
+                assert e.errno == errno.EROFS, e
+                break
+            assert time.monotonic() < deadline, "a was not fenced"
+            time.sleep(0.2)
+        st = stor_status(a)
+        assert st["fs"]["state"] == "fenced", st["fs"]
+        assert any("another writer has taken the volume" in x for x in st["fs"]["problems"])
+        assert st["fenced"] and any("uploads stopped" in x for x in st["problems"]), st
+        assert (a.mnt / "f1").read_bytes() == b"from a"  # reads go on
+        a.kill9()
+        a.stop_stor(signal_kill())
+        # b writes and seals, then dies without a clean stop
+        (b.mnt / "f2").write_bytes(b"from b")
+        b.ctl("drain", "--timeout", "60")
+        b.kill9()
+        b.stop_stor(signal_kill())
+        # a comes back: b's lease is live for lease_timeout, then expires
+        a.start_stor()
+        p = try_mount(a)
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        time.sleep(10.5)
+        # expired, but a's cache is behind what b sealed: refused as stale
+        p = try_mount(a)
+        assert p.returncode == 1 and "is stale" in p.stderr, p.stderr
+        shutil.move(str(a.cache), str(a.tmp / "old-cache"))
+        a.mount()
+        assert (a.mnt / "f2").read_bytes() == b"from b"
+        assert (a.mnt / "f1").read_bytes() == b"from a"
+        assert a.unmount() == 0
+    finally:
+        a.close()
+        b.close()
+
+
+def wait_for(cond, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def signal_kill():
+    import signal
+    return signal.SIGKILL
