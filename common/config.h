@@ -63,6 +63,12 @@ struct qsfs_config {
 					 * to the filesystem's foreground work;
 					 * 0..19, default 10. Retrievals (a
 					 * reader waits) keep the daemon's. */
+		/* a scrub reads every shard of every stored object, checks
+		 * it and repairs what is wrong: every scrub_interval seconds
+		 * (default 7 days, 0 = only on request), reading at most
+		 * scrub_rate bytes per second (default 100 MiB) */
+		unsigned scrub_interval;
+		uint64_t scrub_rate;
 		struct backend_url backends[CONFIG_MAX_BACKENDS];
 		size_t nbackends;
 	} stor;

@@ -2,12 +2,14 @@
 #include "objstore.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -15,7 +17,7 @@
 #include "../common/endian.h"
 
 #define META_MAGIC "QSFSMET1"
-#define META_VERSION 1u
+#define META_VERSION 2u	/* 2 adds the generation; 1 is still read (generation 0) */
 #define META_NAME_MAX 256	/* a backend's display name */
 
 struct shard_meta {
@@ -26,6 +28,7 @@ struct shard_meta {
 
 struct obj_meta {
 	uint64_t size;
+	uint64_t gen;		/* bumped by each repair; shards live under it */
 	unsigned k, m;
 	struct shard_meta sh[SHARD_MAX];
 };
@@ -56,16 +59,21 @@ struct shard_writer {
 
 struct upload {
 	struct objstore *s;
+	uint64_t gen;
 	const char *name;
 	struct shard_writer w[SHARD_MAX];
 	struct obj_meta meta;
 	XXH3_state_t sums[SHARD_MAX];
 };
 
-static void shard_key(const struct objstore *s, const char *name, unsigned shard,
+static void shard_key(const struct objstore *s, const char *name, uint64_t gen, unsigned shard,
 		      uint32_t piece, char *key, size_t n)
 {
-	snprintf(key, n, "%s/o/%s/%u.%u", s->volhex, name, shard, piece);
+	if (gen)
+		snprintf(key, n, "%s/o/%s/%u.%u.g%llu", s->volhex, name, shard, piece,
+			 (unsigned long long)gen);
+	else
+		snprintf(key, n, "%s/o/%s/%u.%u", s->volhex, name, shard, piece);
 }
 
 static void meta_key(const struct objstore *s, const char *name, char *key, size_t n)
@@ -78,7 +86,7 @@ static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 {
 	struct upload *u = w->u;
 	char key[128];
-	shard_key(u->s, u->name, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
+	shard_key(u->s, u->name, u->gen, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
 	struct backend *b = u->s->backends[w->i];
 	int r = backend_put(b, key, buf, len);
 	if (r) {
@@ -190,7 +198,7 @@ static int meta_seal(const struct objstore *s, const char *name, const struct ob
 		     uint8_t **out, size_t *outlen)
 {
 	unsigned n = m->k + m->m;
-	size_t plen = 8 + 8 + 2 + n * (META_NAME_MAX + 8 + 8 + 4);
+	size_t plen = 8 + 8 + 2 + 8 + n * (META_NAME_MAX + 8 + 8 + 4);
 	uint8_t *p = calloc(1, plen), *q = p;
 	if (!p)
 		return -ENOMEM;
@@ -202,6 +210,8 @@ static int meta_seal(const struct objstore *s, const char *name, const struct ob
 	q[0] = (uint8_t)m->k;
 	q[1] = (uint8_t)m->m;
 	q += 2;
+	put_le64(q, m->gen);
+	q += 8;
 	for (unsigned i = 0; i < n; i++) {
 		memcpy(q, m->sh[i].backend, META_NAME_MAX);
 		q += META_NAME_MAX;
@@ -248,16 +258,19 @@ static int meta_open(const struct objstore *s, const char *name, const uint8_t *
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(p, &pl, NULL, c + hdr, clen - hdr, ad, adlen,
 						       c, s->meta_key))
 		goto out;
-	if (memcmp(p, META_MAGIC, 4) || p[4] != META_VERSION)
+	if (memcmp(p, META_MAGIC, 4) || (p[4] != 1 && p[4] != META_VERSION))
 		goto out;
 	memset(m, 0, sizeof *m);
 	m->size = get_le64(p + 8);
 	m->k = p[16];
 	m->m = p[17];
 	unsigned n = m->k + m->m;
-	if (m->k != s->k || m->m != s->m || plen != 18 + n * (size_t)(META_NAME_MAX + 20))
+	size_t fixed = p[4] == 1 ? 18 : 26;
+	if (m->k != s->k || m->m != s->m || plen != fixed + n * (size_t)(META_NAME_MAX + 20))
 		goto out;
-	const uint8_t *q = p + 18;
+	if (p[4] >= 2)
+		m->gen = get_le64(p + 18);
+	const uint8_t *q = p + fixed;
 	for (unsigned i = 0; i < n; i++) {
 		memcpy(m->sh[i].backend, q, META_NAME_MAX);
 		m->sh[i].backend[META_NAME_MAX - 1] = 0;
@@ -274,8 +287,10 @@ out:
 	return r;
 }
 
-int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, uint64_t size, char *why, size_t whylen)
+/* Store the object as generation gen: shards under keys of that
+ * generation, then its metadata. */
+static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+		   int fd, uint64_t size, uint64_t gen, char *why, size_t whylen)
 {
 	unsigned n = s->k + s->m;
 	why[0] = 0;
@@ -286,6 +301,8 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		return -ENOMEM;
 	u->s = s;
 	u->name = name;
+	u->gen = gen;
+	u->meta.gen = gen;
 	u->meta.size = size;
 	u->meta.k = s->k;
 	u->meta.m = s->m;
@@ -351,6 +368,12 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	return r;
 }
 
+int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	    int fd, uint64_t size, char *why, size_t whylen)
+{
+	return put_gen(s, c, name, code_id, fd, size, 0, why, whylen);
+}
+
 /* --- retrieval ------------------------------------------------------------- */
 
 static struct backend *find_backend(struct objstore *s, const char *name)
@@ -365,6 +388,7 @@ static struct backend *find_backend(struct objstore *s, const char *name)
 struct fetch {
 	struct objstore *s;
 	const char *name;
+	uint64_t gen;
 	unsigned shard;
 	uint32_t piece;
 	struct backend *b;
@@ -378,7 +402,7 @@ static void *fetch_piece(void *arg)
 {
 	struct fetch *f = arg;
 	char key[128];
-	shard_key(f->s, f->name, f->shard, f->piece, key, sizeof key);
+	shard_key(f->s, f->name, f->gen, f->shard, f->piece, key, sizeof key);
 	f->r = backend_get(f->b, key, &f->buf, &f->len);
 	if (f->r)
 		snprintf(f->err, sizeof f->err, "%s", f->r == -ENOENT ? "piece missing" :
@@ -401,18 +425,35 @@ static int meta_at(struct objstore *s, size_t i, const char *key, const char *na
 	return r ? -EBADMSG : 0;
 }
 
-static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta, char *why,
-		     size_t whylen)
+/* The newest metadata of name: every backend is asked and the valid copy
+ * with the highest generation wins (a repair rewrites it; a backend that
+ * was away keeps an old one). *current counts the backends holding a copy
+ * of that generation (NULL: not wanted). */
+static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta,
+		     size_t *current, char *why, size_t whylen)
 {
 	char key[128];
 	meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
+	size_t found = 0, cur = 0;
+	struct obj_meta one;
 	for (size_t i = 0; i < s->nbackends; i++) {
-		int r = meta_at(s, i, key, name, meta);
-		if (r == 0)
-			return 0;
+		int r = meta_at(s, i, key, name, &one);
 		undecryptable += r == -EBADMSG;
+		if (r)
+			continue;
+		if (!found || one.gen > meta->gen) {
+			*meta = one;
+			cur = 1;
+		} else if (one.gen == meta->gen) {
+			cur++;
+		}
+		found++;
 	}
+	if (current)
+		*current = cur;
+	if (found)
+		return 0;
 	if (undecryptable)
 		snprintf(why, whylen, "object %s: its metadata does not open with this key "
 			 "(wrong key, another volume, or tampered)", name);
@@ -428,7 +469,7 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	if (damage)
 		damage[0] = 0;
 	struct obj_meta meta;
-	int r = read_meta(s, name, &meta, why, whylen);
+	int r = read_meta(s, name, &meta, NULL, why, whylen);
 	if (r)
 		return r;
 	unsigned n = meta.k + meta.m;
@@ -470,8 +511,8 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 			go[i] = live[i] && p < meta.sh[i].pieces && codec_dec_wants(d, i);
 			if (!go[i])
 				continue;
-			f[i] = (struct fetch){ .s = s, .name = name, .shard = i, .piece = p,
-					       .b = b[i] };
+			f[i] = (struct fetch){ .s = s, .name = name, .gen = meta.gen, .shard = i,
+					       .piece = p, .b = b[i] };
 			started[i] = pthread_create(&th[i], NULL, fetch_piece, &f[i]) == 0;
 			if (!started[i])
 				fetch_piece(&f[i]);
@@ -510,4 +551,100 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		codec_dec_damage(d, damage, damagelen);
 	codec_dec_free(d);
 	return r == 1 ? 0 : r;
+}
+
+/* --- scrub and repair ---------------------------------------------------- */
+
+int obj_verify(struct objstore *s, const char *name, void (*throttle)(void *arg, size_t bytes),
+	       void *arg, struct obj_check *out, char *why, size_t whylen)
+{
+	memset(out, 0, sizeof *out);
+	why[0] = 0;
+	struct obj_meta meta;
+	int r = read_meta(s, name, &meta, &out->meta_current, why, whylen);
+	if (r)
+		return r;
+	out->k = meta.k;
+	out->m = meta.m;
+	out->gen = meta.gen;
+	out->size = meta.size;
+	size_t dl = 0;
+	for (unsigned i = 0; i < meta.k + meta.m; i++) {
+		struct backend *b = find_backend(s, meta.sh[i].backend);
+		const char *bad = NULL;
+		char err[200] = "";
+		XXH3_state_t st;
+		XXH3_64bits_reset(&st);
+		uint64_t len = 0;
+		if (!b)
+			bad = "its backend is not configured";
+		for (uint32_t p = 0; !bad && p < meta.sh[i].pieces; p++) {
+			char key[128];
+			shard_key(s, name, meta.gen, i, p, key, sizeof key);
+			uint8_t *v;
+			size_t n;
+			int e = backend_get(b, key, &v, &n);
+			if (e) {
+				snprintf(err, sizeof err, "piece %u %s", p, e == -ENOENT ? "missing" :
+					 backend_health(b).last_error);
+				bad = err;
+				break;
+			}
+			XXH3_64bits_update(&st, v, n);
+			len += n;
+			out->bytes += n;
+			free(v);
+			if (throttle)
+				throttle(arg, n);
+		}
+		if (!bad && (len != meta.sh[i].len || XXH3_64bits_digest(&st) != meta.sh[i].sum))
+			bad = "checksum mismatch";
+		if (!bad && !meta.sh[i].pieces)
+			bad = "never written";
+		if (bad) {
+			out->bad_mask |= 1u << i;
+			if (dl < sizeof out->damage)
+				dl += (size_t)snprintf(out->damage + dl, sizeof out->damage - dl,
+						       "%sshard %u on %s: %s", dl ? "; " : "", i,
+						       meta.sh[i].backend[0] ? meta.sh[i].backend : "?",
+						       bad);
+		} else {
+			out->good++;
+		}
+	}
+	return 0;
+}
+
+int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	       const char *tmpdir, char *why, size_t whylen)
+{
+	struct obj_meta old;
+	int r = read_meta(s, name, &old, NULL, why, whylen);
+	if (r)
+		return r;
+	int fd = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(why, whylen, "object %s: a temporary file in %s: %s", name, tmpdir,
+			 strerror(-r));
+		return r;
+	}
+	/* read what is left (any k good shards), then store it whole again as
+	 * the next generation: the old shards stay until its metadata is on a
+	 * majority, so the object is never less redundant than before */
+	r = obj_get(s, c, name, code_id, fd, why, whylen, NULL, 0);
+	if (!r)
+		r = put_gen(s, c, name, code_id, fd, old.size, old.gen + 1, why, whylen);
+	close(fd);
+	if (r)
+		return r;
+	for (unsigned i = 0; i < old.k + old.m; i++) {
+		struct backend *b = find_backend(s, old.sh[i].backend);
+		for (uint32_t p = 0; b && p < old.sh[i].pieces; p++) {
+			char key[128];
+			shard_key(s, name, old.gen, i, p, key, sizeof key);
+			backend_del(b, key);	/* garbage if it fails: never read again */
+		}
+	}
+	return 0;
 }

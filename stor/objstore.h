@@ -13,7 +13,12 @@
  * its length, its piece count and its XXH3. No key or password is in it.
  *
  * Shard i of an object goes to backends[i] (the configuration lists at least
- * k+m distinct backends; placement around unhealthy ones comes with issue 5).
+ * k+m distinct backends; placement around unhealthy ones is not built yet).
+ *
+ * Generations: a repair stores the object again as generation G+1, its
+ * shards under VOL/o/NAME/SHARD.PIECE.gG+1 (generation 0 has no suffix),
+ * and the metadata names its generation; readers take the metadata copy
+ * with the highest generation from all backends.
  */
 #ifndef QSFS_STOR_OBJSTORE_H
 #define QSFS_STOR_OBJSTORE_H
@@ -55,5 +60,32 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
  * object was read but has lost redundancy. */
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, char *why, size_t whylen, char *damage, size_t damagelen);
+
+/* What obj_verify found. */
+struct obj_check {
+	unsigned k, m;
+	unsigned good;		/* shards complete with the right length and XXH3 */
+	uint32_t bad_mask;	/* bit i: shard i missing, short or corrupt */
+	size_t meta_current;	/* backends holding the newest metadata */
+	uint64_t gen, size;
+	uint64_t bytes;		/* shard bytes read */
+	char damage[1024];	/* which shards, where, why */
+};
+
+/* Scrub one object: read every piece of every shard and check each
+ * shard's length and XXH3 against the newest metadata. throttle (may be
+ * NULL) is called after each piece with its size (a rate limit). Returns 0
+ * with *out filled, or a negative errno when no metadata opens (why). */
+int obj_verify(struct objstore *s, const char *name, void (*throttle)(void *arg, size_t bytes),
+	       void *arg, struct obj_check *out, char *why, size_t whylen);
+
+/* Repair object name: rebuild it from any k good shards (into an unnamed
+ * temporary file in tmpdir), store it whole as the next generation (every
+ * shard and the metadata, which must reach a majority), and only then
+ * delete the previous generation's shards. Interrupted at any point, the
+ * previous generation stays readable. Returns 0 or a negative errno with
+ * why. */
+int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	       const char *tmpdir, char *why, size_t whylen);
 
 #endif

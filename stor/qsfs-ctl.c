@@ -6,6 +6,9 @@
  *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
  *   qsfs-ctl [-c CONFIG] status [--json]
  *   qsfs-ctl [-c CONFIG] catalog               the volume catalog (JSON)
+ *   qsfs-ctl [-c CONFIG] scrub | repair        check every shard of every
+ *                                              stored object and repair what
+ *                                              is wrong, with progress
  *   qsfs-ctl [-c CONFIG] drain [--timeout S]   seal the filesystem's active
  *                                              segment, exit 0 when nothing
  *                                              is pending
@@ -44,6 +47,8 @@ static void usage(FILE *f)
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
 		   "  status [--json]         queue, backends, errors\n"
 		   "  catalog                 what the backends hold (JSON)\n"
+		   "  scrub                   check every shard of every object, repair what is bad\n"
+		   "  repair                  the same pass: restore full redundancy\n"
 		   "  drain [--timeout S]     seal what is written, wait until it is uploaded\n"
 		   "  ready                   exit 0 when the mount and qsfs-stor answer\n"
 		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
@@ -264,6 +269,62 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 	}
 }
 
+/* Start a scrub (or repair) pass in stor and follow it to its end, with
+ * progress on a TTY. Exit 0 when every object ended up whole. */
+static int cmd_scrub(const char *sock, const char *req, const char *what)
+{
+	char *reply = NULL;
+	int r = request(sock, req, &reply);
+	if (r)
+		return r;
+	if (strncmp(reply, "OK", 2)) {
+		fprintf(stderr, "qsfs-ctl: %s: %s\n", what, reply);
+		free(reply);
+		return 1;
+	}
+	free(reply);
+	bool tty = isatty(1), seen_running = false;
+	for (;;) {
+		r = request(sock, "STATUS\n", &reply);
+		if (r)
+			return r;
+		json_object *o = json_tokener_parse(reply), *x = NULL, *v;
+		free(reply);
+		if (!o || !json_object_object_get_ex(o, "scrub", &x)) {
+			json_object_put(o);
+			fprintf(stderr, "qsfs-ctl: %s: bad status reply\n", what);
+			return 1;
+		}
+#define N(k) (long long)(json_object_object_get_ex(x, k, &v) ? json_object_get_int64(v) : 0)
+		bool running = json_object_object_get_ex(x, "running", &v) && json_object_get_boolean(v);
+		bool requested = json_object_object_get_ex(x, "requested", &v) &&
+				 json_object_get_boolean(v);
+		seen_running |= running;
+		if (tty && running)
+			printf("\r%s: %lld/%lld objects, %.1f MiB read, %lld bad shards, %lld repaired   ",
+			       what, N("checked"), N("objects"), (double)N("bytes") / 1048576.0,
+			       N("bad_shards"), N("repaired"));
+		fflush(stdout);
+		if (!running && !requested && seen_running) {
+			long long failed = N("failed");
+			printf("%s%s: %lld objects checked, %.1f MiB read, %lld bad shards found, %lld "
+			       "objects repaired, %lld failed\n", tty ? "\n" : "", what, N("checked"),
+			       (double)N("bytes") / 1048576.0, N("bad_shards"), N("repaired"), failed);
+			const char *lp = json_object_object_get_ex(x, "last_problem", &v) ?
+					 json_object_get_string(v) : "";
+			if (failed && lp[0])
+				printf("last problem: %s\n", lp);
+			json_object_put(o);
+			return failed ? 1 : 0;
+		}
+#undef N
+		json_object_put(o);
+		if (!running && !requested)
+			seen_running = true;	/* ended between two looks */
+		usleep(200000);
+	}
+}
+
 /* The mount answers: statfs from a child, so a hung mount gives "no"
  * after timeout_s instead of hanging the healthcheck. */
 static bool mount_answers(const char *mnt, unsigned timeout_s)
@@ -400,6 +461,10 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		double to = nargs ? atof(args[1]) : 0;
 		ret = cmd_drain(&cfg, to);
+	} else if (!strcmp(cmd, "scrub") && nargs == 0) {
+		ret = cmd_scrub(sock, "SCRUB\n", "scrub");
+	} else if (!strcmp(cmd, "repair") && nargs == 0) {
+		ret = cmd_scrub(sock, "REPAIR\n", "repair");
 	} else if (!strcmp(cmd, "catalog") && nargs == 0) {
 		ret = request(sock, "CATALOG\n", &reply);
 		json_object *o = ret ? NULL : json_tokener_parse(reply);

@@ -10,6 +10,9 @@
  *   CONFIRMED NAME       "YES" when the object is safely remote (stored and
  *                        in the volume catalog), else "NO"
  *   CATALOG              the volume catalog as one line of JSON
+ *   SCRUB, REPAIR        start a pass that checks every shard of every
+ *                        stored object and repairs what is wrong (progress
+ *                        and results in STATUS "scrub" and "redundancy")
  *   LEASE                look at the writer lease now (qsfs-fs sends it
  *                        after its clean stop: stor releases the lease
  *                        once its queue is empty)
@@ -523,6 +526,210 @@ static void load_degraded(void)
 	free(text);
 }
 
+/* --- scrub and repair ----------------------------------------------------------
+ *
+ * One pass reads every shard of every object the catalog lists (and so
+ * every stored segment and the checkpoints a restore uses), checks it
+ * against the newest metadata, and repairs an object that has a bad or
+ * missing shard, or backends without its newest metadata, by storing it
+ * again as the next generation (obj_repair). Shard reads are limited to
+ * stor.scrub_rate bytes per second. A pass runs on SCRUB or REPAIR, and
+ * every stor.scrub_interval seconds. Interrupted (stop), it simply ends:
+ * every object is always readable from its current generation. */
+
+#define SCRUB_MAX_SPARE 16
+
+static struct {
+	pthread_cond_t cv;	/* with D.mu */
+	bool requested, running;
+	int64_t started, finished;	/* unix s of the last pass (0: never) */
+	uint64_t total, done, bytes, bad_shards, repaired, failed;
+	/* last complete pass: objects with all shards, with some to spare
+	 * (index: good - k shards beyond k), and unreadable ones */
+	uint64_t full, spare[SCRUB_MAX_SPARE + 1], unreadable;
+	uint64_t cur_full, cur_spare[SCRUB_MAX_SPARE + 1], cur_unreadable;
+	char last_problem[1200];
+	uint64_t t0_ns, rate_bytes;
+} S = { .cv = PTHREAD_COND_INITIALIZER };
+
+static void scrub_throttle(void *arg, size_t n)
+{
+	(void)arg;
+	S.rate_bytes += n;
+	uint64_t rate = D.cfg.stor.scrub_rate ? D.cfg.stor.scrub_rate : 1;
+	uint64_t due_ns = S.t0_ns + S.rate_bytes * 1000000000ull / rate, now = fs_now_ns();
+	if (due_ns > now) {
+		uint64_t d = due_ns - now;
+		nanosleep(&(struct timespec){ (time_t)(d / 1000000000ull),
+					      (long)(d % 1000000000ull) }, NULL);
+	}
+}
+
+/* The names the catalog lists now. */
+static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
+{
+	pthread_mutex_lock(&cat_mu);
+	size_t cnt = cat.seg_hi + cat.nextra + cat.nck;
+	char (*v)[OBJ_NAME_MAX] = calloc(cnt ? cnt : 1, OBJ_NAME_MAX);
+	size_t k = 0;
+	for (uint64_t id = 1; v && id <= cat.seg_hi; id++)
+		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
+	for (size_t i = 0; v && i < cat.nextra; i++)
+		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)cat.extra[i]);
+	for (size_t i = 0; v && i < cat.nck; i++)
+		snprintf(v[k++], OBJ_NAME_MAX, "c%llu", (unsigned long long)cat.ck[i].id);
+	pthread_mutex_unlock(&cat_mu);
+	*n = v ? k : 0;
+	return v;
+}
+
+static void scrub_one(struct ctx *c, const char *name)
+{
+	struct obj_check ck;
+	char why[2048];
+	uint64_t id;
+	object_name_parse(name, &id);
+	int r = obj_verify(&c->os, name, scrub_throttle, NULL, &ck, why, sizeof why);
+	bool need = !r && (ck.bad_mask || ck.meta_current < c->os.nbackends);
+	unsigned good = r ? 0 : ck.good;
+	if (need && ck.good >= ck.k) {
+		r = obj_repair(&c->os, c->codec, name, id, D.cfg.stor.state_dir, why, sizeof why);
+		if (!r) {
+			qlog_info("stor: scrub: %s repaired (%s)", name, ck.bad_mask ? ck.damage :
+				  "metadata missing on some backends");
+			note_damage(name, "");
+			good = ck.k + ck.m;
+		} else {
+			qlog_err("stor: scrub: %s cannot be repaired: %s", name, why);
+		}
+	} else if (need) {
+		snprintf(why, sizeof why, "%s: only %u of %u shards are good, %u needed: %s", name,
+			 ck.good, ck.k + ck.m, ck.k, ck.damage);
+		r = -EIO;
+	} else if (r) {
+		qlog_err("stor: scrub: %s", why);
+	}
+	pthread_mutex_lock(&D.mu);
+	S.done++;
+	S.bytes += r ? 0 : ck.bytes;
+	S.bad_shards += (uint64_t)__builtin_popcount(ck.bad_mask);
+	if (need && !r)
+		S.repaired++;
+	if (r) {
+		S.failed++;
+		snprintf(S.last_problem, sizeof S.last_problem, "%.1100s", why);
+	}
+	if (good >= ck.k + ck.m && ck.k)
+		S.cur_full++;
+	else if (ck.k && good >= ck.k)
+		S.cur_spare[good - ck.k > SCRUB_MAX_SPARE ? SCRUB_MAX_SPARE : good - ck.k]++;
+	else
+		S.cur_unreadable++;
+	pthread_mutex_unlock(&D.mu);
+}
+
+static void *scrub_main(void *arg)
+{
+	struct ctx *c = arg;
+	pthread_mutex_lock(&D.mu);
+	while (!D.stop) {
+		if (!S.requested) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 5;
+			pthread_cond_timedwait(&S.cv, &D.mu, &ts);
+			int64_t now = (int64_t)time(NULL);
+			if (D.cfg.stor.scrub_interval && S.finished &&
+			    now - S.finished >= (int64_t)D.cfg.stor.scrub_interval)
+				S.requested = true;
+			continue;
+		}
+		S.requested = false;
+		S.running = true;
+		S.started = (int64_t)time(NULL);
+		S.done = S.bytes = S.bad_shards = S.repaired = S.failed = 0;
+		S.cur_full = S.cur_unreadable = 0;
+		memset(S.cur_spare, 0, sizeof S.cur_spare);
+		S.last_problem[0] = 0;
+		pthread_mutex_unlock(&D.mu);
+		size_t n;
+		char (*names)[OBJ_NAME_MAX] = scrub_names(&n);
+		pthread_mutex_lock(&D.mu);
+		S.total = n;
+		pthread_mutex_unlock(&D.mu);
+		qlog_info("stor: scrub: checking %zu objects", n);
+		S.t0_ns = fs_now_ns();
+		S.rate_bytes = 0;
+		size_t i = 0;
+		for (; i < n; i++) {
+			pthread_mutex_lock(&D.mu);
+			bool stop = D.stop;
+			pthread_mutex_unlock(&D.mu);
+			if (stop)
+				break;
+			scrub_one(c, names[i]);
+		}
+		free(names);
+		pthread_mutex_lock(&D.mu);
+		S.running = false;
+		if (i == n) {	/* a complete pass: its counts are the redundancy */
+			S.finished = (int64_t)time(NULL);
+			S.full = S.cur_full;
+			S.unreadable = S.cur_unreadable;
+			memcpy(S.spare, S.cur_spare, sizeof S.spare);
+			qlog_info("stor: scrub: %llu objects checked, %llu bad shards, %llu objects "
+				  "repaired, %llu failed", (unsigned long long)S.done,
+				  (unsigned long long)S.bad_shards, (unsigned long long)S.repaired,
+				  (unsigned long long)S.failed);
+		}
+		pthread_cond_broadcast(&D.changed);
+	}
+	pthread_mutex_unlock(&D.mu);
+	return NULL;
+}
+
+static void scrub_status(json_object *o, json_object *problems)
+{
+	json_object *x = json_object_new_object();
+	json_object_object_add(x, "running", json_object_new_boolean(S.running));
+	json_object_object_add(x, "requested", json_object_new_boolean(S.requested));
+	json_object_object_add(x, "objects", json_object_new_uint64(S.total));
+	json_object_object_add(x, "checked", json_object_new_uint64(S.done));
+	json_object_object_add(x, "bytes", json_object_new_uint64(S.bytes));
+	json_object_object_add(x, "bad_shards", json_object_new_uint64(S.bad_shards));
+	json_object_object_add(x, "repaired", json_object_new_uint64(S.repaired));
+	json_object_object_add(x, "failed", json_object_new_uint64(S.failed));
+	json_object_object_add(x, "started", json_object_new_int64(S.started));
+	json_object_object_add(x, "finished", json_object_new_int64(S.finished));
+	json_object_object_add(x, "last_problem", json_object_new_string(S.last_problem));
+	json_object_object_add(o, "scrub", x);
+	/* redundancy, as of the last complete pass */
+	json_object *rd = json_object_new_object(), *sp = json_object_new_object();
+	uint64_t degraded = 0;
+	for (unsigned i = 0; i <= SCRUB_MAX_SPARE; i++) {
+		if (!S.spare[i])
+			continue;
+		char k[16];
+		snprintf(k, sizeof k, "%u", i);
+		json_object_object_add(sp, k, json_object_new_uint64(S.spare[i]));
+		degraded += S.spare[i];
+	}
+	json_object_object_add(rd, "as_of", json_object_new_int64(S.finished));
+	json_object_object_add(rd, "full", json_object_new_uint64(S.full));
+	json_object_object_add(rd, "degraded", json_object_new_uint64(degraded));
+	json_object_object_add(rd, "degraded_by_spare_shards", sp);
+	json_object_object_add(rd, "unreadable", json_object_new_uint64(S.unreadable));
+	json_object_object_add(o, "redundancy", rd);
+	char line[1400];
+	if (S.finished && (degraded || S.unreadable)) {
+		snprintf(line, sizeof line, "the last scrub found %llu objects with lost redundancy "
+			 "and %llu unreadable%s%s", (unsigned long long)degraded,
+			 (unsigned long long)S.unreadable, S.last_problem[0] ? ": " : "",
+			 S.last_problem);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+}
+
 /* --- requests -------------------------------------------------------------------- */
 
 static struct ctx *take_retriever(void)
@@ -695,6 +902,7 @@ static void do_status(int cfd)
 			 D.last_error);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	scrub_status(o, problems);
 	json_object_object_add(o, "degraded_objects", json_object_new_int64((int64_t)D.ndegraded));
 	json_object_object_add(o, "degraded", dg);
 	json_object_object_add(o, "state", json_object_new_string(
@@ -783,6 +991,13 @@ static void *conn_main(void *arg)
 				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
 		else
 			dprintf(cfd, "OK\n");
+	} else if (!strcmp(cmd, "SCRUB") || !strcmp(cmd, "REPAIR")) {
+		pthread_mutex_lock(&D.mu);
+		bool already = S.running || S.requested;
+		S.requested = true;
+		pthread_cond_broadcast(&S.cv);
+		pthread_mutex_unlock(&D.mu);
+		dprintf(cfd, "OK%s\n", already ? " already running" : "");
 	} else if (!strcmp(cmd, "LEASE")) {	/* qsfs-fs stopped: look at the lease now */
 		pthread_mutex_lock(&D.mu);
 		pthread_cond_broadcast(&lease_cv);
@@ -890,6 +1105,14 @@ int main(int argc, char **argv)
 	lease_tick(&leasectx, &(int64_t){ 0 });	/* fenced or not, before the first request */
 	pthread_t lease_th;
 	bool leasing = pthread_create(&lease_th, NULL, lease_main, &leasectx) == 0;
+	struct ctx scrubctx;
+	if (ctx_open(&scrubctx, err, sizeof err)) {
+		fprintf(stderr, "qsfs-stor: %s\n", err);
+		return 1;
+	}
+	S.finished = (int64_t)time(NULL);	/* the first periodic pass: one interval on */
+	pthread_t scrub_th;
+	bool scrubbing = pthread_create(&scrub_th, NULL, scrub_main, &scrubctx) == 0;
 	qlog_info("stor: volume %s (%s), k=%u m=%u, %zu backends, %u workers, %u jobs resumed "
 		  "from the journal; listening on %s", D.cfg.volume, D.vol.idhex, D.vol.k, D.vol.m,
 		  D.cfg.stor.nbackends, D.nworkers, resumed, D.cfg.stor.socket);
@@ -972,9 +1195,13 @@ int main(int argc, char **argv)
 	D.stop = true;
 	pthread_cond_broadcast(&D.work);
 	pthread_cond_broadcast(&lease_cv);
+	pthread_cond_broadcast(&S.cv);
 	pthread_mutex_unlock(&D.mu);
 	for (unsigned i = 0; i < D.nworkers; i++)
 		pthread_join(th[i], NULL);
+	if (scrubbing)
+		pthread_join(scrub_th, NULL);
+	ctx_close(&scrubctx);
 	free(th);
 	if (leasing)
 		pthread_join(lease_th, NULL);
