@@ -412,34 +412,42 @@ static void *fetch_piece(void *arg)
 }
 
 /* The metadata copy of name (its key in key) on backend i: 0, -ENOENT when
- * that backend does not give one, -EBADMSG when it does not open. */
+ * that backend has none, -EIO when it fails, -EBADMSG when it does not
+ * open. */
 static int meta_at(struct objstore *s, size_t i, const char *key, const char *name,
 		   struct obj_meta *meta)
 {
 	uint8_t *v;
 	size_t n;
-	if (backend_get(s->backends[i], key, &v, &n))
-		return -ENOENT;
+	int g = backend_get(s->backends[i], key, &v, &n);
+	if (g)
+		return g == -ENOENT ? -ENOENT : -EIO;
 	int r = meta_open(s, name, v, n, meta);
 	free(v);
 	return r ? -EBADMSG : 0;
 }
 
-/* The newest metadata of name: every backend is asked and the valid copy
- * with the highest generation wins (a repair rewrites it; a backend that
- * was away keeps an old one). *current counts the backends holding a copy
- * of that generation (NULL: not wanted). */
+/* The newest metadata of name: backends are asked in turn and the valid
+ * copy with the highest generation wins (a repair rewrites it; a backend
+ * that was away keeps an old one). Every write of a generation reached a
+ * majority, so once a majority has answered the newest one is among the
+ * answers: reads (current == NULL) stop there, and a hung backend beyond
+ * them costs nothing. *current (all backends asked) counts the backends
+ * holding a copy of that generation. */
 static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta,
 		     size_t *current, char *why, size_t whylen)
 {
 	char key[128];
 	meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
-	size_t found = 0, cur = 0;
+	size_t found = 0, cur = 0, answered = 0;
 	struct obj_meta one;
 	for (size_t i = 0; i < s->nbackends; i++) {
+		if (!current && found && answered > s->nbackends / 2)
+			break;
 		int r = meta_at(s, i, key, name, &one);
 		undecryptable += r == -EBADMSG;
+		answered += r != -EIO;
 		if (r)
 			continue;
 		if (!found || one.gen > meta->gen) {
