@@ -161,6 +161,19 @@ bool fs_parse_hex_name(const char *name, const char *prefix, const char *suffix,
 	return v != 0;
 }
 
+struct timespec fs_abstime(uint64_t ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec += (long)(ns % 1000000000ull);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 uint64_t fs_now_ns(void)
 {
 	struct timespec ts;

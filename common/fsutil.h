@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/types.h>
 
 /* pwrite all of buf at off, retrying short writes and EINTR. */
@@ -47,5 +48,9 @@ int fs_open_read(int dirfd, const char *name, uint64_t *size);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t fs_now_ns(void);
+
+/* The CLOCK_REALTIME time ns nanoseconds from now, for
+ * pthread_cond_timedwait. */
+struct timespec fs_abstime(uint64_t ns);
 
 #endif

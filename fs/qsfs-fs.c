@@ -239,22 +239,23 @@ static void *confirm_main(void *arg)
 		confirm_round(x);
 		report(x);
 		pthread_mutex_lock(&confirmer.mu);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		if (x->full == QFS_FULL_WAIT) {	/* writers wait: look again soon */
-			ts.tv_nsec += 200 * 1000 * 1000;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-		} else {
-			ts.tv_sec += CONFIRM_PERIOD_S;
-		}
+		/* while writers wait for room, look again soon */
+		struct timespec ts = fs_abstime(x->full == QFS_FULL_WAIT ? 200 * 1000 * 1000ull
+						: CONFIRM_PERIOD_S * 1000000000ull);
 		if (!confirmer.stop)
 			pthread_cond_timedwait(&confirmer.cv, &confirmer.mu, &ts);
 	}
 	pthread_mutex_unlock(&confirmer.mu);
 	return NULL;
+}
+
+/* Have qsfs-stor look at the writer lease now (it is not an error if stor
+ * is not running: it looks when it starts). */
+static void stor_look_at_lease(const char *stor_sock)
+{
+	char *pong = NULL;
+	ctlsock_request(stor_sock, "LEASE\n", &pong);
+	free(pong);
 }
 
 /* This node stops writing: the lease is marked not mounted, and qsfs-stor
@@ -263,9 +264,7 @@ static void lease_stop(struct wlease *lease, const char *stor_sock)
 {
 	wlease_unmount(lease);
 	wlease_free(lease);
-	char *pong = NULL;
-	ctlsock_request(stor_sock, "LEASE\n", &pong);
-	free(pong);
+	stor_look_at_lease(stor_sock);
 }
 
 static void max_sealed(void *arg, const struct cache_seg_info *s)
@@ -376,9 +375,7 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
-	char *pong = NULL;	/* stor: this node holds it now, uploads may go */
-	ctlsock_request(cfg.stor.socket, "LEASE\n", &pong);
-	free(pong);
+	stor_look_at_lease(cfg.stor.socket);	/* this node holds it now: uploads may go */
 	/* a fresh node: an empty cache directory may be a volume to bring back */
 	if (cfg.cache.hook && cfg.stor.socket) {
 		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);

@@ -78,7 +78,7 @@ int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **ou
 			goto fail;
 		}
 		qlog_warn("fs: --takeover: taking volume %s from %s", cfg->volume, who);
-	} else if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE) && cur.seq &&
+	} else if (!r && !lease_held_by(&cur, w->me) && cur.seq &&
 		   !(cur.flags & LEASE_RELEASED)) {
 		lease_describe(&cur, now, who, sizeof who);
 		qlog_warn("fs: the writer lease of %s expired (%s): taking it", cfg->volume, who);
@@ -94,7 +94,7 @@ int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **ou
 	 * the other one must see it */
 	nanosleep(&(struct timespec){ 0, 200 * 1000 * 1000 }, NULL);
 	r = lease_read(&w->vc.os, &cur, why, sizeof why);
-	if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE)) {
+	if (!r && !lease_held_by(&cur, w->me)) {
 		lease_describe(&cur, (int64_t)time(NULL), who, sizeof who);
 		snprintf(err, errlen, "volume %s was taken by another writer at the same moment: %s",
 			 cfg->volume, who);
@@ -129,59 +129,51 @@ int wlease_remote_hi(struct wlease *w, uint64_t *hi, char *err, size_t errlen)
 
 unsigned wlease_period(const struct wlease *w)
 {
-	return w->timeout / 3 ? w->timeout / 3 : 1;
+	return lease_period(w->timeout);
 }
 
-int wlease_renew(struct wlease *w, char *err, size_t errlen)
+/* Rewrite our lease with flags: -ESTALE (err names the new holder) when
+ * another holder has it now, else lease_read's and lease_write's errors. */
+static int set_flags(struct wlease *w, uint32_t flags, char *err, size_t errlen)
 {
 	struct lease cur;
 	char why[600];
 	int r = lease_read(&w->vc.os, &cur, why, sizeof why);
-	if (r) {
-		snprintf(err, errlen, "the writer lease cannot be renewed: %s", why);
-		return r;
-	}
-	if (memcmp(cur.holder, w->me, LEASE_ID_SIZE)) {
+	if (!r && !lease_held_by(&cur, w->me)) {
 		char who[300];
 		lease_describe(&cur, (int64_t)time(NULL), who, sizeof who);
 		snprintf(err, errlen, "another writer has taken the volume: %s", who);
 		return -ESTALE;
 	}
-	w->l.seq = cur.seq;
-	fill(w, LEASE_MOUNTED);
-	r = lease_write(&w->vc.os, &w->l, why, sizeof why);
-	if (r)
-		snprintf(err, errlen, "the writer lease cannot be renewed: %s", why);
-	return r;
-}
-
-/* Rewrite our lease with flags (not if another holder has it now). */
-static int set_flags(struct wlease *w, uint32_t flags, char *err, size_t errlen)
-{
-	struct lease cur;
-	int r = lease_read(&w->vc.os, &cur, err, errlen);
-	if (!r && memcmp(cur.holder, w->me, LEASE_ID_SIZE))
-		return 0;	/* not ours any more */
 	if (!r) {
 		w->l.seq = cur.seq;
 		fill(w, flags);
-		r = lease_write(&w->vc.os, &w->l, err, errlen);
+		r = lease_write(&w->vc.os, &w->l, why, sizeof why);
 	}
+	if (r)
+		snprintf(err, errlen, "the writer lease cannot be written: %s", why);
 	return r;
+}
+
+int wlease_renew(struct wlease *w, char *err, size_t errlen)
+{
+	return set_flags(w, LEASE_MOUNTED, err, errlen);
 }
 
 void wlease_unmount(struct wlease *w)
 {
-	char err[700];
-	if (set_flags(w, 0, err, sizeof err))
+	char err[1000];
+	int r = set_flags(w, 0, err, sizeof err);
+	if (r && r != -ESTALE)	/* not ours any more: nothing to clear */
 		qlog_warn("fs: clean stop: the writer lease keeps its mounted flag until it "
 			  "expires: %s", err);
 }
 
 void wlease_release(struct wlease *w)
 {
-	char err[700];
-	if (set_flags(w, LEASE_RELEASED, err, sizeof err))
+	char err[1000];
+	int r = set_flags(w, LEASE_RELEASED, err, sizeof err);
+	if (r && r != -ESTALE)
 		qlog_warn("fs: the writer lease cannot be released; it expires on its own: %s",
 			  err);
 }

@@ -18,7 +18,8 @@
 
 static const char CAT_WHAT[] = "the volume catalog";
 
-static int seal(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *outlen)
+/* The catalog's plaintext with sequence number seq (replica.c seals it). */
+static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *outlen)
 {
 	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * 16;
 	uint8_t *p = calloc(1, plen);
@@ -105,7 +106,7 @@ int catalog_store(struct objstore *s, struct catalog *c, char *why, size_t whyle
 {
 	uint8_t *p;
 	size_t plen;
-	int r = seal(c, c->seq + 1, &p, &plen);
+	int r = encode(c, c->seq + 1, &p, &plen);
 	if (r) {
 		snprintf(why, whylen, "%s: %s", CAT_WHAT, strerror(-r));
 		return r;

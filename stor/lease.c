@@ -62,11 +62,21 @@ int lease_write(struct objstore *s, struct lease *l, char *why, size_t whylen)
 	return r;
 }
 
+bool lease_held_by(const struct lease *l, const uint8_t id[LEASE_ID_SIZE])
+{
+	return !memcmp(l->holder, id, LEASE_ID_SIZE);
+}
+
+unsigned lease_period(unsigned timeout)
+{
+	return timeout / 3 ? timeout / 3 : 1;
+}
+
 bool lease_blocks(const struct lease *l, const uint8_t me[LEASE_ID_SIZE], int64_t now,
 		  int64_t *age)
 {
 	*age = now - l->heartbeat;
-	if (!l->seq || (l->flags & LEASE_RELEASED) || !memcmp(l->holder, me, LEASE_ID_SIZE))
+	if (!l->seq || (l->flags & LEASE_RELEASED) || lease_held_by(l, me))
 		return false;
 	return *age < (int64_t)l->timeout;
 }

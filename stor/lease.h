@@ -53,6 +53,13 @@ int lease_read(struct objstore *s, struct lease *l, char *why, size_t whylen);
  * majority holds it, else -EIO with why naming the failing backends. */
 int lease_write(struct objstore *s, struct lease *l, char *why, size_t whylen);
 
+/* Is l held by holder id? */
+bool lease_held_by(const struct lease *l, const uint8_t id[LEASE_ID_SIZE]);
+
+/* Seconds between renewals of a lease that expires after timeout s (a
+ * third of it, at least 1). */
+unsigned lease_period(unsigned timeout);
+
 /* Does l keep holder me out at time now (unix s)? True when another
  * holder's lease is neither released nor expired; *age is then the
  * seconds since its heartbeat. */

@@ -470,17 +470,16 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 	return undecryptable ? -EBADMSG : -ENOENT;
 }
 
-int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, char *why, size_t whylen, char *damage, size_t damagelen)
+/* Fetch object name, described by metadata m, into fd (obj_get). */
+static int get_from(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+		    const struct obj_meta *m, int fd, char *why, size_t whylen, char *damage,
+		    size_t damagelen)
 {
 	why[0] = 0;
 	if (damage)
 		damage[0] = 0;
-	struct obj_meta meta;
-	int r = read_meta(s, name, &meta, NULL, why, whylen);
-	if (r)
-		return r;
-	unsigned n = meta.k + meta.m;
+	int r;
+	unsigned n = m->k + m->m;
 	struct codec_dec *d;
 	r = codec_dec_new(c, code_id, fd, &d);
 	if (r) {
@@ -492,19 +491,19 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 	uint32_t rounds = 0;
 	for (unsigned i = 0; i < n; i++) {
 		char from[META_NAME_MAX + 16];
-		snprintf(from, sizeof from, "shard %u on %s", i, meta.sh[i].backend);
+		snprintf(from, sizeof from, "shard %u on %s", i, m->sh[i].backend);
 		codec_dec_add(d, from);
-		b[i] = find_backend(s, meta.sh[i].backend);
+		b[i] = find_backend(s, m->sh[i].backend);
 		live[i] = true;
 		if (!b[i]) {
 			codec_dec_fail(d, i, "that backend is not configured");
 			live[i] = false;
-		} else if (!meta.sh[i].pieces ||
-			   meta.sh[i].len > (uint64_t)meta.sh[i].pieces * OBJ_PIECE_MAX) {
+		} else if (!m->sh[i].pieces ||
+			   m->sh[i].len > (uint64_t)m->sh[i].pieces * OBJ_PIECE_MAX) {
 			codec_dec_fail(d, i, "impossible shard length in the metadata");
 			live[i] = false;
-		} else if (meta.sh[i].pieces > rounds) {
-			rounds = meta.sh[i].pieces;
+		} else if (m->sh[i].pieces > rounds) {
+			rounds = m->sh[i].pieces;
 		}
 	}
 	/* Rounds: piece p of every live shard in parallel, fed in shard order,
@@ -516,10 +515,10 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		pthread_t th[SHARD_MAX];
 		bool go[SHARD_MAX] = { false }, started[SHARD_MAX] = { false };
 		for (unsigned i = 0; i < n; i++) {
-			go[i] = live[i] && p < meta.sh[i].pieces && codec_dec_wants(d, i);
+			go[i] = live[i] && p < m->sh[i].pieces && codec_dec_wants(d, i);
 			if (!go[i])
 				continue;
-			f[i] = (struct fetch){ .s = s, .name = name, .gen = meta.gen, .shard = i,
+			f[i] = (struct fetch){ .s = s, .name = name, .gen = m->gen, .shard = i,
 					       .piece = p, .b = b[i] };
 			started[i] = pthread_create(&th[i], NULL, fetch_piece, &f[i]) == 0;
 			if (!started[i])
@@ -535,7 +534,7 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 				live[i] = false;
 			} else if (r == 0) {
 				r = codec_dec_feed(d, i, f[i].buf, f[i].len);
-				if (p + 1 == meta.sh[i].pieces)
+				if (p + 1 == m->sh[i].pieces)
 					codec_dec_end(d, i);
 			}
 			free(f[i].buf);
@@ -545,10 +544,10 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		else
 			snprintf(why, whylen, "object %s: %s", name, strerror(-r));
 	}
-	if (r == 1 && codec_dec_size(d) != meta.size) {
+	if (r == 1 && codec_dec_size(d) != m->size) {
 		snprintf(why, whylen, "object %s: shards give %llu bytes, the metadata %llu",
 			 name, (unsigned long long)codec_dec_size(d),
-			 (unsigned long long)meta.size);
+			 (unsigned long long)m->size);
 		r = -EBADMSG;
 	}
 	if (r == 0) {	/* every source ended and the decoder still wants bytes */
@@ -559,6 +558,14 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		codec_dec_damage(d, damage, damagelen);
 	codec_dec_free(d);
 	return r == 1 ? 0 : r;
+}
+
+int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
+	    int fd, char *why, size_t whylen, char *damage, size_t damagelen)
+{
+	struct obj_meta meta;
+	int r = read_meta(s, name, &meta, NULL, why, whylen);
+	return r ? r : get_from(s, c, name, code_id, &meta, fd, why, whylen, damage, damagelen);
 }
 
 /* --- scrub and repair ---------------------------------------------------- */
@@ -640,7 +647,7 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
 	/* read what is left (any k good shards), then store it whole again as
 	 * the next generation: the old shards stay until its metadata is on a
 	 * majority, so the object is never less redundant than before */
-	r = obj_get(s, c, name, code_id, fd, why, whylen, NULL, 0);
+	r = get_from(s, c, name, code_id, &old, fd, why, whylen, NULL, 0);
 	if (!r)
 		r = put_gen(s, c, name, code_id, fd, old.size, old.gen + 1, why, whylen);
 	close(fd);

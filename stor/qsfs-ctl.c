@@ -182,11 +182,19 @@ static void print_status(json_object *o, bool stor_down)
 #undef I
 }
 
-/* One number from a JSON reply, or -1. */
-static long long json_num(const char *reply, const char *key)
+/* Member key of JSON object o (may be NULL) as a number, or dflt. */
+static long long jnum(json_object *o, const char *key, long long dflt)
 {
-	json_object *o = json_tokener_parse(reply), *v;
-	long long n = o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+	json_object *v;
+	return o && json_object_object_get_ex(o, key, &v) ? (long long)json_object_get_int64(v)
+							   : dflt;
+}
+
+/* One number from a JSON reply line, or -1. */
+static long long reply_num(const char *reply, const char *key)
+{
+	json_object *o = json_tokener_parse(reply);
+	long long n = jnum(o, key, -1);
 	json_object_put(o);
 	return n;
 }
@@ -202,7 +210,7 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 	char *reply = NULL;
 	bool fs_up = ctlsock_request(cfg->fs.socket, "SEAL\n", &reply) == 0;
 	if (fs_up) {
-		long long id = json_num(reply, "sealed");
+		long long id = reply_num(reply, "sealed");
 		if (id < 0) {
 			fprintf(stderr, "qsfs-ctl: drain: qsfs-fs cannot seal: %s\n",
 				strncmp(reply, "ERR ", 4) ? reply : reply + 4);
@@ -222,7 +230,7 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		if (fs_up) {
 			reply = NULL;
 			if (ctlsock_request(cfg->fs.socket, "STATUS\n", &reply) == 0)
-				hooks = json_num(reply, "hooks_pending");
+				hooks = reply_num(reply, "hooks_pending");
 			else
 				fs_up = false;	/* it stopped: its clean stop ran the hooks */
 			free(reply);
@@ -230,11 +238,10 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		int r = request(sock, "STATUS\n", &reply);
 		if (r)
 			return r;
-		long long jobs = json_num(reply, "pending_jobs");
-		long long bytes = json_num(reply, "pending_bytes");
+		json_object *o = json_tokener_parse(reply), *v;
+		long long jobs = jnum(o, "pending_jobs", -1), bytes = jnum(o, "pending_bytes", 0);
 		/* after qsfs-fs's clean stop, stor releases the writer lease once
 		 * the queue is empty: a drain ends when another host may start */
-		json_object *o = json_tokener_parse(reply), *v;
 		bool stopping = !fs_up && o && json_object_object_get_ex(o, "lease", &v) &&
 				!strcmp(json_object_get_string(v), "stopping");
 		json_object_put(o);
@@ -283,7 +290,9 @@ static int cmd_scrub(const char *sock, const char *req, const char *what)
 		return 1;
 	}
 	free(reply);
-	bool tty = isatty(1), seen_running = false;
+	/* the pass was requested (or is running) when the reply came: it is
+	 * over once stor says neither */
+	bool tty = isatty(1);
 	for (;;) {
 		r = request(sock, "STATUS\n", &reply);
 		if (r)
@@ -295,17 +304,16 @@ static int cmd_scrub(const char *sock, const char *req, const char *what)
 			fprintf(stderr, "qsfs-ctl: %s: bad status reply\n", what);
 			return 1;
 		}
-#define N(k) (long long)(json_object_object_get_ex(x, k, &v) ? json_object_get_int64(v) : 0)
+#define N(k) jnum(x, k, 0)
 		bool running = json_object_object_get_ex(x, "running", &v) && json_object_get_boolean(v);
 		bool requested = json_object_object_get_ex(x, "requested", &v) &&
 				 json_object_get_boolean(v);
-		seen_running |= running;
 		if (tty && running)
 			printf("\r%s: %lld/%lld objects, %.1f MiB read, %lld bad shards, %lld repaired   ",
 			       what, N("checked"), N("objects"), (double)N("bytes") / 1048576.0,
 			       N("bad_shards"), N("repaired"));
 		fflush(stdout);
-		if (!running && !requested && seen_running) {
+		if (!running && !requested) {
 			long long failed = N("failed");
 			printf("%s%s: %lld objects checked, %.1f MiB read, %lld bad shards found, %lld "
 			       "objects repaired, %lld failed\n", tty ? "\n" : "", what, N("checked"),
@@ -319,8 +327,6 @@ static int cmd_scrub(const char *sock, const char *req, const char *what)
 		}
 #undef N
 		json_object_put(o);
-		if (!running && !requested)
-			seen_running = true;	/* ended between two looks */
 		usleep(200000);
 	}
 }

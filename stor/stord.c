@@ -249,15 +249,7 @@ static void *worker_main(void *arg)
 				wake = t->next_ns;
 		}
 		if (!j) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t d = wake - now;
-			ts.tv_sec += (time_t)(d / 1000000000ull);
-			ts.tv_nsec += (long)(d % 1000000000ull);
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			struct timespec ts = fs_abstime(wake - now);
 			pthread_cond_timedwait(&D.work, &D.mu, &ts);
 			continue;
 		}
@@ -347,7 +339,7 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 		return;
 	}
 	int64_t now = (int64_t)time(NULL);
-	bool ours = have_me && !memcmp(l.holder, me, LEASE_ID_SIZE);
+	bool ours = have_me && lease_held_by(&l, me);
 	pthread_mutex_lock(&D.mu);
 	bool was = D.fenced;
 	D.fenced = !ours;
@@ -372,8 +364,7 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED)))
 		return;	/* qsfs-fs renews it while mounted */
 	bool release = njobs == 0;
-	unsigned period = D.cfg.fs.lease_timeout / 3 ? D.cfg.fs.lease_timeout / 3 : 1;
-	if (!release && now - *last_beat < (int64_t)period)
+	if (!release && now - *last_beat < (int64_t)lease_period(D.cfg.fs.lease_timeout))
 		return;
 	if (release)
 		l.flags |= LEASE_RELEASED;
@@ -386,9 +377,9 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 		pthread_mutex_lock(&D.mu);
 		D.lease_state = "released";
 		pthread_mutex_unlock(&D.mu);
-	}
-	else
+	} else {
 		*last_beat = now;
+	}
 }
 
 static void *lease_main(void *arg)
@@ -400,9 +391,7 @@ static void *lease_main(void *arg)
 		pthread_mutex_unlock(&D.mu);
 		lease_tick(c, &last_beat);
 		pthread_mutex_lock(&D.mu);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += LEASE_TICK_S;
+		struct timespec ts = fs_abstime(LEASE_TICK_S * 1000000000ull);
 		if (!D.stop)
 			pthread_cond_timedwait(&lease_cv, &D.mu, &ts);
 	}
@@ -634,9 +623,7 @@ static void *scrub_main(void *arg)
 	pthread_mutex_lock(&D.mu);
 	while (!D.stop) {
 		if (!S.requested) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 5;
+			struct timespec ts = fs_abstime(5 * 1000000000ull);
 			pthread_cond_timedwait(&S.cv, &D.mu, &ts);
 			int64_t now = (int64_t)time(NULL);
 			if (D.cfg.stor.scrub_interval && S.finished &&

@@ -10,6 +10,16 @@ from pathlib import Path
 from conftest import REPO_ROOT, _build_dir, _require_executable
 
 
+def wait_for(pred, timeout=120, what="condition"):
+    """Poll pred every 0.2 s until it is true; fail after timeout s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class Volume:
     def __init__(self, tmp: Path, backends=None, segment_size="4MiB", max_size=None,
                  extra_cache="", allow_other=False, fs_size=None, extra_fs="", key=None,
@@ -99,6 +109,11 @@ class Volume:
             assert self.fs.poll() is None, self.fs_log.read_text()
             time.sleep(0.02)
         raise RuntimeError("qsfs-fs did not mount")
+
+    def try_mount(self, *args):
+        """Run qsfs-fs expecting it to refuse: its CompletedProcess."""
+        return subprocess.run([self.fs_bin, "-c", str(self.conf), *args], capture_output=True,
+                              text=True, timeout=120, env=self.env())
 
     def unmount(self):
         """fusermount3 -u: a clean stop. Returns qsfs-fs's exit status."""

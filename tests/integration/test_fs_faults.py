@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from qsfs_mount import Volume
+from qsfs_mount import Volume, wait_for
 
 MIB = 1 << 20
 
@@ -15,15 +15,6 @@ MIB = 1 << 20
 def status(vol):
     p = vol.ctl("status", "--json", check=False)
     return p.returncode, json.loads(p.stdout)
-
-
-def wait_for(pred, timeout=120, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_stor_down_writes_go_on_then_catch_up(tmp_path):
@@ -130,8 +121,6 @@ def test_small_cache_under_pressure_never_eio(tmp_path):
 
 def test_segment_too_small_for_blocks_is_refused(tmp_path):
     vol = Volume(tmp_path, segment_size="64KiB")
-    import subprocess
-    p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
-                       timeout=30)
+    p = vol.try_mount()
     assert p.returncode == 2
     assert "cache.segment_size 65536 is too small" in p.stderr and "128KiB" in p.stderr

@@ -10,12 +10,10 @@ import errno
 import json
 import shutil
 import socket
-import subprocess
 import time
 
-import pytest
 
-from qsfs_mount import Volume
+from qsfs_mount import Volume, wait_for
 
 
 def hosts(tmp_path, timeout=3):
@@ -26,11 +24,6 @@ def hosts(tmp_path, timeout=3):
     b = Volume(tmp_path / "b", backends=backends, extra_fs=f"  lease_timeout: {timeout}", key=a.key,
                format=False)
     return a, b
-
-
-def try_mount(vol, *args):
-    return subprocess.run([vol.fs_bin, "-c", str(vol.conf), *args], capture_output=True,
-                          text=True, timeout=120, env=vol.env())
 
 
 def stor_status(vol):
@@ -44,7 +37,7 @@ def test_second_writer_refused_and_a_clean_move_needs_no_wait(tmp_path):
         a.mount()
         (a.mnt / "f1").write_bytes(b"written on host a" * 1000)
         b.start_stor()
-        p = try_mount(b)
+        p = b.try_mount()
         assert p.returncode == 1, p.stderr
         err = p.stderr
         assert "held by another writer" in err and f"on host {socket.gethostname()}" in err
@@ -52,16 +45,16 @@ def test_second_writer_refused_and_a_clean_move_needs_no_wait(tmp_path):
         assert not (b.cache / "VOLUME").exists()  # nothing restored behind a's back
         # waiting is not enough while a renews its lease
         time.sleep(4)
-        assert try_mount(b).returncode == 1
+        assert b.try_mount().returncode == 1
         # a clean stop on a, drained: b starts at once, without --takeover
         assert a.unmount() == 0
         a.ctl("drain", "--timeout", "60")
         assert stor_status(a)["lease"] == "released"
         b.mount()
         assert (b.mnt / "f1").read_bytes() == b"written on host a" * 1000
-        wait_for(lambda: stor_status(b)["lease"] == "mounted")
+        wait_for(lambda: stor_status(b)["lease"] == "mounted", 10, "stor to see the lease")
         # and now a is the second writer
-        p = try_mount(a)
+        p = a.try_mount()
         assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
         assert b.unmount() == 0
     finally:
@@ -106,11 +99,11 @@ def test_takeover_fences_the_old_writer_and_expiry(tmp_path):
         b.stop_stor(signal_kill())
         # a comes back: b's lease is live for lease_timeout, then expires
         a.start_stor()
-        p = try_mount(a)
+        p = a.try_mount()
         assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
         time.sleep(10.5)
         # expired, but a's cache is behind what b sealed: refused as stale
-        p = try_mount(a)
+        p = a.try_mount()
         assert p.returncode == 1 and "is stale" in p.stderr, p.stderr
         shutil.move(str(a.cache), str(a.tmp / "old-cache"))
         a.mount()
@@ -120,13 +113,6 @@ def test_takeover_fences_the_old_writer_and_expiry(tmp_path):
     finally:
         a.close()
         b.close()
-
-
-def wait_for(cond, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def signal_kill():

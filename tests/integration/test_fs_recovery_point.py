@@ -8,10 +8,8 @@ qsfs-stor both answer."""
 import json
 import os
 import shutil
-import subprocess
-import time
 
-from qsfs_mount import Volume
+from qsfs_mount import Volume, wait_for
 from test_fs_restore import make_tree, snapshot
 from test_stor import redises  # noqa: F401  (the six redis-servers fixture)
 
@@ -67,8 +65,7 @@ def test_drain_seals_and_a_sigkilled_host_keeps_what_was_sealed(tmp_path, redise
 
         vol.start_stor()
         # the dead host's writer lease has not expired: refused, then taken
-        p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
-                           timeout=120)
+        p = vol.try_mount()
         assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
         vol.mount("--takeover")
         assert "restored the volume" in vol.fs_log.read_text()
@@ -88,13 +85,8 @@ def test_max_segment_age_seals_idle_data(tmp_path):
         (vol.mnt / "small").write_bytes(b"a little data that never fills a segment")
         os.sync()
         # no drain, no unmount: the age alone seals it and stor uploads it
-        deadline = time.monotonic() + 60
-        while True:
-            cat = json.loads(vol.ctl("catalog").stdout)
-            if cat["segments_upto"] >= 1:
-                break
-            assert time.monotonic() < deadline, cat
-            time.sleep(0.2)
+        wait_for(lambda: json.loads(vol.ctl("catalog").stdout)["segments_upto"] >= 1, 60,
+                 "the aged segment in the catalog")
         kill_everything(vol)
         vol.start_stor()
         vol.mount("--takeover")

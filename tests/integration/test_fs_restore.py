@@ -108,10 +108,7 @@ def test_new_volume_needs_no_stor_and_restore_needs_it(tmp_path):
         # the catalog now lists data: an empty cache directory cannot start
         # as a new volume over it
         shutil.rmtree(vol.cache)
-        env = vol.env()
-        import subprocess
-        p = subprocess.run([vol.fs_bin, "-c", str(vol.conf)], capture_output=True, text=True,
-                           env=env, timeout=120)
+        p = vol.try_mount()
         assert p.returncode == 1
         assert "qsfs-stor does not answer" in p.stderr and "start qsfs-stor first" in p.stderr
         assert not (vol.cache / "VOLUME").exists()
