@@ -56,6 +56,7 @@ static const struct field stor_fields[] = {
 	{ "upload_nice", T_UINT, OFF(stor.upload_nice), false, 0, 19, NULL },
 	{ "scrub_interval", T_UINT, OFF(stor.scrub_interval), false, 0, 31536000, NULL },
 	{ "scrub_rate", T_SIZE, OFF(stor.scrub_rate), false, 1 << 20, 0, NULL },
+	{ "min_shards", T_UINT, OFF(stor.min_shards), false, 0, 48, NULL },
 	{ "backends", T_BACKENDS, 0, true, 0, 0, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
@@ -328,6 +329,13 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 		r = fail(&x, NULL, "stor.backends: %zu configured, but data_shards + parity_shards "
 			 "= %u + %u shards each need a distinct backend: configure at least %u",
 			 cfg->stor.nbackends, cfg->stor.data_shards, cfg->stor.parity_shards, need);
+		goto out;
+	}
+	if (cfg->stor.min_shards && (cfg->stor.min_shards <= cfg->stor.data_shards ||
+				     cfg->stor.min_shards > need)) {
+		r = fail(&x, NULL, "stor.min_shards: %u, but it must be 0 (every shard) or between "
+			 "data_shards + 1 = %u and data_shards + parity_shards = %u",
+			 cfg->stor.min_shards, cfg->stor.data_shards + 1, need);
 		goto out;
 	}
 	if (!cfg->fs.socket) {

@@ -69,6 +69,11 @@ struct qsfs_config {
 		 * scrub_rate bytes per second (default 100 MiB) */
 		unsigned scrub_interval;
 		uint64_t scrub_rate;
+		/* opt-in: with fewer than k+m backends usable, a store may
+		 * succeed with this many shards (k+1..k+m) and the object is
+		 * marked degraded until a repair; 0 (default) = a store waits
+		 * and retries until every shard can be placed */
+		unsigned min_shards;
 		struct backend_url backends[CONFIG_MAX_BACKENDS];
 		size_t nbackends;
 	} stor;

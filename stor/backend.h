@@ -49,6 +49,14 @@ int backend_get(struct backend *b, const char *key, uint8_t **val, size_t *len);
 /* Remove key (absent is fine). */
 int backend_del(struct backend *b, const char *key);
 
+/* 1 when key exists, 0 when absent, -EIO when the backend fails. */
+int backend_exists(struct backend *b, const char *key);
+
+/* Is the backend there? redis: PING (connecting first, ignoring the
+ * reconnect backoff); dir: the directory exists and is writable. 0 or
+ * -EIO (the health record says why). */
+int backend_ping(struct backend *b);
+
 /* The URL with the password hidden, and the health record. */
 const char *backend_name(const struct backend *b);
 struct backend_health backend_health(const struct backend *b);

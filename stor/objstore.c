@@ -43,6 +43,8 @@ struct obj_meta {
 struct shard_writer {
 	struct upload *u;
 	unsigned i;
+	int bi;			/* index of its backend, -1: not placed */
+	bool dead;		/* failed, and min_shards lets the rest go on */
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;
@@ -61,6 +63,7 @@ struct upload {
 	struct objstore *s;
 	uint64_t gen;
 	const char *name;
+	unsigned spare;		/* shards that may still fail (min_shards) */
 	struct shard_writer w[SHARD_MAX];
 	struct obj_meta meta;
 	XXH3_state_t sums[SHARD_MAX];
@@ -87,12 +90,14 @@ static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 	struct upload *u = w->u;
 	char key[128];
 	shard_key(u->s, u->name, u->gen, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
-	struct backend *b = u->s->backends[w->i];
+	struct backend *b = u->s->backends[w->bi];
 	int r = backend_put(b, key, buf, len);
 	if (r) {
+		const char *e = backend_health(b).last_error;
 		snprintf(w->err, sizeof w->err, "object %s: shard %u to %s: %s", u->name, w->i,
-			 backend_name(b), backend_health(b).last_error[0] ?
-			 backend_health(b).last_error : strerror(-r));
+			 backend_name(b), e[0] ? e : strerror(-r));
+		if (r == -EIO)
+			health_fail(u->s->health, (size_t)w->bi, e);
 		return r;
 	}
 	u->meta.sh[w->i].pieces++;
@@ -119,15 +124,33 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* A writer failed: give up its shard if min_shards allows (returns 0),
+ * else return its error. */
+static int writer_failed(struct shard_writer *w, int r)
+{
+	if (!r || w->dead)
+		return 0;
+	if (!w->u->spare)
+		return r;
+	w->u->spare--;
+	w->dead = true;
+	return 0;
+}
+
 /* Hand the filled buffer to the writer (waiting for its previous piece),
- * or write it here when there is no thread. Returns the first error. */
+ * or write it here when there is no thread. Returns the first error that
+ * min_shards does not absorb. */
 static int submit_piece(struct shard_writer *w)
 {
+	if (w->dead || w->bi < 0) {	/* the shard is not stored */
+		w->fill = 0;
+		return 0;
+	}
 	if (!w->started) {
 		int r = w->r ? w->r : write_piece(w, w->buf[w->cur], w->fill);
 		w->r = r;
 		w->fill = 0;
-		return r;
+		return writer_failed(w, r);
 	}
 	pthread_mutex_lock(&w->mu);
 	while (w->job)
@@ -141,7 +164,7 @@ static int submit_piece(struct shard_writer *w)
 	pthread_mutex_unlock(&w->mu);
 	w->cur ^= 1;
 	w->fill = 0;
-	return r;
+	return writer_failed(w, r);
 }
 
 /* Stop the writer after its last piece; returns its first error. */
@@ -165,6 +188,8 @@ static int upload_sink(void *arg, unsigned i, const void *buf, size_t len)
 	const uint8_t *p = buf;
 	XXH3_64bits_update(&u->sums[i], buf, len);
 	u->meta.sh[i].len += len;
+	if (w->dead || w->bi < 0)
+		return 0;	/* not stored */
 	while (len) {
 		size_t take = OBJ_PIECE - w->fill;
 		if (take > len)
@@ -287,21 +312,82 @@ out:
 	return r;
 }
 
+/* Write the sealed metadata mc to every usable backend (skip[i]: do not
+ * write backend i). Returns how many took it; the names of those that did
+ * not (down ones included) go to failed. */
+static size_t meta_put_all(struct objstore *s, const char *name, const uint8_t *mc,
+			   size_t mclen, const bool *skip, char *failed, size_t failedlen)
+{
+	char key[128];
+	meta_key(s, name, key, sizeof key);
+	size_t ok = 0, fl = 0;
+	failed[0] = 0;
+	for (size_t i = 0; i < s->nbackends; i++) {
+		if (skip && skip[i])
+			continue;
+		int r = health_usable(s->health, i) ? backend_put(s->backends[i], key, mc, mclen)
+						    : -EHOSTDOWN;
+		if (!r) {
+			ok++;
+			continue;
+		}
+		if (r == -EIO)
+			health_fail(s->health, i, backend_health(s->backends[i]).last_error);
+		if (fl < failedlen)
+			fl += (size_t)snprintf(failed + fl, failedlen - fl, "%s%s%s", fl ? ", " : "",
+					       backend_name(s->backends[i]),
+					       r == -EHOSTDOWN ? " (down)" : "");
+	}
+	return ok;
+}
+
+/* Choose the backend of every shard (bi[i], -1: none): distinct usable
+ * backends in turn from a start derived from name. Returns how many shards
+ * got one (the first ones; data shards are placed first). */
+static unsigned place(struct objstore *s, const char *name, uint64_t gen, int *bi)
+{
+	unsigned n = s->k + s->m, placed = 0;
+	size_t start = s->nbackends ? (size_t)((XXH3_64bits(name, strlen(name)) + gen) %
+					       s->nbackends) : 0;
+	for (size_t t = 0; t < s->nbackends && placed < n; t++) {
+		size_t i = (start + t) % s->nbackends;
+		if (health_usable(s->health, i))
+			bi[placed++] = (int)i;
+	}
+	for (unsigned i = placed; i < n; i++)
+		bi[i] = -1;
+	return placed;
+}
+
 /* Store the object as generation gen: shards under keys of that
- * generation, then its metadata. */
+ * generation, then its metadata. At least min_ok shards must be stored. */
 static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-		   int fd, uint64_t size, uint64_t gen, char *why, size_t whylen)
+		   int fd, uint64_t size, uint64_t gen, unsigned min_ok, char *why, size_t whylen,
+		   char *damage, size_t damagelen)
 {
 	unsigned n = s->k + s->m;
 	why[0] = 0;
+	if (damage && damagelen)
+		damage[0] = 0;
 	if (strlen(name) >= OBJ_NAME_MAX || s->nbackends < n)
 		return -EINVAL;
+	if (min_ok < s->k + 1 || min_ok > n)
+		min_ok = n;
+	int bi[SHARD_MAX];
+	unsigned placed = place(s, name, gen, bi);
+	if (placed < min_ok) {
+		snprintf(why, whylen, "object %s: only %u of %zu backends are usable, %u shards "
+			 "must be stored (%u down)", name, placed, s->nbackends, min_ok,
+			 health_down(s->health));
+		return -EAGAIN;
+	}
 	struct upload *u = calloc(1, sizeof *u);
 	if (!u)
 		return -ENOMEM;
 	u->s = s;
 	u->name = name;
 	u->gen = gen;
+	u->spare = placed - min_ok;
 	u->meta.gen = gen;
 	u->meta.size = size;
 	u->meta.k = s->k;
@@ -311,29 +397,45 @@ static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64
 		struct shard_writer *w = &u->w[i];
 		w->u = u;
 		w->i = i;
+		w->bi = bi[i];
 		pthread_mutex_init(&w->mu, NULL);
 		pthread_cond_init(&w->cv, NULL);
+		XXH3_64bits_reset(&u->sums[i]);
+		if (w->bi < 0)
+			continue;
 		w->buf[0] = malloc(OBJ_PIECE);
 		w->buf[1] = malloc(OBJ_PIECE);
 		if (!w->buf[0] || !w->buf[1])
 			r = -ENOMEM;
-		XXH3_64bits_reset(&u->sums[i]);
-		snprintf(u->meta.sh[i].backend, META_NAME_MAX, "%s", backend_name(s->backends[i]));
+		snprintf(u->meta.sh[i].backend, META_NAME_MAX, "%s",
+			 backend_name(s->backends[w->bi]));
 	}
 	for (unsigned i = 0; i < n && !r; i++)
-		u->w[i].started = pthread_create(&u->w[i].th, NULL, writer_main, &u->w[i]) == 0;
+		if (u->w[i].bi >= 0)
+			u->w[i].started = pthread_create(&u->w[i].th, NULL, writer_main,
+							 &u->w[i]) == 0;
 	if (!r)
 		r = codec_encode(c, code_id, fd, size, upload_sink, u);
 	/* the last piece of every shard (an empty object still has headers) */
 	for (unsigned i = 0; i < n && !r; i++)
 		if (u->w[i].fill)
 			r = submit_piece(&u->w[i]);
+	size_t dl = 0;
 	for (unsigned i = 0; i < n; i++) {
-		int e = writer_finish(&u->w[i]);
+		struct shard_writer *w = &u->w[i];
+		int e = writer_failed(w, writer_finish(w));
 		if (e && !why[0])
-			snprintf(why, whylen, "%s", u->w[i].err);
+			snprintf(why, whylen, "%s", w->err);
 		if (!r)
 			r = e;
+		if (w->bi >= 0 && !w->dead)
+			continue;
+		/* not stored: the metadata says so, and a repair will store it */
+		memset(&u->meta.sh[i], 0, sizeof u->meta.sh[i]);
+		if (damage && dl < damagelen)
+			dl += (size_t)snprintf(damage + dl, damagelen - dl, "%sshard %u not stored: %s",
+					       dl ? "; " : "", i, w->dead ? w->err
+					       : "too few backends usable");
 	}
 	if (r && !why[0])
 		snprintf(why, whylen, "object %s: encoding failed: %s", name, strerror(-r));
@@ -341,19 +443,17 @@ static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64
 	size_t mclen = 0;
 	if (!r) {
 		for (unsigned i = 0; i < n; i++)
-			u->meta.sh[i].sum = XXH3_64bits_digest(&u->sums[i]);
+			if (u->meta.sh[i].pieces)
+				u->meta.sh[i].sum = XXH3_64bits_digest(&u->sums[i]);
 		r = meta_seal(s, name, &u->meta, &mc, &mclen);
 	}
 	if (!r) {
-		char key[128];
-		meta_key(s, name, key, sizeof key);
-		size_t ok = 0;
-		for (size_t i = 0; i < s->nbackends; i++)
-			ok += backend_put(s->backends[i], key, mc, mclen) == 0;
+		char failed[512];
+		size_t ok = meta_put_all(s, name, mc, mclen, NULL, failed, sizeof failed);
 		if (ok < s->nbackends / 2 + 1) {
 			snprintf(why, whylen, "object %s: metadata written to %zu of %zu backends, "
-				 "a majority (%zu) is needed", name, ok, s->nbackends,
-				 s->nbackends / 2 + 1);
+				 "a majority (%zu) is needed; failed: %s", name, ok, s->nbackends,
+				 s->nbackends / 2 + 1, failed);
 			r = -EIO;
 		}
 	}
@@ -369,19 +469,21 @@ static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64
 }
 
 int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, uint64_t size, char *why, size_t whylen)
+	    int fd, uint64_t size, char *why, size_t whylen, char *damage, size_t damagelen)
 {
-	return put_gen(s, c, name, code_id, fd, size, 0, why, whylen);
+	return put_gen(s, c, name, code_id, fd, size, 0, s->min_shards, why, whylen, damage,
+		       damagelen);
 }
 
 /* --- retrieval ------------------------------------------------------------- */
 
-static struct backend *find_backend(struct objstore *s, const char *name)
+/* The index of the configured backend called name, or -1. */
+static int find_backend(struct objstore *s, const char *name)
 {
-	for (size_t i = 0; i < s->nbackends; i++)
+	for (size_t i = 0; name[0] && i < s->nbackends; i++)
 		if (!strcmp(backend_name(s->backends[i]), name))
-			return s->backends[i];
-	return NULL;
+			return (int)i;
+	return -1;
 }
 
 /* One shard's piece p, fetched by its own thread in a round. */
@@ -392,6 +494,7 @@ struct fetch {
 	unsigned shard;
 	uint32_t piece;
 	struct backend *b;
+	size_t bi;		/* its index (health) */
 	uint8_t *buf;
 	size_t len;
 	int r;
@@ -404,6 +507,8 @@ static void *fetch_piece(void *arg)
 	char key[128];
 	shard_key(f->s, f->name, f->gen, f->shard, f->piece, key, sizeof key);
 	f->r = backend_get(f->b, key, &f->buf, &f->len);
+	if (f->r == -EIO)
+		health_fail(f->s->health, f->bi, backend_health(f->b).last_error);
 	if (f->r)
 		snprintf(f->err, sizeof f->err, "%s", f->r == -ENOENT ? "piece missing" :
 			 backend_health(f->b).last_error[0] ? backend_health(f->b).last_error
@@ -413,13 +518,17 @@ static void *fetch_piece(void *arg)
 
 /* The metadata copy of name (its key in key) on backend i: 0, -ENOENT when
  * that backend has none, -EIO when it fails, -EBADMSG when it does not
- * open. */
+ * open (or the backend is down). */
 static int meta_at(struct objstore *s, size_t i, const char *key, const char *name,
 		   struct obj_meta *meta)
 {
 	uint8_t *v;
 	size_t n;
+	if (!health_usable(s->health, i))
+		return -EIO;
 	int g = backend_get(s->backends[i], key, &v, &n);
+	if (g == -EIO)
+		health_fail(s->health, i, backend_health(s->backends[i]).last_error);
 	if (g)
 		return g == -ENOENT ? -ENOENT : -EIO;
 	int r = meta_open(s, name, v, n, meta);
@@ -441,6 +550,7 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 	meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
 	size_t found = 0, cur = 0, answered = 0;
+	memset(meta, 0, sizeof *meta);
 	struct obj_meta one;
 	for (size_t i = 0; i < s->nbackends; i++) {
 		if (!current && found && answered > s->nbackends / 2)
@@ -486,25 +596,38 @@ static int get_from(struct objstore *s, struct codec *c, const char *name, uint6
 		snprintf(why, whylen, "object %s: %s", name, strerror(-r));
 		return r;
 	}
-	struct backend *b[SHARD_MAX];
+	int b[SHARD_MAX];
 	bool live[SHARD_MAX];
 	uint32_t rounds = 0;
+	unsigned nlive = 0, ndown = 0;
 	for (unsigned i = 0; i < n; i++) {
 		char from[META_NAME_MAX + 16];
 		snprintf(from, sizeof from, "shard %u on %s", i, m->sh[i].backend);
 		codec_dec_add(d, from);
 		b[i] = find_backend(s, m->sh[i].backend);
 		live[i] = true;
-		if (!b[i]) {
+		if (!m->sh[i].pieces) {
+			codec_dec_fail(d, i, "never stored (too few backends were usable)");
+			live[i] = false;
+		} else if (b[i] < 0) {
 			codec_dec_fail(d, i, "that backend is not configured");
 			live[i] = false;
-		} else if (!m->sh[i].pieces ||
-			   m->sh[i].len > (uint64_t)m->sh[i].pieces * OBJ_PIECE_MAX) {
+		} else if (m->sh[i].len > (uint64_t)m->sh[i].pieces * OBJ_PIECE_MAX) {
 			codec_dec_fail(d, i, "impossible shard length in the metadata");
 			live[i] = false;
-		} else if (m->sh[i].pieces > rounds) {
-			rounds = m->sh[i].pieces;
 		}
+		nlive += live[i];
+		ndown += live[i] && !health_usable(s->health, (size_t)b[i]);
+	}
+	/* shards on backends that are down are skipped while enough others
+	 * remain: a hung backend would cost a timeout per piece */
+	for (unsigned i = 0; i < n; i++) {
+		if (live[i] && nlive - ndown >= m->k && !health_usable(s->health, (size_t)b[i])) {
+			codec_dec_fail(d, i, "its backend is down");
+			live[i] = false;
+		}
+		if (live[i] && m->sh[i].pieces > rounds)
+			rounds = m->sh[i].pieces;
 	}
 	/* Rounds: piece p of every live shard in parallel, fed in shard order,
 	 * then every stripe that became decodable is written. Memory: one piece
@@ -519,7 +642,8 @@ static int get_from(struct objstore *s, struct codec *c, const char *name, uint6
 			if (!go[i])
 				continue;
 			f[i] = (struct fetch){ .s = s, .name = name, .gen = m->gen, .shard = i,
-					       .piece = p, .b = b[i] };
+					       .piece = p, .b = s->backends[b[i]],
+					       .bi = (size_t)b[i] };
 			started[i] = pthread_create(&th[i], NULL, fetch_piece, &f[i]) == 0;
 			if (!started[i])
 				fetch_piece(&f[i]);
@@ -570,11 +694,66 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 
 /* --- scrub and repair ---------------------------------------------------- */
 
-int obj_verify(struct objstore *s, const char *name, void (*throttle)(void *arg, size_t bytes),
-	       void *arg, struct obj_check *out, char *why, size_t whylen)
+/* Is shard i of name (generation gen, pieces pieces) on backend bi whole?
+ * NULL when it is, else why not (in err). Reads every piece (mode READ:
+ * length and XXH3 against len and sum) or only asks that each exists. */
+static const char *check_shard(struct objstore *s, const char *name, uint64_t gen, unsigned i,
+			       const struct shard_meta *sm, enum obj_verify_mode mode,
+			       void (*throttle)(void *arg, size_t bytes), void *arg,
+			       struct obj_check *out, char *err, size_t errlen)
+{
+	if (!sm->pieces)
+		return "never stored (too few backends were usable)";
+	int bi = find_backend(s, sm->backend);
+	if (bi < 0)
+		return "its backend is not configured";
+	if (!health_usable(s->health, (size_t)bi))
+		return "its backend is down";
+	struct backend *b = s->backends[bi];
+	XXH3_state_t st;
+	XXH3_64bits_reset(&st);
+	uint64_t len = 0;
+	for (uint32_t p = 0; p < sm->pieces; p++) {
+		char key[128];
+		shard_key(s, name, gen, i, p, key, sizeof key);
+		int e;
+		if (mode == OBJ_VERIFY_EXISTS) {
+			e = backend_exists(b, key);
+			e = e == 1 ? 0 : e == 0 ? -ENOENT : e;
+		} else {
+			uint8_t *v;
+			size_t n;
+			e = backend_get(b, key, &v, &n);
+			if (!e) {
+				XXH3_64bits_update(&st, v, n);
+				len += n;
+				out->bytes += n;
+				free(v);
+				if (throttle)
+					throttle(arg, n);
+			}
+		}
+		if (e) {
+			if (e == -EIO)
+				health_fail(s->health, (size_t)bi, backend_health(b).last_error);
+			snprintf(err, errlen, "piece %u %s", p, e == -ENOENT ? "missing" :
+				 backend_health(b).last_error);
+			return err;
+		}
+	}
+	if (mode == OBJ_VERIFY_READ && (len != sm->len || XXH3_64bits_digest(&st) != sm->sum))
+		return "checksum mismatch";
+	return NULL;
+}
+
+int obj_verify(struct objstore *s, const char *name, enum obj_verify_mode mode,
+	       void (*throttle)(void *arg, size_t bytes), void *arg, struct obj_check *out,
+	       char *why, size_t whylen)
 {
 	memset(out, 0, sizeof *out);
 	why[0] = 0;
+	for (size_t i = 0; i < s->nbackends; i++)
+		out->meta_usable += health_usable(s->health, i);
 	struct obj_meta meta;
 	int r = read_meta(s, name, &meta, &out->meta_current, why, whylen);
 	if (r)
@@ -585,47 +764,54 @@ int obj_verify(struct objstore *s, const char *name, void (*throttle)(void *arg,
 	out->size = meta.size;
 	size_t dl = 0;
 	for (unsigned i = 0; i < meta.k + meta.m; i++) {
-		struct backend *b = find_backend(s, meta.sh[i].backend);
-		const char *bad = NULL;
-		char err[200] = "";
-		XXH3_state_t st;
-		XXH3_64bits_reset(&st);
-		uint64_t len = 0;
-		if (!b)
-			bad = "its backend is not configured";
-		for (uint32_t p = 0; !bad && p < meta.sh[i].pieces; p++) {
-			char key[128];
-			shard_key(s, name, meta.gen, i, p, key, sizeof key);
-			uint8_t *v;
-			size_t n;
-			int e = backend_get(b, key, &v, &n);
-			if (e) {
-				snprintf(err, sizeof err, "piece %u %s", p, e == -ENOENT ? "missing" :
-					 backend_health(b).last_error);
-				bad = err;
-				break;
-			}
-			XXH3_64bits_update(&st, v, n);
-			len += n;
-			out->bytes += n;
-			free(v);
-			if (throttle)
-				throttle(arg, n);
-		}
-		if (!bad && (len != meta.sh[i].len || XXH3_64bits_digest(&st) != meta.sh[i].sum))
-			bad = "checksum mismatch";
-		if (!bad && !meta.sh[i].pieces)
-			bad = "never written";
-		if (bad) {
-			out->bad_mask |= 1u << i;
-			if (dl < sizeof out->damage)
-				dl += (size_t)snprintf(out->damage + dl, sizeof out->damage - dl,
-						       "%sshard %u on %s: %s", dl ? "; " : "", i,
-						       meta.sh[i].backend[0] ? meta.sh[i].backend : "?",
-						       bad);
-		} else {
+		char err[200];
+		const char *bad = check_shard(s, name, meta.gen, i, &meta.sh[i], mode, throttle,
+					      arg, out, err, sizeof err);
+		if (!bad) {
 			out->good++;
+			continue;
 		}
+		out->bad_mask |= 1u << i;
+		if (dl < sizeof out->damage)
+			dl += (size_t)snprintf(out->damage + dl, sizeof out->damage - dl,
+					       "%sshard %u on %s: %s", dl ? "; " : "", i,
+					       meta.sh[i].backend[0] ? meta.sh[i].backend : "-", bad);
+	}
+	return 0;
+}
+
+int obj_sync_meta(struct objstore *s, const char *name, char *why, size_t whylen)
+{
+	struct obj_meta meta, one;
+	int r = read_meta(s, name, &meta, &(size_t){ 0 }, why, whylen);
+	if (r)
+		return r;
+	/* the backends that already hold this generation are left alone */
+	char key[128];
+	meta_key(s, name, key, sizeof key);
+	bool *skip = calloc(s->nbackends ? s->nbackends : 1, sizeof *skip);
+	if (!skip)
+		return -ENOMEM;
+	size_t want = 0;
+	for (size_t i = 0; i < s->nbackends; i++) {
+		skip[i] = !health_usable(s->health, i) ||
+			  (meta_at(s, i, key, name, &one) == 0 && one.gen == meta.gen);
+		want += !skip[i];
+	}
+	uint8_t *mc = NULL;
+	size_t mclen = 0, ok = 0;
+	char failed[512] = "";
+	r = want ? meta_seal(s, name, &meta, &mc, &mclen) : 0;
+	if (want && !r)
+		ok = meta_put_all(s, name, mc, mclen, skip, failed, sizeof failed);
+	free(mc);
+	free(skip);
+	if (r)
+		return r;
+	if (ok < want) {
+		snprintf(why, whylen, "object %s: metadata copied to %zu of %zu backends lacking "
+			 "it; failed: %s", name, ok, want, failed);
+		return -EIO;
 	}
 	return 0;
 }
@@ -649,16 +835,19 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
 	 * majority, so the object is never less redundant than before */
 	r = get_from(s, c, name, code_id, &old, fd, why, whylen, NULL, 0);
 	if (!r)
-		r = put_gen(s, c, name, code_id, fd, old.size, old.gen + 1, why, whylen);
+		r = put_gen(s, c, name, code_id, fd, old.size, old.gen + 1, old.k + old.m, why,
+			    whylen, NULL, 0);
 	close(fd);
 	if (r)
 		return r;
 	for (unsigned i = 0; i < old.k + old.m; i++) {
-		struct backend *b = find_backend(s, old.sh[i].backend);
-		for (uint32_t p = 0; b && p < old.sh[i].pieces; p++) {
+		int bi = find_backend(s, old.sh[i].backend);
+		if (bi < 0 || !health_usable(s->health, (size_t)bi))
+			continue;	/* garbage left behind: never read again */
+		for (uint32_t p = 0; p < old.sh[i].pieces; p++) {
 			char key[128];
 			shard_key(s, name, old.gen, i, p, key, sizeof key);
-			backend_del(b, key);	/* garbage if it fails: never read again */
+			backend_del(s->backends[bi], key);
 		}
 	}
 	return 0;

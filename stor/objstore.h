@@ -12,8 +12,13 @@
  * k, m, and per shard: the backend it was written to (URL without password),
  * its length, its piece count and its XXH3. No key or password is in it.
  *
- * Shard i of an object goes to backends[i] (the configuration lists at least
- * k+m distinct backends; placement around unhealthy ones is not built yet).
+ * Placement: the k+m shards of an object go to distinct backends, taken in
+ * turn from a starting point derived from the object's name (so objects
+ * spread over all backends when there are more than k+m) and skipping the
+ * ones the health table (health.h) says are down. With fewer than k+m
+ * usable, a store fails (the caller keeps the object and retries) unless
+ * min_shards allows fewer: then the missing shards are recorded as not
+ * stored (no backend, no pieces) and the object must be repaired.
  *
  * Generations: a repair stores the object again as generation G+1, its
  * shards under VOL/o/NAME/SHARD.PIECE.gG+1 (generation 0 has no suffix),
@@ -28,6 +33,7 @@
 
 #include "backend.h"
 #include "codec.h"
+#include "health.h"
 
 #define OBJ_PIECE (1u << 20)	/* pieces written; small, as retrieval holds
 				 * one per shard in flight */
@@ -41,15 +47,21 @@ struct objstore {
 	uint8_t meta_key[32];
 	struct backend **backends;	/* one set per worker: handles are not shared */
 	size_t nbackends;
+	struct health *health;	/* shared verdicts; NULL: every backend usable */
+	unsigned min_shards;	/* a store may succeed with this many shards
+				 * (k+1..k+m); 0 = all k+m */
 };
 
 /* Encode the size bytes of fd with codec c and store them as object name.
- * Returns 0 once every shard is written and a majority of backends hold the
- * metadata; else a negative errno with why naming the object and what
- * failed where. Memory: the codec's stripe buffers plus one piece per shard
+ * Returns 0 once every shard is written (or at least s->min_shards, see
+ * above) and a majority of backends hold the metadata; else a negative
+ * errno with why naming the object and what failed where (-EAGAIN: too few
+ * backends usable to place it). On success damage (if not NULL) is empty,
+ * or says which shards were not stored and why: the object needs a repair.
+ * Memory: the codec's stripe buffers plus two pieces per shard
  * (OBJ_PIECE). */
 int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, uint64_t size, char *why, size_t whylen);
+	    int fd, uint64_t size, char *why, size_t whylen, char *damage, size_t damagelen);
 
 /* Fetch object name into fd: metadata from the first backend that has a
  * valid copy, then the shards piece by piece, piece p of every shard in
@@ -67,21 +79,38 @@ struct obj_check {
 	unsigned good;		/* shards complete with the right length and XXH3 */
 	uint32_t bad_mask;	/* bit i: shard i missing, short or corrupt */
 	size_t meta_current;	/* backends holding the newest metadata */
+	size_t meta_usable;	/* backends usable (asked) */
 	uint64_t gen, size;
 	uint64_t bytes;		/* shard bytes read */
 	char damage[1024];	/* which shards, where, why */
 };
 
-/* Scrub one object: read every piece of every shard and check each
- * shard's length and XXH3 against the newest metadata. throttle (may be
- * NULL) is called after each piece with its size (a rate limit). Returns 0
- * with *out filled, or a negative errno when no metadata opens (why). */
-int obj_verify(struct objstore *s, const char *name, void (*throttle)(void *arg, size_t bytes),
-	       void *arg, struct obj_check *out, char *why, size_t whylen);
+/* How thoroughly obj_verify looks. */
+enum obj_verify_mode {
+	OBJ_VERIFY_READ,	/* read every piece: length and XXH3 (a scrub) */
+	OBJ_VERIFY_EXISTS,	/* only ask whether every piece exists (cheap: the
+				 * check after a backend came back or changed) */
+};
+
+/* Check one object against its newest metadata (read from every usable
+ * backend): every shard of it, as mode says. Shards on backends that are
+ * down or no longer configured, and shards never stored, count as bad.
+ * throttle (may be NULL) is called after each piece read with its size (a
+ * rate limit). Returns 0 with *out filled, or a negative errno when no
+ * metadata opens (why). */
+int obj_verify(struct objstore *s, const char *name, enum obj_verify_mode mode,
+	       void (*throttle)(void *arg, size_t bytes), void *arg, struct obj_check *out,
+	       char *why, size_t whylen);
+
+/* Write the newest metadata of name to every usable backend that lacks it
+ * (a backend that came back empty, or a new one). Returns 0 once every
+ * usable backend has it, else -EIO with why. */
+int obj_sync_meta(struct objstore *s, const char *name, char *why, size_t whylen);
 
 /* Repair object name: rebuild it from any k good shards (into an unnamed
- * temporary file in tmpdir), store it whole as the next generation (every
- * shard and the metadata, which must reach a majority), and only then
+ * temporary file in tmpdir), store it whole as the next generation (all
+ * k+m shards, placed on usable backends whatever min_shards says, and the
+ * metadata, which must reach a majority), and only then
  * delete the previous generation's shards. Interrupted at any point, the
  * previous generation stays readable. Returns 0 or a negative errno with
  * why. */

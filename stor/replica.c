@@ -44,7 +44,11 @@ int replica_store(struct objstore *s, const char *name, const char *what, const 
 	size_t ok = 0, need = s->nbackends / 2 + 1;
 	char failed[512] = "";
 	for (size_t i = 0; i < s->nbackends; i++) {
-		if (backend_put(s->backends[i], key, x, NPUB + plen + ABYTES) == 0) {
+		int r = health_usable(s->health, i) ? backend_put(s->backends[i], key, x,
+								  NPUB + plen + ABYTES) : -EHOSTDOWN;
+		if (r == -EIO)
+			health_fail(s->health, i, backend_health(s->backends[i]).last_error);
+		if (r == 0) {
 			ok++;
 		} else {
 			size_t l = strlen(failed);
@@ -98,7 +102,11 @@ int replica_load(struct objstore *s, const char *name, const char *tag, const ch
 	for (size_t i = 0; i < s->nbackends; i++) {
 		uint8_t *x;
 		size_t xlen;
+		if (!health_usable(s->health, i))
+			continue;	/* down: counts as no answer */
 		int r = backend_get(s->backends[i], key, &x, &xlen);
+		if (r == -EIO)
+			health_fail(s->health, i, backend_health(s->backends[i]).last_error);
 		if (r == -ENOENT) {
 			answered++;
 			continue;

@@ -46,6 +46,7 @@
 #include "catalog.h"
 #include "codec.h"
 #include "head.h"
+#include "health.h"
 #include "lease.h"
 #include "objstore.h"
 #include "spool.h"
@@ -104,6 +105,8 @@ static struct {
 	bool fenced;
 	char fence_why[700];
 	const char *lease_state;	/* for STATUS: see lease_tick */
+	struct health *health;	/* which backends are usable (own lock) */
+	unsigned min_shards;	/* stor.min_shards for this volume's k, m */
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
 	.changed = PTHREAD_COND_INITIALIZER };
 
@@ -150,7 +153,8 @@ static int ctx_open(struct ctx *c, char *err, size_t errlen)
 		if (backend_open(&D.cfg.stor.backends[i], 5000, &c->b[i]))
 			return -ENOMEM;
 	c->os = (struct objstore){ .k = D.vol.k, .m = D.vol.m, .backends = c->b,
-				   .nbackends = D.cfg.stor.nbackends };
+				   .nbackends = D.cfg.stor.nbackends, .health = D.health,
+				   .min_shards = D.min_shards };
 	memcpy(c->os.volume_id, D.vol.id, 16);
 	memcpy(c->os.volhex, D.vol.idhex, 33);
 	memcpy(c->os.meta_key, D.vol.meta_key, 32);
@@ -220,6 +224,8 @@ static void drop_job(struct job *j)
 	free(j);
 }
 
+static void note_damage(const char *name, const char *damage);
+
 static void *worker_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -259,7 +265,7 @@ static void *worker_main(void *arg)
 		snprintf(name, sizeof name, "%s", j->name);
 		pthread_mutex_unlock(&D.mu);
 
-		char why[1024] = "";
+		char why[1024] = "", damage[1024] = "";
 		uint64_t id, size = 0;
 		int r = object_name_parse(name, &id);
 		int fd = r ? r : spool_open_job(D.spool, name, &size);
@@ -267,10 +273,13 @@ static void *worker_main(void *arg)
 			uint8_t hdr[16] = { 0 };
 			if (pread(fd, hdr, sizeof hdr, 0) < 0)
 				memset(hdr, 0, sizeof hdr);
-			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why);
+			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why, damage,
+				    sizeof damage);
 			close(fd);
 			if (!r)
 				r = catalog_note(&c->os, name, hdr, why, sizeof why);
+			if (!r && damage[0])	/* stored with min_shards: repair it later */
+				note_damage(name, damage);
 		} else {
 			r = fd;
 			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
@@ -433,7 +442,8 @@ static void save_degraded(void)
 	free(buf);
 }
 
-/* Record what a successful retrieval of name saw: damage ("" = none). */
+/* Record what a successful retrieval or store of name saw: damage ("" =
+ * none). */
 static void note_damage(const char *name, const char *damage)
 {
 	pthread_mutex_lock(&D.mu);
@@ -462,7 +472,7 @@ static void note_damage(const char *name, const char *damage)
 					*p = ' ';
 			changed = true;
 		}
-		qlog_warn("stor: %s read with damaged shards (%s): it needs a repair", name, damage);
+		qlog_warn("stor: %s has lost redundancy (%s): it needs a repair", name, damage);
 	}
 	if (changed)
 		save_degraded();
@@ -515,24 +525,31 @@ static void load_degraded(void)
 	free(text);
 }
 
-/* --- scrub and repair ----------------------------------------------------------
+/* --- scrub, check and repair -----------------------------------------------------
  *
- * One pass reads every shard of every object the catalog lists (and so
- * every stored segment and the checkpoints a restore uses), checks it
- * against the newest metadata, and repairs an object that has a bad or
- * missing shard, or backends without its newest metadata, by storing it
- * again as the next generation (obj_repair). Shard reads are limited to
- * stor.scrub_rate bytes per second. A pass runs on SCRUB or REPAIR, and
- * every stor.scrub_interval seconds. Interrupted (stop), it simply ends:
- * every object is always readable from its current generation. */
+ * A pass walks every object the catalog lists (and so every stored segment
+ * and the checkpoints a restore uses), checks it against its newest
+ * metadata, and fixes what it finds: missing or bad shards by storing the
+ * object again as the next generation (obj_repair, on usable backends),
+ * missing metadata copies by copying the newest one (obj_sync_meta).
+ *   scrub  reads every shard (checksums), rate-limited to stor.scrub_rate:
+ *          on SCRUB or REPAIR, and every stor.scrub_interval seconds;
+ *   check  only asks whether every piece exists: cheap, and started by
+ *          itself when a backend that was down answers again, when the
+ *          configured backends changed since the last start, and while
+ *          objects are marked degraded and every backend is up.
+ * Interrupted (stop), a pass simply ends: every object is always readable
+ * from its current generation. */
 
 #define SCRUB_MAX_SPARE 16
+#define CHECK_DEGRADED_S 30	/* degraded objects, all backends up: a check this often */
 
 static struct {
 	pthread_cond_t cv;	/* with D.mu */
-	bool requested, running;
+	bool requested, check_requested, running;
+	enum obj_verify_mode mode;	/* of the running (or last) pass */
 	int64_t started, finished;	/* unix s of the last pass (0: never) */
-	uint64_t total, done, bytes, bad_shards, repaired, failed;
+	uint64_t total, done, bytes, bad_shards, repaired, failed, waiting;
 	/* last complete pass: objects with all shards, with some to spare
 	 * (index: good - k shards beyond k), and unreadable ones */
 	uint64_t full, spare[SCRUB_MAX_SPARE + 1], unreadable;
@@ -554,6 +571,15 @@ static void scrub_throttle(void *arg, size_t n)
 	}
 }
 
+/* Ask for a check pass (mu held). */
+static void request_check(const char *why)
+{
+	if (!S.check_requested && why)
+		qlog_info("stor: %s: checking every object's shards", why);
+	S.check_requested = true;
+	pthread_cond_broadcast(&S.cv);
+}
+
 /* The names the catalog lists now. */
 static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 {
@@ -572,24 +598,39 @@ static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 	return v;
 }
 
-static void scrub_one(struct ctx *c, const char *name)
+static void scrub_one(struct ctx *c, const char *name, enum obj_verify_mode mode)
 {
 	struct obj_check ck;
 	char why[2048];
 	uint64_t id;
 	object_name_parse(name, &id);
-	int r = obj_verify(&c->os, name, scrub_throttle, NULL, &ck, why, sizeof why);
-	bool need = !r && (ck.bad_mask || ck.meta_current < c->os.nbackends);
+	/* an object marked degraded (maybe by a checksum a read saw fail) is
+	 * read in full even by a check: only that clears the mark */
+	pthread_mutex_lock(&D.mu);
+	for (size_t i = 0; i < D.ndegraded && mode != OBJ_VERIFY_READ; i++)
+		if (!strcmp(D.degraded[i].name, name))
+			mode = OBJ_VERIFY_READ;
+	pthread_mutex_unlock(&D.mu);
+	int r = obj_verify(&c->os, name, mode, mode == OBJ_VERIFY_READ ? scrub_throttle : NULL,
+			   NULL, &ck, why, sizeof why);
+	bool need = !r && ck.bad_mask, wait = false;
 	unsigned good = r ? 0 : ck.good;
-	if (need && ck.good >= ck.k) {
+	size_t usable = ck.meta_usable;
+	if (need && ck.good >= ck.k && usable < ck.k + ck.m) {
+		/* a repair must place every shard: wait for backends */
+		snprintf(why, sizeof why, "%s: %s; not repaired yet: only %zu backends usable, "
+			 "%u needed", name, ck.damage, usable, ck.k + ck.m);
+		note_damage(name, ck.damage);
+		wait = true;
+	} else if (need && ck.good >= ck.k) {
 		r = obj_repair(&c->os, c->codec, name, id, D.cfg.stor.state_dir, why, sizeof why);
 		if (!r) {
-			qlog_info("stor: scrub: %s repaired (%s)", name, ck.bad_mask ? ck.damage :
-				  "metadata missing on some backends");
+			qlog_info("stor: %s repaired (%s)", name, ck.damage);
 			note_damage(name, "");
 			good = ck.k + ck.m;
 		} else {
-			qlog_err("stor: scrub: %s cannot be repaired: %s", name, why);
+			qlog_err("stor: %s cannot be repaired: %s", name, why);
+			note_damage(name, ck.damage);
 		}
 	} else if (need) {
 		snprintf(why, sizeof why, "%s: only %u of %u shards are good, %u needed: %s", name,
@@ -597,17 +638,25 @@ static void scrub_one(struct ctx *c, const char *name)
 		r = -EIO;
 	} else if (r) {
 		qlog_err("stor: scrub: %s", why);
+	} else {
+		if (ck.meta_current < usable) {	/* shards whole, metadata copies missing */
+			int e = obj_sync_meta(&c->os, name, why, sizeof why);
+			if (e)
+				qlog_warn("stor: %s", why);
+		}
+		note_damage(name, "");
 	}
 	pthread_mutex_lock(&D.mu);
 	S.done++;
 	S.bytes += r ? 0 : ck.bytes;
 	S.bad_shards += (uint64_t)__builtin_popcount(ck.bad_mask);
-	if (need && !r)
+	if (need && !r && !wait)
 		S.repaired++;
-	if (r) {
-		S.failed++;
+	S.waiting += wait;
+	if (r || wait)
 		snprintf(S.last_problem, sizeof S.last_problem, "%.1100s", why);
-	}
+	if (r)
+		S.failed++;
 	if (good >= ck.k + ck.m && ck.k)
 		S.cur_full++;
 	else if (ck.k && good >= ck.k)
@@ -622,29 +671,36 @@ static void *scrub_main(void *arg)
 	struct ctx *c = arg;
 	pthread_mutex_lock(&D.mu);
 	while (!D.stop) {
-		if (!S.requested) {
+		if (!S.requested && !S.check_requested) {
 			struct timespec ts = fs_abstime(5 * 1000000000ull);
 			pthread_cond_timedwait(&S.cv, &D.mu, &ts);
 			int64_t now = (int64_t)time(NULL);
 			if (D.cfg.stor.scrub_interval && S.finished &&
 			    now - S.finished >= (int64_t)D.cfg.stor.scrub_interval)
 				S.requested = true;
+			if (D.ndegraded && !health_down(D.health) &&
+			    now - S.finished >= CHECK_DEGRADED_S)
+				request_check(NULL);	/* objects degraded, every backend up */
 			continue;
 		}
+		S.mode = S.requested ? OBJ_VERIFY_READ : OBJ_VERIFY_EXISTS;
 		S.requested = false;
+		S.check_requested = false;	/* a scrub checks everything too */
 		S.running = true;
 		S.started = (int64_t)time(NULL);
-		S.done = S.bytes = S.bad_shards = S.repaired = S.failed = 0;
+		S.done = S.bytes = S.bad_shards = S.repaired = S.failed = S.waiting = 0;
 		S.cur_full = S.cur_unreadable = 0;
 		memset(S.cur_spare, 0, sizeof S.cur_spare);
 		S.last_problem[0] = 0;
+		enum obj_verify_mode mode = S.mode;
 		pthread_mutex_unlock(&D.mu);
 		size_t n;
 		char (*names)[OBJ_NAME_MAX] = scrub_names(&n);
 		pthread_mutex_lock(&D.mu);
 		S.total = n;
 		pthread_mutex_unlock(&D.mu);
-		qlog_info("stor: scrub: checking %zu objects", n);
+		const char *what = mode == OBJ_VERIFY_READ ? "scrub" : "check";
+		qlog_info("stor: %s: %zu objects", what, n);
 		S.t0_ns = fs_now_ns();
 		S.rate_bytes = 0;
 		size_t i = 0;
@@ -654,7 +710,7 @@ static void *scrub_main(void *arg)
 			pthread_mutex_unlock(&D.mu);
 			if (stop)
 				break;
-			scrub_one(c, names[i]);
+			scrub_one(c, names[i], mode);
 		}
 		free(names);
 		pthread_mutex_lock(&D.mu);
@@ -664,9 +720,10 @@ static void *scrub_main(void *arg)
 			S.full = S.cur_full;
 			S.unreadable = S.cur_unreadable;
 			memcpy(S.spare, S.cur_spare, sizeof S.spare);
-			qlog_info("stor: scrub: %llu objects checked, %llu bad shards, %llu objects "
-				  "repaired, %llu failed", (unsigned long long)S.done,
-				  (unsigned long long)S.bad_shards, (unsigned long long)S.repaired,
+			qlog_info("stor: %s: %llu objects checked, %llu bad shards, %llu objects "
+				  "repaired, %llu waiting for backends, %llu failed", what,
+				  (unsigned long long)S.done, (unsigned long long)S.bad_shards,
+				  (unsigned long long)S.repaired, (unsigned long long)S.waiting,
 				  (unsigned long long)S.failed);
 		}
 		pthread_cond_broadcast(&D.changed);
@@ -675,10 +732,102 @@ static void *scrub_main(void *arg)
 	return NULL;
 }
 
+/* --- backend health -------------------------------------------------------------
+ *
+ * Every PROBE_S this thread asks each backend whether it is there (PING, or
+ * the directory), with its own handles and a short timeout. A backend that
+ * answers again after being down (health.h) wakes the uploads waiting for
+ * it and starts a check pass: it may have come back empty. */
+
+#define PROBE_S 2
+#define PROBE_TIMEOUT_MS 1000
+
+static void *probe_main(void *arg)
+{
+	struct backend **b = arg;
+	pthread_mutex_lock(&D.mu);
+	while (!D.stop) {
+		pthread_mutex_unlock(&D.mu);
+		for (size_t i = 0; i < D.cfg.stor.nbackends; i++) {
+			bool up = backend_ping(b[i]) == 0;
+			int change = health_probe(D.health, i, up, backend_health(b[i]).last_error);
+			if (change < 0)
+				qlog_warn("stor: backend %s is down: %s; placing shards elsewhere",
+					  backend_name(b[i]), backend_health(b[i]).last_error);
+			if (change <= 0)
+				continue;
+			qlog_info("stor: backend %s answers again", backend_name(b[i]));
+			pthread_mutex_lock(&D.mu);
+			for (struct job *j = D.jobs; j; j = j->next)
+				if (j->fails)
+					j->next_ns = 0;	/* retry now */
+			pthread_cond_broadcast(&D.work);
+			char why[300];
+			snprintf(why, sizeof why, "backend %s is back", backend_name(b[i]));
+			request_check(why);
+			pthread_mutex_unlock(&D.mu);
+		}
+		pthread_mutex_lock(&D.mu);
+		if (D.stop)
+			break;
+		struct timespec ts = fs_abstime(PROBE_S * 1000000000ull);
+		pthread_cond_timedwait(&S.cv, &D.mu, &ts);
+	}
+	pthread_mutex_unlock(&D.mu);
+	return NULL;
+}
+
+/* Compare the configured backends with those of the last start
+ * (state_dir/backends): after a change (one replaced, added, removed) every
+ * object is checked, and shards on a backend that is gone are rebuilt on
+ * the configured ones. */
+#define BACKENDS_FILE "backends"
+
+static void check_backend_change(void)
+{
+	size_t cap = 1, len = 0;
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		cap += strlen(D.cfg.stor.backends[i].display) + 1;
+	char *now = malloc(cap);
+	if (!now)
+		return;
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		len += (size_t)snprintf(now + len, cap - len, "%s\n",
+					D.cfg.stor.backends[i].display);
+	int dfd = open(D.cfg.stor.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint8_t *old = NULL;
+	size_t oldlen = 0;
+	int r = dfd < 0 ? -errno : fs_read_file(dfd, BACKENDS_FILE, &old, &oldlen);
+	bool changed = r == 0 && (oldlen != len || memcmp(old, now, len));
+	if (r == 0 && !changed) {
+		free(old);
+		free(now);
+		close(dfd);
+		return;
+	}
+	if (changed) {
+		pthread_mutex_lock(&D.mu);
+		request_check("the configured backends changed since the last start");
+		pthread_mutex_unlock(&D.mu);
+	}
+	r = dfd < 0 ? r : fs_write_atomic(dfd, BACKENDS_FILE, now, len, 0600);
+	if (r)
+		qlog_warn("stor: cannot save %s/%s: %s", D.cfg.stor.state_dir, BACKENDS_FILE,
+			  strerror(-r));
+	if (dfd >= 0)
+		close(dfd);
+	free(old);
+	free(now);
+}
+
 static void scrub_status(json_object *o, json_object *problems)
 {
 	json_object *x = json_object_new_object();
 	json_object_object_add(x, "running", json_object_new_boolean(S.running));
+	json_object_object_add(x, "mode", json_object_new_string(S.mode == OBJ_VERIFY_READ ?
+								   "scrub" : "check"));
+	json_object_object_add(x, "check_requested", json_object_new_boolean(S.check_requested));
+	json_object_object_add(x, "waiting", json_object_new_uint64(S.waiting));
 	json_object_object_add(x, "requested", json_object_new_boolean(S.requested));
 	json_object_object_add(x, "objects", json_object_new_uint64(S.total));
 	json_object_object_add(x, "checked", json_object_new_uint64(S.done));
@@ -835,9 +984,20 @@ static void do_status(int cfd)
 			if (h.updated_ns > w.updated_ns)
 				w = h;
 		}
+		bool is_down;
+		int64_t since;
+		char verdict[160];
+		health_get(D.health, i, &is_down, &since, verdict, sizeof verdict);
+		if (is_down) {	/* the daemon's verdict: no shards go there */
+			w.state = BACKEND_DOWN;
+			snprintf(w.last_error, sizeof w.last_error, "%s", verdict);
+		} else if (w.state == BACKEND_DOWN) {
+			w.state = BACKEND_UP;	/* a probe answered since that error */
+		}
 		json_object *b = json_object_new_object();
 		static const char *st[] = { "up", "slow", "down" };
 		const char *name = backend_name(D.workers[0].b[i]);
+		json_object_object_add(b, "down_since", json_object_new_int64(is_down ? since : 0));
 		json_object_object_add(b, "name", json_object_new_string(name));
 		json_object_object_add(b, "state", json_object_new_string(st[w.state]));
 		json_object_object_add(b, "latency_ms",
@@ -853,11 +1013,20 @@ static void do_status(int cfd)
 			json_object_array_add(problems, json_object_new_string(line));
 		}
 	}
-	if (down > D.vol.m) {
-		snprintf(line, sizeof line, "%u backends are down, more than the %u parity shards: "
-			 "uploads cannot complete and objects may be unreadable", down, D.vol.m);
+	size_t usable = D.cfg.stor.nbackends - down, n = D.vol.k + D.vol.m;
+	if (usable < n) {
+		if (D.min_shards && usable >= D.min_shards)
+			snprintf(line, sizeof line, "only %zu backends usable for %zu shards: objects "
+				 "are stored with %zu shards (min_shards %u) and need a repair", usable,
+				 n, usable, D.min_shards);
+		else
+			snprintf(line, sizeof line, "only %zu backends usable for %zu shards: uploads "
+				 "wait (the data stays local)%s", usable, n, down > D.vol.m ?
+				 " and objects with shards on the down backends may be unreadable" : "");
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	json_object_object_add(o, "backends_usable", json_object_new_int64((int64_t)usable));
+	json_object_object_add(o, "min_shards", json_object_new_int64(D.min_shards));
 	json_object *dg = json_object_new_array();
 	for (size_t i = 0; i < D.ndegraded; i++) {
 		if (i < 100) {	/* the count says how many in all */
@@ -1025,6 +1194,10 @@ int main(int argc, char **argv)
 	mkdir(D.cfg.stor.state_dir, 0700);
 	char lockp[4200];
 	snprintf(lockp, sizeof lockp, "%s/LOCK", D.cfg.stor.state_dir);
+	if (health_new(D.cfg.stor.nbackends, &D.health)) {
+		fprintf(stderr, "qsfs-stor: out of memory\n");
+		return 1;
+	}
 	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
 		fprintf(stderr, "qsfs-stor: state_dir %s is in use by another qsfs-stor (%s)\n",
@@ -1051,6 +1224,13 @@ int main(int argc, char **argv)
 	}
 	unsigned resumed = 0;
 	spool_list(D.spool, spool_cb, &resumed);
+	D.min_shards = D.cfg.stor.min_shards;
+	if (D.min_shards && (D.min_shards <= D.vol.k || D.min_shards > D.vol.k + D.vol.m)) {
+		fprintf(stderr, "qsfs-stor: stor.min_shards %u does not fit this volume (k=%u, "
+			"m=%u): give 0 or %u..%u\n", D.min_shards, D.vol.k, D.vol.m, D.vol.k + 1,
+			D.vol.k + D.vol.m);
+		return 2;
+	}
 	load_degraded();
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	D.nworkers = D.cfg.stor.workers ? D.cfg.stor.workers : (unsigned)(cores > 0 ? cores : 1);
@@ -1098,8 +1278,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	S.finished = (int64_t)time(NULL);	/* the first periodic pass: one interval on */
+	check_backend_change();
+	if (D.ndegraded) {
+		pthread_mutex_lock(&D.mu);
+		request_check("objects are marked degraded");
+		pthread_mutex_unlock(&D.mu);
+	}
 	pthread_t scrub_th;
 	bool scrubbing = pthread_create(&scrub_th, NULL, scrub_main, &scrubctx) == 0;
+	struct backend *probe_b[CONFIG_MAX_BACKENDS];
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		if (backend_open(&D.cfg.stor.backends[i], PROBE_TIMEOUT_MS, &probe_b[i])) {
+			fprintf(stderr, "qsfs-stor: out of memory\n");
+			return 1;
+		}
+	pthread_t probe_th;
+	bool probing = pthread_create(&probe_th, NULL, probe_main, probe_b) == 0;
 	qlog_info("stor: volume %s (%s), k=%u m=%u, %zu backends, %u workers, %u jobs resumed "
 		  "from the journal; listening on %s", D.cfg.volume, D.vol.idhex, D.vol.k, D.vol.m,
 		  D.cfg.stor.nbackends, D.nworkers, resumed, D.cfg.stor.socket);
@@ -1188,6 +1382,10 @@ int main(int argc, char **argv)
 		pthread_join(th[i], NULL);
 	if (scrubbing)
 		pthread_join(scrub_th, NULL);
+	if (probing)
+		pthread_join(probe_th, NULL);
+	for (size_t i = 0; i < D.cfg.stor.nbackends; i++)
+		backend_close(probe_b[i]);
 	ctx_close(&scrubctx);
 	free(th);
 	if (leasing)
@@ -1206,6 +1404,7 @@ int main(int argc, char **argv)
 	close(lfd);
 	spool_close(D.spool);
 	volume_free(&D.vol);
+	health_free(D.health);
 	config_free(&D.cfg);
 	return 0;
 }
