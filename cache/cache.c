@@ -896,6 +896,19 @@ const char *cache_state_name(enum seg_state s)
 	return "?";
 }
 
+int cache_locate(struct cache *c, const void *key, size_t klen, uint64_t *seg)
+{
+	if (klen == 0 || klen > KEY_MAX)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&c->lock);
+	struct ix_loc loc;
+	int r = ix_get(c->ix, key, klen, &loc);
+	pthread_rwlock_unlock(&c->lock);
+	if (!r)
+		*seg = loc.seg;
+	return r;
+}
+
 int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s), void *arg)
 {

@@ -166,6 +166,18 @@ struct cache_seg_info {
 	uint64_t garbage;	/* size - header - live: overwritten, deleted, seal */
 };
 
+/* The segment that holds key's current record, in *seg. 0, -ENOENT (no
+ * such key) or -EINVAL. */
+int cache_locate(struct cache *c, const void *key, size_t klen, uint64_t *seg);
+
+/* Make sealed segment id local without reading from it: an evicted one is
+ * fetched through the segment-missing hook (as a read would; concurrent
+ * reads of it wait for the same fetch) and becomes the most recently read.
+ * Returns 1 when it was fetched, 0 when it was local already, -ENOENT for
+ * an unknown id, -EROFS on a read-only open, or -EIO when the fetch
+ * failed. */
+int cache_prefetch(struct cache *c, uint64_t id);
+
 /* Call cb for each known segment in id order (a snapshot). */
 int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s),

@@ -146,3 +146,22 @@ int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
 		worker_kick(c, false, false);	/* may now be over the limit */
 	return r;
 }
+
+int cache_prefetch(struct cache *c, uint64_t id)
+{
+	if (c->o.read_only)
+		return -EROFS;
+	pthread_rwlock_rdlock(&c->lock);
+	struct seg *s = seg_find(c, id);
+	bool local = s && (s->flags & SF_LOCAL);
+	pthread_rwlock_unlock(&c->lock);
+	if (!s)
+		return -ENOENT;
+	if (local)
+		return 0;
+	struct seg *pinned;
+	int r = ensure_local(c, id, &pinned);
+	if (pinned)
+		atomic_fetch_sub(&pinned->pins, 1);
+	return r ? r : pinned ? 1 : 0;
+}

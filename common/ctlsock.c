@@ -10,9 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int ctlsock_request(const char *path, const char *req, char **reply)
+int ctlsock_connect(const char *path)
 {
-	*reply = NULL;
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof a.sun_path)
 		return -ENAMETOOLONG;
@@ -25,6 +24,15 @@ int ctlsock_request(const char *path, const char *req, char **reply)
 		close(s);
 		return r;
 	}
+	return s;
+}
+
+int ctlsock_request(const char *path, const char *req, char **reply)
+{
+	*reply = NULL;
+	int s = ctlsock_connect(path);
+	if (s < 0)
+		return s;
 	size_t len = strlen(req);
 	if (send(s, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
 		close(s);

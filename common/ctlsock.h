@@ -13,6 +13,10 @@
  * -ECONNREFUSED, ...) or the exchange fails. */
 int ctlsock_request(const char *path, const char *req, char **reply);
 
+/* Connect to the unix socket at path (for exchanges longer than one line
+ * each way). Returns the fd, or a negative errno. */
+int ctlsock_connect(const char *path);
+
 /* Listen on the unix socket at path (mode 0600, its directory created if
  * missing). A stale socket left by a crash is replaced; one a running
  * daemon answers on is not (-EADDRINUSE). Returns the listening fd, or a

@@ -17,6 +17,7 @@
 #include "../cache/cache.h"
 #include "../common/ctlsock.h"
 #include "../common/qlog.h"
+#include "meta.h"
 
 struct fsctl {
 	char *path, *mnt;
@@ -75,13 +76,207 @@ static void do_status(struct fsctl *x, int fd)
 	reply_json(fd, o);
 }
 
+/* --- WARMUP ------------------------------------------------------------------ */
+
+#define WARMUP_MAX_REQ (64u << 20)	/* inode numbers a client may send */
+
+struct segset {
+	uint64_t *v;
+	size_t n, cap;
+	int err;
+};
+
+static void segset_add(struct segset *ss, uint64_t id)
+{
+	if (ss->n && ss->v[ss->n - 1] == id)
+		return;	/* blocks of a file mostly sit in one segment in a row */
+	if (ss->n == ss->cap) {
+		size_t cap = ss->cap ? ss->cap * 2 : 256;
+		uint64_t *v = realloc(ss->v, cap * sizeof *v);
+		if (!v) {
+			ss->err = -ENOMEM;
+			return;
+		}
+		ss->v = v;
+		ss->cap = cap;
+	}
+	ss->v[ss->n++] = id;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct block_walk {
+	struct cache *c;
+	struct segset *ss;
+};
+
+static int block_seg(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+		     size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	struct block_walk *w = arg;
+	uint64_t seg;
+	if (cache_locate(w->c, key, klen, &seg) == 0)
+		segset_add(w->ss, seg);
+	return w->ss->err;
+}
+
+static void evicted_seg(void *arg, const struct cache_seg_info *s)
+{
+	if (!s->local)
+		segset_add(arg, s->id);
+}
+
+static void local_seg(void *arg, const struct cache_seg_info *s)
+{
+	struct segset *local = arg;
+	if (s->local)
+		segset_add(local, s->id);
+}
+
+/* WARMUP: the rest of the request (until the client shuts its side) lists
+ * inode numbers, one per line; none means the whole volume. Every segment
+ * that holds their data blocks (or, for the whole volume, every segment)
+ * and is not local is fetched, one after the other; a progress line of
+ * JSON follows each, and a last one with "done":true. */
+static void do_warmup(struct fsctl *x, int fd, const char *rest, size_t restlen)
+{
+	size_t cap = restlen + 4096, n = restlen;
+	char *req = malloc(cap);
+	if (!req) {
+		dprintf(fd, "ERR out of memory\n");
+		return;
+	}
+	memcpy(req, rest, restlen);
+	for (;;) {
+		if (n + 1 >= cap) {
+			if (cap >= WARMUP_MAX_REQ) {
+				dprintf(fd, "ERR WARMUP: more than %u bytes of inode numbers\n",
+					WARMUP_MAX_REQ);
+				free(req);
+				return;
+			}
+			char *nr = realloc(req, cap * 2);
+			if (!nr) {
+				dprintf(fd, "ERR out of memory\n");
+				free(req);
+				return;
+			}
+			req = nr;
+			cap *= 2;
+		}
+		ssize_t k = read(fd, req + n, cap - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	req[n] = 0;
+	struct segset ss = { 0 }, local = { 0 };
+	size_t files = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(req, " \n", &save); t && !ss.err; t = strtok_r(NULL, " \n", &save)) {
+		char *end;
+		errno = 0;
+		unsigned long long ino = strtoull(t, &end, 10);
+		if (errno || *end || !ino) {
+			dprintf(fd, "ERR WARMUP: '%.40s' is not an inode number\n", t);
+			free(req);
+			free(ss.v);
+			return;
+		}
+		uint8_t pfx[FS_KEY_MAX];
+		size_t pl = key_block_prefix(pfx, ino);
+		struct block_walk w = { x->c, &ss };
+		int r = cache_scan(x->c, pfx, pl, false, block_seg, &w);
+		if (r < 0 && !ss.err)
+			ss.err = r;
+		files++;
+	}
+	free(req);
+	if (!files)
+		ss.err = ss.err ? ss.err : cache_segments(x->c, evicted_seg, &ss);
+	if (!ss.err)
+		ss.err = cache_segments(x->c, local_seg, &local);
+	if (ss.err) {
+		dprintf(fd, "ERR WARMUP: %s\n", strerror(-ss.err));
+		free(ss.v);
+		free(local.v);
+		return;
+	}
+	/* unique segments that are not local (local.v is in id order) */
+	qsort(ss.v, ss.n, sizeof *ss.v, cmp_u64);
+	size_t want = 0;
+	for (size_t i = 0; i < ss.n; i++) {
+		if (i && ss.v[i] == ss.v[i - 1])
+			continue;
+		if (bsearch(&ss.v[i], local.v, local.n, sizeof *local.v, cmp_u64))
+			continue;
+		ss.v[want++] = ss.v[i];
+	}
+	free(local.v);
+	qlog_info("fs: warmup: %zu segments to fetch%s", want, files ? "" : " (whole volume)");
+	size_t fetched = 0, failed = 0;
+	int last_err = 0;
+	for (size_t i = 0; i < want; i++) {
+		int r = cache_prefetch(x->c, ss.v[i]);
+		fetched += r == 1;
+		if (r < 0) {
+			failed++;
+			last_err = r;
+		}
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "done", json_object_new_boolean(false));
+		json_object_object_add(o, "segments", json_object_new_int64((int64_t)want));
+		json_object_object_add(o, "checked", json_object_new_int64((int64_t)i + 1));
+		json_object_object_add(o, "fetched", json_object_new_int64((int64_t)fetched));
+		json_object_object_add(o, "failed", json_object_new_int64((int64_t)failed));
+		reply_json(fd, o);
+	}
+	free(ss.v);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "done", json_object_new_boolean(true));
+	json_object_object_add(o, "files", json_object_new_int64((int64_t)files));
+	json_object_object_add(o, "segments", json_object_new_int64((int64_t)want));
+	json_object_object_add(o, "fetched", json_object_new_int64((int64_t)fetched));
+	json_object_object_add(o, "failed", json_object_new_int64((int64_t)failed));
+	json_object_object_add(o, "error", json_object_new_string(last_err ? strerror(-last_err)
+									    : ""));
+	reply_json(fd, o);
+}
+
 static void *conn_main(void *arg)
 {
 	struct conn *cn = arg;
 	struct fsctl *x = cn->x;
-	char line[512];
-	if (ctlsock_read_line(cn->fd, line, sizeof line))
+	char line[4096];
+	size_t got = 0;
+	/* one line, or for WARMUP a first line and the list after it (what
+	 * was read past the first newline is handed on) */
+	for (;;) {
+		ssize_t k = read(cn->fd, line + got, sizeof line - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (memchr(line, '\n', got) || got == sizeof line - 1)
+			break;
+	}
+	line[got] = 0;
+	char *nl = memchr(line, '\n', got);
+	if (nl)
+		*nl = 0;
+	if (!nl)
 		dprintf(cn->fd, "ERR request too long or not a line\n");
+	else if (!strcmp(line, "WARMUP"))
+		do_warmup(x, cn->fd, nl + 1, got - (size_t)(nl + 1 - line));
 	else if (!strcmp(line, "PING"))
 		dprintf(cn->fd, "OK %s\n", x->mnt);
 	else if (!strcmp(line, "SEAL"))
@@ -89,7 +284,7 @@ static void *conn_main(void *arg)
 	else if (!strcmp(line, "STATUS"))
 		do_status(x, cn->fd);
 	else
-		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS)\n", line);
+		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP)\n", line);
 	close(cn->fd);
 	free(cn);
 	pthread_mutex_lock(&x->mu);

@@ -2,7 +2,7 @@
  * CACHE_DIR/fs.sock, mode 0600): what `qsfs-ctl drain`, `qsfs-ctl ready`
  * and the container's shutdown waiter ask the mounted filesystem.
  *
- * One request line per connection, one reply line:
+ * One request line per connection, one reply line (WARMUP: several):
  *   PING     "OK MOUNTPOINT" (the filesystem is mounted and serving)
  *   SEAL     make everything written so far durable, seal the active
  *            segment even if partly filled, and run the hand-off hooks
@@ -10,6 +10,12 @@
  *            was written since the last seal)
  *   STATUS   {"hooks_pending":N,"hooks_running":N,"active_records":N,
  *            "active_age_s":S,"segments_unconfirmed":N}
+ *   WARMUP   followed by inode numbers, one per line, until the client
+ *            shuts down its side (none: the whole volume): fetch every
+ *            evicted segment holding their data blocks; a JSON progress
+ *            line after each segment ({"done":false,"segments":N,
+ *            "checked":I,"fetched":F,"failed":E}), then a last one with
+ *            "done":true, "files", "segments", "fetched", "failed", "error"
  * Anything else gets "ERR ...".
  */
 #ifndef QSFS_FS_FSCTL_H

@@ -203,6 +203,17 @@ int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind)
 	return name[0] == 's' ? add_segment(c, id) : add_ckpt(c, id, ckpt_kind);
 }
 
+bool catalog_lists(const struct catalog *c, const char *name)
+{
+	uint64_t id;
+	if (name_id(name, &id) || name[0] == 's')
+		return catalog_has(c, name);
+	for (size_t i = 0; i < c->nck; i++)
+		if (c->ck[i].id == id)
+			return true;
+	return false;
+}
+
 bool catalog_has(const struct catalog *c, const char *name)
 {
 	uint64_t id;

@@ -67,6 +67,10 @@ int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind);
 /* Does the catalog list object name? */
 bool catalog_has(const struct catalog *c, const char *name);
 
+/* Does the catalog list name now (a segment, or a checkpoint in the kept
+ * window)? What a pass over the catalog visits. */
+bool catalog_lists(const struct catalog *c, const char *name);
+
 void catalog_free(struct catalog *c);
 
 /* The kind of the checkpoint whose first 16 bytes are hdr (the clear

@@ -15,10 +15,16 @@
  *   qsfs-ctl [-c CONFIG] ready                 exit 0 when the filesystem is
  *                                              mounted and answering and
  *                                              qsfs-stor answers
+ *   qsfs-ctl [-c CONFIG] warmup [PATH...]      fetch the evicted segments
+ *                                              holding those files (every
+ *                                              file under a directory), or
+ *                                              the whole volume, with
+ *                                              progress
  * Exit status: 0 ok, 1 failure or "no", 2 usage or configuration error,
  * 3 qsfs-stor not reachable.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <signal.h>
 #include <json-c/json.h>
@@ -27,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <sys/un.h>
@@ -51,6 +58,7 @@ static void usage(FILE *f)
 		   "  repair                  the same pass: restore full redundancy\n"
 		   "  drain [--timeout S]     seal what is written, wait until it is uploaded\n"
 		   "  ready                   exit 0 when the mount and qsfs-stor answer\n"
+		   "  warmup [PATH...]        fetch the segments of those files (or all) ahead\n"
 		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
 }
 
@@ -331,6 +339,139 @@ static int cmd_scrub(const char *sock, const char *req, const char *what)
 	}
 }
 
+/* --- warmup ------------------------------------------------------------------ */
+
+/* Inode numbers of the regular files to warm up. nftw's callback takes no
+ * argument, so the walk fills this; qsfs-ctl is single-threaded. */
+static struct {
+	char *buf;
+	size_t len, cap, files;
+	dev_t dev;
+} W;
+
+static int warm_add(ino_t ino)
+{
+	if (W.cap - W.len < 24) {
+		size_t cap = W.cap ? W.cap * 2 : 65536;
+		char *b = realloc(W.buf, cap);
+		if (!b)
+			return -ENOMEM;
+		W.buf = b;
+		W.cap = cap;
+	}
+	W.len += (size_t)snprintf(W.buf + W.len, W.cap - W.len, "%llu\n", (unsigned long long)ino);
+	W.files++;
+	return 0;
+}
+
+static int warm_visit(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)path;
+	(void)f;
+	if (type == FTW_F && S_ISREG(st->st_mode) && st->st_dev == W.dev)
+		return warm_add(st->st_ino) ? 1 : 0;
+	return 0;
+}
+
+static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
+{
+	char *reply = NULL;
+	int r = ctlsock_request(cfg->fs.socket, "PING\n", &reply);
+	if (r || strncmp(reply, "OK ", 3)) {
+		fprintf(stderr, "qsfs-ctl: warmup: qsfs-fs is not running (cannot connect to %s: %s)\n",
+			cfg->fs.socket, r ? strerror(-r) : reply);
+		free(reply);
+		return 3;
+	}
+	struct stat mst;
+	if (stat(reply + 3, &mst) < 0) {
+		fprintf(stderr, "qsfs-ctl: warmup: %s: %s\n", reply + 3, strerror(errno));
+		free(reply);
+		return 1;
+	}
+	W.dev = mst.st_dev;
+	for (int i = 0; i < npaths; i++) {
+		struct stat st;
+		if (lstat(paths[i], &st) < 0) {
+			fprintf(stderr, "qsfs-ctl: warmup: %s: %s\n", paths[i], strerror(errno));
+			free(reply);
+			return 2;
+		}
+		if (st.st_dev != W.dev) {
+			fprintf(stderr, "qsfs-ctl: warmup: %s is not on the qsfs mount %s\n", paths[i],
+				reply + 3);
+			free(reply);
+			return 2;
+		}
+		int e = S_ISDIR(st.st_mode) ? nftw(paths[i], warm_visit, 32, FTW_PHYS | FTW_MOUNT)
+		      : S_ISREG(st.st_mode) ? warm_add(st.st_ino) : 0;
+		if (e) {
+			fprintf(stderr, "qsfs-ctl: warmup: walking %s: %s\n", paths[i],
+				e < 0 && errno ? strerror(errno) : "out of memory");
+			free(reply);
+			return 1;
+		}
+	}
+	free(reply);
+	if (npaths && !W.files) {
+		printf("warmup: no regular files there\n");
+		return 0;
+	}
+	int s = ctlsock_connect(cfg->fs.socket);
+	if (s < 0) {
+		fprintf(stderr, "qsfs-ctl: warmup: cannot connect to %s: %s\n", cfg->fs.socket,
+			strerror(-s));
+		return 3;
+	}
+	FILE *in = fdopen(s, "r");
+	if (!in || dprintf(s, "WARMUP\n") < 0 || (W.len && send(s, W.buf, W.len, MSG_NOSIGNAL) !=
+						      (ssize_t)W.len) || shutdown(s, SHUT_WR) < 0) {
+		fprintf(stderr, "qsfs-ctl: warmup: sending the request: %s\n", strerror(errno));
+		if (in)
+			fclose(in);
+		else
+			close(s);
+		return 1;
+	}
+	free(W.buf);
+	bool tty = isatty(1);
+	char *line = NULL;
+	size_t cap = 0;
+	int ret = 1;
+	while (getline(&line, &cap, in) > 0) {
+		json_object *o = json_tokener_parse(line), *v;
+		if (!o) {
+			fprintf(stderr, "qsfs-ctl: warmup: %s", strncmp(line, "ERR ", 4) ? line : line + 4);
+			break;
+		}
+		bool done = json_object_object_get_ex(o, "done", &v) && json_object_get_boolean(v);
+		if (!done) {
+			if (tty)
+				printf("\rwarmup: %lld/%lld segments, %lld fetched, %lld failed   ",
+				       jnum(o, "checked", 0), jnum(o, "segments", 0),
+				       jnum(o, "fetched", 0), jnum(o, "failed", 0));
+			fflush(stdout);
+			json_object_put(o);
+			continue;
+		}
+		long long failed = jnum(o, "failed", 0);
+		printf("%swarmup: %s%lld segments were not local, %lld fetched, %lld failed\n",
+		       tty && jnum(o, "segments", 0) ? "\n" : "",
+		       npaths ? "" : "whole volume: ", jnum(o, "segments", 0), jnum(o, "fetched", 0),
+		       failed);
+		const char *err = json_object_object_get_ex(o, "error", &v) ? json_object_get_string(v)
+									    : "";
+		if (failed)
+			printf("last error: %s (the filesystem's log says which segment)\n", err);
+		ret = failed ? 1 : 0;
+		json_object_put(o);
+		break;
+	}
+	free(line);
+	fclose(in);
+	return ret;
+}
+
 /* The mount answers: statfs from a child, so a hung mount gives "no"
  * after timeout_s instead of hanging the healthcheck. */
 static bool mount_answers(const char *mnt, unsigned timeout_s)
@@ -484,6 +625,8 @@ int main(int argc, char **argv)
 		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
 		ret = cmd_ready(&cfg);
+	} else if (!strcmp(cmd, "warmup")) {
+		ret = cmd_warmup(&cfg, args, nargs);
 	} else {
 		usage(stderr);
 		ret = 2;

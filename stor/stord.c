@@ -666,6 +666,42 @@ static void scrub_one(struct ctx *c, const char *name, enum obj_verify_mode mode
 	pthread_mutex_unlock(&D.mu);
 }
 
+/* After a complete pass: objects marked degraded that the catalog no
+ * longer lists (checkpoints superseded, segments deleted) are forgotten:
+ * no reader needs them, and no pass would ever clear their mark. */
+static void forget_unlisted(void)
+{
+	/* cat_mu and D.mu are never held together: copy, look, then remove */
+	pthread_mutex_lock(&D.mu);
+	size_t n = D.ndegraded;
+	char (*names)[OBJ_NAME_MAX] = calloc(n ? n : 1, OBJ_NAME_MAX);
+	for (size_t i = 0; names && i < n; i++)
+		memcpy(names[i], D.degraded[i].name, OBJ_NAME_MAX);
+	pthread_mutex_unlock(&D.mu);
+	if (!names)
+		return;
+	bool *gone = calloc(n ? n : 1, sizeof *gone);
+	pthread_mutex_lock(&cat_mu);
+	for (size_t i = 0; gone && i < n; i++)
+		gone[i] = !catalog_lists(&cat, names[i]);
+	pthread_mutex_unlock(&cat_mu);
+	pthread_mutex_lock(&D.mu);
+	size_t before = D.ndegraded;
+	for (size_t k = 0; gone && k < n; k++) {
+		for (size_t i = 0; gone[k] && i < D.ndegraded; i++) {
+			if (!strcmp(D.degraded[i].name, names[k])) {
+				D.degraded[i] = D.degraded[--D.ndegraded];
+				break;
+			}
+		}
+	}
+	if (D.ndegraded != before)
+		save_degraded();
+	pthread_mutex_unlock(&D.mu);
+	free(gone);
+	free(names);
+}
+
 static void *scrub_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -713,6 +749,8 @@ static void *scrub_main(void *arg)
 			scrub_one(c, names[i], mode);
 		}
 		free(names);
+		if (i == n)
+			forget_unlisted();
 		pthread_mutex_lock(&D.mu);
 		S.running = false;
 		if (i == n) {	/* a complete pass: its counts are the redundancy */
@@ -1038,7 +1076,7 @@ static void do_status(int cfd)
 		}
 	}
 	if (D.ndegraded) {
-		snprintf(line, sizeof line, "%zu objects were read with missing or corrupt shards "
+		snprintf(line, sizeof line, "%zu objects have missing or corrupt shards "
 			 "and have lost redundancy until repaired (first: %s: %s)", D.ndegraded,
 			 D.degraded[0].name, D.degraded[0].why);
 		json_object_array_add(problems, json_object_new_string(line));

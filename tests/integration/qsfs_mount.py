@@ -23,9 +23,9 @@ def wait_for(pred, timeout=120, what="condition"):
 class Volume:
     def __init__(self, tmp: Path, backends=None, segment_size="4MiB", max_size=None,
                  extra_cache="", allow_other=False, fs_size=None, extra_fs="", key=None,
-                 format=True):
-        """extra_cache, extra_fs: more YAML lines (indented two spaces) for
-        the cache: and fs: sections. key: an existing key file (another host
+                 format=True, extra_stor=""):
+        """extra_cache, extra_fs, extra_stor: more YAML lines (indented two
+        spaces) for the cache:, fs: and stor: sections. key: an existing key file (another host
         of the same volume); format=False: the volume exists already."""
         build = _build_dir()
         self.tmp = tmp
@@ -56,8 +56,8 @@ class Volume:
             ["  allow_other: true"] if allow_other else []) + [
             "stor:", f"  socket: {tmp}/stor.sock",
             f"  state_dir: {tmp}/stor", "  compression: zstd:1", "  workers: 2",
-            "  backends:",
-        ] + [f"    - {b}" for b in backends]
+        ] + extra_stor.splitlines() + ["  backends:"] + [f"    - {b}" for b in backends]
+        self.backends = list(backends)
         self.conf = tmp / "qsfs.yaml"
         self.conf.write_text("\n".join(lines) + "\n")
         self.fs = None

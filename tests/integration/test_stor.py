@@ -194,7 +194,7 @@ def test_two_backends_lost_or_corrupt_three_fail(stor, redises, tmp_path):
     assert "checksum mismatch" in st["degraded"][0]["why"]
     human = stor.ctl("status").stdout
     assert "state:           degraded" in human
-    assert "1 objects were read with missing or corrupt shards" in human
+    assert "1 objects have missing or corrupt shards" in human
     # remembered across a restart of the daemon, which repairs it by itself
     assert stor.stop() == 0
     assert "s1 " in (stor.tmp / "state" / "degraded").read_text()

@@ -1,0 +1,272 @@
+"""Backends failing and coming back, on real redis-servers (k=4, m=2).
+
+- A minority of backends dies while an app writes: the app sees no error;
+  the backends come back empty and redundancy returns to full by itself
+  (no qsfs-ctl repair); then two other backends die and a fresh node still
+  reads every byte.
+- With eight backends, placement skips the two that are down: uploads go on
+  at full redundancy.
+- stor.min_shards 5: with one backend down objects are stored with five
+  shards, marked degraded, and repaired by themselves once it is back.
+- A backend replaced in the config: after the restart its shards are
+  rebuilt on the new one and status is back to full redundancy.
+"""
+import hashlib
+import json
+import os
+import random
+import shutil
+import threading
+import time
+
+import pytest
+
+from qsfs_mount import Volume, wait_for
+from test_stor import REDIS, Redis, free_port
+from test_stor_repair import dbsize, redis_cmd
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def servers(tmp_path_factory):
+    """Eight redis-servers; tests use the first six or all."""
+    assert REDIS, "redis-server is not installed (scripts/install-deps.sh installs it)"
+    base = tmp_path_factory.mktemp("redis")
+    rs = [Redis(free_port(), base / str(i)) for i in range(8)]
+    for r in rs:
+        r.start()
+    yield rs
+    for r in rs:
+        r.stop()
+
+
+def url(r):
+    return f"redis://127.0.0.1:{r.port}/0"
+
+
+def come_back_empty(r):
+    """The machine returns with a new disk."""
+    r.stop()
+    shutil.rmtree(r.dir)
+    r.dir.mkdir()
+    r.start()
+
+
+def status(vol):
+    return json.loads(vol.ctl("status", "--json").stdout)
+
+
+def healed(vol, since=0):
+    """A complete pass that started at or after since (unix s) found every
+    object at full redundancy, nothing is pending or marked degraded, and
+    every backend is usable. (Objects stored after that pass were stored
+    whole: every backend was up.)"""
+    st = status(vol)
+    rd, sc = st["redundancy"], st["scrub"]
+    return (not sc["running"] and not sc["check_requested"] and not sc["requested"]
+            and sc["started"] >= since and rd["as_of"] >= since
+            and st["pending_jobs"] == 0 and st["degraded_objects"] == 0 and rd["full"] > 0
+            and rd["degraded"] == 0 and rd["unreadable"] == 0
+            and st["backends_usable"] == len(st["backends"]))
+
+
+def keys_of(r, name):
+    return [k for k in redis_cmd(r.port, "KEYS", f"*/o/{name}/*").split("\r\n")
+            if "/o/" in k]
+
+
+def test_minority_down_during_writes_heals_itself(tmp_path, servers):
+    rs = servers[:6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs], segment_size="1MiB",
+                 extra_cache="  max_segment_age: 2")
+    want, errors, stop = {}, [], threading.Event()
+
+    def writer():
+        rnd = random.Random(5)
+        i = 0
+        while not stop.is_set():
+            try:
+                data = rnd.randbytes(rnd.randrange(20_000, 400_000))
+                with open(vol.mnt / f"f{i}", "wb") as f:
+                    f.write(data)
+                    if i % 3 == 0:
+                        f.flush()
+                        os.fsync(f.fileno())
+                want[f"f{i}"] = hashlib.sha256(data).hexdigest()
+            except OSError as e:  # any error reaching the app fails the test
+                errors.append(f"f{i}: {e}")
+                return
+            i += 1
+            time.sleep(0.01)
+
+    try:
+        vol.start_stor()
+        vol.mount()
+        t = threading.Thread(target=writer)
+        t.start()
+        time.sleep(3)
+        wait_for(lambda: status(vol)["stored"] > 0, 60, "first uploads")
+        rs[0].stop()
+        rs[1].stop()
+        wait_for(lambda: status(vol)["backends_usable"] == 4, 30, "two backends seen down")
+        st = vol.ctl("status").stdout
+        assert f"backend {url(rs[0])} is down" in st, st
+        assert "only 4 backends usable for 6 shards: uploads wait (the data stays local)" in st
+        time.sleep(4)  # writes go on with uploads waiting
+        come_back_empty(rs[0])
+        come_back_empty(rs[1])
+        back = int(time.time())
+        time.sleep(3)
+        stop.set()
+        t.join()
+        assert not errors, errors
+        assert len(want) > 20
+        assert vol.unmount() == 0
+        vol.ctl("drain", "--timeout", "180")
+        # no repair was asked for: the check after each backend's return did it
+        wait_for(lambda: healed(vol, back), 180, "full redundancy again")
+        assert dbsize(rs[0].port) > 0 and dbsize(rs[1].port) > 0
+        p = vol.ctl("scrub")
+        assert ", 0 bad shards found" in p.stdout, p.stdout
+        assert vol.stop_stor() == 0
+        log = vol.stor_log.read_text()
+        assert "answers again" in log and "repaired" in log
+
+        # two other backends die; a fresh node reads every file back
+        rs[2].stop()
+        rs[3].stop()
+        shutil.rmtree(vol.cache)
+        shutil.rmtree(tmp_path / "stor")
+        vol.start_stor()
+        vol.mount()
+        for name, h in want.items():
+            assert hashlib.sha256((vol.mnt / name).read_bytes()).hexdigest() == h, name
+        assert vol.unmount() == 0
+    finally:
+        stop.set()
+        vol.close()
+
+
+def store_objects(vol, tmp_path, names, size=300_000):
+    datas = {}
+    for n in names:
+        d = os.urandom(size)
+        (tmp_path / n).write_bytes(d)
+        vol.ctl("store", n, tmp_path / n)
+        datas[n] = d
+    return datas
+
+
+def check_objects(vol, tmp_path, datas):
+    for n, d in datas.items():
+        vol.ctl("retrieve", n, tmp_path / f"{n}.back")
+        assert (tmp_path / f"{n}.back").read_bytes() == d, n
+
+
+def test_placement_skips_down_backends(tmp_path, servers):
+    vol = Volume(tmp_path, backends=[url(r) for r in servers])
+    try:
+        vol.start_stor()
+        old = store_objects(vol, tmp_path, [f"s{i}" for i in range(1, 9)])
+        vol.ctl("drain", "--timeout", "60")
+        # eight backends, six shards: every backend got some
+        assert all(dbsize(r.port) > 0 for r in servers)
+        servers[3].stop()
+        servers[6].stop()
+        new = store_objects(vol, tmp_path, [f"s{i}" for i in range(9, 21)])
+        # uploads complete while they are down, at full redundancy elsewhere
+        vol.ctl("drain", "--timeout", "120")
+        st = status(vol)
+        assert st["backends_usable"] == 6 and st["pending_jobs"] == 0, st
+        down = [b for b in st["backends"] if b["state"] == "down"]
+        assert sorted(b["name"] for b in down) == sorted([url(servers[3]), url(servers[6])])
+        assert all(b["down_since"] > 0 for b in down)
+        back = int(time.time())
+        servers[3].start()  # back with their disks (append-only files)
+        servers[6].start()
+        for n in new:
+            assert not keys_of(servers[3], n) and not keys_of(servers[6], n), n
+            assert sum(len(keys_of(r, n)) > 0 for r in servers) == 6, n
+        wait_for(lambda: healed(vol, back), 120, "both back and checked")
+        # any two of the others die: every object still reads
+        servers[0].stop()
+        servers[1].stop()
+        check_objects(vol, tmp_path, {**old, **new})
+        assert vol.stop_stor() == 0
+    finally:
+        vol.close()
+
+
+def test_min_shards_degraded_then_repaired(tmp_path, servers):
+    rs = servers[:6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs], extra_stor="  min_shards: 5")
+    try:
+        vol.start_stor()
+        rs[4].stop()
+        datas = store_objects(vol, tmp_path, [f"s{i}" for i in range(1, 7)])
+        vol.ctl("drain", "--timeout", "120")  # completes with five shards each
+        st = status(vol)
+        assert st["pending_jobs"] == 0
+        assert st["degraded_objects"] == 6, st
+        assert all("not stored" in d["why"] for d in st["degraded"]), st["degraded"]
+        human = vol.ctl("status").stdout
+        assert "stored with 5 shards (min_shards 5) and need a repair" in human, human
+        check_objects(vol, tmp_path, datas)
+        back = int(time.time())
+        rs[4].start()
+        wait_for(lambda: healed(vol, back), 120, "the degraded objects repaired")
+        assert all(keys_of(rs[4], n) for n in datas)
+        rs[0].stop()
+        rs[1].stop()
+        check_objects(vol, tmp_path, datas)
+        assert vol.stop_stor() == 0
+    finally:
+        vol.close()
+
+
+def test_min_shards_refused_when_it_cannot_help(tmp_path, servers):
+    for bad in ("4", "7"):
+        with pytest.raises(AssertionError) as e:
+            Volume(tmp_path, backends=[url(r) for r in servers[:6]],
+                   extra_stor=f"  min_shards: {bad}")
+        assert "stor.min_shards" in str(e.value) and "between" in str(e.value)
+
+
+def test_replace_backend_in_config(tmp_path, servers):
+    rs, spare = servers[:6], servers[6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs], segment_size="1MiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        rnd = random.Random(3)
+        want = {}
+        for i in range(10):
+            data = rnd.randbytes(rnd.randrange(100_000, 600_000))
+            (vol.mnt / f"g{i}").write_bytes(data)
+            want[f"g{i}"] = hashlib.sha256(data).hexdigest()
+        assert vol.unmount() == 0
+        vol.ctl("drain", "--timeout", "120")
+        assert vol.stop_stor() == 0
+        # backend 2's machine is retired: the config names the spare instead
+        rs[2].stop()
+        vol.conf.write_text(vol.conf.read_text().replace(url(rs[2]), url(spare)))
+        assert dbsize(spare.port) == 0
+        back = int(time.time())
+        vol.start_stor()
+        wait_for(lambda: healed(vol, back), 180, "the replaced backend's shards rebuilt")
+        assert dbsize(spare.port) > 0
+        assert "configured backends changed" in vol.stor_log.read_text()
+        # full redundancy for real: two of the original backends die as well
+        assert vol.stop_stor() == 0
+        rs[0].stop()
+        rs[4].stop()
+        shutil.rmtree(vol.cache)
+        shutil.rmtree(tmp_path / "stor")
+        vol.start_stor()
+        vol.mount()
+        for name, h in want.items():
+            assert hashlib.sha256((vol.mnt / name).read_bytes()).hexdigest() == h, name
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
