@@ -30,6 +30,11 @@
 #define CACHE_MIN_SEGMENT_SIZE 4096ull
 #define CACHE_MAX_SEGMENT_SIZE (1ull << 32)
 #define CACHE_DEFAULT_HOOK_TIMEOUT_MS 120000u
+/* The file in the cache directory every running hook holds a shared flock
+ * on (see hook.h); an exclusive flock on it waits until no hook runs. */
+#define CACHE_HOOKS_LOCK "HOOKS"
+/* The file qsfs-fs (any read-write open) holds an exclusive flock on. */
+#define CACHE_LOCK_FILE "LOCK"
 
 struct cache_opts {
 	const char *dir;		/* cache directory, created if absent */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,9 +26,19 @@ int run_hook(struct cache *c, const char *event, const char *const *args)
 	snprintf(e_vol, sizeof e_vol, "QSFS_VOLUME_ID=%s", c->volhex);
 	snprintf(e_size, sizeof e_size, "QSFS_SEGMENT_SIZE=%" PRIu64, c->o.segment_size);
 	const char *env[] = { e_event, e_dir, e_vol, e_size, NULL };
+	/* every hook holds a shared lock on CACHE_DIR/HOOKS while it (or
+	 * anything it started) runs: qsfs-wait-hooks takes it exclusively to
+	 * know that no hook is left, even one orphaned by a killed qsfs-fs */
+	int lk = openat(c->dirfd, CACHE_HOOKS_LOCK, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (lk >= 0 && flock(lk, LOCK_SH) < 0) {
+		close(lk);
+		lk = -1;
+	}
 	atomic_fetch_add(&c->hooks_running, 1);
-	int r = hook_run(c->hook, event, args, env, c->o.hook_timeout_ms);
+	int r = hook_run(c->hook, event, args, env, c->o.hook_timeout_ms, lk);
 	atomic_fetch_sub(&c->hooks_running, 1);
+	if (lk >= 0)
+		close(lk);
 	return r;
 }
 

@@ -31,7 +31,7 @@ static int reap(pid_t pid)
 }
 
 int hook_run(const char *prog, const char *event, const char *const *args,
-	     const char *const *env, unsigned timeout_ms)
+	     const char *const *env, unsigned timeout_ms, int lockfd)
 {
 	const char *argv[HOOK_MAXARGS + 3];
 	int argc = 0;
@@ -77,9 +77,15 @@ int hook_run(const char *prog, const char *event, const char *const *args,
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+	/* dup2 onto itself clears close-on-exec in the child only */
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	if (lockfd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, lockfd, lockfd);
 	pid_t pid;
-	int r = posix_spawn(&pid, prog, NULL, &attr, (char *const *)argv,
+	int r = posix_spawn(&pid, prog, &fa, &attr, (char *const *)argv,
 			    (char *const *)envp);
+	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	free(envp);
 	if (r)

@@ -14,8 +14,12 @@
  * non-zero, 128+signal when a signal ended it, -ETIMEDOUT when it was killed
  * for taking too long, or another negative errno when it could not be
  * started. Never logs. */
+/* lockfd (-1: none) is an open file holding a shared flock: the hook
+ * inherits it, so the lock is held for as long as the hook or anything it
+ * started runs, even after the caller died (a waiter taking the exclusive
+ * lock knows no hook is left). */
 int hook_run(const char *prog, const char *event, const char *const *args,
-	     const char *const *env, unsigned timeout_ms);
+	     const char *const *env, unsigned timeout_ms, int lockfd);
 
 /* Text for a hook_run() result, e.g. "exit status 3" or "timed out". Uses
  * buf (at least 64 bytes). */

@@ -344,6 +344,8 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
+	if (mkdir(mnt, 0755) == 0)	/* a container's first start: nothing there yet */
+		qlog_info("fs: created the mountpoint %s", mnt);
 	if (cfg.cache.segment_size && cfg.cache.segment_size < FS_MIN_SEGMENT) {
 		fprintf(stderr, "qsfs-fs: %s: cache.segment_size %llu is too small for the "
 			"filesystem's 64 KiB blocks: use at least 128KiB\n", conf,
