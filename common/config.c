@@ -10,6 +10,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "yamlfile.h"
+
 #include "units.h"
 
 enum ftype { T_STR, T_PATH, T_SIZE, T_UINT, T_BOOL, T_COMPRESSION, T_BACKENDS, T_MAP };
@@ -84,20 +86,11 @@ static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
 
 static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
 {
-	int k = n ? snprintf(x->err, x->errlen, "%s:%zu: ", x->file, n->start_mark.line + 1)
-		  : snprintf(x->err, x->errlen, "%s: ", x->file);
-	if (k < 0 || (size_t)k >= x->errlen)
-		return -EINVAL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
+	int r = yamlfile_vfail(x->err, x->errlen, x->file, n, fmt, ap);
 	va_end(ap);
-	return -EINVAL;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+	return r;
 }
 
 static int parse_uint(const char *s, uint64_t *v)
@@ -123,7 +116,7 @@ static int set_backends(struct ctx *x, const yaml_node_t *n, const char *name)
 	for (yaml_node_item_t *it = n->data.sequence.items.start;
 	     it < n->data.sequence.items.top; it++) {
 		yaml_node_t *item = yaml_document_get_node(x->doc, *it);
-		const char *s = item ? scalar(item) : NULL;
+		const char *s = item ? yamlfile_scalar(item) : NULL;
 		if (!s || !*s)
 			return fail(x, item, "%s: each backend must be a URL string", name);
 		if (c->stor.nbackends == CONFIG_MAX_BACKENDS)
@@ -156,7 +149,7 @@ static int set_value(struct ctx *x, const struct field *f, const yaml_node_t *n,
 	uint8_t *base = (uint8_t *)x->cfg;
 	if (f->type == T_BACKENDS)
 		return set_backends(x, n, name);
-	const char *s = scalar(n);
+	const char *s = yamlfile_scalar(n);
 	if (!s)
 		return fail(x, n, "%s: expected a single value, not a %s", name,
 			    n->type == YAML_MAPPING_NODE ? "mapping" : "list");
@@ -229,7 +222,7 @@ static int walk(struct ctx *x, const yaml_node_t *map, const struct field *field
 	     p < map->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
 		yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
-		const char *key = k ? scalar(k) : NULL;
+		const char *key = k ? yamlfile_scalar(k) : NULL;
 		if (!key || !v)
 			return fail(x, k, "keys must be plain names");
 		char name[128];
@@ -291,24 +284,10 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->stor.scrub_interval = 7 * 86400;
 	cfg->stor.scrub_rate = 100ull << 20;
 	struct ctx x = { .file = path, .err = err, .errlen = errlen, .cfg = cfg };
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		int e = errno;
-		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
-		return -e;
-	}
-	yaml_parser_t parser;
 	yaml_document_t doc;
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	int r;
-	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%zu: YAML syntax error: %s", path,
-			 parser.problem_mark.line + 1, parser.problem ? parser.problem : "?");
-		yaml_parser_delete(&parser);
-		fclose(f);
-		return -EINVAL;
-	}
+	int r = yamlfile_load(path, &doc, err, errlen);
+	if (r)
+		return r;
 	x.doc = &doc;
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
 	if (!root) {
@@ -349,8 +328,6 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	}
 out:
 	yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
-	fclose(f);
 	if (r)
 		config_free(cfg);
 	return r;

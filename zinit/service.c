@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
+#include "../common/yamlfile.h"
+
 #include "cmdline.h"
 
 /* ---- signals ---- */
@@ -64,20 +66,11 @@ static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
 
 static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
 {
-	int k = n ? snprintf(x->err, x->errlen, "%s:%zu: ", x->file, n->start_mark.line + 1)
-		  : snprintf(x->err, x->errlen, "%s: ", x->file);
-	if (k < 0 || (size_t)k >= x->errlen)
-		return -EINVAL;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
+	int r = yamlfile_vfail(x->err, x->errlen, x->file, n, fmt, ap);
 	va_end(ap);
-	return -EINVAL;
-}
-
-static const char *scalar(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+	return r;
 }
 
 /* What a plain scalar means under the YAML 1.2 core schema (the one
@@ -91,7 +84,7 @@ static bool all_of(const char *s, const char *set)
 
 static enum kind kind_of(const yaml_node_t *n)
 {
-	const char *s = scalar(n);
+	const char *s = yamlfile_scalar(n);
 	if (!s || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
 		return K_STR;
 	if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
@@ -142,7 +135,7 @@ static int get_string(struct ctx *x, const yaml_node_t *n, const char *key, bool
 		return fail(x, n, "%s: has no value", key);
 	}
 	free(*out);
-	*out = strdup(scalar(n));
+	*out = strdup(yamlfile_scalar(n));
 	return *out ? 0 : -ENOMEM;
 }
 
@@ -161,7 +154,7 @@ static int get_command(struct ctx *x, const yaml_node_t *n, const char *key, boo
 
 static int get_bool(struct ctx *x, const yaml_node_t *n, const char *key, bool *out)
 {
-	const char *s = scalar(n);
+	const char *s = yamlfile_scalar(n);
 	if (!s)
 		return fail(x, n, "%s: expected true or false, not %s", key, kind_name(n));
 	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
@@ -175,7 +168,7 @@ static int get_bool(struct ctx *x, const yaml_node_t *n, const char *key, bool *
 
 static int get_timeout(struct ctx *x, const yaml_node_t *n, const char *key, unsigned *out)
 {
-	const char *s = scalar(n);
+	const char *s = yamlfile_scalar(n);
 	if (!s)
 		return fail(x, n, "%s: expected a whole number of seconds, not %s", key,
 			    kind_name(n));
@@ -203,7 +196,7 @@ static int add_dep(struct ctx *x, struct zsvc *s, const yaml_node_t *n)
 	if (!a)
 		return -ENOMEM;
 	s->after = a;
-	a[s->nafter] = (struct zsvc_dep){ .name = strdup(scalar(n)),
+	a[s->nafter] = (struct zsvc_dep){ .name = strdup(yamlfile_scalar(n)),
 					  .line = n->start_mark.line + 1 };
 	if (!a[s->nafter].name)
 		return -ENOMEM;
@@ -219,7 +212,7 @@ static int get_after(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 			return 0;
 		if (k != K_STR)
 			return fail(x, n, "after: expected a list of service names (or one name), "
-				    "not %s ('%s')", kind_name(n), scalar(n));
+				    "not %s ('%s')", kind_name(n), yamlfile_scalar(n));
 		return add_dep(x, s, n);
 	}
 	if (n->type != YAML_SEQUENCE_NODE)
@@ -246,7 +239,7 @@ static int get_signal(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 	     p++) {
 		yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
 		yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
-		const char *key = k ? scalar(k) : NULL;
+		const char *key = k ? yamlfile_scalar(k) : NULL;
 		if (!key || !v)
 			return fail(x, k, "signal: keys must be plain names");
 		if (strcmp(key, "stop"))
@@ -254,7 +247,7 @@ static int get_signal(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 		if (seen)
 			return fail(x, k, "'signal.stop' is given twice");
 		seen = true;
-		const char *val = scalar(v);
+		const char *val = yamlfile_scalar(v);
 		if (!val || kind_of(v) == K_NULL)
 			return fail(x, v, "signal.stop: expected a signal name such as SIGTERM, not %s",
 				    kind_name(v));
@@ -269,7 +262,7 @@ static int get_signal(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 
 static int get_log(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 {
-	const char *v = scalar(n);
+	const char *v = yamlfile_scalar(n);
 	if (!v)
 		return fail(x, n, "log: expected stdout, ring or null, not %s", kind_name(n));
 	if (kind_of(n) == K_NULL || !strcmp(v, "none"))
@@ -294,12 +287,12 @@ static int get_env(struct ctx *x, const yaml_node_t *n, struct zsvc *s)
 	     p++) {
 		yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
 		yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
-		const char *key = k ? scalar(k) : NULL;
+		const char *key = k ? yamlfile_scalar(k) : NULL;
 		if (!key || !v)
 			return fail(x, k, "env: variable names must be plain strings");
 		if (!*key || strchr(key, '='))
 			return fail(x, k, "env: '%s' is not a valid variable name", key);
-		const char *val = scalar(v);
+		const char *val = yamlfile_scalar(v);
 		if (!val)
 			return fail(x, v, "env.%s: expected a string value, not %s", key,
 				    kind_name(v));
@@ -349,7 +342,7 @@ static int walk(struct ctx *x, const yaml_node_t *root, struct zsvc *s)
 	     p < root->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = yaml_document_get_node(x->doc, p->key);
 		yaml_node_t *v = yaml_document_get_node(x->doc, p->value);
-		const char *key = k ? scalar(k) : NULL;
+		const char *key = k ? yamlfile_scalar(k) : NULL;
 		if (!key || !v)
 			return fail(x, k, "keys must be plain names");
 		int i = 0;
@@ -406,30 +399,11 @@ int zsvc_load_file(const char *path, const char *name, struct zsvc *s, char *err
 				    "control characters", name);
 	if (!*name)
 		return fail(&x, NULL, "the service name is empty");
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		int e = errno;
-		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(e));
-		return -e;
-	}
-	yaml_parser_t parser;
 	yaml_document_t doc;
-	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
-	if (!yaml_parser_load(&parser, &doc)) {
-		char where[64] = "";
-		if (parser.context && parser.context_mark.line != parser.problem_mark.line)
-			snprintf(where, sizeof where, " (which began on line %zu)",
-				 parser.context_mark.line + 1);
-		snprintf(err, errlen, "%s:%zu: YAML syntax error: %s%s%s%s", path,
-			 parser.problem_mark.line + 1, parser.problem ? parser.problem : "?",
-			 parser.context ? " " : "", parser.context ? parser.context : "", where);
-		yaml_parser_delete(&parser);
-		fclose(f);
-		return -EINVAL;
-	}
+	int r = yamlfile_load(path, &doc, err, errlen);
+	if (r)
+		return r;
 	x.doc = &doc;
-	int r;
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
 	if (!root) {
 		r = fail(&x, NULL, "the file is empty (a service needs at least 'exec')");
@@ -440,8 +414,6 @@ int zsvc_load_file(const char *path, const char *name, struct zsvc *s, char *err
 	r = s->name && s->file ? walk(&x, root, s) : fail(&x, NULL, "out of memory");
 out:
 	yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
-	fclose(f);
 	if (r)
 		zsvc_free(s);
 	return r;
