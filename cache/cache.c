@@ -14,6 +14,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../common/config.h"
+
 #include "hook.h"
 #include "segment.h"
 #include "../common/fsutil.h"
@@ -1024,4 +1026,13 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 		st->open_replayed_records);
 	fprintf(f, "missing fetches:      %" PRIu64 "\n", st->missing_fetches);
 	fprintf(f, "evicted since open:   %" PRIu64 "\n", st->evicted);
+}
+
+struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg)
+{
+	return (struct cache_opts){
+		.dir = cfg->cache.dir, .segment_size = cfg->cache.segment_size,
+		.max_size = cfg->cache.max_size, .hook = cfg->cache.hook,
+		.hook_timeout_ms = cfg->cache.hook_timeout * 1000u,
+	};
 }

@@ -54,6 +54,12 @@ struct cache_opts {
 };
 
 struct cache;
+struct qsfs_config;
+
+/* The options the configuration's cache: section gives (dir, segment_size,
+ * max_size, hook, hook_timeout); the strings point into cfg. What qsfs-fs
+ * and qsfs-wait-hooks open the log with. */
+struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg);
 
 /* Open (or create) the log in opts->dir. Loads the newest valid checkpoint,
  * replays the segments after it, truncates a torn tail of the active segment

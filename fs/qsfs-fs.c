@@ -388,11 +388,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	struct cache_opts co = {
-		.dir = cfg.cache.dir, .segment_size = cfg.cache.segment_size,
-		.max_size = cfg.cache.max_size, .hook = cfg.cache.hook,
-		.hook_timeout_ms = cfg.cache.hook_timeout * 1000u,
-	};
+	struct cache_opts co = cache_opts_from_config(&cfg);
 	struct cache *c;
 	int r = cache_open(&co, &c);
 	if (r) {

@@ -59,14 +59,13 @@ static bool mark_down(struct health *h, size_t i, const char *err)
 	return was_up;
 }
 
-bool health_fail(struct health *h, size_t i, const char *err)
+void health_fail(struct health *h, size_t i, const char *err)
 {
 	if (!h || i >= h->n)
-		return false;
+		return;
 	pthread_mutex_lock(&h->mu);
-	bool changed = mark_down(h, i, err);
+	mark_down(h, i, err);
 	pthread_mutex_unlock(&h->mu);
-	return changed;
 }
 
 int health_probe(struct health *h, size_t i, bool up, const char *err)

@@ -29,9 +29,9 @@ void health_free(struct health *h);
 bool health_usable(struct health *h, size_t i);
 
 /* An operation on backend i failed with an I/O error (err says how): it is
- * down until a probe sees it answer. Returns true when this marked it down
- * (it was up), so the caller can log the change once. */
-bool health_fail(struct health *h, size_t i, const char *err);
+ * down until a probe sees it answer (status shows it; the probe logs its
+ * return). */
+void health_fail(struct health *h, size_t i, const char *err);
 
 /* A probe of backend i answered (up) or not (err). Returns +1 when a down
  * backend came back, -1 when an up one went down, 0 when nothing changed. */

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "../common/ctlsock.h"
@@ -296,18 +295,14 @@ static int write_all(int fd, const char *p, size_t n)
 int ctl_stream(const char *path, const char *line, int out_fd, char **msg)
 {
 	*msg = NULL;
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof a.sun_path)
-		return -ENAMETOOLONG;
-	strcpy(a.sun_path, path);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int s = ctlsock_connect(path);
 	if (s < 0)
-		return -errno;
+		return s;
 	char req[CTL_LINE_MAX + 1];
 	int n = snprintf(req, sizeof req, "%s\n", line);
-	if (connect(s, (struct sockaddr *)&a, sizeof a) < 0 ||
-	    send(s, req, (size_t)n, MSG_NOSIGNAL) != n) {
-		int e = -errno;
+	ssize_t w = send(s, req, (size_t)n, MSG_NOSIGNAL);
+	if (w != n) {
+		int e = w < 0 ? -errno : -EPIPE;
 		close(s);
 		return e;
 	}
