@@ -38,26 +38,11 @@ import threading
 import time
 from pathlib import Path
 
-from benchutil import wait_port
+from benchutil import free_port, make_object, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
 POLL_S = 0.002
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def make_object(path: Path, size: int):
-    data = bytearray(os.urandom(size))
-    for i in range(0, size - 63, 64):
-        data[i + 32:i + 64] = b"q" * 32  # 2:1 compressible
-    path.write_bytes(data)
 
 
 class Resp:

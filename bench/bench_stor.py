@@ -10,25 +10,16 @@ stage speeds. Medians over several runs. Not run in CI.
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from benchutil import wait_port
+from benchutil import free_port, make_object, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cpu_seconds(pid):
@@ -36,13 +27,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def make_object(path: Path, size: int):
-    data = bytearray(os.urandom(size))
-    for i in range(0, size - 63, 64):
-        data[i + 32:i + 64] = b"q" * 32  # 2:1 compressible
-    path.write_bytes(data)
 
 
 def main():

@@ -1,6 +1,8 @@
 """Helpers shared by the Python benchmarks in bench/."""
+import os
 import socket
 import time
+from pathlib import Path
 
 
 def wait_port(port, what="redis-server"):
@@ -12,3 +14,21 @@ def wait_port(port, what="redis-server"):
         except OSError:
             time.sleep(0.02)
     raise SystemExit(f"{what} on {port} did not start")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def make_object(path: Path, size: int):
+    """size random bytes at path, 2:1 compressible (half of every 64 bytes
+    is a run of 'q')."""
+    data = bytearray(os.urandom(size))
+    for i in range(0, size - 63, 64):
+        data[i + 32:i + 64] = b"q" * 32
+    path.write_bytes(data)

@@ -1,7 +1,9 @@
 """A whole qsfs stack for tests: a volume on real backends, qsfs-stor and a
 mounted qsfs-fs, with the life-cycle operations the tests need (clean
 unmount, kill -9, remount, eviction)."""
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -139,6 +141,18 @@ class Volume:
     def remount(self):
         assert self.unmount() == 0, self.fs_log.read_text()[-3000:]
         self.mount()
+
+    def forget_local_state(self):
+        """Become a fresh node: delete the cache and stor's state directory
+        (stor and fs stopped), so only the configuration and the key remain."""
+        shutil.rmtree(self.cache)
+        shutil.rmtree(self.tmp / "stor")
+
+    def assert_files(self, want):
+        """Every file of want (path relative to the mount -> sha256 hex)
+        reads back with that content."""
+        for name, h in want.items():
+            assert hashlib.sha256((self.mnt / name).read_bytes()).hexdigest() == h, name
 
     def close(self):
         if self.fs:

@@ -74,8 +74,7 @@ def test_fresh_node_restores_the_tree(tmp_path, redises):  # noqa: F811
         assert cat.returncode == 3
 
         # the old host is gone: only the configuration and the key remain
-        shutil.rmtree(vol.cache)
-        shutil.rmtree(tmp_path / "stor")
+        vol.forget_local_state()
         vol.start_stor()
         vol.mount()
         log = vol.fs_log.read_text()

@@ -5,7 +5,6 @@ every file local; bad paths and a missing qsfs-fs get clear errors."""
 import hashlib
 import os
 import random
-import shutil
 import subprocess
 
 from qsfs_mount import Volume
@@ -32,8 +31,7 @@ def fresh_node_with_tree(tmp_path):
     vol.ctl("drain", "--timeout", "120")
     assert vol.stop_stor() == 0
     # a fresh node: only the config and the key
-    shutil.rmtree(vol.cache)
-    shutil.rmtree(tmp_path / "stor")
+    vol.forget_local_state()
     vol.start_stor()
     vol.mount()
     return vol, want

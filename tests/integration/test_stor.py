@@ -59,16 +59,27 @@ class Redis:
             self.proc = None
 
 
-@pytest.fixture
-def redises(tmp_path_factory):
+def start_redises(tmp_path_factory, n):
+    """n redis-servers on free loopback ports, each with its own directory
+    (a generator for fixtures: yields the list, stops them all after)."""
     assert REDIS, "redis-server is not installed (scripts/install-deps.sh installs it)"
     base = tmp_path_factory.mktemp("redis")
-    rs = [Redis(free_port(), base / str(i)) for i in range(6)]
-    for r in rs:
-        r.start()
-    yield rs
-    for r in rs:
-        r.stop()
+    ports = set()
+    while len(ports) < n:  # a port freed by bind(0) may come back at once
+        ports.add(free_port())
+    rs = [Redis(port, base / str(i)) for i, port in enumerate(sorted(ports))]
+    try:
+        for r in rs:
+            r.start()
+        yield rs
+    finally:
+        for r in rs:
+            r.stop()
+
+
+@pytest.fixture
+def redises(tmp_path_factory):
+    yield from start_redises(tmp_path_factory, 6)
 
 
 class Stor:

@@ -22,7 +22,7 @@ import time
 import pytest
 
 from qsfs_mount import Volume, wait_for
-from test_stor import REDIS, Redis, free_port
+from test_stor import start_redises
 from test_stor_repair import dbsize, redis_cmd
 
 MIB = 1 << 20
@@ -31,14 +31,7 @@ MIB = 1 << 20
 @pytest.fixture
 def servers(tmp_path_factory):
     """Eight redis-servers; tests use the first six or all."""
-    assert REDIS, "redis-server is not installed (scripts/install-deps.sh installs it)"
-    base = tmp_path_factory.mktemp("redis")
-    rs = [Redis(free_port(), base / str(i)) for i in range(8)]
-    for r in rs:
-        r.start()
-    yield rs
-    for r in rs:
-        r.stop()
+    yield from start_redises(tmp_path_factory, 8)
 
 
 def url(r):
@@ -136,12 +129,10 @@ def test_minority_down_during_writes_heals_itself(tmp_path, servers):
         # two other backends die; a fresh node reads every file back
         rs[2].stop()
         rs[3].stop()
-        shutil.rmtree(vol.cache)
-        shutil.rmtree(tmp_path / "stor")
+        vol.forget_local_state()
         vol.start_stor()
         vol.mount()
-        for name, h in want.items():
-            assert hashlib.sha256((vol.mnt / name).read_bytes()).hexdigest() == h, name
+        vol.assert_files(want)
         assert vol.unmount() == 0
     finally:
         stop.set()
@@ -261,12 +252,10 @@ def test_replace_backend_in_config(tmp_path, servers):
         assert vol.stop_stor() == 0
         rs[0].stop()
         rs[4].stop()
-        shutil.rmtree(vol.cache)
-        shutil.rmtree(tmp_path / "stor")
+        vol.forget_local_state()
         vol.start_stor()
         vol.mount()
-        for name, h in want.items():
-            assert hashlib.sha256((vol.mnt / name).read_bytes()).hexdigest() == h, name
+        vol.assert_files(want)
         assert vol.unmount() == 0
     finally:
         vol.close()
