@@ -51,6 +51,10 @@ struct cache_opts {
 	/* Open without writing anything: no tail truncation, no new segment,
 	 * no checkpoints, no hooks. For inspection of a directory. */
 	bool read_only;
+	/* > 0: an fd from cache_lock() on this directory; cache_open uses a
+	 * duplicate of it instead of taking the lock (the caller still closes
+	 * its own). 0: cache_open takes the lock itself. */
+	int lock_fd;
 };
 
 struct cache;
@@ -61,11 +65,19 @@ struct qsfs_config;
  * and qsfs-wait-hooks open the log with. */
 struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg);
 
+/* Create dir if it is missing (mode 0700) and take the exclusive flock on
+ * dir/LOCK that a read-write cache_open holds, without waiting. For a
+ * process that must own the directory before it opens the log (qsfs-fs
+ * restores into it and takes the volume's writer lease first). Returns the
+ * fd (>= 3, close-on-exec), -EBUSY when another process holds the lock, or
+ * another negative errno. Logs nothing. */
+int cache_lock(const char *dir);
+
 /* Open (or create) the log in opts->dir. Loads the newest valid checkpoint,
  * replays the segments after it, truncates a torn tail of the active segment
  * (warning with file name and byte count), queues hooks that were not yet
  * handed off, then runs the `ready` hook. Takes an exclusive lock on the
- * directory unless read_only. Returns 0 and *out, or a negative errno after
+ * directory unless read_only or given opts->lock_fd. Returns 0 and *out, or a negative errno after
  * logging what is wrong and where. */
 int cache_open(const struct cache_opts *opts, struct cache **out);
 

@@ -774,6 +774,32 @@ out:
 	return r;
 }
 
+int cache_lock(const char *dir)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int fd = openat(dfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int r = fd < 0 ? -errno : 0;
+	close(dfd);
+	if (!r && flock(fd, LOCK_EX | LOCK_NB) < 0)
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	if (!r && fd < 3) {	/* 0 means "none" in cache_opts.lock_fd */
+		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		r = hi < 0 ? -errno : 0;
+		close(fd);
+		fd = hi;
+	}
+	if (r) {
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	return fd;
+}
+
 int cache_open(const struct cache_opts *opts, struct cache **out)
 {
 	uint64_t t0 = fs_now_ns();
@@ -819,7 +845,16 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 		qlog_err("cache: cannot open directory %s: %s", c->dir, strerror(-r));
 		goto fail;
 	}
-	if (!c->o.read_only) {
+	if (!c->o.read_only && c->o.lock_fd > 0) {
+		/* the same open file: the caller's flock is ours too */
+		c->lockfd = fcntl(c->o.lock_fd, F_DUPFD_CLOEXEC, 3);
+		if (c->lockfd < 0) {
+			r = -errno;
+			qlog_err("cache: %s: cannot share the directory's lock: %s", c->dir,
+				 strerror(-r));
+			goto fail;
+		}
+	} else if (!c->o.read_only) {
 		c->lockfd = openat(c->dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 		if (c->lockfd < 0 || flock(c->lockfd, LOCK_EX | LOCK_NB) < 0) {
 			r = errno == EWOULDBLOCK ? -EBUSY : -errno;

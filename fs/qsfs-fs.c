@@ -369,11 +369,27 @@ int main(int argc, char **argv)
 		snprintf(absconf, sizeof absconf, "%s", conf);
 	setenv("QSFS_CONFIG", absconf, 1);
 
+	/* one qsfs-fs per cache directory: held before the lease is touched, so
+	 * a second start on this node (same holder id) cannot rewrite or
+	 * release the lease of the one that is mounted */
+	int lk = cache_lock(cfg.cache.dir);
+	if (lk < 0) {
+		if (lk == -EBUSY)
+			fprintf(stderr, "qsfs-fs: %s is in use by another process (a qsfs-fs "
+				"already running for this volume, or qsfs-wait-hooks handing off "
+				"after one stopped)\n", cfg.cache.dir);
+		else
+			fprintf(stderr, "qsfs-fs: cannot lock %s/%s: %s\n", cfg.cache.dir,
+				CACHE_LOCK_FILE, strerror(-lk));
+		config_free(&cfg);
+		return 1;
+	}
 	/* one writer per volume: taken before anything is restored or written */
 	struct wlease *lease = NULL;
 	int lr = wlease_take(&cfg, takeover, &lease, err, sizeof err);
 	if (lr) {
 		fprintf(stderr, "qsfs-fs: %s\n", err);
+		close(lk);
 		config_free(&cfg);
 		return 1;
 	}
@@ -389,12 +405,14 @@ int main(int argc, char **argv)
 		}
 	}
 	struct cache_opts co = cache_opts_from_config(&cfg);
+	co.lock_fd = lk;
 	struct cache *c;
 	int r = cache_open(&co, &c);
 	if (r) {
 		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
 			strerror(-r));
 		lease_stop(lease, cfg.stor.socket);
+		close(lk);
 		config_free(&cfg);
 		return 1;
 	}
@@ -405,6 +423,7 @@ int main(int argc, char **argv)
 		if (r == -ESTALE)
 			wlease_release(lease);	/* this cache can give the volume nothing */
 		lease_stop(lease, cfg.stor.socket);
+		close(lk);
 		config_free(&cfg);
 		return 1;
 	}
@@ -416,6 +435,7 @@ int main(int argc, char **argv)
 			cfg.cache.dir, strerror(-r));
 		cache_close(c);
 		lease_stop(lease, cfg.stor.socket);
+		close(lk);
 		config_free(&cfg);
 		return 1;
 	}
@@ -491,6 +511,7 @@ out:
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");
 	}
 	lease_stop(lease, cfg.stor.socket);
+	close(lk);	/* the cache's own duplicate went with cache_close */
 	config_free(&cfg);
 	return code;
 }

@@ -352,18 +352,26 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 	pthread_mutex_lock(&D.mu);
 	bool was = D.fenced;
 	D.fenced = !ours;
+	bool released = l.flags & LEASE_RELEASED;
 	if (!ours) {
 		char who[300];
 		lease_describe(&l, now, who, sizeof who);
-		snprintf(D.fence_why, sizeof D.fence_why, "another writer holds the volume (%s): "
-			 "the %u jobs of this node are kept in the journal and not uploaded", who,
-			 D.njobs);
+		if (released)	/* a move to this node: its qsfs-fs takes it next */
+			snprintf(D.fence_why, sizeof D.fence_why, "the writer lease was released by "
+				 "its last holder (%s) and this node's qsfs-fs has not taken it yet: "
+				 "the %u jobs of this node wait in the journal", who, D.njobs);
+		else
+			snprintf(D.fence_why, sizeof D.fence_why, "another writer holds the volume "
+				 "(%s): the %u jobs of this node are kept in the journal and not "
+				 "uploaded", who, D.njobs);
 	}
 	unsigned njobs = D.njobs + D.in_flight;
 	D.lease_state = !ours ? "other" : (l.flags & LEASE_MOUNTED) ? "mounted"
 			: (l.flags & LEASE_RELEASED) ? "released" : "stopping";
 	if (was != D.fenced) {
-		if (D.fenced)
+		if (D.fenced && released)
+			qlog_info("stor: %s", D.fence_why);
+		else if (D.fenced)
 			qlog_err("stor: %s", D.fence_why);
 		else
 			qlog_info("stor: this node holds the writer lease again: uploads resume");

@@ -27,7 +27,7 @@ from conftest import REPO_ROOT, _build_dir, _require_executable
 from qsfs_mount import wait_for
 from test_stor import redises  # noqa: F401  (six redis-servers)
 
-# Runs inside the container's mount namespace (nsenter -m): the app.
+# Runs inside the container (nsenter -m -p): the app.
 WRITER = textwrap.dedent("""
     import hashlib, json, os, random, sys, time
     root, manifest, seconds, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
@@ -101,12 +101,7 @@ TREE = textwrap.dedent("""
 class Container:
     """zinit init --container as PID 1 of new PID and mount namespaces."""
 
-    def __init__(self, tmp: Path, backends):
-        # The image's binaries: a plain build (QSFS_PLAIN_BUILD_DIR, which
-        # ./dev test makes). Under the ASan build the namespace's PID 1
-        # vanished right after fs became ready (being investigated).
-        plain = os.environ.get("QSFS_PLAIN_BUILD_DIR")
-        build = Path(plain) if plain else _build_dir()
+    def __init__(self, tmp: Path, backends, build: Path):
         self.tmp = tmp
         self.data = tmp / "data"
         self.data.mkdir(exist_ok=True)
@@ -134,9 +129,6 @@ class Container:
                                                               "zinit")] +
                                     [str(REPO_ROOT / "zinit"), os.environ["PATH"]])
         self.env.update(QSFS_CONFIG=str(self.conf), QSFS_FORMAT="1", QSFS_LOG="info")
-        # LeakSanitizer (ASan builds) cannot stop the world in a PID
-        # namespace entered from outside; the other tests check for leaks
-        self.env["ASAN_OPTIONS"] = "detect_leaks=0"
         self.proc = None
         self.log = tmp / "zinit.log"
 
@@ -159,13 +151,18 @@ class Container:
                  120, "the stack to be ready")
         assert self.proc.poll() is None, self.log.read_text()[-4000:]
 
+    def enter(self):
+        """The command prefix that runs a process inside the container: in
+        its mount namespace (where the mount is) and its PID namespace. Both:
+        with only the mount namespace a process has no entry in the
+        container's /proc, and the ASan runtime, which reads its options from
+        /proc/self/environ, then ignores them and dies in LeakSanitizer."""
+        return ["nsenter", "-t", str(self.pid1), "-m", "-p"]
+
     def inside(self, *cmd, timeout=300):
-        """Run cmd in the container's mount namespace (where the mount is).
-        Its /proc is the container's, where a process entered from outside
-        has no entry: LeakSanitizer (ASan builds) cannot run there."""
-        env = dict(self.env, ASAN_OPTIONS="detect_leaks=0")
-        return subprocess.run(["nsenter", "-t", str(self.pid1), "-m", *map(str, cmd)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        """Run cmd inside the container."""
+        return subprocess.run(self.enter() + list(map(str, cmd)), capture_output=True,
+                              text=True, timeout=timeout, env=self.env)
 
     def python(self, script, *args, timeout=300):
         p = self.inside(sys.executable, "-c", script, *args, timeout=timeout)
@@ -204,8 +201,22 @@ def ctl(c, *args):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_sigterm_drains_everything_fresh_node_identical(tmp_path, redises):  # noqa: F811
-    c = Container(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises])
+def image_build(kind):
+    """The binaries to run: "asan" is the test build (QSFS_BUILD_DIR);
+    "release" is the image's unsanitized optimized build
+    (QSFS_PLAIN_BUILD_DIR, which ./dev test makes)."""
+    if kind == "asan":
+        return _build_dir()
+    plain = os.environ.get("QSFS_PLAIN_BUILD_DIR")
+    if not plain:
+        pytest.skip("QSFS_PLAIN_BUILD_DIR (the release build) is not set")
+    return Path(plain)
+
+
+@pytest.mark.parametrize("kind", ["asan", "release"])
+def test_sigterm_drains_everything_fresh_node_identical(tmp_path, redises, kind):  # noqa: F811
+    c = Container(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises],
+                  image_build(kind))
     try:
         c.start()
         wait_for(lambda: "fs: running" in subprocess.run(
@@ -217,8 +228,8 @@ def test_sigterm_drains_everything_fresh_node_identical(tmp_path, redises):  # n
                      "fs: running"):
             assert want in lst, lst
         root = c.mnt / "app"
-        writer = subprocess.Popen(["nsenter", "-t", str(c.pid1), "-m", sys.executable, "-c",
-                                   WRITER, str(root), str(tmp_path / "done.json"), "14", "1"],
+        writer = subprocess.Popen(c.enter() + [sys.executable, "-c", WRITER, str(root),
+                                               str(tmp_path / "done.json"), "14", "1"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(4)
         redises[1].proc.send_signal(signal.SIGSTOP)  # two backends hang for a while
@@ -272,7 +283,8 @@ def test_sigterm_drains_everything_fresh_node_identical(tmp_path, redises):  # n
 
 
 def test_sigkill_midway_keeps_fsynced(tmp_path, redises):  # noqa: F811
-    c = Container(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises])
+    c = Container(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises],
+                  image_build("asan"))
     try:
         c.start()
         root = c.mnt / "app"

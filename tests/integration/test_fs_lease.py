@@ -62,6 +62,32 @@ def test_second_writer_refused_and_a_clean_move_needs_no_wait(tmp_path):
         b.close()
 
 
+def test_second_start_on_the_same_node_leaves_the_lease_alone(tmp_path):
+    """A second qsfs-fs on the node that holds the lease (same cache, same
+    holder id) is refused before it touches the lease: it used to take it,
+    fail on the busy cache and clear the mounted flag, after which stor
+    released the lease of the running mount and another host could start."""
+    a, b = hosts(tmp_path, timeout=30)
+    try:
+        a.start_stor()
+        a.mount()
+        (a.mnt / "f1").write_bytes(b"a is mounted")
+        wait_for(lambda: stor_status(a)["lease"] == "mounted", 10, "stor to see the lease")
+        p = a.try_mount(str(tmp_path / "elsewhere"))
+        assert p.returncode == 1, p.stderr
+        assert f"{a.cache} is in use by another process" in p.stderr, p.stderr
+        time.sleep(5)  # stor looks at the lease every 2 s
+        assert stor_status(a)["lease"] == "mounted"
+        b.start_stor()
+        p = b.try_mount()
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        assert (a.mnt / "f1").read_bytes() == b"a is mounted"
+        assert a.unmount() == 0
+    finally:
+        a.close()
+        b.close()
+
+
 def test_takeover_fences_the_old_writer_and_expiry(tmp_path):
     a, b = hosts(tmp_path, timeout=10)
     try:
