@@ -33,7 +33,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -258,6 +262,37 @@ static void stor_look_at_lease(const char *stor_sock)
 	free(pong);
 }
 
+/* A qsfs-fs that died (kill -9, a crash) leaves its mount behind, answering
+ * ENOTCONN, and a new mount on it would fail: a supervisor's restart
+ * would then fail forever. Such a mount serves nobody: detach it (lazily:
+ * a process still in it only sees it go), as root with umount2, otherwise
+ * with fusermount3 -u -z, which lets a user undo its own mounts. */
+static void detach_dead_mount(const char *mnt)
+{
+	struct stat st;
+	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
+		return;
+	int r = umount2(mnt, MNT_DETACH) == 0 ? 0 : -errno;
+	if (r == -EPERM) {
+		extern char **environ;
+		char *argv[] = { "fusermount3", "-u", "-z", (char *)mnt, NULL };
+		pid_t pid;
+		int st2;
+		r = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
+		if (r)
+			r = -r;
+		else if (waitpid(pid, &st2, 0) < 0 || !WIFEXITED(st2) || WEXITSTATUS(st2))
+			r = -EPERM;
+	}
+	if (r)
+		qlog_warn("fs: %s is the dead mount of a qsfs-fs that stopped without unmounting, "
+			  "and cannot be detached (%s): run fusermount3 -u -z %s", mnt, strerror(-r),
+			  mnt);
+	else
+		qlog_warn("fs: %s was the dead mount of a qsfs-fs that stopped without unmounting: "
+			  "detached it", mnt);
+}
+
 /* This node stops writing: the lease is marked not mounted, and qsfs-stor
  * (told at once) releases it once it has uploaded what was handed off. */
 static void lease_stop(struct wlease *lease, const char *stor_sock)
@@ -344,6 +379,7 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
+	detach_dead_mount(mnt);
 	if (mkdir(mnt, 0755) == 0)	/* a container's first start: nothing there yet */
 		qlog_info("fs: created the mountpoint %s", mnt);
 	if (cfg.cache.segment_size && cfg.cache.segment_size < FS_MIN_SEGMENT) {

@@ -288,6 +288,18 @@ def test_sigkill_midway_keeps_fsynced(tmp_path, redises):  # noqa: F811
     try:
         c.start()
         root = c.mnt / "app"
+        # qsfs-fs alone crashes: zinit restarts it, and the new one detaches
+        # the dead mount it left and mounts again
+        c.python("import os, sys; os.makedirs(sys.argv[1]); open(sys.argv[1] + '/x', 'w')",
+                 root)
+        fs_pid = subprocess.run(["pgrep", "-f", f"qsfs-fs -c {c.conf}"], capture_output=True,
+                                text=True).stdout.split()
+        assert len(fs_pid) == 1, fs_pid
+        os.kill(int(fs_pid[0]), signal.SIGKILL)
+        wait_for(lambda: "detached it" in c.log.read_text(), 60, "zinit to restart fs")
+        wait_for(lambda: c.inside(c.ctl_bin, "-c", c.conf, "ready").returncode == 0, 120,
+                 "the restarted fs to be ready")
+        c.python("import os, sys; assert os.path.exists(sys.argv[1] + '/x')", root)
         c.python(WRITER, root, tmp_path / "done.json", "8", "2")
         # every process of the container dies at once (PID 1 killed)
         c.stop(signal.SIGKILL)

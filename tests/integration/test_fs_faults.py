@@ -5,6 +5,7 @@ why; once stor is back everything catches up."""
 import errno
 import json
 import os
+import signal
 import time
 
 from qsfs_mount import Volume, wait_for
@@ -124,3 +125,34 @@ def test_segment_too_small_for_blocks_is_refused(tmp_path):
     p = vol.try_mount()
     assert p.returncode == 2
     assert "cache.segment_size 65536 is too small" in p.stderr and "128KiB" in p.stderr
+
+
+def test_restart_after_kill9_detaches_the_dead_mount(tmp_path):
+    """qsfs-fs killed with SIGKILL leaves its mount behind (ENOTCONN). A new
+    qsfs-fs on the same mountpoint detaches it and mounts, as a supervisor's
+    restart needs; what was fsync'd is there."""
+    vol = Volume(tmp_path, segment_size="4MiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        data = os.urandom(3 * MIB)
+        with open(vol.mnt / "f", "wb") as f:
+            f.write(data)
+            os.fsync(f.fileno())
+        vol.fs.send_signal(signal.SIGKILL)
+        vol.fs.wait(timeout=60)
+        vol.fs = None
+        try:
+            os.stat(vol.mnt)
+            raise AssertionError("the killed qsfs-fs left no dead mount")
+        except OSError as e:
+            assert e.errno == errno.ENOTCONN, e
+        vol.mount()
+        assert (vol.mnt / "f").read_bytes() == data
+        assert "was the dead mount of a qsfs-fs that stopped without unmounting: detached it" \
+            in vol.fs_log.read_text()
+        assert vol.unmount() == 0
+        # exactly one mount left behind on the mountpoint, and gone now
+        assert str(vol.mnt) not in open("/proc/self/mounts").read()
+    finally:
+        vol.close()
