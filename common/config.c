@@ -269,6 +269,12 @@ void config_free(struct qsfs_config *c)
 	memset(c, 0, sizeof *c);
 }
 
+const char *config_default_path(void)
+{
+	const char *e = getenv("QSFS_CONFIG");
+	return e && *e ? e : "/etc/qsfs/qsfs.yaml";
+}
+
 int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t errlen)
 {
 	memset(cfg, 0, sizeof *cfg);

@@ -79,6 +79,11 @@ struct qsfs_config {
 	} stor;
 };
 
+/* The configuration a program uses without -c: $QSFS_CONFIG when set and
+ * not empty (qsfs-fs sets it for its hooks; the container sets it for
+ * every service and shell), else /etc/qsfs/qsfs.yaml. */
+const char *config_default_path(void);
+
 /* Load and check path into *cfg. Returns 0, or -EINVAL (or -errno when the
  * file cannot be read) with a message in err. On failure *cfg is freed. */
 int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t errlen);

@@ -336,7 +336,7 @@ static int check_not_stale(struct wlease *lease, struct cache *c, const char *di
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [--takeover] [MOUNTPOINT]\n"
-		   "  -c CONFIG   the qsfs configuration (default /etc/qsfs/qsfs.yaml)\n"
+		   "  -c CONFIG   the qsfs configuration (default $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml)\n"
 		   "  -o OPTS     extra mount options (allow_other)\n"
 		   "  -d          FUSE debug output\n"
 		   "  --takeover  take the volume's writer lease from another host even if\n"
@@ -346,7 +346,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	const char *conf = "/etc/qsfs/qsfs.yaml", *extra = NULL;
+	const char *conf = config_default_path(), *extra = NULL;
 	bool debug = false, takeover = false;
 	int ch;
 	static const struct option longopts[] = { { "takeover", no_argument, NULL, 'T' },

@@ -63,7 +63,7 @@ static int wait_exclusive(const char *dir, const char *name, const char *what)
 
 int main(int argc, char **argv)
 {
-	const char *conf = "/etc/qsfs/qsfs.yaml";
+	const char *conf = config_default_path();
 	bool now = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-c") && i + 1 < argc) {

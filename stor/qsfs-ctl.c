@@ -59,7 +59,7 @@ static void usage(FILE *f)
 		   "  drain [--timeout S]     seal what is written, wait until it is uploaded\n"
 		   "  ready                   exit 0 when the mount and qsfs-stor answer\n"
 		   "  warmup [PATH...]        fetch the segments of those files (or all) ahead\n"
-		   "CONFIG defaults to /etc/qsfs/qsfs.yaml.\n");
+		   "CONFIG defaults to $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml.\n");
 }
 
 /* One request, one reply line (malloc'd). Returns 0, or 3 when the daemon
@@ -527,7 +527,7 @@ static int cmd_ready(const struct qsfs_config *cfg)
 
 int main(int argc, char **argv)
 {
-	const char *conf = "/etc/qsfs/qsfs.yaml";
+	const char *conf = config_default_path();
 	int ch;
 	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
 		if (ch == 'c') {

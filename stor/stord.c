@@ -1220,7 +1220,7 @@ static void *conn_main(void *arg)
 
 int main(int argc, char **argv)
 {
-	const char *conf = "/etc/qsfs/qsfs.yaml";
+	const char *conf = config_default_path();
 	int ch;
 	while ((ch = getopt(argc, argv, "c:h")) != -1) {
 		if (ch == 'c') {

@@ -147,7 +147,7 @@ class Container:
             return self.pid1 is not None
         wait_for(child, 20, "zinit as PID 1")
         wait_for(lambda: self.proc.poll() is not None or
-                 self.inside(self.ctl_bin, "-c", str(self.conf), "ready").returncode == 0,
+                 self.inside(self.ctl_bin, "ready").returncode == 0,  # $QSFS_CONFIG
                  120, "the stack to be ready")
         assert self.proc.poll() is None, self.log.read_text()[-4000:]
 

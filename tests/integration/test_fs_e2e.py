@@ -5,7 +5,6 @@ segment-missing hook, byte-exact. A cold fetch blocks only its reader."""
 import hashlib
 import os
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 

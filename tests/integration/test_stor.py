@@ -388,6 +388,28 @@ def test_config_errors(stor, edit, want):
         assert want in p.stderr and "qsfs.yaml:" in p.stderr
 
 
+def test_config_from_the_environment(stor, tmp_path):
+    """Without -c, qsfs-stor and qsfs-ctl read $QSFS_CONFIG (what the
+    container sets for every service and shell), else /etc/qsfs/qsfs.yaml."""
+    env = dict(os.environ, QSFS_CONFIG=str(stor.conf))
+    p = subprocess.Popen([stor.stor_bin], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: subprocess.run([stor.ctl_bin, "status"], env=env,
+                                        capture_output=True).returncode == 0, 30, "qsfs-stor")
+        out = subprocess.run([stor.ctl_bin, "status"], env=env, capture_output=True,
+                             text=True).stdout
+        assert "testvol" in out, out
+    finally:
+        p.terminate()
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+    missing = tmp_path / "nowhere.yaml"
+    for binary in (stor.stor_bin, stor.ctl_bin):
+        args = [binary] + (["status"] if binary == stor.ctl_bin else [])
+        q = subprocess.run(args, capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, QSFS_CONFIG=str(missing)))
+        assert q.returncode == 2 and str(missing) in q.stderr, q.stderr
+
+
 def test_too_few_backends(tmp_path, redises):
     s = Stor(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises[:5]], _build_dir())
     p = s.ctl("format", check=False)

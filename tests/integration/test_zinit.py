@@ -354,9 +354,8 @@ def test_container_exits_zero_after_clean_shutdown(zi):
 # ---- control commands ----
 
 def test_control_commands(zi):
-    t = zi.tmp
     zi.service("sleeper", "exec: sh -c 'echo hello from sleeper; exec sleep 1000'\n")
-    zi.service("talker", f"exec: sh -c 'echo one; echo two; exec sleep 1000'\nafter: [sleeper]\n")
+    zi.service("talker", "exec: sh -c 'echo one; echo two; exec sleep 1000'\nafter: [sleeper]\n")
     zi.service("quiet", "exec: sh -c 'echo secret; exec sleep 1000'\nlog: null\n")
     zi.start(container=False)
     mode = os.stat(zi.sock).st_mode
