@@ -36,15 +36,18 @@
 #include "../common/config.h"
 #include "../common/qlog.h"
 
-/* Block until an exclusive flock on dir/name is ours, then let it go. */
+/* Block until an exclusive flock on dir/name is ours. Returns the fd
+ * holding it (the caller closes it), or a negative errno after saying
+ * what failed. */
 static int wait_exclusive(const char *dir, const char *name, const char *what)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
-	int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		fprintf(stderr, "qsfs-wait-hooks: %s: %s\n", path, strerror(errno));
-		return -errno;
+		int r = -errno;
+		fprintf(stderr, "qsfs-wait-hooks: %s: %s\n", path, strerror(-r));
+		return r;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		qlog_info("wait-hooks: waiting for %s", what);
@@ -57,8 +60,17 @@ static int wait_exclusive(const char *dir, const char *name, const char *what)
 			}
 		}
 	}
-	close(fd);
-	return 0;
+	if (fd < 3) {	/* cache_opts.lock_fd takes fds above 2 */
+		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		close(fd);
+		if (hi < 0) {
+			int r = -errno;
+			fprintf(stderr, "qsfs-wait-hooks: %s: %s\n", path, strerror(-r));
+			return r;
+		}
+		fd = hi;
+	}
+	return fd;
 }
 
 int main(int argc, char **argv)
@@ -100,17 +112,31 @@ int main(int argc, char **argv)
 		qlog_info("wait-hooks: %s: waiting for qsfs-fs and its hooks to hand everything "
 			  "to qsfs-stor", strsignal(sig));
 	}
-	int r = wait_exclusive(cfg.cache.dir, CACHE_LOCK_FILE, "qsfs-fs to stop");
-	if (!r)
-		r = wait_exclusive(cfg.cache.dir, CACHE_HOOKS_LOCK, "the running hooks");
-	if (r) {
+	if (access(cfg.cache.dir, F_OK) < 0 && errno == ENOENT) {
+		qlog_info("wait-hooks: %s does not exist (qsfs-fs never ran): nothing to hand off",
+			  cfg.cache.dir);
+		config_free(&cfg);
+		return 0;
+	}
+	/* the cache's lock is kept from here to the end: no qsfs-fs may start
+	 * in between */
+	int lk = wait_exclusive(cfg.cache.dir, CACHE_LOCK_FILE, "qsfs-fs to stop");
+	int hk = lk < 0 ? lk : wait_exclusive(cfg.cache.dir, CACHE_HOOKS_LOCK,
+					       "the running hooks");
+	if (hk >= 0)
+		close(hk);	/* the hooks the open below starts take it again */
+	if (lk < 0 || hk < 0) {
+		if (lk >= 0)
+			close(lk);
 		config_free(&cfg);
 		return 1;
 	}
 	/* what fs could not hand off (stor was away): the log's open retries it */
 	struct cache_opts co = cache_opts_from_config(&cfg);
+	co.lock_fd = lk;
 	struct cache *c;
-	r = cache_open(&co, &c);
+	int r = cache_open(&co, &c);
+	close(lk);	/* the cache holds its own duplicate */
 	if (r) {
 		fprintf(stderr, "qsfs-wait-hooks: cannot open the segment log in %s: %s\n",
 			cfg.cache.dir, strerror(-r));
