@@ -31,6 +31,7 @@ size_t key_dent_prefix(uint8_t *k, uint64_t parent) { return key_num(k, K_DENT, 
 size_t key_block_prefix(uint8_t *k, uint64_t ino) { return key_num(k, K_BLOCK, ino); }
 size_t key_xattr_prefix(uint8_t *k, uint64_t ino) { return key_num(k, K_XATTR, ino); }
 size_t key_orphan(uint8_t *k, uint64_t ino) { return key_num(k, K_ORPHAN, ino); }
+size_t key_trunc(uint8_t *k, uint64_t ino) { return key_num(k, K_TRUNC, ino); }
 
 size_t key_dent(uint8_t *k, uint64_t parent, const char *name)
 {

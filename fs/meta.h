@@ -12,6 +12,9 @@
  *   'B' ino block                data block (FS_BLOCK bytes at most)
  *   'X' ino name                 extended attribute value
  *   'O' ino                      orphan: unlinked while open; purged at mount
+ *   'T' ino                      truncating: written in the batch that shrinks
+ *                                the size; blocks past the size are dropped
+ *                                after it, then the key; finished at mount
  * A directory is its 'D' keys: adding an entry is one record, whatever the
  * directory's size. A file is its 'B' keys: writing a block rewrites only
  * that block. Holes are absent blocks; a block's value may be shorter than
@@ -40,7 +43,7 @@
 #define FS_ROOT_INO 1ull
 
 enum { K_SUPER = 'S', K_INODE = 'I', K_DENT = 'D', K_BLOCK = 'B', K_XATTR = 'X',
-       K_ORPHAN = 'O' };
+       K_ORPHAN = 'O', K_TRUNC = 'T' };
 
 struct inode_rec {
 	uint32_t mode, uid, gid, nlink;
@@ -59,6 +62,7 @@ size_t key_block_prefix(uint8_t *k, uint64_t ino);
 size_t key_xattr(uint8_t *k, uint64_t ino, const char *name);
 size_t key_xattr_prefix(uint8_t *k, uint64_t ino);
 size_t key_orphan(uint8_t *k, uint64_t ino);
+size_t key_trunc(uint8_t *k, uint64_t ino);
 
 void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE]);
 /* Returns 0 or -EIO (wrong length or version). */

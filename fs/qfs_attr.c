@@ -56,6 +56,9 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 	struct inode_rec r = n->rec;
 	int64_t now = qfs_now();
 	int e = 0;
+	bool shrink = false;
+	struct txn t;	/* the size and its 'T' key, the mode and the ACL: together */
+	txn_init(&t);
 	if (set & QFS_SET_SIZE) {
 		if (S_ISDIR(r.mode))
 			e = -EISDIR;
@@ -63,15 +66,21 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 			e = -EINVAL;
 		else if (in->st_size < 0)
 			e = -EINVAL;
-		if (!e)
-			e = data_truncate(fs, ino, r.size, (uint64_t)in->st_size);
 		if (!e) {
+			/* growing leaves a hole (nothing is stored past the size);
+			 * shrinking drops the data after the new size is in the log */
+			shrink = (uint64_t)in->st_size < r.size;
+			if ((uint64_t)in->st_size > r.size)	/* the hole reads zeros */
+				e = data_cut(fs, ino, r.size);
+			if (shrink) {
+				uint8_t k[16];
+				size_t kl = key_trunc(k, ino);
+				txn_put(&t, k, kl, "", 0);
+			}
 			r.mtime = now;	/* as Linux truncate(2): always */
 			r.size = (uint64_t)in->st_size;
 		}
 	}
-	struct txn t;	/* the mode and the ACL change together */
-	txn_init(&t);
 	if (set & QFS_SET_MODE) {
 		r.mode = (r.mode & S_IFMT) | (in->st_mode & 07777);
 		if (!e)
@@ -92,6 +101,8 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 	if (!e) {
 		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
 		e = node_commit(fs, n, &t, &r);
+		if (!e && shrink)
+			e = trunc_finish(fs, ino, r.size);
 	} else {
 		txn_free(&t);
 	}

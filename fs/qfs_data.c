@@ -15,6 +15,7 @@
 
 #include "qfs_int.h"
 #include "../common/endian.h"
+#include "../common/qlog.h"
 
 #define ATIME_AGE_NS (24ll * 3600 * 1000000000)
 
@@ -165,9 +166,14 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	pthread_rwlock_wrlock(&n->lock);
 	struct inode_rec rec = n->rec;
 	uint64_t end = (uint64_t)off + len;
+	/* a write past the end leaves a hole: no data a crash left past the
+	 * size (a write's blocks reached the log, its size did not) may show
+	 * there */
+	int r = (uint64_t)off > rec.size ? data_cut(fs, ino, rec.size) : 0;
 	if (end > rec.size)
 		rec.size = end;
-	int r = write_blocks(fs, ino, buf, len, (uint64_t)off, rec.size);
+	if (!r)
+		r = write_blocks(fs, ino, buf, len, (uint64_t)off, rec.size);
 	if (!r) {
 		rec.mtime = rec.ctime = qfs_now();
 		r = node_store(fs, n, &rec);
@@ -176,10 +182,8 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	return r ? r : (ssize_t)len;
 }
 
-int data_truncate(struct qfs *fs, uint64_t ino, uint64_t old, uint64_t size)
+int data_cut(struct qfs *fs, uint64_t ino, uint64_t size)
 {
-	if (size >= old)
-		return 0;	/* growing leaves a hole */
 	uint64_t keep = (size + FS_BLOCK - 1) / FS_BLOCK;	/* blocks that stay */
 	int r = blocks_drop(fs, ino, keep);
 	if (r || size % FS_BLOCK == 0)
@@ -197,6 +201,22 @@ int data_truncate(struct qfs *fs, uint64_t ino, uint64_t old, uint64_t size)
 	else if (have < 0)
 		r = (int)have;
 	free(tmp);
+	return r;
+}
+
+int trunc_finish(struct qfs *fs, uint64_t ino, uint64_t size)
+{
+	int r = data_cut(fs, ino, size);
+	if (!r) {
+		uint8_t k[16];
+		size_t kl = key_trunc(k, ino);
+		r = cache_del(fs->c, k, kl);
+		r = r == -ENOENT ? 0 : r;
+	}
+	if (r)
+		qlog_err("fs: inode %llu: the data past its new size %llu is not dropped yet (%s); "
+			 "the next mount finishes it", (unsigned long long)ino,
+			 (unsigned long long)size, strerror(-r));
 	return r;
 }
 

@@ -63,8 +63,16 @@ void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st);
 
 /* Delete every block at or after block `from` of ino. */
 int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from);
-/* Cut the file to size (blocks past it dropped, the last block trimmed). */
-int data_truncate(struct qfs *fs, uint64_t ino, uint64_t old, uint64_t size);
+/* Cut the data of ino to size: blocks past it dropped, the last block
+ * trimmed to it. Idempotent (a crash in the middle is finished by running
+ * it again). Also run before a file grows (truncate up, a write past the
+ * end): a crash between a write's blocks and its inode record leaves data
+ * past the size, which must not show in the new hole. */
+int data_cut(struct qfs *fs, uint64_t ino, uint64_t size);
+/* After the batch that shrank ino to size (with its 'T' key): cut the
+ * data, then delete the key. On failure the key stays, and the next mount
+ * finishes the cut. */
+int trunc_finish(struct qfs *fs, uint64_t ino, uint64_t size);
 /* Remove an inode and everything it owns from the log. */
 int inode_purge(struct qfs *fs, uint64_t ino);
 

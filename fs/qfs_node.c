@@ -264,6 +264,11 @@ int inode_purge(struct qfs *fs, uint64_t ino)
 		r = cache_del(fs->c, k, kl);
 		r = r == -ENOENT ? 0 : r;
 	}
+	kl = key_trunc(k, ino);
+	if (!r) {
+		r = cache_del(fs->c, k, kl);
+		r = r == -ENOENT ? 0 : r;
+	}
 	kl = key_orphan(k, ino);
 	if (!r) {
 		r = cache_del(fs->c, k, kl);
@@ -313,6 +318,29 @@ static int orphan_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	return inode_purge(fs, ino);
 }
 
+/* A truncate a crash interrupted: the smaller size is in the log, some of
+ * the data past it may still be. */
+static int trunc_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *v, size_t vl)
+{
+	(void)v;
+	(void)vl;
+	struct qfs *fs = arg;
+	if (klen != 9)
+		return 0;
+	uint64_t ino = get_be64(key + 1);
+	struct inode_rec r;
+	int e = rec_load(fs, ino, &r);
+	if (e == -ENOENT) {	/* purged since: only the key is left */
+		e = cache_del(fs->c, key, klen);
+		return e == -ENOENT ? 0 : e;
+	}
+	if (e)
+		return e;
+	qlog_info("fs: finishing the truncate of inode %llu to %llu bytes, interrupted by a crash",
+		  (unsigned long long)ino, (unsigned long long)r.size);
+	return trunc_finish(fs, ino, r.size);
+}
+
 int qfs_open(const struct qfs_opts *o, struct qfs **out)
 {
 	struct qfs *fs = calloc(1, sizeof *fs);
@@ -344,8 +372,11 @@ int qfs_open(const struct qfs_opts *o, struct qfs **out)
 	} else {
 		/* numbers up to the reserved limit may have been handed out */
 		fs->next_ino = fs->ino_limit = get_le64(v + 8);
-		uint8_t p = K_ORPHAN;
-		r = cache_scan(fs->c, &p, 1, false, orphan_cb, fs);
+		uint8_t p = K_TRUNC;
+		r = cache_scan(fs->c, &p, 1, false, trunc_cb, fs);
+		p = K_ORPHAN;
+		if (!r)
+			r = cache_scan(fs->c, &p, 1, false, orphan_cb, fs);
 	}
 	struct node *root;
 	if (!r)

@@ -278,13 +278,26 @@ int qfs_lookup(struct qfs *fs, uint64_t parent, const char *name, struct stat *s
 {
 	uint64_t ino;
 	mode_t type;
-	int e = dent_get(fs, parent, name, &ino, &type);
-	if (e)
-		return e;
 	struct node *n;
-	e = node_get(fs, ino, 1, 0, &n);
-	if (e)
-		return e == -ENOENT ? -EIO : e;	/* an entry to a missing inode */
+	/* Without fs->ns (lookups are the hottest request): an unlink or a
+	 * rename may remove the inode between the entry and the inode read.
+	 * Then the entry is gone or names another inode when read again; an
+	 * entry that stays and names a missing inode is damage. */
+	for (int tries = 0;; tries++) {
+		int e = dent_get(fs, parent, name, &ino, &type);
+		if (e)
+			return e;
+		e = node_get(fs, ino, 1, 0, &n);
+		if (!e)
+			break;
+		if (e != -ENOENT)
+			return e;
+		if (tries == 3) {
+			qlog_err("fs: entry '%s' in directory %" PRIu64 " names inode %" PRIu64
+				 ", which does not exist", name, parent, ino);
+			return -EIO;
+		}
+	}
 	pthread_rwlock_rdlock(&n->lock);
 	rec_to_stat(ino, &n->rec, st);
 	pthread_rwlock_unlock(&n->lock);

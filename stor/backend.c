@@ -148,11 +148,14 @@ static int dir_put(struct backend *b, const char *key, const void *val, size_t l
 {
 	char path[4096], tmp[4200];
 	snprintf(path, sizeof path, "%s/%s", b->path, key);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	/* a temporary name of this writer's own: two processes (qsfs-fs and
+	 * qsfs-stor both write the lease) putting one key at once must not
+	 * share, mix or rename away each other's file */
+	snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
 	int r = mkdirs(path);
 	if (r)
 		return r;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = mkostemp(tmp, O_CLOEXEC);	/* mode 0600 */
 	if (fd < 0)
 		return -errno;
 	r = fs_pwrite_all(fd, val, len, 0);

@@ -1,6 +1,6 @@
 """Power cut during namespace changes: every create, link, unlink, rename
-(replacing, exchanging, moving directories), mkdir and rmdir reaches the log
-as one atomic batch. The log of a run is cut at random byte offsets (what a
+(replacing, exchanging, moving directories), mkdir, rmdir and truncate
+(shrinking or growing) reaches the log as one atomic batch. The log of a run is cut at random byte offsets (what a
 power cut leaves: any prefix of the unsynced tail) and each cut is mounted:
 the tree must be exactly the tree after some whole operation, the last one
 whose records end before the cut (or the one after it, when the cut only
@@ -62,7 +62,8 @@ def random_op(rng, mnt, state, serial):
     dirs = [p for p, v in state.items() if v[0] == "d"]
     anydir = lambda: mnt / rng.choice(dirs + ["."])  # noqa: E731
     kind = rng.choice(["replace", "move", "movedir", "exchange", "noreplace", "link",
-                       "unlink", "mkdir", "rmdir", "create"])
+                       "unlink", "mkdir", "rmdir", "create", "truncate", "extend",
+                       "append"])
     if kind == "replace" and len(files) >= 2:
         a, b = rng.sample(files, 2)
         os.rename(mnt / a, mnt / b)
@@ -85,6 +86,19 @@ def random_op(rng, mnt, state, serial):
         os.rmdir(mnt / rng.choice(dirs))
     elif kind == "create":
         os.mknod(anydir() / f"c{serial}", stat.S_IFREG | 0o644)
+    elif kind == "truncate" and [f for f in files if state[f][3]]:
+        # shrink: the new size and the drop of the data past it
+        f = rng.choice([f for f in files if state[f][3]])
+        os.truncate(mnt / f, rng.randrange(0, len(state[f][3])))
+    elif kind == "append" and files:
+        # not one batch: blocks first, then the size (a cut between leaves
+        # data past the size, which must never show in a later hole)
+        with open(mnt / rng.choice(files), "ab") as f:
+            f.write(rng.randbytes(rng.randrange(1, 140000)))
+    elif kind == "extend" and files:
+        # grow: zeros, never the data a shrink dropped
+        f = rng.choice(files)
+        os.truncate(mnt / f, len(state[f][3]) + rng.randrange(1, 150000))
     else:
         return False
     return True
@@ -103,6 +117,8 @@ def test_power_cut_during_namespace_changes(tmp_path):
             p = mnt / f"dir{i % 4}" / f"file{i}"
             p.write_bytes(f"content of file {i}\n".encode() * (i + 1))
         os.link(mnt / "dir0" / "file0", mnt / "dir1" / "hard0")
+        for i in range(3):  # several 64 KiB blocks: shrinking drops whole blocks too
+            (mnt / f"dir{i}" / f"big{i}").write_bytes(rng.randbytes(150000 + 70000 * i))
         fd = os.open(mnt / "dir0" / "file0", os.O_RDONLY)
         os.fsync(fd)  # everything so far is durable
         os.close(fd)
@@ -140,11 +156,20 @@ def test_power_cut_during_namespace_changes(tmp_path):
             vol.mount()
             try:
                 got = tree(mnt)
+                # growing any file shows zeros past its old end
+                for p, v in got.items():
+                    if v[0] == "f":
+                        os.truncate(mnt / p, len(v[3]) + 200000)
+                        with open(mnt / p, "rb") as f:
+                            f.seek(len(v[3]))
+                            assert f.read() == bytes(200000), f"{p}: not zeros past the end"
+                        os.truncate(mnt / p, len(v[3]))
             finally:
                 assert vol.unmount() == 0, vol.fs_log.read_text()[-3000:]
-            # an unlink's purge of the data comes after its batch: a cut in
-            # the purge records leaves the next operation whole (the orphan
-            # key finishes the purge at mount)
+            # an unlink's purge of the data, and a shrink's drop of the data
+            # past the new size, come after their batch: a cut there leaves
+            # the operation whole (the orphan or truncate key finishes it at
+            # mount)
             if want + 1 < len(states) and got == states[want + 1]:
                 want += 1
             assert got == states[want], (
