@@ -71,7 +71,7 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 			 * shrinking drops the data after the new size is in the log */
 			shrink = (uint64_t)in->st_size < r.size;
 			if ((uint64_t)in->st_size > r.size)	/* the hole reads zeros */
-				e = data_cut(fs, ino, r.size);
+				e = tail_clean(fs, n);
 			if (shrink) {
 				uint8_t k[16];
 				size_t kl = key_trunc(k, ino);
@@ -101,8 +101,11 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 	if (!e) {
 		r.ctime = (set & QFS_SET_CTIME) ? ts_ns(&in->st_ctim) : now;
 		e = node_commit(fs, n, &t, &r);
+		/* the new size is in: a failure to drop the data past it is
+		 * logged and finished at the next mount (the 'T' key), and a
+		 * grow before then cuts first */
 		if (!e && shrink)
-			e = trunc_finish(fs, ino, r.size);
+			n->tail_clean = trunc_finish(fs, ino, r.size) == 0;
 	} else {
 		txn_free(&t);
 	}

@@ -169,7 +169,7 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	/* a write past the end leaves a hole: no data a crash left past the
 	 * size (a write's blocks reached the log, its size did not) may show
 	 * there */
-	int r = (uint64_t)off > rec.size ? data_cut(fs, ino, rec.size) : 0;
+	int r = (uint64_t)off > rec.size ? tail_clean(fs, n) : 0;
 	if (end > rec.size)
 		rec.size = end;
 	if (!r)
@@ -178,6 +178,8 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 		rec.mtime = rec.ctime = qfs_now();
 		r = node_store(fs, n, &rec);
 	}
+	if (r)
+		n->tail_clean = false;	/* some blocks may be in, past the size */
 	pthread_rwlock_unlock(&n->lock);
 	return r ? r : (ssize_t)len;
 }
@@ -201,6 +203,15 @@ int data_cut(struct qfs *fs, uint64_t ino, uint64_t size)
 	else if (have < 0)
 		r = (int)have;
 	free(tmp);
+	return r;
+}
+
+int tail_clean(struct qfs *fs, struct node *n)
+{
+	if (n->tail_clean)
+		return 0;
+	int r = data_cut(fs, n->ino, n->rec.size);
+	n->tail_clean = !r;
 	return r;
 }
 
@@ -270,8 +281,10 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 		/* allocate: the space is taken now (zero blocks where there are
 		 * holes), so later writes to the range cannot fail for space */
 		uint64_t size = mode ? rec.size : (end > rec.size ? end : rec.size);
-		uint8_t *tmp = malloc(FS_BLOCK);
-		r = tmp ? 0 : -ENOMEM;
+		r = size > rec.size ? tail_clean(fs, n) : 0;	/* the new range reads zeros */
+		uint8_t *tmp = r ? NULL : malloc(FS_BLOCK);
+		if (!r && !tmp)
+			r = -ENOMEM;
 		for (uint64_t b = start / FS_BLOCK; !r && b * FS_BLOCK < end; b++) {
 			uint64_t bs = b * FS_BLOCK;
 			uint64_t want = size > bs ? size - bs : 0;
@@ -290,6 +303,8 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 		rec.mtime = rec.ctime = qfs_now();
 		r = node_store(fs, n, &rec);
 	}
+	if (r)
+		n->tail_clean = false;
 	pthread_rwlock_unlock(&n->lock);
 	return r;
 }

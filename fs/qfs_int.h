@@ -16,6 +16,10 @@ struct node {
 	pthread_rwlock_t lock;	/* rec and the inode's data */
 	struct inode_rec rec;
 	bool deleted;		/* purged (or being purged) from the log */
+	/* no block data past rec.size (cut in this mount, and every write
+	 * since reached its size record): growing needs no data_cut. Under
+	 * lock. */
+	bool tail_clean;
 	struct node *next;	/* hash chain */
 };
 
@@ -69,6 +73,9 @@ int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from);
  * end): a crash between a write's blocks and its inode record leaves data
  * past the size, which must not show in the new hole. */
 int data_cut(struct qfs *fs, uint64_t ino, uint64_t size);
+/* data_cut at n's size unless n->tail_clean; then n->tail_clean. Before a
+ * change that grows the file. n->lock held for writing. */
+int tail_clean(struct qfs *fs, struct node *n);
 /* After the batch that shrank ino to size (with its 'T' key): cut the
  * data, then delete the key. On failure the key stays, and the next mount
  * finishes the cut. */

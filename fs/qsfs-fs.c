@@ -30,6 +30,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
+#include <limits.h>
+#include <mntent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,7 +274,30 @@ static void detach_dead_mount(const char *mnt)
 	struct stat st;
 	if (stat(mnt, &st) == 0 || errno != ENOTCONN)
 		return;
-	int r = umount2(mnt, MNT_DETACH) == 0 ? 0 : -errno;
+	/* only a qsfs mount on exactly this path (another filesystem may
+	 * answer ENOTCONN for reasons of its own) */
+	char dir[PATH_MAX], path[2 * PATH_MAX];
+	const char *slash = strrchr(mnt, '/'), *base = slash ? slash + 1 : mnt;
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == mnt)
+		snprintf(dir, sizeof dir, "/");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - mnt), mnt);
+	char *real = realpath(dir, NULL);	/* the path as the mount table has it */
+	if (!real)
+		return;
+	snprintf(path, sizeof path, "%s/%s", strcmp(real, "/") ? real : "", base);
+	free(real);
+	bool ours = false;
+	FILE *mf = setmntent("/proc/self/mounts", "r");
+	for (struct mntent *m; mf && (m = getmntent(mf));)
+		ours |= !strcmp(m->mnt_dir, path) && !strcmp(m->mnt_type, "fuse.qsfs");
+	if (mf)
+		endmntent(mf);
+	if (!ours)
+		return;
+	int r = umount2(path, MNT_DETACH) == 0 ? 0 : -errno;
 	if (r == -EPERM) {
 		extern char **environ;
 		char *argv[] = { "fusermount3", "-u", "-z", (char *)mnt, NULL };
@@ -379,7 +404,6 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 2;
 	}
-	detach_dead_mount(mnt);
 	if (mkdir(mnt, 0755) == 0)	/* a container's first start: nothing there yet */
 		qlog_info("fs: created the mountpoint %s", mnt);
 	if (cfg.cache.segment_size && cfg.cache.segment_size < FS_MIN_SEGMENT) {
@@ -420,6 +444,8 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
+	/* no qsfs-fs of this cache is alive now: a dead mount it left may go */
+	detach_dead_mount(mnt);
 	/* one writer per volume: taken before anything is restored or written */
 	struct wlease *lease = NULL;
 	int lr = wlease_take(&cfg, takeover, &lease, err, sizeof err);
@@ -436,6 +462,7 @@ int main(int argc, char **argv)
 		if (rr) {
 			fprintf(stderr, "qsfs-fs: %s\n", err);
 			lease_stop(lease, cfg.stor.socket);
+			close(lk);
 			config_free(&cfg);
 			return 1;
 		}

@@ -112,9 +112,13 @@ int main(int argc, char **argv)
 		qlog_info("wait-hooks: %s: waiting for qsfs-fs and its hooks to hand everything "
 			  "to qsfs-stor", strsignal(sig));
 	}
-	if (access(cfg.cache.dir, F_OK) < 0 && errno == ENOENT) {
-		qlog_info("wait-hooks: %s does not exist (qsfs-fs never ran): nothing to hand off",
-			  cfg.cache.dir);
+	/* no VOLUME file: no log there (qsfs-fs never opened one; it may have
+	 * stopped at the writer lease), and opening it would make a new one */
+	char vpath[PATH_MAX];
+	snprintf(vpath, sizeof vpath, "%s/VOLUME", cfg.cache.dir);
+	if (access(vpath, F_OK) < 0 && errno == ENOENT) {
+		qlog_info("wait-hooks: %s holds no segment log (qsfs-fs never opened one there): "
+			  "nothing to hand off", cfg.cache.dir);
 		config_free(&cfg);
 		return 0;
 	}

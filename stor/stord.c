@@ -103,6 +103,7 @@ static struct {
 	/* The writer lease (lease.h) names another holder: this node's jobs
 	 * are not uploaded (they would overwrite the new writer's objects). */
 	bool fenced;
+	bool fence_released;	/* fenced by a released lease (a move), not a live holder */
 	char fence_why[700];
 	const char *lease_state;	/* for STATUS: see lease_tick */
 	struct health *health;	/* which backends are usable (own lock) */
@@ -368,7 +369,11 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 	unsigned njobs = D.njobs + D.in_flight;
 	D.lease_state = !ours ? "other" : (l.flags & LEASE_MOUNTED) ? "mounted"
 			: (l.flags & LEASE_RELEASED) ? "released" : "stopping";
-	if (was != D.fenced) {
+	bool was_released = D.fence_released;
+	D.fence_released = D.fenced && released;
+	if (was && D.fenced && was_released && !released) {
+		qlog_err("stor: %s", D.fence_why);	/* a move became a live holder */
+	} else if (was != D.fenced) {
 		if (D.fenced && released)
 			qlog_info("stor: %s", D.fence_why);
 		else if (D.fenced)

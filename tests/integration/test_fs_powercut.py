@@ -156,14 +156,26 @@ def test_power_cut_during_namespace_changes(tmp_path):
             vol.mount()
             try:
                 got = tree(mnt)
-                # growing any file shows zeros past its old end
-                for p, v in got.items():
-                    if v[0] == "f":
-                        os.truncate(mnt / p, len(v[3]) + 200000)
-                        with open(mnt / p, "rb") as f:
-                            f.seek(len(v[3]))
-                            assert f.read() == bytes(200000), f"{p}: not zeros past the end"
-                        os.truncate(mnt / p, len(v[3]))
+                # growing any file (by truncate, fallocate or a write past
+                # the end) shows zeros past its old end
+                for how in ("fallocate", "write", "truncate"):
+                    for p, v in got.items():
+                        if v[0] != "f":
+                            continue
+                        end = len(v[3])
+                        fd = os.open(mnt / p, os.O_RDWR)
+                        try:
+                            if how == "truncate":
+                                os.truncate(fd, end + 200000)
+                            elif how == "fallocate":
+                                os.posix_fallocate(fd, end, 200000)
+                            else:
+                                os.pwrite(fd, b"\0", end + 199999)
+                            assert os.pread(fd, 200001, end) == bytes(200000), \
+                                f"{p}: not zeros past the end (grown by {how})"
+                            os.truncate(fd, end)
+                        finally:
+                            os.close(fd)
             finally:
                 assert vol.unmount() == 0, vol.fs_log.read_text()[-3000:]
             # an unlink's purge of the data, and a shrink's drop of the data

@@ -392,7 +392,8 @@ def test_config_from_the_environment(stor, tmp_path):
     """Without -c, qsfs-stor and qsfs-ctl read $QSFS_CONFIG (what the
     container sets for every service and shell), else /etc/qsfs/qsfs.yaml."""
     env = dict(os.environ, QSFS_CONFIG=str(stor.conf))
-    p = subprocess.Popen([stor.stor_bin], stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "stor-env.log"
+    p = subprocess.Popen([stor.stor_bin], stderr=open(log, "w"), env=env)
     try:
         wait_for(lambda: subprocess.run([stor.ctl_bin, "status"], env=env,
                                         capture_output=True).returncode == 0, 30, "qsfs-stor")
@@ -401,7 +402,7 @@ def test_config_from_the_environment(stor, tmp_path):
         assert "testvol" in out, out
     finally:
         p.terminate()
-        assert p.wait(timeout=60) == 0, p.stderr.read()
+        assert p.wait(timeout=60) == 0, log.read_text()
     missing = tmp_path / "nowhere.yaml"
     for binary in (stor.stor_bin, stor.ctl_bin):
         args = [binary] + (["status"] if binary == stor.ctl_bin else [])

@@ -118,12 +118,21 @@ def test_signal_starts_the_wait_and_bad_input(tmp_path):
     try:
         # nothing happens until SIGTERM; a cache fs never created is nothing to do
         w = waiter(vol)
-        time.sleep(1)
+
+        def in_sigwait():
+            assert w.poll() is None
+            with open(f"/proc/{w.pid}/wchan") as f:
+                return "sigtimedwait" in f.read()
+        wait_for(in_sigwait, 30, "qsfs-wait-hooks to wait for SIGTERM")
+        time.sleep(0.5)
         assert w.poll() is None
         w.send_signal(signal.SIGTERM)
         out, err = w.communicate(timeout=60)
         assert w.returncode == 0, err
-        assert "does not exist (qsfs-fs never ran): nothing to hand off" in err
+        assert "holds no segment log (qsfs-fs never opened one there): nothing to hand off" \
+            in err
+        # nor is one made there
+        assert not (vol.cache / "VOLUME").exists()
         p = waiter(vol, "--bogus")
         assert p.wait(timeout=30) == 2 and "usage: qsfs-wait-hooks" in p.stderr.read()
         bad = tmp_path / "bad.yaml"

@@ -26,6 +26,8 @@ struct race {
 	atomic_bool stop;
 	atomic_int bad;		/* answers other than 0 / ENOENT */
 	atomic_long found;	/* lookups that found the file */
+	atomic_int churn_errors;	/* creates/unlinks that failed (counted: cmocka's
+				 * asserts must stay on the main thread) */
 	int last_bad;
 };
 
@@ -37,10 +39,13 @@ static void *churn(void *arg)
 		snprintf(name, sizeof name, "f%d", i % NAMES);
 		struct stat st;
 		int e = qfs_mknod(r->fs, ROOT, name, S_IFREG | 0644, 0, 0, 0, 0, NULL, &st);
-		assert_int_equal(e, 0);
+		if (e) {
+			atomic_fetch_add(&r->churn_errors, 1);
+			continue;
+		}
 		qfs_forget(r->fs, st.st_ino, 1);	/* as the kernel would, later */
-		e = qfs_unlink(r->fs, ROOT, name);
-		assert_int_equal(e, 0);
+		if (qfs_unlink(r->fs, ROOT, name))
+			atomic_fetch_add(&r->churn_errors, 1);
 	}
 	atomic_store(&r->stop, true);
 	return NULL;
@@ -56,7 +61,8 @@ static void *look(void *arg)
 		int e = qfs_lookup(r->fs, ROOT, name, &st);
 		if (e == 0) {
 			atomic_fetch_add(&r->found, 1);
-			assert_true(S_ISREG(st.st_mode));
+			if (!S_ISREG(st.st_mode))
+				atomic_fetch_add(&r->bad, 1);
 			qfs_forget(r->fs, st.st_ino, 1);
 		} else if (e != -ENOENT) {
 			atomic_fetch_add(&r->bad, 1);
@@ -81,6 +87,7 @@ static void test_lookup_during_unlink(void **state)
 	pthread_join(w, NULL);
 	for (int i = 0; i < 2; i++)
 		pthread_join(l[i], NULL);
+	assert_int_equal(atomic_load(&r.churn_errors), 0);
 	if (atomic_load(&r.bad))
 		fail_msg("%d lookups failed (last: %s) while %d files were created and unlinked",
 			 atomic_load(&r.bad), strerror(-r.last_bad), ROUNDS);
