@@ -142,11 +142,14 @@ class Volume:
         assert self.unmount() == 0, self.fs_log.read_text()[-3000:]
         self.mount()
 
-    def forget_local_state(self):
-        """Become a fresh node: delete the cache and stor's state directory
-        (stor and fs stopped), so only the configuration and the key remain."""
+    def mount_as_fresh_node(self):
+        """Become a fresh node and mount: delete the cache and stor's state
+        directory (stor and fs stopped), so only the configuration and the
+        key remain, then start stor and mount (which restores the volume)."""
         shutil.rmtree(self.cache)
         shutil.rmtree(self.tmp / "stor")
+        self.start_stor()
+        self.mount()
 
     def assert_files(self, want):
         """Every file of want (path relative to the mount -> sha256 hex)

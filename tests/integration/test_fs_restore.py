@@ -74,9 +74,7 @@ def test_fresh_node_restores_the_tree(tmp_path, redises):  # noqa: F811
         assert cat.returncode == 3
 
         # the old host is gone: only the configuration and the key remain
-        vol.forget_local_state()
-        vol.start_stor()
-        vol.mount()
+        vol.mount_as_fresh_node()
         log = vol.fs_log.read_text()
         assert "restored the volume" in log, log[-2000:]
         got = snapshot(vol.mnt)

@@ -31,9 +31,7 @@ def fresh_node_with_tree(tmp_path):
     vol.ctl("drain", "--timeout", "120")
     assert vol.stop_stor() == 0
     # a fresh node: only the config and the key
-    vol.forget_local_state()
-    vol.start_stor()
-    vol.mount()
+    vol.mount_as_fresh_node()
     return vol, want
 
 

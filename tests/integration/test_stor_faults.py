@@ -129,9 +129,7 @@ def test_minority_down_during_writes_heals_itself(tmp_path, servers):
         # two other backends die; a fresh node reads every file back
         rs[2].stop()
         rs[3].stop()
-        vol.forget_local_state()
-        vol.start_stor()
-        vol.mount()
+        vol.mount_as_fresh_node()
         vol.assert_files(want)
         assert vol.unmount() == 0
     finally:
@@ -252,9 +250,7 @@ def test_replace_backend_in_config(tmp_path, servers):
         assert vol.stop_stor() == 0
         rs[0].stop()
         rs[4].stop()
-        vol.forget_local_state()
-        vol.start_stor()
-        vol.mount()
+        vol.mount_as_fresh_node()
         vol.assert_files(want)
         assert vol.unmount() == 0
     finally:

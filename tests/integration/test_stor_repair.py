@@ -68,9 +68,7 @@ def test_flushall_scrub_repair_then_two_backends_down(tmp_path, redises):  # noq
         # two other backends die; a fresh node reads everything back
         redises[1].stop()
         redises[2].stop()
-        vol.forget_local_state()
-        vol.start_stor()
-        vol.mount()
+        vol.mount_as_fresh_node()
         vol.assert_files(want)
         assert vol.unmount() == 0
     finally:

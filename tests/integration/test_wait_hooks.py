@@ -104,9 +104,7 @@ def test_stor_down_exit_1_then_hands_off(tmp_path):
         assert unconfirmed(vol) in ([], sealed(vol)[-1:])
         # a fresh node gets the data from the backends alone
         assert vol.stop_stor() == 0
-        vol.forget_local_state()
-        vol.start_stor()
-        vol.mount()
+        vol.mount_as_fresh_node()
         assert (vol.mnt / "f").read_bytes() == data
         assert vol.unmount() == 0
     finally:
