@@ -66,12 +66,13 @@ struct qsfs_config;
 struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg);
 
 /* Create dir if it is missing (mode 0700) and take the exclusive flock on
- * dir/LOCK that a read-write cache_open holds, without waiting. For a
- * process that must own the directory before it opens the log (qsfs-fs
- * restores into it and takes the volume's writer lease first). Returns the
- * fd (>= 3, close-on-exec), -EBUSY when another process holds the lock, or
- * another negative errno. Logs nothing. */
-int cache_lock(const char *dir);
+ * dir/LOCK that a read-write cache_open holds: at once, or with wait
+ * once the holder lets go. For a process that must own the directory
+ * before it opens the log (qsfs-fs restores into it and takes the
+ * volume's writer lease first; qsfs-wait-hooks waits for qsfs-fs to stop).
+ * Returns the fd (>= 3, close-on-exec), -EBUSY when another process holds
+ * the lock and !wait, or another negative errno. Logs nothing. */
+int cache_lock(const char *dir, bool wait);
 
 /* Open (or create) the log in opts->dir. Loads the newest valid checkpoint,
  * replays the segments after it, truncates a torn tail of the active segment

@@ -774,7 +774,7 @@ out:
 	return r;
 }
 
-int cache_lock(const char *dir)
+int cache_lock(const char *dir, bool wait)
 {
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
@@ -784,8 +784,9 @@ int cache_lock(const char *dir)
 	int fd = openat(dfd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	int r = fd < 0 ? -errno : 0;
 	close(dfd);
-	if (!r && flock(fd, LOCK_EX | LOCK_NB) < 0)
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+	while (!r && flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0)
+		if (errno != EINTR)
+			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 	if (!r && fd < 3) {	/* 0 means "none" in cache_opts.lock_fd */
 		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		r = hi < 0 ? -errno : 0;

@@ -432,7 +432,7 @@ int main(int argc, char **argv)
 	/* one qsfs-fs per cache directory: held before the lease is touched, so
 	 * a second start on this node (same holder id) cannot rewrite or
 	 * release the lease of the one that is mounted */
-	int lk = cache_lock(cfg.cache.dir);
+	int lk = cache_lock(cfg.cache.dir, false);
 	if (lk < 0) {
 		if (lk == -EBUSY)
 			fprintf(stderr, "qsfs-fs: %s is in use by another process (a qsfs-fs "

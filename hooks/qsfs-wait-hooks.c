@@ -36,14 +36,12 @@
 #include "../common/config.h"
 #include "../common/qlog.h"
 
-/* Block until an exclusive flock on dir/name is ours. Returns the fd
- * holding it (the caller closes it), or a negative errno after saying
- * what failed. */
+/* Block until an exclusive flock on dir/name is ours, then let it go. */
 static int wait_exclusive(const char *dir, const char *name, const char *what)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int r = -errno;
 		fprintf(stderr, "qsfs-wait-hooks: %s: %s\n", path, strerror(-r));
@@ -60,17 +58,8 @@ static int wait_exclusive(const char *dir, const char *name, const char *what)
 			}
 		}
 	}
-	if (fd < 3) {	/* cache_opts.lock_fd takes fds above 2 */
-		int hi = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-		close(fd);
-		if (hi < 0) {
-			int r = -errno;
-			fprintf(stderr, "qsfs-wait-hooks: %s: %s\n", path, strerror(-r));
-			return r;
-		}
-		fd = hi;
-	}
-	return fd;
+	close(fd);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -124,11 +113,17 @@ int main(int argc, char **argv)
 	}
 	/* the cache's lock is kept from here to the end: no qsfs-fs may start
 	 * in between */
-	int lk = wait_exclusive(cfg.cache.dir, CACHE_LOCK_FILE, "qsfs-fs to stop");
+	int lk = cache_lock(cfg.cache.dir, false);
+	if (lk == -EBUSY) {
+		qlog_info("wait-hooks: waiting for qsfs-fs to stop");
+		lk = cache_lock(cfg.cache.dir, true);
+	}
+	if (lk < 0)
+		fprintf(stderr, "qsfs-wait-hooks: cannot lock %s/%s: %s\n", cfg.cache.dir,
+			CACHE_LOCK_FILE, strerror(-lk));
+	/* the hooks the open below starts take HOOKS again */
 	int hk = lk < 0 ? lk : wait_exclusive(cfg.cache.dir, CACHE_HOOKS_LOCK,
 					       "the running hooks");
-	if (hk >= 0)
-		close(hk);	/* the hooks the open below starts take it again */
 	if (lk < 0 || hk < 0) {
 		if (lk >= 0)
 			close(lk);
