@@ -283,8 +283,9 @@ class Qsfs:
         self.conf.write_text("\n".join(lines) + "\n")
         self.fs_log = b / "fs.log"
         self.stor_log = b / "stor.log"
+        # qsfs-fs refuses a volume the backends do not hold, hook or not
+        run([self.ctl_bin, "-c", self.conf, "format"], timeout=120)
         if self.hook:
-            run([self.ctl_bin, "-c", self.conf, "format"], timeout=120)
             self.start_stor()
         self.mount()
 

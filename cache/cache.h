@@ -74,6 +74,17 @@ struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg);
  * the lock and !wait, or another negative errno. Logs nothing. */
 int cache_lock(const char *dir, bool wait);
 
+/* Count, from outside (no lock, nothing written, the cache may be open in
+ * another process), the local segments of the cache directory dir that
+ * hold records and were neither handed off (segment-sealed hook succeeded)
+ * nor confirmed stored remotely: data only this node has. qsfs-stor asks
+ * before it releases the writer lease of a stopped qsfs-fs. A segment
+ * handed off while this runs may still be counted. Returns 0 with *n (and
+ * the lowest such id in *first, if first is not NULL; 0 when *n is 0),
+ * -ENOENT when dir holds no cache (no VOLUME file), or another -errno.
+ * Logs only a damaged state.log (as its reader does). */
+int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first);
+
 /* Open (or create) the log in opts->dir. Loads the newest valid checkpoint,
  * replays the segments after it, truncates a torn tail of the active segment
  * (warning with file name and byte count), queues hooks that were not yet

@@ -232,7 +232,7 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		       cfg->fs.socket);
 	}
 	free(reply);
-	bool lease_asked = false;
+	bool lease_asked = false, left_told = false;
 	for (;;) {
 		long long hooks = 0;
 		if (fs_up) {
@@ -248,6 +248,14 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 			return r;
 		json_object *o = json_tokener_parse(reply), *v;
 		long long jobs = jnum(o, "pending_jobs", -1), bytes = jnum(o, "pending_bytes", 0);
+		if (!fs_up) {	/* what a stopped qsfs-fs could not hand off */
+			hooks = jnum(o, "handoffs_left", 0);
+			if (hooks > 0 && !left_told)
+				fprintf(stderr, "qsfs-ctl: drain: qsfs-fs stopped with %lld segments "
+					"not handed off; waiting for qsfs-wait-hooks or the next "
+					"qsfs-fs to hand them off\n", hooks);
+			left_told |= hooks > 0;
+		}
 		/* after qsfs-fs's clean stop, stor releases the writer lease once
 		 * the queue is empty: a drain ends when another host may start */
 		bool stopping = !fs_up && o && json_object_object_get_ex(o, "lease", &v) &&

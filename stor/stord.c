@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
@@ -50,6 +51,7 @@
 #include "lease.h"
 #include "objstore.h"
 #include "spool.h"
+#include "../cache/cache.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
 #include "../common/fsutil.h"
@@ -106,6 +108,10 @@ static struct {
 	bool fence_released;	/* fenced by a released lease (a move), not a live holder */
 	char fence_why[700];
 	const char *lease_state;	/* for STATUS: see lease_tick */
+	/* segments a stopped qsfs-fs left in the cache without handing them
+	 * off (cache_unhanded), and the lowest of them; 0 unless the lease is
+	 * this node's and its qsfs-fs has stopped */
+	uint64_t handoffs_left, handoffs_first;
 	struct health *health;	/* which backends are usable (own lock) */
 	unsigned min_shards;	/* stor.min_shards for this volume's k, m */
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
@@ -383,9 +389,35 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 		pthread_cond_broadcast(&D.work);
 	}
 	pthread_mutex_unlock(&D.mu);
-	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED)))
+	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED))) {
+		pthread_mutex_lock(&D.mu);
+		D.handoffs_left = D.handoffs_first = 0;
+		pthread_mutex_unlock(&D.mu);
 		return;	/* qsfs-fs renews it while mounted */
+	}
 	bool release = njobs == 0;
+	if (release) {
+		/* Segments qsfs-fs could not hand off before it stopped (stor was
+		 * down or failing) exist only here until qsfs-wait-hooks or the
+		 * next qsfs-fs hands them off: a host taking the volume now would
+		 * never see them. Keep (and renew) the lease until then. */
+		uint64_t left = 0, first = 0;
+		int e = cache_unhanded(D.cfg.cache.dir, &left, &first);
+		if (e && e != -ENOENT) {
+			left = 1;	/* cannot tell: keep it */
+			qlog_warn("stor: cannot read what %s still has to hand off (%s): the "
+				  "writer lease is kept", D.cfg.cache.dir, strerror(-e));
+		}
+		pthread_mutex_lock(&D.mu);
+		if (left && left != D.handoffs_left)
+			qlog_warn("stor: qsfs-fs stopped with %" PRIu64 " segments not handed off "
+				  "(first s%" PRIu64 "): the writer lease is kept until "
+				  "qsfs-wait-hooks or the next qsfs-fs hands them off", left, first);
+		D.handoffs_left = left;
+		D.handoffs_first = first;
+		pthread_mutex_unlock(&D.mu);
+		release = left == 0;
+	}
 	if (!release && now - *last_beat < (int64_t)lease_period(D.cfg.fs.lease_timeout))
 		return;
 	if (release)
@@ -1098,6 +1130,14 @@ static void do_status(int cfd)
 		snprintf(line, sizeof line, "uploads stopped: %s", D.fence_why);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	if (D.handoffs_left) {
+		snprintf(line, sizeof line, "qsfs-fs stopped with %" PRIu64 " segments not handed "
+			 "off (first s%" PRIu64 "); they are only on this node, so the writer "
+			 "lease is kept until qsfs-wait-hooks or the next qsfs-fs hands them off",
+			 D.handoffs_left, D.handoffs_first);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "handoffs_left", json_object_new_int64((int64_t)D.handoffs_left));
 	json_object_object_add(o, "fenced", json_object_new_boolean(D.fenced));
 	json_object_object_add(o, "lease", json_object_new_string(D.lease_state ? D.lease_state
 										: "unknown"));

@@ -8,6 +8,7 @@ without --takeover; a cache another writer has moved past is refused as
 stale."""
 import errno
 import json
+import os
 import shutil
 import socket
 import time
@@ -144,3 +145,48 @@ def test_takeover_fences_the_old_writer_and_expiry(tmp_path):
 def signal_kill():
     import signal
     return signal.SIGKILL
+
+
+def test_a_stop_with_hand_offs_left_keeps_the_lease(tmp_path):
+    """qsfs-fs stopped while stor was down: its last sealed segments exist
+    only on this node until qsfs-wait-hooks (or the next qsfs-fs) hands them
+    off. stor used to release the lease as soon as its own queue was empty,
+    and a host taking the volume then never saw that data."""
+    from test_wait_hooks import waiter
+    a, b = hosts(tmp_path, timeout=30)
+    try:
+        a.start_stor()
+        a.mount()
+        (a.mnt / "f0").write_bytes(b"uploaded before")
+        a.ctl("drain", "--timeout", "60")
+        assert a.stop_stor() == 0
+        data = os.urandom(3 << 20)
+        (a.mnt / "f1").write_bytes(data)
+        assert a.unmount() == 0  # its last seal cannot be handed off
+        a.start_stor()
+        time.sleep(5)  # stor looks at the lease every 2 s
+        st = stor_status(a)
+        assert st["lease"] == "stopping", st
+        assert st["handoffs_left"] >= 1, st
+        assert any("not handed off" in p for p in st["problems"]), st
+        assert "not handed off" in a.ctl("status", check=False).stdout
+        b.start_stor()
+        p = b.try_mount()
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        p = a.ctl("drain", "--timeout", "3", check=False)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "segments not handed off; waiting for qsfs-wait-hooks" in p.stderr, p.stderr
+        # the waiter hands them off: stor uploads them, then lets go
+        w = waiter(a, "--now")
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+        a.ctl("drain", "--timeout", "60")
+        wait_for(lambda: stor_status(a)["lease"] == "released", 20, "stor to release the lease")
+        assert stor_status(a)["handoffs_left"] == 0
+        b.mount()
+        assert (b.mnt / "f1").read_bytes() == data
+        assert (b.mnt / "f0").read_bytes() == b"uploaded before"
+        assert b.unmount() == 0
+    finally:
+        a.close()
+        b.close()

@@ -150,9 +150,17 @@ static void test_failed_handoff_retried_and_remembered(void **state)
 	struct env e;
 	env_setup(&e);
 	touch(&e, "fail", true);
+	uint64_t left = 9, first = 9;
+	assert_int_equal(cache_unhanded(e.cache, &left, &first), -ENOENT);	/* no cache yet */
+	assert_int_equal(cache_unhanded(e.top, &left, &first), -ENOENT);	/* no VOLUME */
+	assert_int_equal(left, 0);
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
+	assert_int_equal(cache_unhanded(e.cache, &left, &first), 0);	/* empty active */
+	assert_int_equal(left, 0);
+	assert_int_equal(first, 0);
 	tu_put(c, "k", "v", 1);
 	assert_int_equal(cache_seal(c), 1);
+	tu_put(c, "k2", "v", 1);	/* the active segment 2 holds data too */
 	tu_capture_begin();
 	/* retried with backoff (50 ms, 100 ms, ...) while it fails */
 	for (int i = 0; i < 30 && count_events(&e, "segment-sealed 1 ") < 3; i++) {
@@ -173,6 +181,10 @@ static void test_failed_handoff_retried_and_remembered(void **state)
 	log = tu_capture_end();
 	assert_non_null(strstr(log, "hand-offs still pending"));
 	free(log);
+	/* seen from outside: segment 1 (sealed) and 2 (active, with a record) */
+	assert_int_equal(cache_unhanded(e.cache, &left, &first), 0);
+	assert_int_equal(left, 2);
+	assert_int_equal(first, 1);
 
 	/* after a restart with a working hook, the pending hand-off happens */
 	touch(&e, "fail", false);
@@ -182,6 +194,10 @@ static void test_failed_handoff_retried_and_remembered(void **state)
 	assert_int_equal(count_events(&e, "segment-sealed 1 "), before + 1);
 	cache_stats(c, &st);
 	assert_int_equal(st.hooks_pending, 0);
+	assert_int_equal(cache_seal(c), 2);
+	cache_quiesce(c);
+	assert_int_equal(cache_unhanded(e.cache, &left, &first), 0);
+	assert_int_equal(left, 0);
 	assert_int_equal(cache_close(c), 0);
 	c = tu_open(e.cache, 1 << 20, e.hook);
 	cache_quiesce(c);
