@@ -38,12 +38,19 @@ a remount (and for qsfs a drain of qsfs-stor) between groups:
           4 KiB, RAND_SIZE in all, then a timed fsync of the file (IOPS
           over fio's run time plus that fsync); sync, drop caches, fio psync
           randread 4 KiB, RAND_SIZE in all (cold; fio's IOPS).
+Baselines in the same run: before each ext4 run, a raw write loop (the
+seq write's SIZE in 1 MiB writes + fsync to a plain file in the scratch
+dir, i.e. the disk and filesystem of the qsfs cache); in each tree group,
+the mean time of one getxattr of a missing attribute on the fresh tree
+dir (on qsfs one FUSE request and reply: the floor under each of the ~12
+requests the kernel sends per untarred file).
 Write amplification: growth of the segment files (seg-*.qseg) in the cache
 dir over the timed writes, per byte the application wrote (for the untar:
 per byte of file data in the tar). Checkpoints are not counted. Random data
 is used throughout, so stor's zstd cannot shrink what it uploads.
 """
 import argparse
+import errno
 import json
 import os
 import re
@@ -492,8 +499,28 @@ class Phase:
         return False
 
 
-def one_run(fs, a, data, tarball, tar_entries, tar_data):
+def getxattr_round_trip(path, n=20000):
+    """Mean time of one getxattr of a missing attribute: on qsfs one FUSE
+    request and its reply (the kernel caches no xattrs), the floor under
+    every metadata operation; on ext4 the syscall alone."""
+    t0 = time.monotonic()
+    for _ in range(n):
+        try:
+            os.getxattr(path, "user.qsfs-bench-none")
+        except OSError as e:
+            if e.errno != errno.ENODATA:
+                raise
+    return (time.monotonic() - t0) / n
+
+
+def one_run(fs, a, data, tarball, tar_entries, tar_data, work):
     r = {}
+    if isinstance(fs, Ext4):
+        # the raw write loop: the same writes to a plain file on the disk
+        # and filesystem that hold the qsfs cache
+        raw = work / "raw-write-loop"
+        r["raw_write_MBps"] = a.size / seq_write(raw, a.size, data) / 1e6
+        os.unlink(raw)
     fs.setup()
     try:
         mnt = fs.mnt
@@ -534,6 +561,7 @@ def one_run(fs, a, data, tarball, tar_entries, tar_data):
         # -- tree
         d = mnt / "tree"
         d.mkdir()
+        r["rtt_us"] = getxattr_round_trip(d) * 1e6
         b0 = fs.log_bytes()
         with Phase(fs) as ph:
             t0 = time.monotonic()
@@ -676,7 +704,7 @@ def main():
                 busy = wait_idle(a.wait_idle) if a.wait_idle > 0 else cpu_busy()
                 busy_seen.append(busy)
                 t0 = time.monotonic()
-                r = one_run(f, a, data, tarball, tar_entries, tar_data)
+                r = one_run(f, a, data, tarball, tar_entries, tar_data, work)
                 results[f.label].append(r)
                 print(f"run {i + 1}/{a.runs} {f.label:13s} {time.monotonic() - t0:6.1f} s "
                       f"(CPUs {100 * busy:.0f}% busy before, load {os.getloadavg()[0]:.1f}): "
@@ -724,6 +752,7 @@ def main():
         ("randw_fio_iops", "  rand write 4K IOPS before the fsync", ".0f", True, None),
         ("randw_fsync_s", "  the final fsync, s", ".2f", None, None),
         ("randr_iops", "rand read 4K IOPS cold", ".0f", True, None),
+        ("rtt_us", "one getxattr (qsfs: a FUSE round trip), us", ".1f", False, None),
     ]
     w0 = max(len(r[1]) for r in rows) + 2
     cols = []
@@ -756,6 +785,17 @@ def main():
                     line += f"{'-':>14s}"
         line += f"{'>=' + str(goal) + '%' if goal else '':>8s}"
         print(line)
+    raw = med(results[ext4], "raw_write_MBps")
+    qs = med(results[labels[1]], "seq_write_MBps")
+    if raw:
+        print(f"baseline: raw write loop ({human(a.size)} in 1 MiB writes + fsync to a plain "
+              f"file beside the qsfs cache): {raw:.0f} MB/s; {labels[1]} seq write is "
+              f"{100 * qs / raw:.0f}% of it")
+    rtt = med(results[labels[1]], "rtt_us")
+    ut = med(results[labels[1]], "untar_nosync_s")
+    if rtt and ut:
+        print(f"{labels[1]}: tar -x took {ut / tar_entries * 1e6:.0f} us per entry, "
+              f"{ut / tar_entries * 1e6 / rtt:.1f} FUSE round trips' worth")
     print()
     extra = [
         ("wa_seq", "log bytes appended / byte written, seq", ".3f"),

@@ -66,7 +66,8 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 		r = done.err;
 	if (r)
 		goto out;
-	qsort(done.v, done.n, sizeof *done.v, cmp_u64);
+	if (done.n)
+		qsort(done.v, done.n, sizeof *done.v, cmp_u64);
 	int dfd2 = dup(dfd);
 	if (dfd2 < 0 || !(d = fdopendir(dfd2))) {
 		r = -errno;
@@ -78,7 +79,7 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 		uint64_t id;
 		struct stat st;
 		if (!seg_parse_name(e->d_name, &id) ||
-		    bsearch(&id, done.v, done.n, sizeof *done.v, cmp_u64))
+		    (done.n && bsearch(&id, done.v, done.n, sizeof *done.v, cmp_u64)))
 			continue;
 		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 			if (errno == ENOENT)	/* evicted meanwhile: it was confirmed */
