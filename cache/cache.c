@@ -679,8 +679,18 @@ struct scan_item {
 int cache_scan(struct cache *c, const void *prefix, size_t plen,
 	       bool with_values, cache_scan_cb cb, void *arg)
 {
-	if (plen > KEY_MAX)
+	return cache_scan_from(c, prefix, plen, NULL, 0, with_values, cb, arg);
+}
+
+int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void *from,
+		    size_t fromlen, bool with_values, cache_scan_cb cb, void *arg)
+{
+	if (plen > KEY_MAX || fromlen > KEY_MAX)
 		return -EINVAL;
+	if (!from) {
+		from = prefix;
+		fromlen = plen;
+	}
 	struct scan_item *batch = malloc(SCAN_BATCH * sizeof *batch);
 	if (!batch)
 		return -ENOMEM;
@@ -694,7 +704,7 @@ int cache_scan(struct cache *c, const void *prefix, size_t plen,
 		size_t n = 0;
 		pthread_rwlock_rdlock(&c->lock);
 		const struct ix_node *x = started ? ix_seek(c->ix, last, lastlen, true)
-						  : ix_seek(c->ix, prefix, plen, false);
+						  : ix_seek(c->ix, from, fromlen, false);
 		for (; x && n < SCAN_BATCH; x = ix_next(x)) {
 			size_t kl;
 			const uint8_t *k = ix_node_key(x, &kl);

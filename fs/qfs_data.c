@@ -344,9 +344,9 @@ off_t qfs_lseek(struct qfs *fs, uint64_t ino, off_t off, int whence)
 		r = -ENXIO;
 	} else {
 		struct seek s = { (uint64_t)off / FS_BLOCK, UINT64_MAX, (uint64_t)off / FS_BLOCK };
-		uint8_t p[16];
-		size_t pl = key_block_prefix(p, ino);
-		int e = cache_scan(fs->c, p, pl, false, seek_cb, &s);
+		uint8_t p[16], k[FS_KEY_MAX];
+		size_t pl = key_block_prefix(p, ino), kl = key_block(k, ino, s.from);
+		int e = cache_scan_from(fs->c, p, pl, k, kl, false, seek_cb, &s);
 		if (e < 0) {
 			r = e;
 		} else if (whence == SEEK_DATA) {

@@ -230,11 +230,13 @@ static int collect(void *arg, const uint8_t *key, size_t klen, const uint8_t *v,
 	return 0;
 }
 
-/* Delete every key under prefix (blocks: from block `from` on). */
-static int drop_prefix(struct qfs *fs, const uint8_t *prefix, size_t plen, uint64_t from)
+/* Delete every key under prefix, starting at start (NULL: all; blocks:
+ * from block `from` on). */
+static int drop_prefix(struct qfs *fs, const uint8_t *prefix, size_t plen,
+		       const uint8_t *start, size_t startlen, uint64_t from)
 {
 	struct keylist l = { .from = from };
-	int r = cache_scan(fs->c, prefix, plen, false, collect, &l);
+	int r = cache_scan_from(fs->c, prefix, plen, start, startlen, false, collect, &l);
 	for (size_t i = 0; i < l.n && !r; i++) {
 		int e = cache_del(fs->c, l.k[i], l.kl[i]);
 		if (e && e != -ENOENT)
@@ -247,9 +249,9 @@ static int drop_prefix(struct qfs *fs, const uint8_t *prefix, size_t plen, uint6
 
 int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from)
 {
-	uint8_t p[16];
-	size_t pl = key_block_prefix(p, ino);
-	return drop_prefix(fs, p, pl, from);
+	uint8_t p[16], k[FS_KEY_MAX];
+	size_t pl = key_block_prefix(p, ino), kl = key_block(k, ino, from);
+	return drop_prefix(fs, p, pl, k, kl, from);
 }
 
 int inode_purge(struct qfs *fs, uint64_t ino)
@@ -258,7 +260,7 @@ int inode_purge(struct qfs *fs, uint64_t ino)
 	int r = blocks_drop(fs, ino, 0);
 	size_t kl = key_xattr_prefix(k, ino);
 	if (!r)
-		r = drop_prefix(fs, k, kl, 0);
+		r = drop_prefix(fs, k, kl, NULL, 0, 0);
 	kl = key_inode(k, ino);
 	if (!r) {
 		r = cache_del(fs->c, k, kl);

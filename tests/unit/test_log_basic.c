@@ -236,6 +236,22 @@ static void test_scan_prefix_order(void **state)
 		assert_int_equal(col.n, 8);
 		for (int i = 1; i < col.n; i++)
 			assert_true(strcmp(col.keys[i - 1], col.keys[i]) < 0);
+		/* a scan can start inside the prefix: keys before from are skipped */
+		memset(&col, 0, sizeof col);
+		col.stop_at = -1;
+		assert_int_equal(cache_scan_from(c, "d/", 2, "d/aa", 4, true, collect_cb, &col), 0);
+		assert_int_equal(col.n, 2);
+		assert_string_equal(col.keys[0], "d/b");
+		assert_string_equal(col.keys[1], "d/c");
+		memset(&col, 0, sizeof col);
+		col.stop_at = -1;
+		assert_int_equal(cache_scan_from(c, "d/", 2, "d/b", 3, false, collect_cb, &col), 0);
+		assert_int_equal(col.n, 2);
+		assert_string_equal(col.keys[0], "d/b");
+		memset(&col, 0, sizeof col);
+		col.stop_at = -1;	/* past the prefix's last key: nothing */
+		assert_int_equal(cache_scan_from(c, "d/", 2, "d/d", 3, false, collect_cb, &col), 0);
+		assert_int_equal(col.n, 0);
 		/* the callback can stop the scan */
 		memset(&col, 0, sizeof col);
 		col.stop_at = 3;
