@@ -319,10 +319,15 @@ static void detach_dead_mount(const char *mnt)
 }
 
 /* This node stops writing: the lease is marked not mounted, and qsfs-stor
- * (told at once) releases it once it has uploaded what was handed off. */
-static void lease_stop(struct wlease *lease, const char *stor_sock)
+ * (told at once) releases it once it has uploaded what was handed off and
+ * nothing is left to hand off. release: give it up now instead (this
+ * cache can give the volume nothing). */
+static void lease_stop(struct wlease *lease, const char *stor_sock, bool release)
 {
-	wlease_unmount(lease);
+	if (release)
+		wlease_release(lease);
+	else
+		wlease_unmount(lease);
 	wlease_free(lease);
 	stor_look_at_lease(stor_sock);
 }
@@ -461,7 +466,7 @@ int main(int argc, char **argv)
 		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);
 		if (rr) {
 			fprintf(stderr, "qsfs-fs: %s\n", err);
-			lease_stop(lease, cfg.stor.socket);
+			lease_stop(lease, cfg.stor.socket, false);
 			close(lk);
 			config_free(&cfg);
 			return 1;
@@ -474,7 +479,7 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
 			strerror(-r));
-		lease_stop(lease, cfg.stor.socket);
+		lease_stop(lease, cfg.stor.socket, false);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -483,9 +488,9 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "qsfs-fs: %s\n", err);
 		cache_close(c);
-		if (r == -ESTALE)
-			wlease_release(lease);	/* this cache can give the volume nothing */
-		lease_stop(lease, cfg.stor.socket);
+		/* a stale cache can give the volume nothing: what it holds that was
+		 * never handed off must not keep the lease */
+		lease_stop(lease, cfg.stor.socket, r == -ESTALE);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -497,7 +502,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
 			cfg.cache.dir, strerror(-r));
 		cache_close(c);
-		lease_stop(lease, cfg.stor.socket);
+		lease_stop(lease, cfg.stor.socket, false);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -573,7 +578,7 @@ out:
 	} else {
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");
 	}
-	lease_stop(lease, cfg.stor.socket);
+	lease_stop(lease, cfg.stor.socket, false);
 	close(lk);	/* the cache's own duplicate went with cache_close */
 	config_free(&cfg);
 	return code;
