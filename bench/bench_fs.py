@@ -787,7 +787,7 @@ def main():
         print(line)
     raw = med(results[ext4], "raw_write_MBps")
     qs = med(results[labels[1]], "seq_write_MBps")
-    if raw:
+    if raw and qs:
         print(f"baseline: raw write loop ({human(a.size)} in 1 MiB writes + fsync to a plain "
               f"file beside the qsfs cache): {raw:.0f} MB/s; {labels[1]} seq write is "
               f"{100 * qs / raw:.0f}% of it")

@@ -690,6 +690,8 @@ int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void
 	if (!from) {
 		from = prefix;
 		fromlen = plen;
+	} else if (fromlen < plen || memcmp(from, prefix, plen)) {
+		return -EINVAL;	/* it would start outside the prefix */
 	}
 	struct scan_item *batch = malloc(SCAN_BATCH * sizeof *batch);
 	if (!batch)

@@ -152,9 +152,10 @@ typedef int (*cache_scan_cb)(void *arg, const uint8_t *key, size_t klen,
 int cache_scan(struct cache *c, const void *prefix, size_t plen,
 	       bool with_values, cache_scan_cb cb, void *arg);
 
-/* cache_scan that starts at the first key >= from (fromlen bytes; from
- * should start with prefix), so the keys before it cost nothing: e.g. the
- * blocks of a large file past an offset. from NULL: from the prefix. */
+/* cache_scan that starts at the first key >= from (fromlen bytes), so the
+ * keys before it cost nothing: e.g. the blocks of a large file past an
+ * offset. from NULL: from the prefix. -EINVAL if from does not start with
+ * prefix. */
 int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void *from,
 		    size_t fromlen, bool with_values, cache_scan_cb cb, void *arg);
 

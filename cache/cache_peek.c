@@ -75,7 +75,13 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 			close(dfd2);
 		goto out;
 	}
-	for (struct dirent *e; (e = readdir(d));) {
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			r = -errno;	/* 0 at the end; an error must not count as "none left" */
+			break;
+		}
 		uint64_t id;
 		struct stat st;
 		if (!seg_parse_name(e->d_name, &id) ||

@@ -27,6 +27,7 @@
  * hooks run, the checkpoint written; exit 0.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
@@ -322,14 +323,21 @@ static void detach_dead_mount(const char *mnt)
  * (told at once) releases it once it has uploaded what was handed off and
  * nothing is left to hand off. release: give it up now instead (this
  * cache can give the volume nothing). */
-static void lease_stop(struct wlease *lease, const char *stor_sock, bool release)
+static void lease_stop(struct wlease *lease, const struct qsfs_config *cfg, bool release)
 {
+	uint64_t left = 0, first;
+	if (!release && cfg->cache.hook && cache_unhanded(cfg->cache.dir, &left, &first) == 0 &&
+	    left)
+		qlog_warn("fs: %" PRIu64 " segments (first s%" PRIu64 ") could not be handed to "
+			  "qsfs-stor; they exist only here, so the writer lease is kept (it does "
+			  "not expire) until qsfs-wait-hooks or the next qsfs-fs hands them off",
+			  left, first);
 	if (release)
 		wlease_release(lease);
 	else
-		wlease_unmount(lease);
+		wlease_unmount(lease, left > 0);
 	wlease_free(lease);
-	stor_look_at_lease(stor_sock);
+	stor_look_at_lease(cfg->stor.socket);
 }
 
 static void max_sealed(void *arg, const struct cache_seg_info *s)
@@ -466,7 +474,7 @@ int main(int argc, char **argv)
 		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);
 		if (rr) {
 			fprintf(stderr, "qsfs-fs: %s\n", err);
-			lease_stop(lease, cfg.stor.socket, false);
+			lease_stop(lease, &cfg, false);
 			close(lk);
 			config_free(&cfg);
 			return 1;
@@ -479,7 +487,7 @@ int main(int argc, char **argv)
 	if (r) {
 		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
 			strerror(-r));
-		lease_stop(lease, cfg.stor.socket, false);
+		lease_stop(lease, &cfg, false);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -490,7 +498,7 @@ int main(int argc, char **argv)
 		cache_close(c);
 		/* a stale cache can give the volume nothing: what it holds that was
 		 * never handed off must not keep the lease */
-		lease_stop(lease, cfg.stor.socket, r == -ESTALE);
+		lease_stop(lease, &cfg, r == -ESTALE);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -502,7 +510,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
 			cfg.cache.dir, strerror(-r));
 		cache_close(c);
-		lease_stop(lease, cfg.stor.socket, false);
+		lease_stop(lease, &cfg, false);
 		close(lk);
 		config_free(&cfg);
 		return 1;
@@ -578,7 +586,7 @@ out:
 	} else {
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");
 	}
-	lease_stop(lease, cfg.stor.socket, false);
+	lease_stop(lease, &cfg, false);
 	close(lk);	/* the cache's own duplicate went with cache_close */
 	config_free(&cfg);
 	return code;

@@ -69,6 +69,16 @@ int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **ou
 	}
 	if (!r && lease_blocks(&cur, w->me, now, &age)) {
 		lease_describe(&cur, now, who, sizeof who);
+		if (!takeover && (cur.flags & LEASE_UNHANDED)) {
+			snprintf(err, errlen, "volume %s is held by another writer: %s. Its qsfs-fs "
+				 "stopped before it could hand its last segments to qsfs-stor, so they "
+				 "exist only on that host and the lease does not expire: start qsfs-stor "
+				 "and qsfs-wait-hooks (or qsfs-fs) there to upload them; if that host is "
+				 "gone for good, start with --takeover (that data is lost)",
+				 cfg->volume, who);
+			r = -EBUSY;
+			goto fail;
+		}
 		if (!takeover) {
 			snprintf(err, errlen, "volume %s is held by another writer: %s. It expires "
 				 "%lld s after that host's last heartbeat; if that host is gone for good, "
@@ -160,10 +170,10 @@ int wlease_renew(struct wlease *w, char *err, size_t errlen)
 	return set_flags(w, LEASE_MOUNTED, err, errlen);
 }
 
-void wlease_unmount(struct wlease *w)
+void wlease_unmount(struct wlease *w, bool unhanded)
 {
 	char err[1000];
-	int r = set_flags(w, 0, err, sizeof err);
+	int r = set_flags(w, unhanded ? LEASE_UNHANDED : 0, err, sizeof err);
 	if (r && r != -ESTALE)	/* not ours any more: nothing to clear */
 		qlog_warn("fs: clean stop: the writer lease keeps its mounted flag until it "
 			  "expires: %s", err);

@@ -34,8 +34,10 @@ unsigned wlease_period(const struct wlease *w);
 int wlease_renew(struct wlease *w, char *err, size_t errlen);
 
 /* Clean stop: clear the mounted flag. The lease stays held (qsfs-stor
- * renews and then releases it once its uploads are done). */
-void wlease_unmount(struct wlease *w);
+ * renews and then releases it once its uploads are done). unhanded: the
+ * cache still holds segments never handed off; the lease is marked
+ * LEASE_UNHANDED so that it does not expire while they are only here. */
+void wlease_unmount(struct wlease *w, bool unhanded);
 
 /* Give the lease up at once (LEASE_RELEASED), for a node whose cache
  * turned out stale: nothing it holds can go to the volume any more. */

@@ -78,7 +78,7 @@ bool lease_blocks(const struct lease *l, const uint8_t me[LEASE_ID_SIZE], int64_
 	*age = now - l->heartbeat;
 	if (!l->seq || (l->flags & LEASE_RELEASED) || lease_held_by(l, me))
 		return false;
-	return *age < (int64_t)l->timeout;
+	return (l->flags & LEASE_UNHANDED) || *age < (int64_t)l->timeout;
 }
 
 int lease_holder_id(const char *cache_dir, bool create, uint8_t id[LEASE_ID_SIZE])
@@ -109,8 +109,9 @@ void lease_describe(const struct lease *l, int64_t now, char *buf, size_t len)
 {
 	char hex[2 * LEASE_ID_SIZE + 1];
 	sodium_bin2hex(hex, sizeof hex, l->holder, LEASE_ID_SIZE);
-	snprintf(buf, len, "holder %.8s on host %s (pid %u), last heartbeat %lld s ago%s%s", hex,
+	snprintf(buf, len, "holder %.8s on host %s (pid %u), last heartbeat %lld s ago%s%s%s", hex,
 		 l->host[0] ? l->host : "?", l->pid, (long long)(now - l->heartbeat),
 		 l->flags & LEASE_MOUNTED ? ", mounted" : ", not mounted",
-		 l->flags & LEASE_RELEASED ? ", released" : "");
+		 l->flags & LEASE_RELEASED ? ", released" : "",
+		 l->flags & LEASE_UNHANDED ? ", stopped with segments not handed off" : "");
 }

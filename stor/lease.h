@@ -18,9 +18,13 @@
  * a clean stop it clears LEASE_MOUNTED: the lease still holds while its
  * qsfs-stor uploads what the stop handed off (stor renews it meanwhile),
  * and stor releases it (LEASE_RELEASED) once its queue is empty, so the
- * next host can start at once. A lease that is neither released nor
- * renewed within its timeout (a host that died) may be taken; so may any
- * lease with an explicit takeover. A holder that finds another holder in
+ * next host can start at once. A qsfs-fs that stops with segments it could
+ * not hand off (stor was away) sets LEASE_UNHANDED instead: that data is
+ * only on its host, so the lease does not expire until the next qsfs-fs
+ * there (or qsfs-wait-hooks) has handed them off and stor has uploaded
+ * them and released it. A lease that is neither released nor renewed
+ * within its timeout (a host that died) may be taken; so may any lease
+ * with an explicit takeover. A holder that finds another holder in
  * the lease stops writing (fs turns read-only, stor stops uploading).
  */
 #ifndef QSFS_STOR_LEASE_H
@@ -34,6 +38,9 @@
 
 #define LEASE_MOUNTED 1u	/* the holder's qsfs-fs is mounted */
 #define LEASE_RELEASED 2u	/* given up: anyone may take it */
+#define LEASE_UNHANDED 4u	/* the holder's qsfs-fs stopped with segments not
+				 * handed off (only that host has them): it does
+				 * not expire, only a takeover takes it */
 #define LEASE_ID_SIZE 16
 #define LEASE_HOST_MAX 64
 
@@ -61,8 +68,8 @@ bool lease_held_by(const struct lease *l, const uint8_t id[LEASE_ID_SIZE]);
 unsigned lease_period(unsigned timeout);
 
 /* Does l keep holder me out at time now (unix s)? True when another
- * holder's lease is neither released nor expired; *age is then the
- * seconds since its heartbeat. */
+ * holder's lease is neither released nor expired (a LEASE_UNHANDED lease
+ * never expires); *age is the seconds since its heartbeat. */
 bool lease_blocks(const struct lease *l, const uint8_t me[LEASE_ID_SIZE], int64_t now,
 		  int64_t *age);
 

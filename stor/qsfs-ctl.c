@@ -258,8 +258,11 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		}
 		/* after qsfs-fs's clean stop, stor releases the writer lease once
 		 * the queue is empty: a drain ends when another host may start */
+		/* (or still "mounted": qsfs-fs has just let go of the mount and
+		 * is sealing, handing off and clearing the flag) */
 		bool stopping = !fs_up && o && json_object_object_get_ex(o, "lease", &v) &&
-				!strcmp(json_object_get_string(v), "stopping");
+				(!strcmp(json_object_get_string(v), "stopping") ||
+				 !strcmp(json_object_get_string(v), "mounted"));
 		json_object_put(o);
 		free(reply);
 		if (jobs < 0 || hooks < 0) {

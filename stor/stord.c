@@ -112,6 +112,7 @@ static struct {
 	 * off (cache_unhanded), and the lowest of them; 0 unless the lease is
 	 * this node's and its qsfs-fs has stopped */
 	uint64_t handoffs_left, handoffs_first;
+	int handoffs_err;	/* cache_unhanded failed: the count is unknown */
 	struct health *health;	/* which backends are usable (own lock) */
 	unsigned min_shards;	/* stor.min_shards for this volume's k, m */
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
@@ -392,36 +393,45 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED))) {
 		pthread_mutex_lock(&D.mu);
 		D.handoffs_left = D.handoffs_first = 0;
+		D.handoffs_err = 0;
 		pthread_mutex_unlock(&D.mu);
 		return;	/* qsfs-fs renews it while mounted */
 	}
 	bool release = njobs == 0;
+	uint32_t want = l.flags;
 	if (release) {
 		/* Segments qsfs-fs could not hand off before it stopped (stor was
 		 * down or failing) exist only here until qsfs-wait-hooks or the
 		 * next qsfs-fs hands them off: a host taking the volume now would
 		 * never see them. Keep (and renew) the lease until then. */
 		uint64_t left = 0, first = 0;
-		int e = cache_unhanded(D.cfg.cache.dir, &left, &first);
-		if (e && e != -ENOENT) {
-			left = 1;	/* cannot tell: keep it */
+		/* without a hook nothing is ever handed off: nothing to wait for */
+		int e = D.cfg.cache.hook ? cache_unhanded(D.cfg.cache.dir, &left, &first) : 0;
+		if (e == -ENOENT)
+			e = 0;
+		pthread_mutex_lock(&D.mu);
+		if (e && e != D.handoffs_err)	/* cannot tell: keep it */
 			qlog_warn("stor: cannot read what %s still has to hand off (%s): the "
 				  "writer lease is kept", D.cfg.cache.dir, strerror(-e));
-		}
-		pthread_mutex_lock(&D.mu);
-		if (left && left != D.handoffs_left)
+		else if (!e && left && left != D.handoffs_left)
 			qlog_warn("stor: qsfs-fs stopped with %" PRIu64 " segments not handed off "
-				  "(first s%" PRIu64 "): the writer lease is kept until "
-				  "qsfs-wait-hooks or the next qsfs-fs hands them off", left, first);
+				  "(first s%" PRIu64 "): the writer lease is kept until the next "
+				  "qsfs-fs (or qsfs-wait-hooks, for sealed ones) hands them off",
+				  left, first);
+		D.handoffs_err = e;
 		D.handoffs_left = left;
 		D.handoffs_first = first;
 		pthread_mutex_unlock(&D.mu);
-		release = left == 0;
+		release = !e && left == 0;
+		if (left)	/* only here: the lease must not expire (lease.h) */
+			want |= LEASE_UNHANDED;
 	}
-	if (!release && now - *last_beat < (int64_t)lease_period(D.cfg.fs.lease_timeout))
-		return;
 	if (release)
-		l.flags |= LEASE_RELEASED;
+		want = (want & ~LEASE_UNHANDED) | LEASE_RELEASED;
+	if (!release && want == l.flags &&
+	    now - *last_beat < (int64_t)lease_period(D.cfg.fs.lease_timeout))
+		return;
+	l.flags = want;
 	l.heartbeat = now;
 	r = lease_write(&c->os, &l, why, sizeof why);
 	if (r) {
@@ -1130,11 +1140,15 @@ static void do_status(int cfd)
 		snprintf(line, sizeof line, "uploads stopped: %s", D.fence_why);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
-	if (D.handoffs_left) {
+	if (D.handoffs_err) {
+		snprintf(line, sizeof line, "cannot read what %s still has to hand off (%s): the "
+			 "writer lease is kept", D.cfg.cache.dir, strerror(-D.handoffs_err));
+		json_object_array_add(problems, json_object_new_string(line));
+	} else if (D.handoffs_left) {
 		snprintf(line, sizeof line, "qsfs-fs stopped with %" PRIu64 " segments not handed "
 			 "off (first s%" PRIu64 "); they are only on this node, so the writer "
-			 "lease is kept until qsfs-wait-hooks or the next qsfs-fs hands them off",
-			 D.handoffs_left, D.handoffs_first);
+			 "lease is kept until the next qsfs-fs (or qsfs-wait-hooks, for sealed "
+			 "ones) hands them off", D.handoffs_left, D.handoffs_first);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	json_object_object_add(o, "handoffs_left", json_object_new_int64((int64_t)D.handoffs_left));

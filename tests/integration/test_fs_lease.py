@@ -153,7 +153,7 @@ def test_a_stop_with_hand_offs_left_keeps_the_lease(tmp_path):
     off. stor used to release the lease as soon as its own queue was empty,
     and a host taking the volume then never saw that data."""
     from test_wait_hooks import waiter
-    a, b = hosts(tmp_path, timeout=30)
+    a, b = hosts(tmp_path, timeout=3)
     try:
         a.start_stor()
         a.mount()
@@ -163,6 +163,14 @@ def test_a_stop_with_hand_offs_left_keeps_the_lease(tmp_path):
         data = os.urandom(3 << 20)
         (a.mnt / "f1").write_bytes(data)
         assert a.unmount() == 0  # its last seal cannot be handed off
+        assert "could not be handed to qsfs-stor" in a.fs_log.read_text()
+        # nobody renews the lease now, yet it does not expire: the data is only on a
+        time.sleep(4)
+        b.start_stor()
+        p = b.try_mount()
+        assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
+        assert "stopped with segments not handed off" in p.stderr, p.stderr
+        assert "the lease does not expire" in p.stderr, p.stderr
         a.start_stor()
         time.sleep(5)  # stor looks at the lease every 2 s
         st = stor_status(a)
@@ -170,7 +178,6 @@ def test_a_stop_with_hand_offs_left_keeps_the_lease(tmp_path):
         assert st["handoffs_left"] >= 1, st
         assert any("not handed off" in p for p in st["problems"]), st
         assert "not handed off" in a.ctl("status", check=False).stdout
-        b.start_stor()
         p = b.try_mount()
         assert p.returncode == 1 and "held by another writer" in p.stderr, p.stderr
         p = a.ctl("drain", "--timeout", "3", check=False)

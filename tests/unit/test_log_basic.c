@@ -252,6 +252,8 @@ static void test_scan_prefix_order(void **state)
 		col.stop_at = -1;	/* past the prefix's last key: nothing */
 		assert_int_equal(cache_scan_from(c, "d/", 2, "d/d", 3, false, collect_cb, &col), 0);
 		assert_int_equal(col.n, 0);
+		assert_int_equal(cache_scan_from(c, "d/", 2, "c/z", 3, false, collect_cb, &col),
+				 -EINVAL);	/* outside the prefix */
 		/* the callback can stop the scan */
 		memset(&col, 0, sizeof col);
 		col.stop_at = 3;
