@@ -604,9 +604,11 @@ static int check_opts(struct cache_opts *o)
 	return 0;
 }
 
-static int scan_dir(struct cache *c, struct u64vec *segs, struct u64vec *ckpts)
+/* List the segment and checkpoint files of dirfd, sorted; with clean_tmp
+ * remove what an interrupted atomic write left (*.tmp). */
+static int scan_dir(int dirfd, bool clean_tmp, struct u64vec *segs, struct u64vec *ckpts)
 {
-	int fd = dup(c->dirfd);
+	int fd = dup(dirfd);
 	if (fd < 0)
 		return -errno;
 	DIR *d = fdopendir(fd);
@@ -615,17 +617,22 @@ static int scan_dir(struct cache *c, struct u64vec *segs, struct u64vec *ckpts)
 		return -errno;
 	}
 	rewinddir(d);	/* a dup shares the directory offset */
-	struct dirent *e;
 	int r = 0;
-	while (!r && (e = readdir(d))) {
+	while (!r) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			r = -errno;	/* 0 at the end; an error must not pass for the end */
+			break;
+		}
 		uint64_t id;
 		size_t l = strlen(e->d_name);
 		if (seg_parse_name(e->d_name, &id))
 			r = u64_push(segs, id);
 		else if (ckpt_parse_name(e->d_name, &id))
 			r = u64_push(ckpts, id);
-		else if (!c->o.read_only && l > 4 && !strcmp(e->d_name + l - 4, ".tmp"))
-			unlinkat(c->dirfd, e->d_name, 0);	/* an interrupted atomic write */
+		else if (clean_tmp && l > 4 && !strcmp(e->d_name + l - 4, ".tmp"))
+			unlinkat(dirfd, e->d_name, 0);	/* an interrupted atomic write */
 	}
 	closedir(d);
 	u64_sort(segs);
@@ -633,11 +640,62 @@ static int scan_dir(struct cache *c, struct u64vec *segs, struct u64vec *ckpts)
 	return r;
 }
 
+int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
+{
+	*n = 0;
+	if (first)
+		*first = 0;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	struct u64vec segs = { 0 }, ckpts = { 0 };
+	struct slog_load sl = { 0 };
+	struct slog *j = NULL;
+	int r = faccessat(dfd, VOLUME_FILE, F_OK, 0) < 0 ? -errno : 0;	/* no cache (yet) */
+	/* state.log before the listing: a segment handed off in between is
+	 * at worst counted once more, never missed */
+	if (!r)
+		r = slog_open(dfd, true, &j, slog_cb, &sl);
+	if (!r)
+		r = sl.err;
+	if (!r)
+		r = scan_dir(dfd, false, &segs, &ckpts);
+	u64_sort(&sl.handed);
+	u64_sort(&sl.confirmed);
+	for (size_t i = 0; !r && i < segs.n; i++) {	/* ascending ids */
+		uint64_t id = segs.v[i];
+		char name[SEG_NAME_LEN];
+		struct stat st;
+		if (u64_has(&sl.handed, id) || u64_has(&sl.confirmed, id))
+			continue;
+		seg_name(id, name);
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno != ENOENT)	/* ENOENT: evicted meanwhile, so confirmed */
+				r = -errno;
+			continue;
+		}
+		if ((uint64_t)st.st_size <= SEG_HDR_SIZE)	/* no record: nothing to lose */
+			continue;
+		if (first && !*n)
+			*first = id;
+		(*n)++;
+	}
+	if (j)
+		slog_close(j);
+	free(sl.handed.v);
+	free(sl.ckpt_handed.v);
+	free(sl.confirmed.v);
+	free(segs.v);
+	free(ckpts.v);
+	close(dfd);
+	return r;
+}
+
 static int recover(struct cache *c)
 {
 	struct u64vec segs = { 0 }, ckpts = { 0 };
 	struct slog_load sl = { 0 };
-	int r = scan_dir(c, &segs, &ckpts);
+	int r = scan_dir(c->dirfd, !c->o.read_only, &segs, &ckpts);
 	if (r)
 		goto out;
 	r = load_volume(c, segs.n || ckpts.n);

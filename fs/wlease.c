@@ -69,21 +69,20 @@ int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **ou
 	}
 	if (!r && lease_blocks(&cur, w->me, now, &age)) {
 		lease_describe(&cur, now, who, sizeof who);
-		if (!takeover && (cur.flags & LEASE_UNHANDED)) {
-			snprintf(err, errlen, "volume %s is held by another writer: %s. Its qsfs-fs "
-				 "stopped before it could hand its last segments to qsfs-stor, so they "
-				 "exist only on that host and the lease does not expire: start qsfs-stor "
-				 "and qsfs-wait-hooks (or qsfs-fs) there to upload them; if that host is "
-				 "gone for good, start with --takeover (that data is lost)",
-				 cfg->volume, who);
-			r = -EBUSY;
-			goto fail;
-		}
 		if (!takeover) {
-			snprintf(err, errlen, "volume %s is held by another writer: %s. It expires "
-				 "%lld s after that host's last heartbeat; if that host is gone for good, "
-				 "start with --takeover (any data it has not uploaded is lost)",
-				 cfg->volume, who, (long long)(cur.timeout - age));
+			if (cur.flags & LEASE_UNHANDED)
+				snprintf(err, errlen, "volume %s is held by another writer: %s. Its "
+					 "qsfs-fs stopped before it could hand its last segments to "
+					 "qsfs-stor, so they exist only on that host and the lease does "
+					 "not expire: start qsfs-stor and qsfs-wait-hooks (or qsfs-fs) "
+					 "there to upload them; if that host is gone for good, start with "
+					 "--takeover (that data is lost)", cfg->volume, who);
+			else
+				snprintf(err, errlen, "volume %s is held by another writer: %s. It "
+					 "expires %lld s after that host's last heartbeat; if that host is "
+					 "gone for good, start with --takeover (any data it has not "
+					 "uploaded is lost)", cfg->volume, who,
+					 (long long)(cur.timeout - age));
 			r = -EBUSY;
 			goto fail;
 		}

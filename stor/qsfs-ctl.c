@@ -257,9 +257,9 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 			left_told |= hooks > 0;
 		}
 		/* after qsfs-fs's clean stop, stor releases the writer lease once
-		 * the queue is empty: a drain ends when another host may start */
-		/* (or still "mounted": qsfs-fs has just let go of the mount and
-		 * is sealing, handing off and clearing the flag) */
+		 * the queue is empty: a drain ends when another host may start
+		 * (the lease may still say "mounted" while qsfs-fs, off the mount
+		 * already, seals, hands off and clears the flag) */
 		bool stopping = !fs_up && o && json_object_object_get_ex(o, "lease", &v) &&
 				(!strcmp(json_object_get_string(v), "stopping") ||
 				 !strcmp(json_object_get_string(v), "mounted"));

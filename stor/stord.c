@@ -337,6 +337,23 @@ static void *worker_main(void *arg)
 
 #define LEASE_TICK_S 2
 
+/* What lease_tick last learnt of the hand-offs a stopped qsfs-fs left, as
+ * one sentence into buf ("" when none). D.mu held. */
+static const char *handoffs_text(char *buf, size_t len)
+{
+	if (D.handoffs_err)
+		snprintf(buf, len, "cannot read what %s still has to hand off (%s): the writer "
+			 "lease is kept", D.cfg.cache.dir, strerror(-D.handoffs_err));
+	else if (D.handoffs_left)
+		snprintf(buf, len, "qsfs-fs stopped with %" PRIu64 " segments not handed off "
+			 "(first s%" PRIu64 "); they are only on this node, so the writer lease "
+			 "is kept until the next qsfs-fs (or qsfs-wait-hooks, for sealed ones) "
+			 "hands them off", D.handoffs_left, D.handoffs_first);
+	else
+		buf[0] = 0;
+	return buf;
+}
+
 static void lease_tick(struct ctx *c, int64_t *last_beat)
 {
 	uint8_t me[LEASE_ID_SIZE];
@@ -410,17 +427,15 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 		if (e == -ENOENT)
 			e = 0;
 		pthread_mutex_lock(&D.mu);
-		if (e && e != D.handoffs_err)	/* cannot tell: keep it */
-			qlog_warn("stor: cannot read what %s still has to hand off (%s): the "
-				  "writer lease is kept", D.cfg.cache.dir, strerror(-e));
-		else if (!e && left && left != D.handoffs_left)
-			qlog_warn("stor: qsfs-fs stopped with %" PRIu64 " segments not handed off "
-				  "(first s%" PRIu64 "): the writer lease is kept until the next "
-				  "qsfs-fs (or qsfs-wait-hooks, for sealed ones) hands them off",
-				  left, first);
+		/* cannot tell (e): keep it too; say so when it changes */
+		bool tell = e ? e != D.handoffs_err : left && left != D.handoffs_left;
 		D.handoffs_err = e;
 		D.handoffs_left = left;
 		D.handoffs_first = first;
+		if (tell) {
+			char text[600];
+			qlog_warn("stor: %s", handoffs_text(text, sizeof text));
+		}
 		pthread_mutex_unlock(&D.mu);
 		release = !e && left == 0;
 		if (left)	/* only here: the lease must not expire (lease.h) */
@@ -1140,17 +1155,8 @@ static void do_status(int cfd)
 		snprintf(line, sizeof line, "uploads stopped: %s", D.fence_why);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
-	if (D.handoffs_err) {
-		snprintf(line, sizeof line, "cannot read what %s still has to hand off (%s): the "
-			 "writer lease is kept", D.cfg.cache.dir, strerror(-D.handoffs_err));
+	if (*handoffs_text(line, sizeof line))
 		json_object_array_add(problems, json_object_new_string(line));
-	} else if (D.handoffs_left) {
-		snprintf(line, sizeof line, "qsfs-fs stopped with %" PRIu64 " segments not handed "
-			 "off (first s%" PRIu64 "); they are only on this node, so the writer "
-			 "lease is kept until the next qsfs-fs (or qsfs-wait-hooks, for sealed "
-			 "ones) hands them off", D.handoffs_left, D.handoffs_first);
-		json_object_array_add(problems, json_object_new_string(line));
-	}
 	json_object_object_add(o, "handoffs_left", json_object_new_int64((int64_t)D.handoffs_left));
 	json_object_object_add(o, "fenced", json_object_new_boolean(D.fenced));
 	json_object_object_add(o, "lease", json_object_new_string(D.lease_state ? D.lease_state
