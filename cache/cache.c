@@ -179,6 +179,7 @@ int new_active(struct cache *c)
 	c->active = s;
 	c->active_nrec = 0;
 	c->active_since_ns = 0;
+	c->active_age_unknown = false;
 	c->writeback_off = SEG_HDR_SIZE;
 	atomic_store(&s->synced, SEG_HDR_SIZE);
 	return 0;
@@ -822,8 +823,8 @@ int64_t cache_seal_older(struct cache *c, uint64_t age_ns)
 	uint64_t now = fs_now_ns();
 	pthread_rwlock_wrlock(&c->lock);
 	int64_t r = 0;
-	if (c->active && c->active_nrec > 0 && c->active_since_ns &&
-	    now - c->active_since_ns >= age_ns)
+	if (c->active && c->active_nrec > 0 &&
+	    (c->active_age_unknown || now - c->active_since_ns >= age_ns))
 		r = seal_locked(c);
 	pthread_rwlock_unlock(&c->lock);
 	if (r > 0)

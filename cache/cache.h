@@ -244,7 +244,8 @@ struct cache_stats {
 	uint64_t hooks_failed;		/* hook runs that failed (since open) */
 	uint64_t hooks_running;		/* hook processes running now */
 	uint64_t active_records;	/* records in the active segment */
-	uint64_t active_age_ns;		/* since its first record (0: none) */
+	uint64_t active_age_ns;		/* since its first record, or since the
+					 * open that replayed it (0: none) */
 	uint64_t checkpoint_id;		/* newest checkpoint written */
 	uint64_t checkpoint_upto;	/* segments covered by it */
 	uint64_t checkpoints_written;	/* since open */

@@ -79,9 +79,15 @@ struct cache {
 	struct sum_state *active_sum;	/* content checksum of the active file */
 	uint64_t active_nrec;
 	uint64_t active_since_ns;	/* fs_now_ns() of the active segment's first
-					 * record (1 for records replayed at open:
-					 * their age is unknown, so they count as old);
+					 * record, or of the open that replayed it;
 					 * 0 while it holds none */
+	/* The active segment holds records replayed at open, whose age is
+	 * unknown: they count as old enough for any cache_seal_older, on any
+	 * host. This is a flag, not a timestamp of 1: CLOCK_MONOTONIC starts
+	 * near 0 at boot, so "written at time 1" would mean "as old as the
+	 * host's uptime", and a freshly booted host would keep data that exists
+	 * only here unsealed for max_segment_age. */
+	bool active_age_unknown;
 	bool active_old_format;	/* replayed active segment has an older header
 				 * version (sealed at open) */
 	uint64_t writeback_off;	/* active bytes already sent to writeback */

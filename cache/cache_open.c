@@ -451,7 +451,8 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 	c->active_old_format = res.version < SEG_VERSION;
 	s->size = res.end;
 	c->active_nrec = res.nrecords;
-	c->active_since_ns = res.nrecords ? 1 : 0;	/* age unknown: old */
+	c->active_since_ns = res.nrecords ? fs_now_ns() : 0;
+	c->active_age_unknown = res.nrecords > 0;	/* counts as old: see cache_int.h */
 	if (!res.clean) {
 		uint64_t cut = res.file_size - res.end;
 		if (c->o.read_only) {

@@ -18,11 +18,14 @@
 #include "service.h"
 #include "supervisor.h"
 
+/* CLOCK_MONOTONIC in ms, plus 1: the supervisor uses 0 for "no deadline",
+ * and the clock reads 0 in the first millisecond after boot (or in a time
+ * namespace), where a deadline of "now" would silently mean "never". */
 static int64_t now_ms(void)
 {
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 + 1;
 }
 
 struct loop {

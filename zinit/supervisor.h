@@ -4,7 +4,8 @@
  * The supervisor does no waiting of its own. The event loop (init.c) tells
  * it what happened - a child was reaped, output is readable, a control
  * command came, time passed, shutdown was asked for - always with the
- * current CLOCK_MONOTONIC time in milliseconds, and asks it for the next
+ * current CLOCK_MONOTONIC time in milliseconds (always > 0: a time of 0
+ * means "no deadline" here), and asks it for the next
  * deadline to wake it at. Everything runs on that one thread.
  *
  * Service states (as `zinit list` shows them):
