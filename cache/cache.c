@@ -763,6 +763,30 @@ int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void
 	return ret;
 }
 
+ssize_t cache_keys(struct cache *c, const void *prefix, size_t plen, const void *after,
+		   size_t afterlen, struct cache_keyinfo *out, size_t max)
+{
+	if (plen > KEY_MAX || afterlen > KEY_MAX ||
+	    (after && (afterlen < plen || memcmp(after, prefix, plen))))
+		return -EINVAL;
+	size_t n = 0;
+	pthread_rwlock_rdlock(&c->lock);
+	const struct ix_node *x = after ? ix_seek(c->ix, after, afterlen, true)
+					: ix_seek(c->ix, prefix, plen, false);
+	for (; x && n < max; x = ix_next(x)) {
+		size_t kl;
+		const uint8_t *k = ix_node_key(x, &kl);
+		if (kl < plen || memcmp(k, prefix, plen))
+			break;
+		out[n].klen = (uint8_t)kl;
+		memcpy(out[n].key, k, kl);
+		out[n].vlen = ix_node_loc(x).len - REC_HDR_SIZE - (uint32_t)kl;
+		n++;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return (ssize_t)n;
+}
+
 int cache_sync(struct cache *c)
 {
 	if (c->o.read_only)

@@ -152,6 +152,24 @@ typedef int (*cache_scan_cb)(void *arg, const uint8_t *key, size_t klen,
 int cache_scan(struct cache *c, const void *prefix, size_t plen,
 	       bool with_values, cache_scan_cb cb, void *arg);
 
+/* One key listed by cache_keys. */
+struct cache_keyinfo {
+	uint32_t vlen;		/* its value's length */
+	uint8_t klen;
+	uint8_t key[255];
+};
+
+/* List up to max keys that start with prefix, in key order, with their
+ * value lengths: the keys after `after` (afterlen bytes, which must start
+ * with prefix), or from the prefix's first key when after is NULL. One walk
+ * of the index under the read lock: no I/O, no allocation, so it blocks
+ * only while a writer holds the lock. Returns the number listed (== max:
+ * there may be more; call again after the last one) or -EINVAL. For small
+ * key ranges read on a hot path (a block's extents); cache_scan is the
+ * general walk. */
+ssize_t cache_keys(struct cache *c, const void *prefix, size_t plen, const void *after,
+		   size_t afterlen, struct cache_keyinfo *out, size_t max);
+
 /* cache_scan that starts at the first key >= from (fromlen bytes), so the
  * keys before it cost nothing: e.g. the blocks of a large file past an
  * offset. from NULL: from the prefix. -EINVAL if from does not start with

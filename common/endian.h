@@ -30,6 +30,17 @@ static inline uint64_t get_le64(const uint8_t *p)
 }
 
 /* Big-endian: numbers in ordered keys, so bytewise order is numeric order. */
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
 static inline void put_be64(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;

@@ -66,6 +66,13 @@ size_t key_block(uint8_t *k, uint64_t ino, uint64_t block)
 	return 17;
 }
 
+size_t key_extent(uint8_t *k, uint64_t ino, uint64_t block, uint32_t off)
+{
+	key_block(k, ino, block);
+	put_be16(k + 17, (uint16_t)off);
+	return 19;
+}
+
 void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE])
 {
 	memset(out, 0, FS_INODE_SIZE);

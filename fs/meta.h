@@ -9,15 +9,18 @@
  *                                first 230 bytes and an XXH3-128 of the
  *                                whole name; the value then ends with the
  *                                name itself, checked on lookup)
- *   'B' ino block                data block (FS_BLOCK bytes at most)
+ *   'B' ino block                data block: its base (FS_BLOCK bytes at most)
+ *   'B' ino block off            an extent of that block: off (u16) is where
+ *                                its bytes start; it overrides the base
+ *                                (fs/extent.h: at most EXT_MAX, disjoint)
  *   'X' ino name                 extended attribute value
  *   'O' ino                      orphan: unlinked while open; purged at mount
  *   'T' ino                      truncating: written in the batch that shrinks
  *                                the size; blocks past the size are dropped
  *                                after it, then the key; finished at mount
  * A directory is its 'D' keys: adding an entry is one record, whatever the
- * directory's size. A file is its 'B' keys: writing a block rewrites only
- * that block. Holes are absent blocks; a block's value may be shorter than
+ * directory's size. A file is its 'B' keys: a write appends only what it
+ * writes (a whole block as its base, a smaller piece as an extent). Holes are absent blocks; a block's value may be shorter than
  * FS_BLOCK, the rest reading as zeros. A symlink's target is its data.
  *
  * Inode record, little-endian, FS_INODE_SIZE bytes:
@@ -36,7 +39,10 @@
 #define FS_BLOCK (64u * 1024)
 #define FS_INODE_SIZE 72u
 #define FS_INODE_VERSION 1u
-#define FS_SUPER_VERSION 1u
+/* 2: blocks may have extents ('B' ino block off); a version-1 reader would
+ * ignore them, so a mount that can write raises 1 to 2 and older binaries
+ * refuse the volume instead of reading stale data. */
+#define FS_SUPER_VERSION 2u
 #define FS_NAME_MAX 255u
 #define FS_KEY_MAX 255u		/* the log's key limit */
 #define FS_XATTR_NAME_MAX (FS_KEY_MAX - 9)	/* 246: xattr names are keys */
@@ -59,6 +65,7 @@ size_t key_dent(uint8_t *k, uint64_t parent, const char *name);
 size_t key_dent_prefix(uint8_t *k, uint64_t parent);
 size_t key_block(uint8_t *k, uint64_t ino, uint64_t block);
 size_t key_block_prefix(uint8_t *k, uint64_t ino);
+size_t key_extent(uint8_t *k, uint64_t ino, uint64_t block, uint32_t off);
 size_t key_xattr(uint8_t *k, uint64_t ino, const char *name);
 size_t key_xattr_prefix(uint8_t *k, uint64_t ino);
 size_t key_orphan(uint8_t *k, uint64_t ino);

@@ -1,10 +1,12 @@
 /* fs/qfs_data.c - file data in FS_BLOCK blocks: read, write, truncate,
  * fallocate, SEEK_DATA/SEEK_HOLE.
  *
- * A block's value holds its bytes up to the last one ever written in it (or
- * up to the file size for the last block); what lies beyond reads as zeros.
- * A write that covers a whole block replaces it; a partial write reads the
- * block, patches it and writes it back.
+ * A block holds its bytes up to the last one ever written in it (or up to
+ * the file size for the last block); what lies beyond reads as zeros. It is
+ * a base value overlaid with up to EXT_MAX extents (extent.h): a write that
+ * covers all a block holds becomes its base; a smaller one appends an
+ * extent of what it writes (and trims the extents it overlaps), so a write
+ * costs the log about its own size. Every change of a block is one batch.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,47 +15,181 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "extent.h"
 #include "qfs_int.h"
 #include "../common/endian.h"
 #include "../common/qlog.h"
 
 #define ATIME_AGE_NS (24ll * 3600 * 1000000000)
 
+static const uint8_t zeros[FS_BLOCK];	/* what holes and punched ranges hold */
+
 static struct node *held(struct qfs *fs, uint64_t ino)
 {
 	return node_find(fs, ino);
 }
 
-/* Read block b of ino into buf (FS_BLOCK bytes, zero-filled past its value).
- * Returns the value's length, 0 for a hole, or a negative errno. */
-static ssize_t block_read(struct qfs *fs, uint64_t ino, uint64_t b, uint8_t *buf)
+/* What block b of ino holds: its base's length and its extents (keys
+ * only, no I/O). Returns 0 or a negative errno; -EIO, logged with the
+ * inode and block, when the keys break extent.h's invariants. */
+static int block_load(struct qfs *fs, uint64_t ino, uint64_t b, struct ext_block *eb)
 {
-	uint8_t k[32];
-	size_t kl = key_block(k, ino, b);
-	ssize_t n = cache_get(fs->c, k, kl, buf, FS_BLOCK);
-	if (n == -ENOENT)
-		n = 0;
+	uint8_t p[32];
+	size_t pl = key_block(p, ino, b);
+	struct cache_keyinfo ki[EXT_MAX + 2];
+	ssize_t n = cache_keys(fs->c, p, pl, NULL, 0, ki, EXT_MAX + 2);
 	if (n < 0)
-		return n;
-	if (n > FS_BLOCK)
+		return (int)n;
+	*eb = (struct ext_block){ 0 };
+	bool bad = n == EXT_MAX + 2;
+	for (ssize_t i = 0; i < n && !bad; i++) {
+		if (ki[i].klen == 17) {
+			eb->has_base = true;
+			eb->base_len = ki[i].vlen;
+		} else if (ki[i].klen == 19 && eb->n < EXT_MAX) {
+			eb->e[eb->n++] = (struct ext){ get_be16(ki[i].key + 17), ki[i].vlen };
+		} else {
+			bad = true;
+		}
+	}
+	if (bad || ext_block_check(eb, FS_BLOCK)) {
+		qlog_err("fs: inode %llu block %llu: its extents are not valid (%zd keys); "
+			 "the block is unreadable", (unsigned long long)ino, (unsigned long long)b,
+			 n);
 		return -EIO;
-	memset(buf + n, 0, FS_BLOCK - (size_t)n);
+	}
+	return 0;
+}
+
+/* Read one key's value into buf (cap bytes): its length, or -EIO when it
+ * is longer than cap or gone (the keys were listed under the inode's lock). */
+static ssize_t get_exact(struct qfs *fs, const uint8_t *k, size_t kl, uint8_t *buf, size_t cap)
+{
+	ssize_t n = cache_get(fs->c, k, kl, buf, cap);
+	if (n == -ENOENT || n > (ssize_t)cap)
+		n = -EIO;
 	return n;
 }
 
-static int block_write(struct qfs *fs, uint64_t ino, uint64_t b, const void *buf, size_t len)
+/* Read block b of ino, as eb lists it, into buf (FS_BLOCK bytes, zeros
+ * past its data): the base, then each extent over it. Returns the block's
+ * length, 0 for a hole, or a negative errno. */
+static ssize_t block_fill(struct qfs *fs, uint64_t ino, uint64_t b, const struct ext_block *eb,
+			  uint8_t *buf)
 {
 	uint8_t k[32];
 	size_t kl = key_block(k, ino, b);
-	return cache_put(fs->c, k, kl, buf, len);
+	size_t have = 0;
+	if (eb->has_base) {
+		ssize_t n = get_exact(fs, k, kl, buf, FS_BLOCK);
+		if (n < 0)
+			return n;
+		have = (size_t)n;
+	}
+	memset(buf + have, 0, FS_BLOCK - have);
+	for (size_t i = 0; i < eb->n; i++) {
+		const struct ext *x = &eb->e[i];
+		kl = key_extent(k, ino, b, x->off);
+		ssize_t n = get_exact(fs, k, kl, buf + x->off, FS_BLOCK - x->off);
+		if (n < 0)
+			return n;
+	}
+	return ext_block_len(eb);
 }
 
+/* Read block b of ino into buf (FS_BLOCK bytes, zero-filled past its data).
+ * Returns the block's length, 0 for a hole, or a negative errno. */
+static ssize_t block_read(struct qfs *fs, uint64_t ino, uint64_t b, uint8_t *buf)
+{
+	struct ext_block eb;
+	int r = block_load(fs, ino, b, &eb);
+	return r ? r : block_fill(fs, ino, b, &eb, buf);
+}
+
+/* Replace block b of ino (as eb lists it) by buf[0, len) as its base, with
+ * no extents (len 0: no base either): one atomic batch. */
+static int block_rewrite(struct qfs *fs, uint64_t ino, uint64_t b, const struct ext_block *eb,
+			 const uint8_t *buf, size_t len)
+{
+	uint8_t keys[EXT_MAX + 1][32];
+	struct cache_op ops[EXT_MAX + 1];
+	size_t n = 0;
+	if (len || eb->has_base) {
+		ops[n] = (struct cache_op){ !len, keys[n], key_block(keys[n], ino, b),
+					    len ? buf : NULL, len };
+		n++;
+	}
+	for (size_t i = 0; i < eb->n; i++, n++)
+		ops[n] = (struct cache_op){ true, keys[n], key_extent(keys[n], ino, b, eb->e[i].off),
+					    NULL, 0 };
+	if (n == 1)
+		return ops[0].del ? cache_del(fs->c, ops[0].key, ops[0].klen)
+				  : cache_put(fs->c, ops[0].key, ops[0].klen, buf, len);
+	return n ? cache_apply(fs->c, ops, n) : 0;
+}
+
+/* Write [in, in + len) of block b of ino from data, appending about len
+ * bytes (extent.h): as the base, as an extent with the trims of those it
+ * overlaps, or as a fold of the whole block. limit is where the file ends
+ * inside this block (>= in + len): a fold's base never passes it. One
+ * atomic batch. *tmp: FS_BLOCK bytes of scratch, allocated on first need
+ * (the caller frees it). Returns 0 or -errno. */
+static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, size_t in, const void *data,
+		       size_t len, size_t limit, uint8_t **tmpp)
+{
+	struct ext_block eb;
+	int r = block_load(fs, ino, b, &eb);
+	if (r)
+		return r;
+	struct ext_plan p;
+	ext_plan(&eb, (uint32_t)in, (uint32_t)(in + len), &p);
+	uint8_t *tmp = *tmpp;
+	if (!tmp && (p.fold || p.n > 1) && !(tmp = *tmpp = malloc(FS_BLOCK)))
+		return -ENOMEM;
+	if (p.fold) {
+		ssize_t have = block_fill(fs, ino, b, &eb, tmp);
+		if (have < 0)
+			return (int)have;
+		memcpy(tmp + in, data, len);
+		return block_rewrite(fs, ino, b, &eb, tmp,
+				     ext_fold_len(&eb, (uint32_t)(in + len), (uint32_t)limit));
+	}
+	uint8_t keys[EXT_MAX + 3][32];
+	struct cache_op ops[EXT_MAX + 3];
+	size_t n = 0;
+	/* the old bytes the trims keep: each trimmed extent, read once */
+	uint32_t loaded = UINT32_MAX;
+	for (size_t i = 0; i < p.n; i++) {
+		const struct ext_op *o = &p.op[i];
+		if (o->kind != EXT_PUT_PIECE || o->src == loaded)
+			continue;
+		uint8_t k[32];
+		size_t kl = key_extent(k, ino, b, o->src);
+		ssize_t got = get_exact(fs, k, kl, tmp + o->src, FS_BLOCK - o->src);
+		if (got < 0)
+			return (int)got;
+		loaded = o->src;
+	}
+	for (size_t i = 0; i < p.n; i++, n++) {
+		const struct ext_op *o = &p.op[i];
+		size_t kl = o->base ? key_block(keys[n], ino, b) : key_extent(keys[n], ino, b, o->off);
+		const void *v = o->kind == EXT_PUT_WRITE ? data : tmp + o->off;
+		ops[n] = (struct cache_op){ o->kind == EXT_DEL, keys[n], kl,
+					    o->kind == EXT_DEL ? NULL : v, o->len };
+	}
+	if (n == 1 && !ops[0].del)
+		return cache_put(fs->c, ops[0].key, ops[0].klen, ops[0].val, ops[0].vlen);
+	return cache_apply(fs->c, ops, n);
+}
+
+/* Make block b of ino a hole: its base and extents go in one batch. */
 static int block_del(struct qfs *fs, uint64_t ino, uint64_t b)
 {
-	uint8_t k[32];
-	size_t kl = key_block(k, ino, b);
-	int e = cache_del(fs->c, k, kl);
-	return e == -ENOENT ? 0 : e;
+	struct ext_block eb;
+	int r = block_load(fs, ino, b, &eb);
+	if (!r)
+		r = block_rewrite(fs, ino, b, &eb, NULL, 0);
+	return r == -ENOENT ? 0 : r;
 }
 
 ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off)
@@ -126,25 +262,9 @@ static int write_blocks(struct qfs *fs, uint64_t ino, const uint8_t *buf, size_t
 		size_t in = (size_t)(pos % FS_BLOCK), take = FS_BLOCK - in;
 		if (take > len - done)
 			take = len - done;
-		if (in == 0 && take == FS_BLOCK) {
-			r = block_write(fs, ino, b, buf + done, FS_BLOCK);
-		} else {
-			if (!tmp && !(tmp = malloc(FS_BLOCK))) {
-				r = -ENOMEM;
-				break;
-			}
-			ssize_t have = block_read(fs, ino, b, tmp);
-			if (have < 0) {
-				r = (int)have;
-				break;
-			}
-			memcpy(tmp + in, buf + done, take);
-			size_t vlen = in + take > (size_t)have ? in + take : (size_t)have;
-			uint64_t end = size - b * FS_BLOCK;	/* never past the file end */
-			if (vlen > end)
-				vlen = (size_t)end;
-			r = block_write(fs, ino, b, tmp, vlen);
-		}
+		uint64_t limit = size - b * FS_BLOCK;	/* the file's end in this block */
+		r = block_patch(fs, ino, b, in, buf + done, take,
+				limit < FS_BLOCK ? (size_t)limit : FS_BLOCK, &tmp);
 		done += take;
 	}
 	free(tmp);
@@ -192,16 +312,17 @@ int data_cut(struct qfs *fs, uint64_t ino, uint64_t size)
 		return r;
 	/* the new last block: cut its value at the new size, so growing later
 	 * reads zeros there */
+	uint64_t b = size / FS_BLOCK;
+	size_t cut = (size_t)(size % FS_BLOCK);
+	struct ext_block eb;
+	r = block_load(fs, ino, b, &eb);
+	if (r || ext_block_len(&eb) <= cut)
+		return r;
 	uint8_t *tmp = malloc(FS_BLOCK);
 	if (!tmp)
 		return -ENOMEM;
-	uint64_t b = size / FS_BLOCK;
-	ssize_t have = block_read(fs, ino, b, tmp);
-	size_t cut = (size_t)(size % FS_BLOCK);
-	if (have > (ssize_t)cut)
-		r = block_write(fs, ino, b, tmp, cut);
-	else if (have < 0)
-		r = (int)have;
+	ssize_t have = block_fill(fs, ino, b, &eb, tmp);
+	r = have < 0 ? (int)have : block_rewrite(fs, ino, b, &eb, tmp, cut);
 	free(tmp);
 	return r;
 }
@@ -234,15 +355,14 @@ int trunc_finish(struct qfs *fs, uint64_t ino, uint64_t size)
 /* Zero [from, to) inside block b (a partial block of a punched range). */
 static int zero_range(struct qfs *fs, uint64_t ino, uint64_t b, size_t from, size_t to)
 {
-	uint8_t *tmp = malloc(FS_BLOCK);
-	if (!tmp)
-		return -ENOMEM;
-	ssize_t have = block_read(fs, ino, b, tmp);
-	int r = have < 0 ? (int)have : 0;
-	if (!r && (size_t)have > from) {
-		memset(tmp + from, 0, to - from);
-		r = block_write(fs, ino, b, tmp, (size_t)have);
-	}
+	struct ext_block eb;
+	int r = block_load(fs, ino, b, &eb);
+	size_t have = r ? 0 : ext_block_len(&eb);	/* past it: zeros already */
+	if (to > have)
+		to = have;
+	uint8_t *tmp = NULL;
+	if (!r && from < to)
+		r = block_patch(fs, ino, b, from, zeros, to - from, have, &tmp);
 	free(tmp);
 	return r;
 }
@@ -282,19 +402,18 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 		 * holes), so later writes to the range cannot fail for space */
 		uint64_t size = mode ? rec.size : (end > rec.size ? end : rec.size);
 		r = size > rec.size ? tail_clean(fs, n) : 0;	/* the new range reads zeros */
-		uint8_t *tmp = r ? NULL : malloc(FS_BLOCK);
-		if (!r && !tmp)
-			r = -ENOMEM;
+		uint8_t *tmp = NULL;	/* block_patch's scratch */
 		for (uint64_t b = start / FS_BLOCK; !r && b * FS_BLOCK < end; b++) {
 			uint64_t bs = b * FS_BLOCK;
 			uint64_t want = size > bs ? size - bs : 0;
 			if (want > FS_BLOCK)
 				want = FS_BLOCK;
-			ssize_t have = block_read(fs, ino, b, tmp);
-			if (have < 0)
-				r = (int)have;
-			else if ((uint64_t)have < want)
-				r = block_write(fs, ino, b, tmp, (size_t)want);
+			struct ext_block eb;
+			r = block_load(fs, ino, b, &eb);
+			size_t have = r ? 0 : ext_block_len(&eb);
+			if (!r && have < want)
+				r = block_patch(fs, ino, b, have, zeros, (size_t)want - have,
+						(size_t)want, &tmp);
 		}
 		free(tmp);
 		rec.size = size;
@@ -320,7 +439,7 @@ static int seek_cb(void *arg, const uint8_t *k, size_t kl, const uint8_t *v, siz
 	(void)v;
 	(void)vl;
 	struct seek *s = arg;
-	if (kl != 17)
+	if (kl != 17 && kl != 19)	/* a base or an extent: data either way */
 		return 0;
 	uint64_t b = get_be64(k + 9);
 	if (b < s->from)

@@ -367,13 +367,21 @@ int qfs_open(const struct qfs_opts *o, struct qfs **out)
 			r = super_store(fs, fs->ino_limit);
 		if (!r)
 			r = cache_sync(fs->c);
-	} else if (n != 16 || get_le32(v) != FS_SUPER_VERSION) {
+	} else if (n != 16 || get_le32(v) < 1 || get_le32(v) > FS_SUPER_VERSION) {
 		qlog_err("fs: the superblock is %s", n < 0 ? strerror((int)-n) :
 			 "not one this version understands");
 		r = n < 0 ? (int)n : -EIO;
 	} else {
 		/* numbers up to the reserved limit may have been handed out */
 		fs->next_ino = fs->ino_limit = get_le64(v + 8);
+		/* an older version: raised before any extent can be written, so
+		 * a binary that would ignore extents refuses the volume (meta.h);
+		 * a read-only log keeps it as it is and writes nothing */
+		if (get_le32(v) < FS_SUPER_VERSION) {
+			r = super_store(fs, fs->ino_limit);
+			if (r == -EROFS)
+				r = 0;
+		}
 		uint8_t p = K_TRUNC;
 		r = cache_scan(fs->c, &p, 1, false, trunc_cb, fs);
 		p = K_ORPHAN;
