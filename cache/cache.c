@@ -409,6 +409,28 @@ int cache_del(struct cache *c, const void *key, size_t klen)
 	return r;
 }
 
+int move_record(struct cache *c, const uint8_t *key, size_t klen, uint64_t seg, uint64_t off,
+		const void *val, size_t vlen)
+{
+	int r = check_key(c, klen);
+	if (r)
+		return r;
+	bool sealed = false;
+	pthread_rwlock_wrlock(&c->lock);
+	struct ix_loc loc;
+	r = ix_get(c->ix, key, klen, &loc);
+	if (r == -ENOENT || (!r && (loc.seg != seg || loc.off != off))) {
+		r = 0;	/* overwritten or deleted since: garbage, not moved */
+	} else if (!r) {
+		r = append_locked(c, REC_PUT, key, klen, val, vlen, &sealed);
+		r = r ? r : 1;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (sealed)
+		worker_kick(c, false, false);
+	return r;
+}
+
 /* Encode ops as one batch for segment seg_id into buf (len bytes: a BATCH
  * record, then the records). */
 static void batch_build(uint8_t *buf, uint64_t len, uint64_t seg_id,
@@ -993,6 +1015,10 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		st->segments++;
 		st->live_bytes += s->live;
 		st->garbage_bytes += s->size - SEG_HDR_SIZE - s->live;
+		if ((s->flags & SF_SEALED) && !s->live) {
+			st->dead_segments++;
+			st->dead_bytes += s->size;
+		}
 		if (s->flags & SF_LOCAL) {
 			st->segments_local++;
 			bool evictable = (s->flags & SF_CONFIRMED) && s->id <= c->written_upto;
@@ -1045,6 +1071,8 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 		st->segments_unconfirmed);
 	fprintf(f, "live bytes:           %" PRIu64 "\n", st->live_bytes);
 	fprintf(f, "garbage bytes:        %" PRIu64 "\n", st->garbage_bytes);
+	fprintf(f, "dead segments:        %" PRIu64 " (%" PRIu64 " bytes, nothing live)\n",
+		st->dead_segments, st->dead_bytes);
 	if (st->max_size)
 		fprintf(f, "local disk:           %" PRIu64 " of %" PRIu64 " bytes%s\n",
 			st->local_bytes, st->max_size,

@@ -243,6 +243,52 @@ int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s),
 		   void *arg);
 
+/* --- cleaning: the first half of garbage collection -------------------
+ *
+ * Cleaning a sealed segment moves each of its live records (the ones the
+ * index still points to) to the end of the log, so that the segment holds
+ * only garbage: a *dead* segment, live bytes 0, which the second half
+ * (removing it locally and from the backends once no retained checkpoint
+ * refers to it) can drop. Not yet wired into qsfs-fs: without that second
+ * half, moving records only adds to the log. */
+
+struct cache_clean_result {
+	uint64_t records;	/* live records moved */
+	uint64_t bytes;		/* their bytes */
+};
+
+/* Move every live record of sealed segment id to the active segment, one
+ * record at a time, each under the write lock only for its append (a put or
+ * del that comes first wins; readers and writers go on meanwhile). Fetches
+ * the segment through the segment-missing hook if it is not local, and
+ * reads it with the same checks as a replay: a bad record stops the clean
+ * with -EIO (logged with the segment and offset) and nothing is lost,
+ * since the records moved so far are whole copies. rate: at most that many
+ * bytes moved per second (0: no limit), by sleeping between records.
+ * Returns 0 (id is dead then, unless records were written to it meanwhile,
+ * which cannot happen to a sealed segment), -EINVAL for the active or an
+ * unknown segment, -EROFS (read-only or fenced), or an append's or fetch's
+ * error. Blocks for the segment's read and appends; no lock is held while
+ * it reads. Not thread safe against another clean of the same segment. */
+int cache_clean_segment(struct cache *c, uint64_t id, uint64_t rate,
+			struct cache_clean_result *res);
+
+/* Benefit over cost of cleaning a segment of size bytes (header included)
+ * with live of them live, sealed age segments ago, as the LFS cleaner
+ * weighs it: (1 - u) * age / cost, u = the live fraction, cost = 1 + u
+ * (read it, write its live part), plus 1 when it must be fetched first.
+ * 0 when there is nothing to gain (u == 1) or nothing to move (live == 0:
+ * already dead). Pure. */
+double cache_clean_score(uint64_t size, uint64_t live, uint64_t age, bool local);
+
+/* Choose up to max sealed segments worth cleaning, best score first, into
+ * ids: none while garbage is at most `target` (0..1) of the sealed,
+ * not-dead segments' bytes, and only segments whose own garbage fraction
+ * is above target. Dead segments count apart (they await removal, and
+ * cleaning cannot shrink them). Returns the number chosen. Takes the read
+ * lock briefly. */
+size_t cache_clean_pick(struct cache *c, double target, uint64_t *ids, size_t max);
+
 struct cache_stats {
 	uint8_t volume_id[VOLUME_ID_SIZE];
 	uint64_t segment_size;
@@ -254,6 +300,8 @@ struct cache_stats {
 	uint64_t segments_local;
 	uint64_t segments_unconfirmed;	/* sealed, not confirmed */
 	uint64_t live_bytes, garbage_bytes;
+	uint64_t dead_segments, dead_bytes;	/* sealed, nothing live: awaiting
+						 * removal (counted in garbage) */
 	uint64_t local_bytes;		/* segment + checkpoint files on disk */
 	uint64_t max_size;
 	bool over_limit;		/* local_bytes > max_size, nothing evictable */

@@ -148,6 +148,13 @@ static inline struct seg *seg_find(const struct cache *c, uint64_t id)
 int apply_record(struct cache *c, uint8_t type, const uint8_t *key, size_t klen,
 		 struct ix_loc loc);
 
+/* The cleaner's move: if key's current record is the one at (seg, off),
+ * append it again (same key and value) to the active segment, all under
+ * the write lock, so a user's put or del that came first wins. Returns 1
+ * when moved, 0 when that record is garbage by now, or as cache_put. */
+int move_record(struct cache *c, const uint8_t *key, size_t klen, uint64_t seg, uint64_t off,
+		const void *val, size_t vlen);
+
 /* Seal the active segment (a seal record even with no record before it),
  * build the delta when due and start the next segment. Needs c->lock
  * (write). Returns the sealed id or a negative errno. */

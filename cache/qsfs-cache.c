@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -43,6 +44,10 @@ static void usage(FILE *f)
 		"  confirm ID           mark segment ID as stored remotely\n"
 		"  evict                evict confirmed segments down to --max-size\n"
 		"  fill COUNT SIZE [P]  write COUNT values of SIZE bytes under keys P%%08d\n"
+		"  clean [TARGET]       move the live records of the sealed segments worth\n"
+		"                       it (best cost-benefit first) to the end of the log\n"
+		"                       until garbage is at most TARGET (default 0.2) of the\n"
+		"                       live segments; prints what moved and MB per CPU-second\n"
 		"options:\n"
 		"  -s, --segment-size SIZE   segment size, 4KiB..4GiB (default 64MiB); it is\n"
 		"                            not stored, so give it on every write command\n"
@@ -226,6 +231,58 @@ static int read_all(FILE *f, uint8_t **buf, size_t *len)
 	return 0;
 }
 
+static double cpu_seconds(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* clean [TARGET]: one segment at a time, the best pick each time, until
+ * none is worth it; a segment never comes back once dead, so this ends. */
+static int cmd_clean(struct cache *c, const char *arg)
+{
+	double target = 0.2;
+	if (arg) {
+		char *end;
+		target = strtod(arg, &end);
+		if (*end || end == arg || !(target >= 0 && target < 1)) {
+			fprintf(stderr, "qsfs-cache: clean: TARGET '%s' is not a fraction "
+				"from 0 to below 1\n", arg);
+			return 2;
+		}
+	}
+	struct cache_stats st;
+	cache_stats(c, &st);
+	uint64_t nseg = 0, records = 0, bytes = 0, limit = st.active_seg;
+	double cpu0 = cpu_seconds();
+	uint64_t id;
+	while (nseg < limit && cache_clean_pick(c, target, &id, 1) == 1) {
+		struct cache_clean_result r;
+		int e = cache_clean_segment(c, id, 0, &r);
+		if (e) {
+			fprintf(stderr, "qsfs-cache: clean: segment %" PRIu64 ": %s\n", id,
+				strerror(-e));
+			return 1;
+		}
+		printf("segment %" PRIu64 ": moved %" PRIu64 " records (%" PRIu64 " bytes)\n", id,
+		       r.records, r.bytes);
+		nseg++;
+		records += r.records;
+		bytes += r.bytes;
+	}
+	int e = cache_sync(c);
+	if (e) {
+		fprintf(stderr, "qsfs-cache: clean: sync: %s\n", strerror(-e));
+		return 1;
+	}
+	double cpu = cpu_seconds() - cpu0;
+	printf("cleaned %" PRIu64 " segments: moved %" PRIu64 " records, %" PRIu64 " bytes "
+	       "(%.1f MB per CPU-second)\n", nseg, records, bytes,
+	       cpu > 0 ? (double)bytes / 1e6 / cpu : 0.0);
+	return 0;
+}
+
 static int run(struct cache_opts *o, const char *cmd, int argc, char **argv)
 {
 	if (!strcmp(cmd, "inspect"))
@@ -233,7 +290,7 @@ static int run(struct cache_opts *o, const char *cmd, int argc, char **argv)
 	struct { const char *name; int min, max; } cmds[] = {
 		{ "stats", 0, 0 }, { "put", 1, 2 }, { "get", 1, 1 }, { "del", 1, 1 },
 		{ "scan", 0, 1 }, { "seal", 0, 0 }, { "confirm", 1, 1 }, { "evict", 0, 0 },
-		{ "fill", 2, 3 },
+		{ "fill", 2, 3 }, { "clean", 0, 1 },
 	};
 	int k = -1;
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
@@ -342,6 +399,8 @@ static int run(struct cache_opts *o, const char *cmd, int argc, char **argv)
 		} else {
 			printf("evicted %" PRIu64 " segments\n", st.evicted);
 		}
+	} else if (!strcmp(cmd, "clean")) {
+		ret = cmd_clean(c, argc ? argv[0] : NULL);
 	} else if (!strcmp(cmd, "fill")) {
 		uint64_t count, size;
 		if (parse_size(argv[0], &count) || parse_size(argv[1], &size)) {

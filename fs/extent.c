@@ -47,6 +47,7 @@ void ext_plan(const struct ext_block *b, uint32_t s, uint32_t e, struct ext_plan
 		return;
 	}
 	size_t after = 1;	/* extents once the write is in: its own... */
+	uint64_t kept = 0;	/* bytes the trims re-append */
 	for (size_t i = 0; i < b->n; i++) {
 		const struct ext *x = &b->e[i];
 		uint32_t end = x->off + x->len;
@@ -56,16 +57,18 @@ void ext_plan(const struct ext_block *b, uint32_t s, uint32_t e, struct ext_plan
 		}
 		if (x->off < s) {	/* ...the pieces it leaves of the others */
 			add(p, EXT_PUT_PIECE, false, x->off, s - x->off, x->off);
+			kept += s - x->off;
 			after++;
 		} else if (x->off > s) {
 			add(p, EXT_DEL, false, x->off, 0, 0);
 		}	/* x->off == s: the write's put replaces it */
 		if (end > e) {
 			add(p, EXT_PUT_PIECE, false, e, end - e, x->off);
+			kept += end - e;
 			after++;
 		}
 	}
-	if (after > EXT_MAX) {
+	if (after > EXT_MAX || kept > EXT_TRIM_MAX) {
 		p->fold = true;
 		p->n = 0;
 		return;

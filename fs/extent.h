@@ -24,11 +24,18 @@
  *     overlaps: one that starts before s keeps [off, s) under its own key,
  *     one that ends after e keeps [e, end) under a new key at e, one
  *     inside [s, e) is deleted (or replaced, at s);
- *   - a fold, when that would leave more than EXT_MAX extents: the whole
+ *   - a fold, when that would leave more than EXT_MAX extents, or when the
+ *     trims would append more than EXT_TRIM_MAX bytes they keep: the whole
  *     block, merged, as its base, and every extent deleted.
- * So random 4 KiB writes in 64 KiB blocks (16 slots) never fold and append
- * about 4 KiB each; only writes much smaller than FS_BLOCK / EXT_MAX pay a
- * fold now and then. Reads of a block cost one get per extent.
+ * The second rule bounds the cost of splitting a large extent: without it,
+ * a block written as a 4 KiB base and a 60 KiB extent would re-append most
+ * of that extent on every small overwrite; with it, the first such write
+ * folds (one block) and later ones are cheap extents again.
+ * So random 4 KiB writes into a block that is a base (a file written in
+ * large writes) never fold and append about 4 KiB each; a write splitting
+ * an extent appends at most EXT_TRIM_MAX more; only writes much smaller
+ * than FS_BLOCK / EXT_MAX pay a fold now and then. Reads of a block cost
+ * one get per extent.
  *
  * Pure functions, no I/O, no locks: tests drive them against a model.
  */
@@ -40,6 +47,7 @@
 #include <stdint.h>
 
 #define EXT_MAX 16u
+#define EXT_TRIM_MAX 16384u	/* bytes a write may re-append to keep */
 
 /* An extent: bytes [off, off + len) of its block. */
 struct ext {

@@ -381,9 +381,13 @@ int qfs_open(const struct qfs_opts *o, struct qfs **out)
 			r = super_store(fs, fs->ino_limit);
 			if (r == -EROFS)
 				r = 0;
+			else if (r)
+				qlog_err("fs: cannot raise the superblock to version %u: %s",
+					 FS_SUPER_VERSION, strerror(-r));
 		}
 		uint8_t p = K_TRUNC;
-		r = cache_scan(fs->c, &p, 1, false, trunc_cb, fs);
+		if (!r)
+			r = cache_scan(fs->c, &p, 1, false, trunc_cb, fs);
 		p = K_ORPHAN;
 		if (!r)
 			r = cache_scan(fs->c, &p, 1, false, orphan_cb, fs);

@@ -626,3 +626,41 @@ def test_segment_size_can_change_between_opens(qc, tmp_path):
     out = qc.ok(d, "stats", opts=("-s", "256k")).stdout.decode()
     assert re.search(r"^segment size:\s+262144 bytes$", out, re.M), out
     check_fill_data(qc, d, 60, 10000, "more/", opts=())
+
+
+# --- clean -------------------------------------------------------------------
+
+
+def test_clean_moves_live_records_and_keeps_data(qc, tmp_path):
+    """`clean` empties the segments whose records were mostly overwritten:
+    they become dead (nothing live), every value still reads, before and
+    after a reopen, and `inspect --verify` finds every checksum good."""
+    d = tmp_path / "c"
+    qc.ok(d, "fill", 40, 10000, "k/", opts=SEG64K)          # segments 1..7
+    for i in range(40):                                        # 3 of 4 overwritten
+        if i % 4:
+            qc.ok(d, "put", fill_key("k/", i), input=b"new %d" % i, opts=SEG64K)
+    qc.ok(d, "seal", opts=SEG64K)
+    before = qc.ok(d, "stats", opts=SEG64K).stdout.decode()
+    out = qc.ok(d, "clean", "0.2", opts=SEG64K).stdout.decode()
+    m = re.search(r"cleaned (\d+) segments: moved (\d+) records", out)
+    assert m and int(m.group(1)) >= 6 and int(m.group(2)) >= 10, out
+    after = qc.ok(d, "stats", opts=SEG64K).stdout.decode()
+    dead = lambda s: int(re.search(r"dead segments:\s+(\d+)", s).group(1))
+    assert dead(after) >= dead(before) + 6, (before, after)
+    for i in range(40):
+        got = qc.ok(d, "get", fill_key("k/", i), opts=SEG64K).stdout
+        assert got == (fill_value(i, 10000) if i % 4 == 0 else b"new %d" % i), i
+    qc.ok(d, "inspect", "--verify", opts=SEG64K)
+    # a second pass finds nothing worth it
+    out = qc.ok(d, "clean", "0.2", opts=SEG64K).stdout.decode()
+    assert "cleaned 0 segments" in out, out
+
+
+def test_clean_bad_target_exits_2(qc, tmp_path):
+    d = tmp_path / "c"
+    qc.ok(d, "fill", 2, 10, "k/")
+    for bad in ("1.5", "x", "-0.1", "1"):
+        p = qc.run(d, "clean", bad)
+        assert p.returncode == 2, (bad, p.returncode, p.stderr)
+        assert "TARGET" in p.stderr and bad in p.stderr, p.stderr

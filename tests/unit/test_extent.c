@@ -310,6 +310,17 @@ static void test_overlaps(void **state)
 	assert_int_equal(p.n, 1);
 	ext_plan(&f, 0, 50, &p);	/* splits extent 0 in two: one too many */
 	assert_true(p.fold);
+	/* splitting a large extent would re-append most of it: a fold */
+	struct ext_block big = { .has_base = true, .base_len = 4096, .n = 1,
+				 .e = { { 4096, BLK - 4096 } } };
+	ext_plan(&big, 8192, 12288, &p);
+	assert_true(p.fold);
+	ext_plan(&big, BLK - 8192, BLK - 4096, &p);	/* keeps 4 KiB at the end + 52 KiB */
+	assert_true(p.fold);
+	struct ext_block mid = { .n = 1, .e = { { 4096, 16384 } } };
+	ext_plan(&mid, 8192, 12288, &p);	/* keeps 4 + 8 KiB: a split */
+	assert_false(p.fold);
+	assert_int_equal(p.n, 3);
 	/* invalid blocks as read from the log */
 	struct ext_block bad = { .n = 2, .e = { { 0, 100 }, { 50, 10 } } };
 	assert_int_equal(ext_block_check(&bad, BLK), -5);

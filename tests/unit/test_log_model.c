@@ -1,5 +1,6 @@
 /* tests/unit/test_log_model.c - thousands of random operations against an
- * in-memory model (puts, dels and atomic batches), with clean reopens and crash-image reopens at random
+ * in-memory model (puts, dels, atomic batches and the cleaner moving the
+ * live records of sealed segments), with clean reopens and crash-image reopens at random
  * points. After every reopen the whole content and the per-segment live /
  * garbage accounting are checked, the latter against an independent replay of
  * every segment file. */
@@ -126,6 +127,15 @@ static void check_accounting(struct cache *c, const char *dir)
 	cur_acct = NULL;
 }
 
+static uint64_t clean_id, clean_live;
+
+static void clean_cb(void *arg, const struct cache_seg_info *s)
+{
+	(void)arg;
+	if (s->id == clean_id)
+		clean_live = s->live;
+}
+
 static void test_random_ops_against_model(void **state)
 {
 	(void)state;
@@ -140,7 +150,8 @@ static void test_random_ops_against_model(void **state)
 		seed = (unsigned)atoi(s);
 	srand(seed);
 	print_message("# seed %u\n", seed);
-	int reopens = 0, crashes = 0, seals = 0;
+	int reopens = 0, crashes = 0, seals = 0, cleaned = 0;
+	uint64_t moved = 0;
 	for (int step = 0; step < 6000; step++) {
 		int i = rand() % NKEYS, op = rand() % 100;
 		char k[32];
@@ -180,6 +191,27 @@ static void test_random_ops_against_model(void **state)
 			int r = cache_del(c, k, strlen(k));
 			assert_int_equal(r, m->present[i] ? 0 : -ENOENT);
 			m->present[i] = false;
+		} else if (op >= 83 && op < 85) {	/* 2 %: the cleaner */
+			/* the cleaner: the best segment by cost-benefit, or any
+			 * sealed one; afterwards it holds nothing live */
+			uint64_t ids[1];
+			size_t n = cache_clean_pick(c, rand() % 2 ? 0.0 : 0.2, ids, 1);
+			struct cache_stats st;
+			cache_stats(c, &st);
+			if (!n && st.active_seg > 1) {
+				ids[0] = 1 + (uint64_t)rand() % (st.active_seg - 1);
+				n = 1;
+			}
+			for (size_t j = 0; j < n; j++) {
+				struct cache_clean_result cr;
+				assert_int_equal(cache_clean_segment(c, ids[j], 0, &cr), 0);
+				clean_live = UINT64_MAX;
+				clean_id = ids[j];
+				cache_segments(c, clean_cb, NULL);
+				assert_int_equal(clean_live, 0);
+				cleaned++;
+				moved += cr.records;
+			}
 		} else if (op < 85) {
 			static uint8_t got[MAXV];
 			ssize_t n = cache_get(c, k, strlen(k), got, sizeof got);
@@ -231,9 +263,12 @@ static void test_random_ops_against_model(void **state)
 	cache_quiesce(c);
 	cache_stats(c, &st);
 	print_message("# %d reopens, %d crash images, %d explicit seals, %llu segments, "
-		      "%llu checkpoints written\n", reopens, crashes, seals,
-		      (unsigned long long)st.segments, (unsigned long long)st.checkpoints_written);
+		      "%llu checkpoints written, %d segments cleaned (%llu records moved), "
+		      "%llu dead\n", reopens, crashes, seals,
+		      (unsigned long long)st.segments, (unsigned long long)st.checkpoints_written,
+		      cleaned, (unsigned long long)moved, (unsigned long long)st.dead_segments);
 	assert_true(reopens > 50);
+	assert_true(cleaned > 30 && moved > 100);
 	assert_true(st.segments > 20);
 	assert_int_equal(cache_close(c), 0);
 	free(m);

@@ -82,6 +82,21 @@ static void test_write_cost(void **state)
 	double amp = (double)(log_bytes(&r) - before) / (n * 4096.0);
 	print_message("# random 4 KiB overwrites: %.3f log bytes per byte\n", amp);
 	assert_true(amp < 1.1);	/* was 16 when a write rewrote its whole block */
+	/* a file laid out as a 4 KiB header, then large writes: its first
+	 * block is a base and a 60 KiB extent, which the first overwrite folds
+	 * instead of re-appending most of it on every overwrite */
+	uint64_t hdr = mkfile(&r, "header");
+	assert_int_equal(qfs_write(r.fs, hdr, buf, 4096, 0), 4096);
+	assert_int_equal(qfs_write(r.fs, hdr, buf, sizeof buf, 4096), 1 << 20);
+	before = log_bytes(&r);
+	for (int i = 0; i < 32; i++) {
+		off_t off = (off_t)(rand() % 16) * 4096;	/* all in block 0 */
+		assert_int_equal(qfs_write(r.fs, hdr, buf + i * 4096, 4096, off), 4096);
+	}
+	amp = (double)(log_bytes(&r) - before) / (32 * 4096.0);
+	print_message("# 4 KiB overwrites of a block split as 4 + 60 KiB: %.3f\n", amp);
+	assert_true(amp < 1.7);	/* one fold, then 4 KiB extents */
+	qfs_forget(r.fs, hdr, 1);
 	uint64_t app = mkfile(&r, "append");
 	before = log_bytes(&r);
 	for (int i = 0; i < n; i++)
