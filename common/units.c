@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,4 +36,21 @@ int parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = v << shift;
 	return 0;
+}
+
+const char *format_size(uint64_t n, char *buf, size_t len)
+{
+	static const char *unit[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+	if (n < 1024) {
+		snprintf(buf, len, "%llu bytes", (unsigned long long)n);
+		return buf;
+	}
+	double v = (double)n / 1024;
+	size_t u = 0;
+	while (v >= 1024 && u + 1 < sizeof unit / sizeof *unit) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f %s", v, unit[u]);
+	return buf;
 }

@@ -178,6 +178,9 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
 	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
 	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
+	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));
+	json_object_object_add(o, "dead_segments", json_object_new_int64((int64_t)st.dead_segments));
+	json_object_object_add(o, "dead_bytes", json_object_new_int64((int64_t)st.dead_bytes));
 	/* the file is written (two fsyncs) only when something in it changed;
 	 * "updated" is when that was */
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |

@@ -44,6 +44,7 @@
 #include "spool.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "../common/units.h"
 
 static void usage(FILE *f)
 {
@@ -131,6 +132,12 @@ static void print_fs(json_object *f)
 	       "%lld not yet confirmed remote, %lld hand-offs pending\n", FI("local_bytes"),
 	       FI("max_size"), FI("segments_local"), FI("segments"), FI("segments_unconfirmed"),
 	       FI("hooks_pending"));
+	char lb[32], gb[32], db[32];
+	printf("  log space:     %s live, %s garbage (overwritten or deleted records), of which "
+	       "%s in %lld dead segments (nothing live); garbage is not reclaimed yet\n",
+	       format_size((uint64_t)FI("live_bytes"), lb, sizeof lb),
+	       format_size((uint64_t)FI("garbage_bytes"), gb, sizeof gb),
+	       format_size((uint64_t)FI("dead_bytes"), db, sizeof db), FI("dead_segments"));
 #undef FS_
 #undef FI
 }
