@@ -292,6 +292,11 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	struct ctx x = { .file = path, .err = err, .errlen = errlen, .cfg = cfg };
 	yaml_document_t doc;
 	int r = yamlfile_load(path, &doc, err, errlen);
+	if (r == -ENOENT) {
+		size_t n = strlen(err);
+		snprintf(err + n, errlen - n, " (give the configuration with -c CONFIG or the "
+			 "QSFS_CONFIG environment variable)");
+	}
 	if (r)
 		return r;
 	x.doc = &doc;

@@ -48,7 +48,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: qsfs-ctl [-c CONFIG] COMMAND\n"
+	fprintf(f, "usage: qsfs-ctl [-c CONFIG] [-h|--help] COMMAND\n"
 		   "  format [--force]        create the volume on the backends\n"
 		   "  store NAME PATH         queue an upload (NAME: s<id> or c<id>)\n"
 		   "  retrieve NAME PATH      fetch an object into PATH\n"
@@ -546,8 +546,13 @@ static int cmd_ready(const struct qsfs_config *cfg)
 int main(int argc, char **argv)
 {
 	const char *conf = config_default_path();
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int ch;
-	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+	while ((ch = getopt_long(argc, argv, "+c:h", lo, NULL)) != -1) {
 		if (ch == 'c') {
 			conf = optarg;
 		} else {

@@ -1286,14 +1286,30 @@ static void *conn_main(void *arg)
 int main(int argc, char **argv)
 {
 	const char *conf = config_default_path();
+	static const struct option lo[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int ch;
-	while ((ch = getopt(argc, argv, "c:h")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:h", lo, NULL)) != -1) {
 		if (ch == 'c') {
 			conf = optarg;
 		} else {
-			fprintf(stderr, "usage: qsfs-stor [-c CONFIG]\n");
+			fprintf(ch == 'h' ? stdout : stderr,
+				"usage: qsfs-stor [-c CONFIG] [-h|--help]\n"
+				"The storage daemon: uploads sealed segments and checkpoints to the\n"
+				"backends, fetches them back, keeps the writer lease and repairs.\n"
+				"  -c, --config CONFIG  the configuration (default $QSFS_CONFIG, else\n"
+				"                       /etc/qsfs/qsfs.yaml)\n"
+				"Stop it with SIGTERM: it uploads everything queued, then exits 0.\n");
 			return ch == 'h' ? 0 : 2;
 		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "qsfs-stor: unexpected argument '%s' (usage: qsfs-stor [-c CONFIG])\n",
+			argv[optind]);
+		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	char err[1024];

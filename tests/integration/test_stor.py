@@ -409,6 +409,21 @@ def test_config_from_the_environment(stor, tmp_path):
         q = subprocess.run(args, capture_output=True, text=True, timeout=30,
                            env=dict(os.environ, QSFS_CONFIG=str(missing)))
         assert q.returncode == 2 and str(missing) in q.stderr, q.stderr
+        # and it says how to name another one
+        assert "-c CONFIG" in q.stderr and "QSFS_CONFIG" in q.stderr, q.stderr
+
+
+def test_help_is_not_an_error(tmp_path):
+    """--help and -h print the usage on stdout and exit 0; a wrong option is
+    a usage error (exit 2, on stderr)."""
+    build = _build_dir()
+    for binary in (build / "stor" / "qsfs-stor", build / "stor" / "qsfs-ctl"):
+        for flag in ("--help", "-h"):
+            p = subprocess.run([str(binary), flag], capture_output=True, text=True, timeout=30)
+            assert p.returncode == 0, (binary, flag, p.stderr)
+            assert p.stdout.startswith("usage: " + binary.name), p.stdout
+        p = subprocess.run([str(binary), "--bogus"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and "usage: " + binary.name in p.stderr, p.stderr
 
 
 def test_too_few_backends(tmp_path, redises):
