@@ -26,6 +26,7 @@
  * log is synced, the active segment sealed even if partly filled, queued
  * hooks run, the checkpoint written; exit 0.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
@@ -376,26 +377,67 @@ static int check_not_stale(struct wlease *lease, struct cache *c, const char *di
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [--takeover] [MOUNTPOINT]\n"
+	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [--takeover] [--nonempty] "
+		   "[MOUNTPOINT]\n"
 		   "  -c CONFIG   the qsfs configuration (default $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml)\n"
 		   "  -o OPTS     extra mount options (allow_other)\n"
 		   "  -d          FUSE debug output\n"
 		   "  --takeover  take the volume's writer lease from another host even if\n"
 		   "              it has not expired (that host must be gone: what it has\n"
-		   "              not uploaded is lost)\n");
+		   "              not uploaded is lost)\n"
+		   "  --nonempty  mount even if MOUNTPOINT holds files (they are hidden\n"
+		   "              while mounted)\n");
+}
+
+/* The mountpoint must be a directory, and an empty one unless nonempty: a
+ * mount hides what the directory holds, and files written there before the
+ * mount (by an app that started first) would vanish from its view without
+ * a word. Returns 0, or -errno with err saying what is wrong. */
+static int check_mountpoint(const char *mnt, bool nonempty, char *err, size_t errlen)
+{
+	DIR *d = opendir(mnt);
+	if (!d) {
+		int e = errno;
+		snprintf(err, errlen, "the mountpoint %s %s", mnt,
+			 e == ENOTDIR ? "is not a directory" : strerror(e));
+		return -e;
+	}
+	struct dirent *de;
+	int r = 0;
+	errno = 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (!nonempty) {
+			snprintf(err, errlen, "the mountpoint %s is not empty (it holds '%.100s'): "
+				 "the mount would hide its files; empty it, or give --nonempty to "
+				 "mount over them", mnt, de->d_name);
+			r = -ENOTEMPTY;
+		}
+		break;
+	}
+	if (!de && errno) {
+		r = -errno;
+		snprintf(err, errlen, "cannot list the mountpoint %s: %s", mnt, strerror(errno));
+	}
+	closedir(d);
+	return r;
 }
 
 int main(int argc, char **argv)
 {
 	const char *conf = config_default_path(), *extra = NULL;
-	bool debug = false, takeover = false;
+	bool debug = false, takeover = false, nonempty = false;
 	int ch;
 	static const struct option longopts[] = { { "takeover", no_argument, NULL, 'T' },
+						  { "nonempty", no_argument, NULL, 'N' },
 						  { "help", no_argument, NULL, 'h' },
 						  { NULL, 0, NULL, 0 } };
 	while ((ch = getopt_long(argc, argv, "c:o:dh", longopts, NULL)) != -1) {
 		if (ch == 'T')
 			takeover = true;
+		else if (ch == 'N')
+			nonempty = true;
 		else if (ch == 'c')
 			conf = optarg;
 		else if (ch == 'o')
@@ -462,6 +504,12 @@ int main(int argc, char **argv)
 	}
 	/* no qsfs-fs of this cache is alive now: a dead mount it left may go */
 	detach_dead_mount(mnt);
+	if (check_mountpoint(mnt, nonempty, err, sizeof err)) {
+		fprintf(stderr, "qsfs-fs: %s\n", err);
+		close(lk);
+		config_free(&cfg);
+		return 1;
+	}
 	/* one writer per volume: taken before anything is restored or written */
 	struct wlease *lease = NULL;
 	int lr = wlease_take(&cfg, takeover, &lease, err, sizeof err);
