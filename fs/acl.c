@@ -72,6 +72,11 @@ int acl_to_mode(const uint8_t *v, size_t len, mode_t *perm)
 	return walk((uint8_t *)v, len, perm, false);
 }
 
+bool acl_is_minimal(const uint8_t *v, size_t len)
+{
+	return !check(v, len) && len == 4 + 3 * 8;	/* check() demands those three */
+}
+
 int acl_apply_mode(uint8_t *v, size_t len, mode_t perm)
 {
 	return walk(v, len, &perm, true);

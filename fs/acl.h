@@ -21,6 +21,12 @@
  * the value is not a well-formed ACL. */
 int acl_to_mode(const uint8_t *v, size_t len, mode_t *perm);
 
+/* Does a well-formed access ACL say no more than the mode bits (only the
+ * owner, group and other entries: no named entry, no mask)? As Linux's
+ * posix_acl_equiv_mode: such an ACL is not stored, the mode says it all
+ * (so `cp -a` or `setfacl -b` leave no '+' in ls -l). */
+bool acl_is_minimal(const uint8_t *v, size_t len);
+
 /* Rewrite the owner, group-or-mask and other entries of an access ACL to
  * match perm (0777 bits), in place. Returns 0 or -EINVAL. */
 int acl_apply_mode(uint8_t *v, size_t len, mode_t perm);

@@ -150,7 +150,12 @@ int qfs_setxattr(struct qfs *fs, uint64_t ino, const char *name, const void *val
 			r.mode = (r.mode & ~(mode_t)0777) | perm;
 		struct txn t;
 		txn_init(&t);
-		txn_put(&t, k, kl, val, len);
+		if (acl && acl_is_minimal(val, len)) {
+			if (have >= 0)	/* the mode says it all: no ACL is kept */
+				txn_del(&t, k, kl);
+		} else {
+			txn_put(&t, k, kl, val, len);
+		}
 		e = node_commit(fs, n, &t, &r);
 	}
 	pthread_rwlock_unlock(&n->lock);

@@ -366,6 +366,31 @@ def test_permissions_as_nobody(d):
     assert os.stat(sg / "sub").st_gid == 4321 and os.stat(sg / "sub").st_mode & stat.S_ISGID
 
 
+def test_mode_equivalent_acl_is_not_kept(d, tmp_path):
+    """An access ACL that says no more than the mode (only user::, group::,
+    other::) sets the mode and is not stored, as on other filesystems: `cp
+    -a` (which copies the source's ACL) and `setfacl -b` leave no '+' in
+    ls -l and no system.posix_acl_access xattr."""
+    src = tmp_path / "src"
+    src.write_bytes(b"x")
+    os.chmod(src, 0o640)
+    subprocess.run(["cp", "-a", str(src), str(d / "copy")], check=True)
+    ls = subprocess.run(["ls", "-l", str(d / "copy")], capture_output=True, text=True).stdout
+    assert ls.startswith("-rw-r----- "), ls  # no '+'
+    assert "system.posix_acl_access" not in os.listxattr(d / "copy")
+    f = d / "f"
+    f.write_bytes(b"")
+    subprocess.run(["setfacl", "-m", "u:nobody:r", str(f)], check=True)
+    assert "system.posix_acl_access" in os.listxattr(f)
+    subprocess.run(["setfacl", "-b", str(f)], check=True)  # back to the mode alone
+    assert "system.posix_acl_access" not in os.listxattr(f)
+    ls = subprocess.run(["ls", "-l", str(f)], capture_output=True, text=True).stdout
+    assert "+" not in ls.split()[0], ls
+    subprocess.run(["setfacl", "--set", "u::rwx,g::r-x,o::---", str(f)], check=True)
+    assert stat.S_IMODE(os.stat(f).st_mode) == 0o750
+    assert "system.posix_acl_access" not in os.listxattr(f)
+
+
 def getfacl(path):
     return subprocess.run(["getfacl", "-cpE", str(path)], capture_output=True, text=True,
                           check=True).stdout.split()
