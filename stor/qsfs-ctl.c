@@ -63,14 +63,29 @@ static void usage(FILE *f)
 		   "CONFIG defaults to $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml.\n");
 }
 
+/* Why the control socket sock did not answer (r: ctlsock_request's
+ * -errno), in words: not running, or running but not for this user. */
+static const char *unreachable(const char *sock, int r, char *buf, size_t len)
+{
+	if (r == -EACCES || r == -EPERM)
+		snprintf(buf, len, "permission denied on qsfs-stor's control socket %s (it is "
+			 "open to the user qsfs-stor runs as: run qsfs-ctl as that user or root)",
+			 sock);
+	else if (r == -ENOENT || r == -ECONNREFUSED)
+		snprintf(buf, len, "qsfs-stor is not running (nothing listens on %s)", sock);
+	else
+		snprintf(buf, len, "cannot reach qsfs-stor on %s: %s", sock, strerror(-r));
+	return buf;
+}
+
 /* One request, one reply line (malloc'd). Returns 0, or 3 when the daemon
  * cannot be reached. */
 static int request(const char *sock, const char *req, char **reply)
 {
 	int r = ctlsock_request(sock, req, reply);
 	if (r) {
-		fprintf(stderr, "qsfs-ctl: qsfs-stor is not running (cannot connect to %s: %s)\n",
-			sock, strerror(-r));
+		char why[600];
+		fprintf(stderr, "qsfs-ctl: %s\n", unreachable(sock, r, why, sizeof why));
 		return 3;
 	}
 	return 0;
@@ -610,10 +625,10 @@ int main(int argc, char **argv)
 		} else {
 			if (r) {	/* stor is down: still say what the filesystem knows */
 				char line[600];
-				snprintf(line, sizeof line, "qsfs-stor is not running (cannot connect "
-					 "to %s: %s)", sock, strerror(-r));
+				unreachable(sock, r, line, sizeof line);
 				o = json_object_new_object();
-				json_object_object_add(o, "state", json_object_new_string("down"));
+				json_object_object_add(o, "state", json_object_new_string(
+					r == -EACCES || r == -EPERM ? "unreachable" : "down"));
 				json_object *ps = json_object_new_array();
 				json_object_array_add(ps, json_object_new_string(line));
 				json_object_object_add(o, "problems", ps);

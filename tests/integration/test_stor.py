@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -461,3 +462,25 @@ def test_unreachable_backends_at_start(stor, redises, tmp_path):
     assert "no backend answers" in p.stderr
     for r in redises:
         assert f"127.0.0.1:{r.port}/0: cannot connect: Connection refused" in p.stderr
+
+
+def test_other_user_is_told_permission_denied(stor, tmp_path):
+    """A user who may not use stor's control socket (mode 0600) is told so,
+    not that qsfs-stor is not running."""
+    stor.start()
+    pub = Path(tempfile.mkdtemp(prefix="qsfs-pub-"))
+    try:
+        os.chmod(pub, 0o755)
+        conf = pub / "qsfs.yaml"
+        conf.write_text(stor.conf.read_text())
+        os.chmod(conf, 0o644)
+        os.chmod(tmp_path, 0o755)  # so nobody reaches the socket itself
+        p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            stor.ctl_bin, "-c", str(conf), "status"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 3, (p.returncode, p.stdout, p.stderr)
+        out = p.stdout + p.stderr
+        assert "permission denied" in out and "stor.sock" in out, out
+        assert "not running" not in out, out
+    finally:
+        shutil.rmtree(pub)
