@@ -1,6 +1,7 @@
 /* stor/backend.c - see backend.h */
 #include "backend.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
@@ -129,6 +130,52 @@ static bool valid_key(const char *k)
 }
 
 /* --- dir:// --------------------------------------------------------------- */
+
+/* Is name KEY.tmp-XXXXXX, as dir_put's mkostemp makes them? */
+static bool is_put_tmp(const char *name)
+{
+	const char *t = strstr(name, ".tmp-");
+	return t && t != name && strlen(t) == 5 + 6;
+}
+
+static int64_t sweep(int dfd, time_t older_than, int depth)
+{
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	int64_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) && n >= 0) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;	/* gone meanwhile */
+		if (S_ISDIR(st.st_mode) && depth < 16) {
+			int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			int64_t r = sub < 0 ? -errno : sweep(sub, older_than, depth + 1);
+			n = r < 0 ? r : n + r;
+		} else if (S_ISREG(st.st_mode) && is_put_tmp(e->d_name) &&
+			   st.st_mtime < older_than && unlinkat(dirfd(d), e->d_name, 0) == 0) {
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s)
+{
+	if (u->kind != BACKEND_DIR)
+		return 0;
+	int dfd = open(u->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return sweep(dfd, time(NULL) - (time_t)min_age_s, 0);
+}
+
 
 static int mkdirs(char *path)
 {

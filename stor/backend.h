@@ -57,6 +57,14 @@ int backend_exists(struct backend *b, const char *key);
  * -EIO (the health record says why). */
 int backend_ping(struct backend *b);
 
+/* dir:// only: remove the temp files (KEY.tmp-XXXXXX) that a put killed
+ * half way left under the backend's directory, those older than min_age_s
+ * seconds by their mtime (a put in flight, by qsfs-fs writing the lease or
+ * another worker, is seconds old and must not be touched). Walks the whole
+ * tree: O(files), for start-up. Returns the number removed, or -errno when
+ * the tree cannot be walked. Does nothing (0) for other kinds. */
+int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s);
+
 /* The URL with the password hidden, and the health record. */
 const char *backend_name(const struct backend *b);
 struct backend_health backend_health(const struct backend *b);

@@ -255,3 +255,36 @@ def test_replace_backend_in_config(tmp_path, servers):
         assert vol.unmount() == 0
     finally:
         vol.close()
+
+
+def test_start_removes_temp_files_a_crash_left(tmp_path):
+    """qsfs-stor's start removes what a crash left half written: its own
+    atomic writes' NAME.tmp in state_dir, and dir:// puts' KEY.tmp-XXXXXX
+    older than 10 minutes (a younger one may be a put in flight by
+    qsfs-fs, and stays)."""
+    vol = Volume(tmp_path)
+    state = tmp_path / "stor"
+    state.mkdir(exist_ok=True)
+    (state / "degraded.tmp").write_text("half")
+    b0 = tmp_path / "backend0"
+    deep = b0 / "0123" / "o" / "s7"
+    deep.mkdir(parents=True)
+    old = deep / "0.0.tmp-AbC123"
+    old.write_bytes(b"x" * 100)
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    fresh = b0 / "lease.tmp-Zz9876"
+    fresh.write_bytes(b"in flight")
+    keep = deep / "0.0"  # a real piece: never touched
+    keep.write_bytes(b"piece")
+    os.utime(keep, (hour_ago, hour_ago))
+    vol.start_stor()
+    try:
+        assert not (state / "degraded.tmp").exists()
+        assert not old.exists()
+        assert fresh.exists() and keep.exists()
+        log = vol.stor_log.read_text()
+        assert "removed 1 temp files a crash left in" in log, log
+        assert "removed 1 temp files a crash left on dir://" in log, log
+    finally:
+        vol.stop_stor()
