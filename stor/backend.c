@@ -256,11 +256,30 @@ static int dir_exists(struct backend *b, const char *key)
 
 /* --- redis:// --------------------------------------------------------------- */
 
+/* Record why the connection failed, in words: a timeout, the server
+ * closing it, a reply hiredis could not parse, or the system's error. */
+static void conn_error(struct backend *b, const char *what)
+{
+	const redisContext *rc = b->rc;
+	if (rc->err == REDIS_ERR_IO && (strstr(rc->errstr, "temporarily unavailable") ||
+					strstr(rc->errstr, "timed out")))
+		set_error(b, "%s: no answer within %u ms (timeout)", what, b->timeout_ms);
+	else if (rc->err == REDIS_ERR_EOF)
+		set_error(b, "%s: the server closed the connection", what);
+	else if (rc->err == REDIS_ERR_PROTOCOL)
+		set_error(b, "%s: protocol error (not a Redis reply): %s", what, rc->errstr);
+	else
+		set_error(b, "%s: %s", what, rc->errstr[0] ? rc->errstr : "connection lost");
+}
+
+/* Send one command and read its reply. NULL when the connection failed:
+ * the health record then says why (naming the command) and the
+ * connection is dropped. */
 static redisReply *command(struct backend *b, int argc, const char **argv, const size_t *lens)
 {
 	redisReply *r = redisCommandArgv(b->rc, argc, argv, lens);
 	if (!r) {
-		set_error(b, "%s", b->rc->errstr[0] ? b->rc->errstr : "connection lost");
+		conn_error(b, argv[0]);
 		redisFree(b->rc);
 		b->rc = NULL;
 	}
@@ -277,10 +296,12 @@ static int redis_connect(struct backend *b)
 		return -EAGAIN;
 	struct timeval tv = { b->timeout_ms / 1000, (b->timeout_ms % 1000) * 1000 };
 	b->rc = redisConnectWithTimeout(b->host, (int)b->port, tv);
+	bool lost = false;	/* AUTH or SELECT lost the connection */
 	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;
 	if (ok && b->password) {
 		const char *argv[3] = { "AUTH", b->user ? b->user : b->password, b->password };
 		redisReply *r = command(b, b->user ? 3 : 2, argv, NULL);
+		lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			set_error(b, "AUTH refused: %.100s", r->str);
 		ok = r && r->type != REDIS_REPLY_ERROR;
@@ -291,15 +312,17 @@ static int redis_connect(struct backend *b)
 		bool numeric = strspn(b->ns, "0123456789") == strlen(b->ns);
 		const char *argv[3] = { "SELECT", b->ns, b->password };
 		redisReply *r = command(b, !numeric && b->password ? 3 : 2, argv, NULL);
+		lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			set_error(b, "SELECT %s refused: %.100s", b->ns, r->str);
 		ok = r && r->type != REDIS_REPLY_ERROR;
 		freeReplyObject(r);
 	}
 	if (!ok) {
+		/* a command that failed has said why (command()); keep that */
 		if (b->rc && b->rc->err)
-			set_error(b, "cannot connect: %s", b->rc->errstr);
-		else if (!b->rc)
+			conn_error(b, "cannot connect");
+		else if (!b->rc && !lost)
 			set_error(b, "cannot connect: out of memory");
 		if (b->rc)
 			redisFree(b->rc);

@@ -288,3 +288,81 @@ def test_start_removes_temp_files_a_crash_left(tmp_path):
         assert "removed 1 temp files a crash left on dir://" in log, log
     finally:
         vol.stop_stor()
+
+
+class FakeRedis:
+    """A TCP peer on a port that was a redis-server's: 'silent' accepts and
+    never answers (as a SIGSTOPped server), 'junk' answers every request
+    with bytes that are not a Redis reply."""
+
+    def __init__(self, port, mode):
+        import socket
+        self.mode = mode
+        self.conns = []
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", port))
+        self.srv.listen(16)
+        self.stop_flag = False
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while not self.stop_flag:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.mode == "junk":
+                threading.Thread(target=self.answer_junk, args=(c,), daemon=True).start()
+
+    def answer_junk(self, c):
+        try:
+            while c.recv(4096):
+                c.sendall(b"@@ not redis\r\n")
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop_flag = True
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_backend_errors_name_the_real_cause(tmp_path, servers):
+    """A backend that accepts and never answers, and one that answers junk,
+    are reported with their real cause (a timeout, a protocol error), not
+    as 'cannot connect: out of memory'."""
+    from test_stor import Stor
+    from conftest import _build_dir
+    redises = servers[:6]
+    s = Stor(tmp_path, [url(r) for r in redises], _build_dir())
+    s.ctl("format")
+    redises[4].stop()
+    redises[5].stop()
+    silent = FakeRedis(redises[4].port, "silent")
+    junk = FakeRedis(redises[5].port, "junk")
+    try:
+        s.start()
+
+        def errors():
+            st = json.loads(s.ctl("status", "--json").stdout)
+            return {b["name"]: b.get("last_error", "") for b in st["backends"]}
+
+        def named():
+            e = errors()
+            return ("no answer within" in e[f"redis://127.0.0.1:{redises[4].port}/0"] and
+                    "protocol error" in e[f"redis://127.0.0.1:{redises[5].port}/0"])
+        wait_for(named, 60, "both faults named")
+        e = errors()
+        assert not any("out of memory" in v for v in e.values()), e
+        human = s.ctl("status", check=False).stdout
+        assert "timeout" in human and "protocol error" in human, human
+        assert s.stop() == 0
+    finally:
+        silent.close()
+        junk.close()
+        if s.proc:
+            s.proc.kill()
+            s.proc.wait()
