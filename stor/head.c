@@ -65,9 +65,13 @@ static void ad_of(const uint8_t *clear, const char *name, uint8_t *ad, size_t *a
 }
 
 int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, bool force,
-		struct volume *v, char *err, size_t errlen)
+		struct volume *v, size_t *placed, char *missing, size_t missinglen, char *err,
+		size_t errlen)
 {
 	memset(v, 0, sizeof *v);
+	*placed = 0;
+	if (missing && missinglen)
+		missing[0] = 0;
 	if (!valid_name(cfg->volume)) {
 		snprintf(err, errlen, "volume name '%s': use 1 to 64 of A-Z a-z 0-9 . _ -",
 			 cfg->volume);
@@ -121,9 +125,19 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 	crypto_aead_xchacha20poly1305_ietf_encrypt(h + HEAD_CLEAR + NONCE, NULL, plain,
 						   sizeof plain, ad, adlen, NULL, h + HEAD_CLEAR,
 						   v->meta_key);
-	size_t ok = 0;
-	for (size_t i = 0; i < n; i++)
-		ok += backend_put(b[i], key, h, sizeof h) == 0;
+	size_t ok = 0, used = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (backend_put(b[i], key, h, sizeof h) == 0) {
+			ok++;
+			continue;
+		}
+		struct backend_health bh = backend_health(b[i]);
+		if (missing && used < missinglen)
+			used += (size_t)snprintf(missing + used, missinglen - used, "%s%s (%s)",
+						 used ? "; " : "", backend_name(b[i]),
+						 bh.last_error[0] ? bh.last_error : "write failed");
+	}
+	*placed = ok;
 	if (ok < n / 2 + 1) {
 		snprintf(err, errlen, "the head reached %zu of %zu backends; a majority is needed",
 			 ok, n);

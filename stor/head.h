@@ -37,9 +37,13 @@ struct volume {
 
 /* Create the volume on backends b[0..n): fresh id and salt, key from cfg.
  * Refuses (-EEXIST) when any backend already has a head for the name,
- * unless force. err says what happened, naming backends. */
+ * unless force. err says what happened, naming backends. On success
+ * *placed is the number of backends that took the head (a majority at
+ * least) and missing (may be NULL) names the others with their errors,
+ * "" when all took it. */
 int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, bool force,
-		struct volume *v, char *err, size_t errlen);
+		struct volume *v, size_t *placed, char *missing, size_t missinglen, char *err,
+		size_t errlen);
 
 /* Find the head on backends b[0..n) and open it with the configured key.
  * -ENOENT: no backend has it (err says how to create it); -EACCES: the key

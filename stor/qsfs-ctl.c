@@ -99,12 +99,19 @@ static int cmd_format(const struct qsfs_config *cfg, bool force)
 			return 1;
 	struct volume v;
 	char err[1024];
-	int r = head_format(cfg, b, cfg->stor.nbackends, force, &v, err, sizeof err);
+	size_t placed = 0;
+	char missing[2048];
+	int r = head_format(cfg, b, cfg->stor.nbackends, force, &v, &placed, missing,
+			    sizeof missing, err, sizeof err);
 	if (r) {
 		fprintf(stderr, "qsfs-ctl: format: %s\n", err);
 	} else {
-		printf("created volume %s (id %s, k=%u m=%u) on %zu backends\n", cfg->volume,
-		       v.idhex, v.k, v.m, cfg->stor.nbackends);
+		printf("created volume %s (id %s, k=%u m=%u) on %zu of %zu backends\n", cfg->volume,
+		       v.idhex, v.k, v.m, placed, cfg->stor.nbackends);
+		if (placed < cfg->stor.nbackends)
+			fprintf(stderr, "qsfs-ctl: format: warning: the volume's head is missing on "
+				"%s. The volume works while a majority of backends holds it; it "
+				"is not copied to these later\n", missing);
 		volume_free(&v);
 	}
 	for (size_t i = 0; i < cfg->stor.nbackends; i++)

@@ -484,3 +484,20 @@ def test_other_user_is_told_permission_denied(stor, tmp_path):
         assert "not running" not in out, out
     finally:
         shutil.rmtree(pub)
+
+
+def test_format_says_where_the_head_went(tmp_path, redises):
+    """format with two backends down creates the volume (a majority holds
+    the head) and says so: 4 of 6, naming the two that miss it and why."""
+    s = Stor(tmp_path, [f"redis://127.0.0.1:{r.port}/0" for r in redises], _build_dir())
+    redises[1].stop()
+    redises[4].stop()
+    p = s.ctl("format")
+    assert "on 4 of 6 backends" in p.stdout, p.stdout
+    for r in (redises[1], redises[4]):
+        assert f"redis://127.0.0.1:{r.port}/0 (" in p.stderr, p.stderr
+    assert "missing on" in p.stderr and "Connection refused" in p.stderr, p.stderr
+    redises[1].start()
+    redises[4].start()
+    p = s.ctl("format", "--force")
+    assert "on 6 of 6 backends" in p.stdout and "missing" not in p.stderr, (p.stdout, p.stderr)
