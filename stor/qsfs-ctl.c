@@ -150,11 +150,16 @@ static void print_fs(json_object *f)
 	if (json_object_object_get_ex(f, "problems", &ps))
 		for (size_t i = 0; i < json_object_array_length(ps); i++)
 			printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
-	printf("  local cache:   %lld of %lld bytes (0 = no limit), %lld segments local of %lld, "
-	       "%lld not yet confirmed remote, %lld hand-offs pending\n", FI("local_bytes"),
-	       FI("max_size"), FI("segments_local"), FI("segments"), FI("segments_unconfirmed"),
-	       FI("hooks_pending"));
 	char lb[32], gb[32], db[32];
+	format_size((uint64_t)FI("local_bytes"), lb, sizeof lb);
+	if (FI("max_size"))
+		snprintf(gb, sizeof gb, "of a %s limit",
+			 format_size((uint64_t)FI("max_size"), db, sizeof db));
+	else
+		snprintf(gb, sizeof gb, "no size limit");
+	printf("  local cache:   %s (%s); %lld of %lld segments local, %lld not yet confirmed "
+	       "remote, %lld hand-offs pending\n", lb, gb, FI("segments_local"), FI("segments"),
+	       FI("segments_unconfirmed"), FI("hooks_pending"));
 	printf("  log space:     %s live, %s garbage (overwritten or deleted records), of which "
 	       "%s in %lld dead segments (nothing live); garbage is not reclaimed yet\n",
 	       format_size((uint64_t)FI("live_bytes"), lb, sizeof lb),
@@ -162,6 +167,37 @@ static void print_fs(json_object *f)
 	       format_size((uint64_t)FI("dead_bytes"), db, sizeof db), FI("dead_segments"));
 #undef FS_
 #undef FI
+}
+
+/* Redundancy as of the last complete scrub or check pass, and the pass
+ * running now, in words. */
+static void print_redundancy(json_object *o)
+{
+	json_object *rd, *sc, *v;
+	if (json_object_object_get_ex(o, "redundancy", &rd)) {
+#define R(k) (json_object_object_get_ex(rd, k, &v) ? (long long)json_object_get_int64(v) : 0)
+		long long as_of = R("as_of");
+		if (!as_of) {
+			printf("redundancy:      not known yet (no scrub or check pass has finished "
+			       "since qsfs-stor started)\n");
+		} else {
+			char when[64];
+			time_t t = (time_t)as_of;
+			strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", localtime(&t));
+			printf("redundancy:      %lld objects whole, %lld degraded, %lld unreadable "
+			       "(last complete pass %s)\n", R("full"), R("degraded"), R("unreadable"),
+			       when);
+		}
+#undef R
+	}
+	if (json_object_object_get_ex(o, "scrub", &sc) &&
+	    json_object_object_get_ex(sc, "running", &v) && json_object_get_boolean(v)) {
+		json_object *m, *c, *t;
+		printf("  a %s pass is running: %lld of %lld objects\n",
+		       json_object_object_get_ex(sc, "mode", &m) ? json_object_get_string(m) : "?",
+		       json_object_object_get_ex(sc, "checked", &c) ? (long long)json_object_get_int64(c) : 0,
+		       json_object_object_get_ex(sc, "objects", &t) ? (long long)json_object_get_int64(t) : 0);
+	}
 }
 
 static void print_status(json_object *o, bool stor_down)
@@ -185,10 +221,15 @@ static void print_status(json_object *o, bool stor_down)
 		for (size_t i = 0; i < json_object_array_length(ps); i++)
 			printf("  - %s\n", json_object_get_string(json_object_array_get_idx(ps, i)));
 	print_fs(fsst);
-	printf("pending uploads: %lld jobs, %lld bytes, oldest %lld s, %lld in flight%s\n",
-	       (long long)I("pending_jobs"), (long long)I("pending_bytes"),
+	char pb[32];
+	printf("pending uploads: %lld jobs, %s, oldest %lld s, %lld in flight%s\n",
+	       (long long)I("pending_jobs"), format_size((uint64_t)I("pending_bytes"), pb, sizeof pb),
 	       (long long)I("oldest_pending_s"), (long long)I("in_flight"),
 	       I("draining") ? " (draining for shutdown)" : "");
+	printf("writer lease:    %s%s\n", S("lease"),
+	       json_object_object_get_ex(o, "fenced", &v) && json_object_get_boolean(v) ?
+	       " (fenced: another host holds the volume; uploads stopped)" : "");
+	print_redundancy(o);
 	printf("stored:          %lld objects since start, %lld failed attempts\n",
 	       (long long)I("stored"), (long long)I("failures"));
 	if (*S("last_error"))

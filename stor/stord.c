@@ -619,7 +619,10 @@ static struct {
 	pthread_cond_t cv;	/* with D.mu */
 	bool requested, check_requested, running;
 	enum obj_verify_mode mode;	/* of the running (or last) pass */
-	int64_t started, finished;	/* unix s of the last pass (0: never) */
+	int64_t started, finished;	/* unix s of the last pass (0: never); finished
+					 * is set at start too, to time the first one */
+	int64_t completed;	/* unix s the last complete pass ended (0: none
+				 * since start): what the redundancy is as of */
 	uint64_t total, done, bytes, bad_shards, repaired, failed, waiting;
 	/* last complete pass: objects with all shards, with some to spare
 	 * (index: good - k shards beyond k), and unreadable ones */
@@ -825,7 +828,7 @@ static void *scrub_main(void *arg)
 		pthread_mutex_lock(&D.mu);
 		S.running = false;
 		if (i == n) {	/* a complete pass: its counts are the redundancy */
-			S.finished = (int64_t)time(NULL);
+			S.finished = S.completed = (int64_t)time(NULL);
 			S.full = S.cur_full;
 			S.unreadable = S.cur_unreadable;
 			memcpy(S.spare, S.cur_spare, sizeof S.spare);
@@ -959,14 +962,14 @@ static void scrub_status(json_object *o, json_object *problems)
 		json_object_object_add(sp, k, json_object_new_uint64(S.spare[i]));
 		degraded += S.spare[i];
 	}
-	json_object_object_add(rd, "as_of", json_object_new_int64(S.finished));
+	json_object_object_add(rd, "as_of", json_object_new_int64(S.completed));
 	json_object_object_add(rd, "full", json_object_new_uint64(S.full));
 	json_object_object_add(rd, "degraded", json_object_new_uint64(degraded));
 	json_object_object_add(rd, "degraded_by_spare_shards", sp);
 	json_object_object_add(rd, "unreadable", json_object_new_uint64(S.unreadable));
 	json_object_object_add(o, "redundancy", rd);
 	char line[1400];
-	if (S.finished && (degraded || S.unreadable)) {
+	if (S.completed && (degraded || S.unreadable)) {
 		snprintf(line, sizeof line, "the last scrub found %llu objects with lost redundancy "
 			 "and %llu unreadable%s%s", (unsigned long long)degraded,
 			 (unsigned long long)S.unreadable, S.last_problem[0] ? ": " : "",

@@ -2,6 +2,7 @@
 about what it writes, whatever the kernel sends, and status tells live,
 garbage and dead bytes in words and in --json."""
 import json
+import re
 import os
 import random
 import time
@@ -93,6 +94,11 @@ def test_status_tells_live_garbage_and_dead(tmp_path):
         line = next((ln for ln in out.splitlines() if "log space:" in ln), None)
         assert line, out
         assert "MiB live" in line and "dead segments" in line and "not reclaimed" in line, line
+        # every size in units, the lease and the redundancy in words
+        assert "local cache:" in out and "MiB (no size limit)" in out, out
+        assert "writer lease:    mounted" in out or "writer lease:" in out, out
+        assert "redundancy:" in out, out
+        assert not re.search(r"\d{4,} bytes", out), out  # raw counts are in units
         j = json.loads(vol.ctl("status", "--json").stdout)
         assert j["fs"]["garbage_bytes"] > 4 * MIB, j["fs"]
         assert j["fs"]["dead_segments"] >= 2, j["fs"]
