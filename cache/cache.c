@@ -785,6 +785,14 @@ int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void
 	return ret;
 }
 
+uint64_t cache_count_keys(struct cache *c, uint8_t first)
+{
+	pthread_rwlock_rdlock(&c->lock);
+	uint64_t n = ix_count_first(c->ix, first);
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
 ssize_t cache_keys(struct cache *c, const void *prefix, size_t plen, const void *after,
 		   size_t afterlen, struct cache_keyinfo *out, size_t max)
 {

@@ -152,6 +152,10 @@ typedef int (*cache_scan_cb)(void *arg, const uint8_t *key, size_t klen,
 int cache_scan(struct cache *c, const void *prefix, size_t plen,
 	       bool with_values, cache_scan_cb cb, void *arg);
 
+/* How many keys start with the byte first: O(1), under the read lock (the
+ * index keeps a count per first byte). E.g. the filesystem's files. */
+uint64_t cache_count_keys(struct cache *c, uint8_t first);
+
 /* One key listed by cache_keys. */
 struct cache_keyinfo {
 	uint32_t vlen;		/* its value's length */

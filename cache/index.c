@@ -36,6 +36,7 @@ struct index {
 	struct ix_node *head;	/* sentinel with IX_MAXLEVEL pointers */
 	int level;		/* levels in use, >= 1 */
 	size_t count;
+	size_t count_first[256];	/* keys by their first byte */
 	size_t bytes;
 	uint64_t rng;		/* xorshift state for node levels */
 };
@@ -168,6 +169,8 @@ int ix_put(struct index *ix, const void *key, size_t klen, struct ix_loc loc,
 		NEXT(update[i], i) = n;
 	}
 	ix->count++;
+	if (klen)
+		ix->count_first[((const uint8_t *)key)[0]]++;
 	ix->bytes += alloc_size(n);
 	return 0;
 }
@@ -195,6 +198,8 @@ int ix_del(struct index *ix, const void *key, size_t klen, struct ix_loc *old)
 	if (old)
 		*old = loc_of(x);
 	ix->count--;
+	if (x->klen)
+		ix->count_first[node_key(x)[0]]--;
 	ix->bytes -= alloc_size(x);
 	free(x);
 	return 0;
@@ -228,6 +233,11 @@ struct ix_loc ix_node_loc(const struct ix_node *n)
 size_t ix_count(const struct index *ix)
 {
 	return ix->count;
+}
+
+size_t ix_count_first(const struct index *ix, uint8_t first)
+{
+	return ix->count_first[first];
 }
 
 size_t ix_bytes(const struct index *ix)

@@ -57,6 +57,8 @@ struct ix_loc ix_node_loc(const struct ix_node *n);
 
 /* Number of keys. */
 size_t ix_count(const struct index *ix);
+/* Keys whose first byte is first (kept up to date by put and del: O(1)). */
+size_t ix_count_first(const struct index *ix, uint8_t first);
 
 /* Heap bytes held by the index (nodes and their malloc overhead, measured
  * with malloc_usable_size). */

@@ -252,8 +252,10 @@ int qfs_statfs(struct qfs *fs, struct statvfs *sv)
 	/* free space is also bounded by the disk the cache lives on */
 	uint64_t disk_free = (uint64_t)disk.f_bavail * disk.f_frsize / 4096;
 	sv->f_bavail = sv->f_bfree < disk_free ? sv->f_bfree : disk_free;
+	/* files: the inode records, not every key of the log (blocks, names) */
+	uint64_t inodes = cache_count_keys(fs->c, K_INODE);
 	sv->f_files = 1ull << 32;
-	sv->f_ffree = sv->f_files > cs.keys ? sv->f_files - cs.keys : 0;
+	sv->f_ffree = sv->f_files > inodes ? sv->f_files - inodes : 0;
 	sv->f_favail = sv->f_ffree;
 	sv->f_namemax = FS_NAME_MAX;
 	return 0;

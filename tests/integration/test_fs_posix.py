@@ -441,6 +441,19 @@ def test_statfs_reports_size_and_usage(d):
     os.sync()
     sv1 = os.statvfs(d)
     assert (sv0.f_bfree - sv1.f_bfree) * sv1.f_frsize >= 8 << 20
+    # df -i counts files, not the log's keys: an 8 MiB file (128 blocks, a
+    # name, an inode) is one file; ten empty files and a directory are 11
+    assert sv0.f_ffree - sv1.f_ffree == 1, (sv0.f_ffree, sv1.f_ffree)
+    (d / "sub").mkdir()
+    for i in range(10):
+        (d / "sub" / f"e{i}").write_bytes(b"")
+    sv2 = os.statvfs(d)
+    assert sv1.f_ffree - sv2.f_ffree == 11, (sv1.f_ffree, sv2.f_ffree)
+    (d / "fill").unlink()  # freed once the kernel forgets the inode (FORGET)
+    deadline = time.monotonic() + 30
+    while os.statvfs(d).f_ffree - sv2.f_ffree != 1:
+        assert time.monotonic() < deadline, (os.statvfs(d).f_ffree, sv2.f_ffree)
+        time.sleep(0.05)
 
 
 def test_fallocate(d):

@@ -186,7 +186,9 @@ static void test_syntax_empty_missing(void **state)
 	assert_int_equal(load("- a\n- b\n", err, sizeof err, &c), -EINVAL);
 	assert_non_null(strstr(err, "qsfs.yaml:1: the file: expected a mapping"));
 	assert_int_equal(config_load("/nonexistent/qsfs.yaml", &c, err, sizeof err), -ENOENT);
-	assert_string_equal(err, "/nonexistent/qsfs.yaml: cannot read: No such file or directory");
+	assert_string_equal(err, "/nonexistent/qsfs.yaml: cannot read: No such file or directory "
+			    "(give the configuration with -c CONFIG or the QSFS_CONFIG environment "
+			    "variable)");
 }
 
 static void test_backend_urls(void **state)
