@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,16 +26,23 @@ struct fsctl {
 	int lsock;
 	int stop_pipe[2];
 	pthread_t th;
-	/* requests being served on their own threads; stop waits for them */
+	/* requests being served on their own threads (the list conns); stop
+	 * shuts their sockets down and waits for them, so it never waits on a
+	 * client: an idle or slow one is cut off */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned busy;
+	struct conn *conns;
+	atomic_bool stopping;	/* a WARMUP stops between segments */
 };
 
 struct conn {
 	struct fsctl *x;
 	int fd;
+	struct conn *next, **pprev;	/* in x->conns, under x->mu */
 };
+
+#define REQUEST_WAIT_MS 30000	/* a client has this long to send its request */
 
 static void reply_json(int fd, json_object *o)
 {
@@ -224,7 +232,7 @@ static void do_warmup(struct fsctl *x, int fd, const char *rest, size_t restlen)
 	qlog_info("fs: warmup: %zu segments to fetch%s", want, files ? "" : " (whole volume)");
 	size_t fetched = 0, failed = 0;
 	int last_err = 0;
-	for (size_t i = 0; i < want; i++) {
+	for (size_t i = 0; i < want && !atomic_load(&x->stopping); i++) {
 		int r = cache_prefetch(x->c, ss.v[i]);
 		fetched += r == 1;
 		if (r < 0) {
@@ -258,8 +266,15 @@ static void *conn_main(void *arg)
 	char line[4096];
 	size_t got = 0;
 	/* one line, or for WARMUP a first line and the list after it (what
-	 * was read past the first newline is handed on) */
+	 * was read past the first newline is handed on); a client that sends
+	 * nothing for REQUEST_WAIT_MS is cut off, and stop shuts the socket */
 	for (;;) {
+		struct pollfd p = { cn->fd, POLLIN, 0 };
+		int pr = poll(&p, 1, REQUEST_WAIT_MS);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			break;
 		ssize_t k = read(cn->fd, line + got, sizeof line - 1 - got);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -285,12 +300,15 @@ static void *conn_main(void *arg)
 		do_status(x, cn->fd);
 	else
 		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP)\n", line);
-	close(cn->fd);
-	free(cn);
 	pthread_mutex_lock(&x->mu);
+	*cn->pprev = cn->next;	/* off the list before the fd is closed */
+	if (cn->next)
+		cn->next->pprev = cn->pprev;
+	close(cn->fd);
 	x->busy--;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
+	free(cn);
 	return NULL;
 }
 
@@ -315,12 +333,20 @@ static void *accept_main(void *arg)
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		if (cn) {
-			*cn = (struct conn){ x, fd };
+			*cn = (struct conn){ x, fd, NULL, NULL };
 			pthread_mutex_lock(&x->mu);
 			x->busy++;
+			cn->next = x->conns;
+			if (cn->next)
+				cn->next->pprev = &cn->next;
+			cn->pprev = &x->conns;
+			x->conns = cn;
 			pthread_mutex_unlock(&x->mu);
 			if (pthread_create(&t, &at, conn_main, cn)) {
 				pthread_mutex_lock(&x->mu);
+				*cn->pprev = cn->next;
+				if (cn->next)
+					cn->next->pprev = cn->pprev;
 				x->busy--;
 				pthread_mutex_unlock(&x->mu);
 				free(cn);
@@ -377,10 +403,15 @@ void fsctl_stop(struct fsctl *x)
 		return;
 	if (write(x->stop_pipe[1], "x", 1) < 0)
 		qlog_warn("fs: stopping the control socket: %s", strerror(errno));
+	atomic_store(&x->stopping, true);
 	pthread_join(x->th, NULL);
 	close(x->lsock);
 	unlink(x->path);
 	pthread_mutex_lock(&x->mu);
+	/* never wait on a client: its reads and writes end now; a request
+	 * being served finishes what it does (a WARMUP its current segment) */
+	for (struct conn *cn = x->conns; cn; cn = cn->next)
+		shutdown(cn->fd, SHUT_RDWR);
 	while (x->busy)
 		pthread_cond_wait(&x->cv, &x->mu);
 	pthread_mutex_unlock(&x->mu);

@@ -36,3 +36,35 @@ def test_nonempty_mountpoint_is_refused(tmp_path):
         if vol.fs:
             vol.unmount()
         vol.stop_stor()
+
+
+def test_idle_control_client_does_not_block_the_stop(tmp_path):
+    """A client that connects to qsfs-fs's control socket and never sends
+    anything (or never reads) must not hold up the clean stop: it used to
+    wait for the connection to end, forever."""
+    import socket
+    import subprocess
+    vol = Volume(tmp_path)
+    vol.start_stor()
+    try:
+        vol.mount()
+        (vol.mnt / "f").write_bytes(b"data")
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        idle.connect(str(vol.cache / "fs.sock"))
+        # a request whose reply nobody reads: a WARMUP of the whole volume
+        slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        slow.connect(str(vol.cache / "fs.sock"))
+        slow.sendall(b"WARMUP\n")
+        subprocess.run(["fusermount3", "-u", str(vol.mnt)], check=True)
+        assert vol.fs.wait(timeout=60) == 0, vol.fs_log.read_text()[-2000:]
+        vol.fs = None
+        assert idle.recv(100) == b""  # cut off, not left hanging
+        idle.close()
+        slow.close()
+        vol.mount()
+        assert (vol.mnt / "f").read_bytes() == b"data"
+        assert vol.unmount() == 0
+    finally:
+        if vol.fs:
+            vol.unmount()
+        vol.stop_stor()
