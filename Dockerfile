@@ -12,7 +12,7 @@ RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       gcc libc6-dev meson ninja-build pkg-config \
       libfuse3-dev liberasurecode-dev libsodium-dev libhiredis-dev libzstd-dev \
-      libbtrfsutil-dev libyaml-dev libxxhash-dev libjson-c-dev \
+      libyaml-dev libxxhash-dev libjson-c-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only the sources the build reads (no build directories from the host).
@@ -44,7 +44,7 @@ FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       fuse3 libfuse3-3 liberasurecode1 libisal2 libsodium23 libhiredis0.14 libzstd1 \
-      libbtrfsutil1 libyaml-0-2 libxxhash0 libjson-c5 \
+      libyaml-0-2 libxxhash0 libjson-c5 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /stage/ /
 # The services zinit runs (meson install put them there too; this keeps

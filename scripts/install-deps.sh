@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
 	gcc meson ninja-build pkg-config
 	libfuse3-dev fuse3 liberasurecode-dev libsodium-dev libhiredis-dev
-	libzstd-dev libbtrfsutil-dev libcmocka-dev libyaml-dev libxxhash-dev
+	libzstd-dev libcmocka-dev libyaml-dev libxxhash-dev
 	libisal2	# liberasurecode loads ISA-L for the MDS Cauchy code (isa_l_rs_cauchy)
 	libjson-c-dev
 	redis-server python3 python3-pytest acl
