@@ -120,11 +120,13 @@ int qfs_statfs(struct qfs *fs, struct statvfs *sv);
  * (QFS_FULL_WAIT: backpressure, up to QFS_FULL_WAIT_MAX_S) and fails with
  * ENOSPC when it is not (QFS_FULL_ENOSPC); reads, deletes and truncates
  * always go on. */
-enum qfs_full { QFS_FULL_NO, QFS_FULL_WAIT, QFS_FULL_ENOSPC };
+/* FENCED: another host holds the volume; nothing will ever be written
+ * here again, so writers are told at once (EROFS), never made to wait. */
+enum qfs_full { QFS_FULL_NO, QFS_FULL_WAIT, QFS_FULL_ENOSPC, QFS_FULL_FENCED };
 #define QFS_FULL_WAIT_MAX_S 300
 void qfs_set_full(struct qfs *fs, enum qfs_full full);
-/* 0 when new data may be written now (after waiting if need be), else
- * -ENOSPC. */
+/* 0 when new data may be written now (after waiting up to
+ * QFS_FULL_WAIT_MAX_S while WAIT), -EROFS when fenced, else -ENOSPC. */
 int qfs_room(struct qfs *fs);
 
 #endif

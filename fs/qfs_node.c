@@ -459,7 +459,8 @@ int qfs_room(struct qfs *fs)
 	 * of stor confirming what lets the log evict */
 	for (int i = 0; fs->full == QFS_FULL_WAIT && i < QFS_FULL_WAIT_MAX_S * 50; i++)
 		nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
-	return fs->full == QFS_FULL_NO ? 0 : -ENOSPC;
+	enum qfs_full f = fs->full;
+	return f == QFS_FULL_NO ? 0 : f == QFS_FULL_FENCED ? -EROFS : -ENOSPC;
 }
 
 int qfs_sync(struct qfs *fs)

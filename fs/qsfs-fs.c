@@ -138,7 +138,8 @@ static void report(struct confirm_ctx *x)
 {
 	struct cache_stats st;
 	cache_stats(x->c, &st);
-	x->full = !st.over_limit ? QFS_FULL_NO : x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
+	x->full = x->fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
+		  x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
 	qfs_set_full(x->fs, x->full);
 	json_object *o = json_object_new_object(), *problems = json_object_new_array();
 	char line[512];
@@ -216,6 +217,8 @@ static void renew_lease(struct confirm_ctx *x)
 	if (r == -ESTALE) {
 		cache_fence(x->c);
 		x->fenced = true;
+		x->full = QFS_FULL_FENCED;	/* writers waiting for room are told now */
+		qfs_set_full(x->fs, x->full);
 		snprintf(x->lease_problem, sizeof x->lease_problem, "%.900s: this node stopped writing "
 			 "(writes fail with EROFS); unmount it", err);
 		qlog_err("fs: %s", x->lease_problem);

@@ -270,9 +270,37 @@ static void test_superblock_version(void **state)
 	free(r.dir);
 }
 
+/* Writers are never made to wait on a fenced node: EROFS at once; a full
+ * cache without stor: ENOSPC; reads and deletes always go on. */
+static void test_room_states(void **state)
+{
+	(void)state;
+	struct rig r = { .dir = tu_mkdtemp(), .segsize = 4 << 20 };
+	rig_open(&r);
+	uint64_t ino = mkfile(&r, "f");
+	assert_int_equal(qfs_write(r.fs, ino, "abc", 3, 0), 3);
+	qfs_set_full(r.fs, QFS_FULL_FENCED);
+	assert_int_equal(qfs_write(r.fs, ino, "abc", 3, 0), -EROFS);
+	struct stat st;
+	assert_int_equal(qfs_mknod(r.fs, ROOT, "g", S_IFREG | 0644, 0, 0, 0, 0, NULL, &st), -EROFS);
+	char buf[3];
+	assert_int_equal(qfs_read(r.fs, ino, buf, 3, 0), 3);
+	qfs_set_full(r.fs, QFS_FULL_ENOSPC);
+	assert_int_equal(qfs_write(r.fs, ino, "abc", 3, 0), -ENOSPC);
+	assert_int_equal(qfs_fallocate(r.fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 1),
+			 0);	/* freeing space always works */
+	qfs_set_full(r.fs, QFS_FULL_NO);
+	assert_int_equal(qfs_write(r.fs, ino, "xyz", 3, 0), 3);
+	qfs_forget(r.fs, ino, 1);
+	rig_close(&r);
+	tu_rmrf(r.dir);
+	free(r.dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_room_states),
 		cmocka_unit_test(test_write_cost),
 		cmocka_unit_test(test_random_against_model),
 		cmocka_unit_test(test_superblock_version),
