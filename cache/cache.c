@@ -933,16 +933,27 @@ void cache_quiesce(struct cache *c)
 		worker_kick(c, true, false);
 }
 
-uint64_t local_bytes(const struct cache *c)
+uint64_t local_seg_bytes(const struct cache *c)
 {
 	uint64_t b = 0;
 	for (uint64_t i = 1; i <= c->last_seg; i++)
 		if (c->segs[i] && (c->segs[i]->flags & SF_LOCAL))
 			b += c->segs[i]->size;
+	return b;
+}
+
+uint64_t local_ckpt_bytes(const struct cache *c)
+{
+	uint64_t b = 0;
 	for (size_t i = 0; i < c->nckpts; i++)
 		if (c->ckpts[i].written)
 			b += c->ckpts[i].bytes;
 	return b;
+}
+
+uint64_t local_bytes(const struct cache *c)
+{
+	return local_seg_bytes(c) + local_ckpt_bytes(c);
 }
 
 static enum seg_state state_of(const struct cache *c, const struct seg *s)
@@ -1052,6 +1063,7 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		}
 	}
 	st->local_bytes = local_bytes(c);
+	st->checkpoint_bytes = local_ckpt_bytes(c);
 	st->max_size = c->o.max_size;
 	st->over_limit = c->over_limit;
 	st->hooks_failed = c->hooks_failed;

@@ -39,7 +39,8 @@
 struct cache_opts {
 	const char *dir;		/* cache directory, created if absent */
 	uint64_t segment_size;		/* 0 = 64 MiB; 4 KiB .. 4 GiB */
-	uint64_t max_size;		/* local disk limit in bytes, 0 = none */
+	uint64_t max_size;		/* limit of local segment bytes (checkpoints
+					 * come on top), 0 = none */
 	const char *hook;		/* hook program, NULL = no hooks */
 	unsigned hook_timeout_ms;	/* 0 = 120 s */
 	unsigned hook_retry_ms;		/* first retry delay, 0 = 1 s; doubles, capped at 5 min */
@@ -307,8 +308,10 @@ struct cache_stats {
 	uint64_t dead_segments, dead_bytes;	/* sealed, nothing live: awaiting
 						 * removal (counted in garbage) */
 	uint64_t local_bytes;		/* segment + checkpoint files on disk */
-	uint64_t max_size;
-	bool over_limit;		/* local_bytes > max_size, nothing evictable */
+	uint64_t checkpoint_bytes;	/* of local_bytes: checkpoint files, which
+					 * max_size does not count (their own budget) */
+	uint64_t max_size;		/* the limit of local segment bytes */
+	bool over_limit;		/* segment bytes > max_size, nothing evictable */
 	uint64_t pinned_bytes;		/* local bytes that may not be evicted */
 	uint64_t hooks_pending;		/* hand-offs not yet done */
 	uint64_t hooks_failed;		/* hook runs that failed (since open) */

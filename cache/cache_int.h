@@ -184,8 +184,11 @@ void cache_path(const struct cache *c, const char *name, char *out, size_t n);
 struct ckpt_rec *ckpt_rec_add(struct cache *c, const struct ckpt_rec *r);
 struct ckpt_rec *ckpt_rec_find(struct cache *c, uint64_t id);
 
-/* Bytes on local disk: local segments and written checkpoints. c->lock. */
+/* Bytes on local disk: local segments and written checkpoints, and each
+ * part alone. c->lock. */
 uint64_t local_bytes(const struct cache *c);
+uint64_t local_seg_bytes(const struct cache *c);
+uint64_t local_ckpt_bytes(const struct cache *c);
 
 /* --- cache_worker.c ---------------------------------------------------- */
 

@@ -143,7 +143,11 @@ int evict_locked(struct cache *c)
 {
 	if (!c->o.max_size)
 		return 0;
-	uint64_t used = local_bytes(c);
+	/* segments only: the checkpoints have a budget of their own (they
+	 * grow with the number of keys, and eviction cannot shrink them, so
+	 * counting them here could stall writers for good on a volume of many
+	 * small files although everything is uploaded) */
+	uint64_t used = local_seg_bytes(c);
 	if (used <= c->o.max_size) {
 		c->over_limit = false;
 		return 0;
@@ -188,9 +192,10 @@ int evict_locked(struct cache *c)
 		fs_fsync_dir(c->dirfd);
 	bool over = used > c->o.max_size;
 	if (over && !c->over_limit)
-		qlog_warn("cache: %s uses %" PRIu64 " bytes, over its limit of %" PRIu64
-			  ", and nothing more can be evicted (the rest is active, unconfirmed, "
-			  "not yet checkpointed or being read)", c->dir, used, c->o.max_size);
+		qlog_warn("cache: %s holds %" PRIu64 " bytes of segments, over its limit of %"
+			  PRIu64 ", and nothing more can be evicted (the rest is active, "
+			  "unconfirmed, not yet checkpointed or being read)", c->dir, used,
+			  c->o.max_size);
 	c->over_limit = over;
 	return evicted;
 }

@@ -178,6 +178,8 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
 	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
 	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
+	json_object_object_add(o, "checkpoint_bytes",
+			       json_object_new_int64((int64_t)st.checkpoint_bytes));
 	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
 	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
 	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));

@@ -157,9 +157,12 @@ static void print_fs(json_object *f)
 			 format_size((uint64_t)FI("max_size"), db, sizeof db));
 	else
 		snprintf(gb, sizeof gb, "no size limit");
-	printf("  local cache:   %s (%s); %lld of %lld segments local, %lld not yet confirmed "
-	       "remote, %lld hand-offs pending\n", lb, gb, FI("segments_local"), FI("segments"),
-	       FI("segments_unconfirmed"), FI("hooks_pending"));
+	char cb[32];
+	format_size((uint64_t)FI("checkpoint_bytes"), cb, sizeof cb);
+	printf("  local cache:   %s (%s; %s of it checkpoints%s); %lld of %lld segments local, "
+	       "%lld not yet confirmed remote, %lld hand-offs pending\n", lb, gb, cb,
+	       FI("max_size") ? ", which the limit does not count" : "", FI("segments_local"),
+	       FI("segments"), FI("segments_unconfirmed"), FI("hooks_pending"));
 	printf("  log space:     %s live, %s garbage (overwritten or deleted records), of which "
 	       "%s in %lld dead segments (nothing live); garbage is not reclaimed yet\n",
 	       format_size((uint64_t)FI("live_bytes"), lb, sizeof lb),

@@ -95,7 +95,7 @@ def test_status_tells_live_garbage_and_dead(tmp_path):
         assert line, out
         assert "MiB live" in line and "dead segments" in line and "not reclaimed" in line, line
         # every size in units, the lease and the redundancy in words
-        assert "local cache:" in out and "MiB (no size limit)" in out, out
+        assert "local cache:" in out and "MiB (no size limit;" in out, out
         assert "writer lease:    mounted" in out or "writer lease:" in out, out
         assert "redundancy:" in out, out
         assert not re.search(r"\d{4,} bytes", out), out  # raw counts are in units
