@@ -532,6 +532,9 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 }
 
 /* Read and verify the record at loc in fd. */
+/* Read the record at loc and check it against key and its checksum.
+ * Returns the value length, -EBADMSG when the bytes on disk are not that
+ * record (logged, naming segment, file and offset), or -EIO / -ENOMEM. */
 static ssize_t read_record(struct cache *c, int fd, struct ix_loc loc,
 			   const void *key, size_t klen, void *buf, size_t cap)
 {
@@ -571,7 +574,7 @@ static ssize_t read_record(struct cache *c, int fd, struct ix_loc loc,
 		qlog_err("cache: corrupt record in segment %" PRIu32 " (%s/%s) at offset %"
 			 PRIu32 ": %s", loc.seg, c->dir, name, loc.off, why);
 		free(tmp);
-		return -EIO;
+		return -EBADMSG;	/* the caller may fetch a good copy */
 	}
 	if (tmp) {
 		if (cap)
@@ -629,6 +632,37 @@ static int seg_open_fd(struct cache *c, uint64_t id)
 	return r;
 }
 
+/* A record of sealed segment s failed its checks on local disk, read
+ * through fd. If the backends hold the segment (confirmed) and a hook can
+ * fetch it, set the local file aside as seg-N.qseg.corrupt (kept for
+ * inspection) so the next read fetches a good copy. Only when no reader
+ * holds the fd. Returns 0 when set aside, else -EIO. */
+static int set_aside(struct cache *c, struct seg *s, int fd)
+{
+	if (c->o.read_only || !c->hook)
+		return -EIO;
+	char name[SEG_NAME_LEN], bad[SEG_NAME_LEN + 16];
+	seg_name(s->id, name);
+	snprintf(bad, sizeof bad, "%s.corrupt", name);
+	int r = -EIO;
+	pthread_rwlock_wrlock(&c->lock);
+	if (s != c->active && (s->flags & SF_SEALED) && (s->flags & SF_CONFIRMED) &&
+	    s->fd == fd && !atomic_load(&s->pins) &&
+	    renameat(c->dirfd, name, c->dirfd, bad) == 0) {
+		close(s->fd);
+		s->fd = -1;
+		s->flags &= ~SF_LOCAL;
+		c->local_repairs++;
+		fs_fsync_dir(c->dirfd);
+		r = 0;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (!r)
+		qlog_warn("cache: segment %" PRIu64 " failed its checks on local disk; set aside "
+			  "as %s/%s, fetching the copy the backends hold", s->id, c->dir, bad);
+	return r;
+}
+
 ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 		  size_t cap)
 {
@@ -636,6 +670,7 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 		return -EINVAL;
 	struct seg *fetched = NULL;	/* pinned for us by the fetch */
 	ssize_t ret = -EIO;
+	bool repaired = false;
 	int tries;
 	for (tries = 0; tries < 4; tries++) {
 		pthread_rwlock_rdlock(&c->lock);
@@ -654,6 +689,14 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 			pthread_rwlock_unlock(&c->lock);
 			ret = read_record(c, fd, loc, key, klen, buf, cap);
 			atomic_fetch_sub(&s->pins, 1);
+			/* a bad local copy of an uploaded segment: once per get,
+			 * set it aside and read the one fetched from the backends */
+			if (ret == -EBADMSG && !repaired && !set_aside(c, s, fd)) {
+				repaired = true;
+				continue;
+			}
+			if (ret == -EBADMSG)
+				ret = -EIO;
 			break;
 		}
 		bool local = s && (s->flags & SF_LOCAL);
@@ -1063,6 +1106,7 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		}
 	}
 	st->local_bytes = local_bytes(c);
+	st->local_repairs = c->local_repairs;
 	st->checkpoint_bytes = local_ckpt_bytes(c);
 	st->max_size = c->o.max_size;
 	st->over_limit = c->over_limit;

@@ -136,7 +136,11 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n);
 
 /* Read key's value. Copies min(vlen, cap) bytes into buf and returns the
  * full value length (so a short buffer can be detected). The record's
- * checksum is verified on every read. */
+ * checksum is verified on every read. When a record of a sealed segment the
+ * backends hold (confirmed) fails its checks, the local file is set aside
+ * as seg-N.qseg.corrupt and the segment fetched again through the
+ * segment-missing hook, once per call (stats: local_repairs); otherwise, or
+ * if the fetched copy fails too, -EIO naming the segment and offset. */
 ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 		  size_t cap);
 
@@ -308,6 +312,8 @@ struct cache_stats {
 	uint64_t dead_segments, dead_bytes;	/* sealed, nothing live: awaiting
 						 * removal (counted in garbage) */
 	uint64_t local_bytes;		/* segment + checkpoint files on disk */
+	uint64_t local_repairs;		/* segments whose local copy failed its checks,
+					 * set aside and fetched again (since open) */
 	uint64_t checkpoint_bytes;	/* of local_bytes: checkpoint files, which
 					 * max_size does not count (their own budget) */
 	uint64_t max_size;		/* the limit of local segment bytes */

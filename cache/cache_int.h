@@ -125,6 +125,7 @@ struct cache {
 	atomic_uint_fast64_t tick;	/* LRU clock */
 	bool over_limit;
 	uint64_t hooks_failed, checkpoints_written, evicted;
+	uint64_t local_repairs;	/* segments set aside as corrupt and fetched again */
 	atomic_uint_fast64_t missing_fetches;
 	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;

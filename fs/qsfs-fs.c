@@ -155,6 +155,13 @@ static void report(struct confirm_ctx *x)
 	}
 	if (x->lease_problem[0])
 		json_object_array_add(problems, json_object_new_string(x->lease_problem));
+	if (st.local_repairs) {
+		snprintf(line, sizeof line, "%llu segments failed their checks on local disk and were "
+			 "fetched again from the backends (the bad copies are kept as "
+			 "seg-*.qseg.corrupt in %s): check that disk",
+			 (unsigned long long)st.local_repairs, x->cache_dir);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
 	if (st.over_limit) {
 		snprintf(line, sizeof line, "the local cache holds %llu bytes, over its limit of %llu, "
 			 "and nothing can be evicted until qsfs-stor confirms %llu segments: new "
@@ -178,6 +185,8 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
 	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
 	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
+	json_object_object_add(o, "local_repairs",
+			       json_object_new_int64((int64_t)st.local_repairs));
 	json_object_object_add(o, "checkpoint_bytes",
 			       json_object_new_int64((int64_t)st.checkpoint_bytes));
 	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));

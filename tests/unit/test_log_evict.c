@@ -234,12 +234,73 @@ static void test_evicted_segments_come_back_through_hook(void **state)
 	free(top);
 }
 
+/* A bit flip in a local sealed segment that the backends hold: the read
+ * sets the local file aside (*.corrupt) and reads the copy the hook
+ * fetches, once; the stats count the repair. A segment not yet confirmed
+ * has no good copy anywhere: EIO naming it. */
+static void test_bad_local_copy_is_fetched_again(void **state)
+{
+	(void)state;
+	char *top = tu_mkdtemp();
+	char *dir = tu_path(top, "cache");
+	char *hook = tu_script(top, "hook",
+		"d=$(dirname \"$0\")/remote; mkdir -p \"$d\"\n"
+		"case \"$1\" in\n"
+		"segment-sealed) cp \"$3\" \"$d/\" ;;\n"
+		"segment-missing) cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
+		"esac\n");
+	struct cache *c = open_limited(dir, 0, hook);
+	fill(c, 12);	/* segments 1 and 2 sealed, 3 active */
+	cache_seal(c);
+	cache_quiesce(c);
+	assert_int_equal(cache_confirm(c, 1), 0);
+	char *seg1 = tu_path(dir, "seg-0000000000000001.qseg");
+	char *seg2 = tu_path(dir, "seg-0000000000000002.qseg");
+	tu_flip(seg1, 64 + 16 + 6 + 500);	/* inside e00000's value */
+	uint8_t v[10000];
+	tu_capture_begin();
+	assert_int_equal(cache_get(c, "e00000", 6, v, sizeof v), 10000);
+	char *log = tu_capture_end();
+	assert_int_equal(v[500], 0);
+	assert_non_null(strstr(log, "set aside"));
+	free(log);
+	char *bad = tu_path(dir, "seg-0000000000000001.qseg.corrupt");
+	assert_int_equal(access(bad, F_OK), 0);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.local_repairs, 1);
+	for (int i = 0; i < 6; i++) {	/* the rest of segment 1 reads too */
+		char k[16];
+		snprintf(k, sizeof k, "e%05d", i);
+		assert_int_equal(cache_get(c, k, strlen(k), v, sizeof v), 10000);
+		assert_int_equal(v[9999], i & 0xff);
+	}
+	/* segment 2 is not confirmed: no good copy to trust, EIO */
+	tu_flip(seg2, 64 + 16 + 6 + 500);
+	tu_capture_begin();
+	assert_int_equal(cache_get(c, "e00006", 6, v, sizeof v), -EIO);
+	log = tu_capture_end();
+	assert_non_null(strstr(log, "corrupt record in segment 2"));
+	free(log);
+	cache_stats(c, &st);
+	assert_int_equal(st.local_repairs, 1);
+	assert_int_equal(cache_close(c), 0);
+	free(bad);
+	free(seg1);
+	free(seg2);
+	free(hook);
+	free(dir);
+	tu_rmrf(top);
+	free(top);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_never_evicts_unconfirmed_or_active),
 		cmocka_unit_test(test_checkpoints_do_not_count_against_the_limit),
 		cmocka_unit_test(test_least_recently_read_goes_first),
+		cmocka_unit_test(test_bad_local_copy_is_fetched_again),
 		cmocka_unit_test(test_evicted_segments_come_back_through_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
