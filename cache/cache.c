@@ -635,8 +635,11 @@ static int seg_open_fd(struct cache *c, uint64_t id)
 /* A record of sealed segment s failed its checks on local disk, read
  * through fd. If the backends hold the segment (confirmed) and a hook can
  * fetch it, set the local file aside as seg-N.qseg.corrupt (kept for
- * inspection) so the next read fetches a good copy. Only when no reader
- * holds the fd. Returns 0 when set aside, else -EIO. */
+ * inspection) so the next read fetches a good copy. Readers still using
+ * the old fd may go on with it (and land here too): it is kept open, on a
+ * list closed by cache_close, since a pin cannot tell old readers from new
+ * ones; repairs are rare. Returns 0 when the caller should read again (set
+ * aside now, or already by another reader), else -EIO. */
 static int set_aside(struct cache *c, struct seg *s, int fd)
 {
 	if (c->o.read_only || !c->hook)
@@ -645,19 +648,27 @@ static int set_aside(struct cache *c, struct seg *s, int fd)
 	seg_name(s->id, name);
 	snprintf(bad, sizeof bad, "%s.corrupt", name);
 	int r = -EIO;
+	bool now = false;
 	pthread_rwlock_wrlock(&c->lock);
-	if (s != c->active && (s->flags & SF_SEALED) && (s->flags & SF_CONFIRMED) &&
-	    s->fd == fd && !atomic_load(&s->pins) &&
-	    renameat(c->dirfd, name, c->dirfd, bad) == 0) {
-		close(s->fd);
-		s->fd = -1;
-		s->flags &= ~SF_LOCAL;
-		c->local_repairs++;
-		fs_fsync_dir(c->dirfd);
-		r = 0;
+	if (s->fd != fd) {
+		r = 0;	/* another reader set it aside already */
+	} else if (s != c->active && (s->flags & SF_SEALED) && (s->flags & SF_CONFIRMED)) {
+		int *v = realloc(c->stale_fds, (c->nstale_fds + 1) * sizeof *v);
+		if (v && renameat(c->dirfd, name, c->dirfd, bad) == 0) {
+			c->stale_fds = v;
+			c->stale_fds[c->nstale_fds++] = s->fd;
+			s->fd = -1;
+			s->flags &= ~SF_LOCAL;
+			c->local_repairs++;
+			fs_fsync_dir(c->dirfd);
+			r = 0;
+			now = true;
+		} else if (v) {
+			c->stale_fds = v;
+		}
 	}
 	pthread_rwlock_unlock(&c->lock);
-	if (!r)
+	if (now)
 		qlog_warn("cache: segment %" PRIu64 " failed its checks on local disk; set aside "
 			  "as %s/%s, fetching the copy the backends hold", s->id, c->dir, bad);
 	return r;

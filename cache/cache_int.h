@@ -126,6 +126,8 @@ struct cache {
 	bool over_limit;
 	uint64_t hooks_failed, checkpoints_written, evicted;
 	uint64_t local_repairs;	/* segments set aside as corrupt and fetched again */
+	int *stale_fds;		/* their old fds, closed by cache_close (c->lock) */
+	size_t nstale_fds;
 	atomic_uint_fast64_t missing_fetches;
 	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;

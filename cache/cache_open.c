@@ -550,6 +550,9 @@ static void cache_free(struct cache *c)
 		free(c->segs[i]);
 	}
 	free(c->segs);
+	for (size_t i = 0; i < c->nstale_fds; i++)
+		close(c->stale_fds[i]);
+	free(c->stale_fds);
 	for (size_t i = 0; i < c->nckpts; i++)
 		free(c->ckpts[i].buf);
 	free(c->ckpts);

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import signal
+import subprocess
 import time
 
 from qsfs_mount import Volume, wait_for
@@ -156,3 +157,45 @@ def test_restart_after_kill9_detaches_the_dead_mount(tmp_path):
         assert str(vol.mnt) not in open("/proc/self/mounts").read()
     finally:
         vol.close()
+
+
+def test_bit_flip_in_local_segment_heals_from_backends(tmp_path):
+    """A bit flip in a local sealed segment that the backends hold: the read
+    returns the right bytes (the copy fetched back), and status names the
+    local disk trouble, instead of EIO for ever while status says ok."""
+    vol = Volume(tmp_path, segment_size="4MiB")
+    vol.start_stor()
+    vol.mount()
+    try:
+        data = os.urandom(3 << 20)
+        (vol.mnt / "f").write_bytes(data)
+        vol.ctl("drain", "--timeout", "60")
+
+        def status():
+            return json.loads((vol.cache / "fs-status.json").read_text())
+        deadline = time.monotonic() + 30  # the monitor learns confirmations every 2 s
+        while status()["segments"] < 2 or status()["segments_unconfirmed"]:
+            assert time.monotonic() < deadline, status()
+            time.sleep(0.1)
+        segs = sorted(vol.cache.glob("seg-*.qseg"), key=lambda p: p.stat().st_size)
+        big = segs[-1]
+        assert big.stat().st_size > 2 << 20
+        with open(big, "r+b") as fh:  # sealed segments are 0444: root writes anyway
+            fh.seek(1 << 20)
+            b = fh.read(1)
+            fh.seek(1 << 20)
+            fh.write(bytes([b[0] ^ 0x10]))
+        subprocess.run(["sh", "-c", "sync; echo 3 > /proc/sys/vm/drop_caches"], check=True)
+        assert (vol.mnt / "f").read_bytes() == data
+        assert (vol.cache / (big.name + ".corrupt")).exists()
+        deadline = time.monotonic() + 30
+        while not status().get("local_repairs"):
+            assert time.monotonic() < deadline, status()
+            time.sleep(0.1)
+        st = status()
+        assert st["state"] == "degraded", st
+        assert any("failed their checks on local disk" in p for p in st["problems"]), st
+    finally:
+        if vol.fs:
+            vol.unmount()
+        vol.stop_stor()
