@@ -392,7 +392,12 @@ int cache_put(struct cache *c, const void *key, size_t klen, const void *val,
 	return r ? r : append_one(c, REC_PUT, key, klen, val, vlen);
 }
 
-int cache_del(struct cache *c, const void *key, size_t klen)
+/* Append one record of key under the write lock if key exists and, when
+ * expect is given, its current record is exactly there. Returns 1 when
+ * appended, 0 when key is elsewhere, -ENOENT when it does not exist, or as
+ * append_locked. Wakes the worker after a seal. */
+static int append_checked(struct cache *c, uint8_t type, const void *key, size_t klen,
+			  const void *val, size_t vlen, const struct ix_loc *expect)
 {
 	int r = check_key(c, klen);
 	if (r)
@@ -401,34 +406,29 @@ int cache_del(struct cache *c, const void *key, size_t klen)
 	pthread_rwlock_wrlock(&c->lock);
 	struct ix_loc loc;
 	r = ix_get(c->ix, key, klen, &loc);
-	if (!r)
-		r = append_locked(c, REC_DEL, key, klen, NULL, 0, &sealed);
+	if (!r && expect && (loc.seg != expect->seg || loc.off != expect->off))
+		r = 0;
+	else if (!r && !(r = append_locked(c, type, key, klen, val, vlen, &sealed)))
+		r = 1;
 	pthread_rwlock_unlock(&c->lock);
 	if (sealed)
 		worker_kick(c, false, false);
 	return r;
 }
 
+int cache_del(struct cache *c, const void *key, size_t klen)
+{
+	int r = append_checked(c, REC_DEL, key, klen, NULL, 0, NULL);
+	return r == 1 ? 0 : r;
+}
+
 int move_record(struct cache *c, const uint8_t *key, size_t klen, uint64_t seg, uint64_t off,
 		const void *val, size_t vlen)
 {
-	int r = check_key(c, klen);
-	if (r)
-		return r;
-	bool sealed = false;
-	pthread_rwlock_wrlock(&c->lock);
-	struct ix_loc loc;
-	r = ix_get(c->ix, key, klen, &loc);
-	if (r == -ENOENT || (!r && (loc.seg != seg || loc.off != off))) {
-		r = 0;	/* overwritten or deleted since: garbage, not moved */
-	} else if (!r) {
-		r = append_locked(c, REC_PUT, key, klen, val, vlen, &sealed);
-		r = r ? r : 1;
-	}
-	pthread_rwlock_unlock(&c->lock);
-	if (sealed)
-		worker_kick(c, false, false);
-	return r;
+	/* overwritten or deleted since: garbage, not moved (0) */
+	struct ix_loc at = { .seg = (uint32_t)seg, .off = (uint32_t)off };
+	int r = append_checked(c, REC_PUT, key, klen, val, vlen, &at);
+	return r == -ENOENT ? 0 : r;
 }
 
 /* Encode ops as one batch for segment seg_id into buf (len bytes: a BATCH
@@ -745,13 +745,40 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 	return ret;
 }
 
-#define SCAN_BATCH 256
+/* Up to max keys under prefix from seek (after it when after, else from
+ * it), with their value lengths, in one walk of the index under the read
+ * lock. Returns the number listed. */
+static size_t list_keys(struct cache *c, const void *prefix, size_t plen, const void *seek,
+			size_t seeklen, bool after, struct cache_keyinfo *out, size_t max)
+{
+	size_t n = 0;
+	pthread_rwlock_rdlock(&c->lock);
+	const struct ix_node *x = ix_seek(c->ix, seek, seeklen, after);
+	for (; x && n < max; x = ix_next(x)) {
+		size_t kl;
+		const uint8_t *k = ix_node_key(x, &kl);
+		if (kl < plen || memcmp(k, prefix, plen))
+			break;
+		out[n].klen = (uint8_t)kl;
+		memcpy(out[n].key, k, kl);
+		out[n].vlen = ix_node_loc(x).len - REC_HDR_SIZE - (uint32_t)kl;
+		n++;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
 
-struct scan_item {
-	uint8_t klen;
-	uint8_t key[KEY_MAX];
-	uint32_t vlen;
-};
+ssize_t cache_keys(struct cache *c, const void *prefix, size_t plen, const void *after,
+		   size_t afterlen, struct cache_keyinfo *out, size_t max)
+{
+	if (plen > KEY_MAX || afterlen > KEY_MAX ||
+	    (after && (afterlen < plen || memcmp(after, prefix, plen))))
+		return -EINVAL;
+	return (ssize_t)(after ? list_keys(c, prefix, plen, after, afterlen, true, out, max)
+			       : list_keys(c, prefix, plen, prefix, plen, false, out, max));
+}
+
+#define SCAN_BATCH 256
 
 int cache_scan(struct cache *c, const void *prefix, size_t plen,
 	       bool with_values, cache_scan_cb cb, void *arg)
@@ -770,7 +797,7 @@ int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void
 	} else if (fromlen < plen || memcmp(from, prefix, plen)) {
 		return -EINVAL;	/* it would start outside the prefix */
 	}
-	struct scan_item *batch = malloc(SCAN_BATCH * sizeof *batch);
+	struct cache_keyinfo *batch = malloc(SCAN_BATCH * sizeof *batch);
 	if (!batch)
 		return -ENOMEM;
 	uint8_t *val = NULL;
@@ -780,24 +807,11 @@ int cache_scan_from(struct cache *c, const void *prefix, size_t plen, const void
 	bool started = false;
 	int ret = 0;
 	for (;;) {
-		size_t n = 0;
-		pthread_rwlock_rdlock(&c->lock);
-		const struct ix_node *x = started ? ix_seek(c->ix, last, lastlen, true)
-						  : ix_seek(c->ix, from, fromlen, false);
-		for (; x && n < SCAN_BATCH; x = ix_next(x)) {
-			size_t kl;
-			const uint8_t *k = ix_node_key(x, &kl);
-			if (kl < plen || memcmp(k, prefix, plen))
-				break;
-			batch[n].klen = (uint8_t)kl;
-			memcpy(batch[n].key, k, kl);
-			batch[n].vlen = ix_node_loc(x).len - REC_HDR_SIZE - (uint32_t)kl;
-			n++;
-		}
-		bool more = x && n == SCAN_BATCH;
-		pthread_rwlock_unlock(&c->lock);
+		size_t n = started ? list_keys(c, prefix, plen, last, lastlen, true, batch, SCAN_BATCH)
+				   : list_keys(c, prefix, plen, from, fromlen, false, batch, SCAN_BATCH);
+		bool more = n == SCAN_BATCH;	/* at worst one empty walk more */
 		for (size_t i = 0; i < n && !ret; i++) {
-			struct scan_item *it = &batch[i];
+			struct cache_keyinfo *it = &batch[i];
 			ssize_t vl = it->vlen;
 			if (with_values) {
 				for (;;) {
@@ -845,30 +859,6 @@ uint64_t cache_count_keys(struct cache *c, uint8_t first)
 	uint64_t n = ix_count_first(c->ix, first);
 	pthread_rwlock_unlock(&c->lock);
 	return n;
-}
-
-ssize_t cache_keys(struct cache *c, const void *prefix, size_t plen, const void *after,
-		   size_t afterlen, struct cache_keyinfo *out, size_t max)
-{
-	if (plen > KEY_MAX || afterlen > KEY_MAX ||
-	    (after && (afterlen < plen || memcmp(after, prefix, plen))))
-		return -EINVAL;
-	size_t n = 0;
-	pthread_rwlock_rdlock(&c->lock);
-	const struct ix_node *x = after ? ix_seek(c->ix, after, afterlen, true)
-					: ix_seek(c->ix, prefix, plen, false);
-	for (; x && n < max; x = ix_next(x)) {
-		size_t kl;
-		const uint8_t *k = ix_node_key(x, &kl);
-		if (kl < plen || memcmp(k, prefix, plen))
-			break;
-		out[n].klen = (uint8_t)kl;
-		memcpy(out[n].key, k, kl);
-		out[n].vlen = ix_node_loc(x).len - REC_HDR_SIZE - (uint32_t)kl;
-		n++;
-	}
-	pthread_rwlock_unlock(&c->lock);
-	return (ssize_t)n;
 }
 
 int cache_sync(struct cache *c)

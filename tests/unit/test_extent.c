@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
 #include "../../fs/extent.h"
 
 #define BLK 65536u
@@ -176,12 +177,7 @@ static void fill(uint8_t *d, uint32_t n)
 static void test_random_writes(void **state)
 {
 	(void)state;
-	unsigned seed = 20261206;
-	const char *e = getenv("QSFS_TEST_SEED");
-	if (e)
-		seed = (unsigned)atoi(e);
-	srand(seed);
-	print_message("# seed %u\n", seed);
+	tu_seed(20261206);
 	static uint8_t data[BLK];
 	for (int round = 0; round < 25; round++) {
 		struct sim *s = calloc(1, sizeof *s);

@@ -41,6 +41,19 @@ static void fill(struct cache *c, int n)
 	}
 }
 
+/* A hook that keeps a copy of each sealed segment (the "backends") in
+ * TOP/remote and serves it back when one is missing; confirming is the
+ * test's job. */
+static char *remote_hook(const char *top)
+{
+	return tu_script(top, "hook",
+		"d=$(dirname \"$0\")/remote; mkdir -p \"$d\"\n"
+		"case \"$1\" in\n"
+		"segment-sealed) cp \"$3\" \"$d/\" ;;\n"
+		"segment-missing) cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
+		"esac\n");
+}
+
 static struct cache *open_limited(const char *dir, uint64_t max, const char *hook)
 {
 	struct cache_opts o = { .dir = dir, .segment_size = SEG, .max_size = max, .hook = hook,
@@ -190,14 +203,7 @@ static void test_evicted_segments_come_back_through_hook(void **state)
 	(void)state;
 	char *top = tu_mkdtemp();
 	char *dir = tu_path(top, "cache");
-	/* the hook keeps copies and serves them back, confirming by itself is
-	 * not its job: the test confirms */
-	char *hook = tu_script(top, "hook",
-		"d=$(dirname \"$0\")/remote; mkdir -p \"$d\"\n"
-		"case \"$1\" in\n"
-		"segment-sealed) cp \"$3\" \"$d/\" ;;\n"
-		"segment-missing) cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
-		"esac\n");
+	char *hook = remote_hook(top);
 	struct cache *c = open_limited(dir, 2 * SEG, hook);
 	fill(c, 60);
 	cache_seal(c);
@@ -243,12 +249,7 @@ static void test_bad_local_copy_is_fetched_again(void **state)
 	(void)state;
 	char *top = tu_mkdtemp();
 	char *dir = tu_path(top, "cache");
-	char *hook = tu_script(top, "hook",
-		"d=$(dirname \"$0\")/remote; mkdir -p \"$d\"\n"
-		"case \"$1\" in\n"
-		"segment-sealed) cp \"$3\" \"$d/\" ;;\n"
-		"segment-missing) cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
-		"esac\n");
+	char *hook = remote_hook(top);
 	struct cache *c = open_limited(dir, 0, hook);
 	fill(c, 12);	/* segments 1 and 2 sealed, 3 active */
 	cache_seal(c);

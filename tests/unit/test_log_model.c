@@ -144,12 +144,7 @@ static void test_random_ops_against_model(void **state)
 	struct cache *c = tu_open(dir, segsize, NULL);
 	struct model *m = calloc(1, sizeof *m);
 	static uint8_t v[MAXV];
-	unsigned seed = 20261122;
-	const char *s = getenv("QSFS_TEST_SEED");
-	if (s)
-		seed = (unsigned)atoi(s);
-	srand(seed);
-	print_message("# seed %u\n", seed);
+	tu_seed(20261122);
 	int reopens = 0, crashes = 0, seals = 0, cleaned = 0;
 	uint64_t moved = 0;
 	for (int step = 0; step < 6000; step++) {

@@ -167,12 +167,7 @@ static void check_file(struct rig *r, uint64_t ino, const struct model *m, const
 static void test_random_against_model(void **state)
 {
 	(void)state;
-	unsigned seed = 20261206;
-	const char *e = getenv("QSFS_TEST_SEED");
-	if (e)
-		seed = (unsigned)atoi(e);
-	srand(seed);
-	print_message("# seed %u\n", seed);
+	tu_seed(20261206);
 	struct rig r = { .dir = tu_mkdtemp(), .segsize = 1 << 20 };
 	rig_open(&r);
 	uint64_t ino = mkfile(&r, "f");

@@ -251,3 +251,11 @@ void tu_remove_checkpoints(const char *dir)
 	}
 	closedir(d);
 }
+
+void tu_seed(unsigned dflt)
+{
+	const char *e = getenv("QSFS_TEST_SEED");
+	unsigned seed = e ? (unsigned)atoi(e) : dflt;
+	srand(seed);
+	print_message("# seed %u\n", seed);
+}

@@ -48,6 +48,10 @@ void tu_capture_begin(void);
 char *tu_capture_end(void);
 /* A free TCP port on 127.0.0.1 (bound, then released). */
 int tu_free_port(void);
+
+/* Seed rand() with $QSFS_TEST_SEED, else with dflt, and print the seed
+ * (TAP comment) so a failing randomized run can be replayed. */
+void tu_seed(unsigned dflt);
 /* Start a real redis-server on 127.0.0.1:port (requirepass pass if not
  * NULL, no persistence) and wait until it accepts connections. */
 pid_t tu_redis_start(int port, const char *pass);
