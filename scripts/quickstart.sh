@@ -101,7 +101,7 @@ start() {
 		echo "# . $dir/env: the qsfs tools of this quick start on PATH"
 		echo "export PATH=\"$bin:\$PATH\""
 		echo "export QSFS_CONFIG='$conf'"
-		echo "alias zinit='zinit -s $sock'"
+		echo "export ZINIT_SOCKET='$sock'"
 		echo "alias qsfs-ctl='qsfs-ctl -c $conf'"
 	} > "$dir/env"
 

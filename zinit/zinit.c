@@ -28,7 +28,7 @@ static void usage(FILE *f)
 		"  log [-f] [NAME]  the recent output lines kept in memory; -f: then\n"
 		"                   every new line as it comes, until zinit exits\n"
 		"  shutdown         stop every service, dependents first, then exit\n"
-		"The socket defaults to " DEFAULT_SOCKET ".\n");
+		"The socket is -s SOCKET, else $ZINIT_SOCKET, else " DEFAULT_SOCKET ".\n");
 }
 
 /* fds 0-2 must exist, or pipes created later could take their numbers. */
@@ -154,7 +154,11 @@ static int cmd_client(int argc, char **argv, const char *socket)
 
 int main(int argc, char **argv)
 {
-	const char *socket = DEFAULT_SOCKET;
+	/* -s, else the environment (so scripts and shells need no alias),
+	 * else the default */
+	const char *socket = getenv("ZINIT_SOCKET");
+	if (!socket || !*socket)
+		socket = DEFAULT_SOCKET;
 	int opt;
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, 's' },

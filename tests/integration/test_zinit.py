@@ -364,6 +364,11 @@ def test_control_commands(zi):
     wait_for(lambda: set(zi.states().values()) == {"running"}, what="all running")
     assert zi.ctl("list").splitlines() == ["quiet: running", "sleeper: running",
                                            "talker: running"]
+    # without -s the client takes $ZINIT_SOCKET (scripts need no alias)
+    p = subprocess.run([zi.binary, "list"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, ZINIT_SOCKET=zi.sock))
+    assert p.returncode == 0 and p.stdout.splitlines() == [
+        "quiet: running", "sleeper: running", "talker: running"], (p.stdout, p.stderr)
     st = zi.status("talker")
     assert st["name"] == "talker" and st["state"] == "running" and st["target"] == "up"
     assert st["after"] == "sleeper" and st["last exit"] == "none"
