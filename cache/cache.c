@@ -531,7 +531,6 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 	return r;
 }
 
-/* Read and verify the record at loc in fd. */
 /* Read the record at loc and check it against key and its checksum.
  * Returns the value length, -EBADMSG when the bytes on disk are not that
  * record (logged, naming segment, file and offset), or -EIO / -ENOMEM. */
@@ -1106,9 +1105,9 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 			st->checkpoint_upto = k->upto;
 		}
 	}
-	st->local_bytes = local_bytes(c);
-	st->local_repairs = c->local_repairs;
 	st->checkpoint_bytes = local_ckpt_bytes(c);
+	st->local_bytes = local_seg_bytes(c) + st->checkpoint_bytes;
+	st->local_repairs = c->local_repairs;
 	st->max_size = c->o.max_size;
 	st->over_limit = c->over_limit;
 	st->hooks_failed = c->hooks_failed;

@@ -44,6 +44,14 @@ struct conn {
 
 #define REQUEST_WAIT_MS 30000	/* a client has this long to send its request */
 
+/* Take cn off its fsctl's list of connections (x->mu held). */
+static void conn_unlink(struct conn *cn)
+{
+	*cn->pprev = cn->next;
+	if (cn->next)
+		cn->next->pprev = cn->pprev;
+}
+
 static void reply_json(int fd, json_object *o)
 {
 	dprintf(fd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
@@ -301,9 +309,7 @@ static void *conn_main(void *arg)
 	else
 		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP)\n", line);
 	pthread_mutex_lock(&x->mu);
-	*cn->pprev = cn->next;	/* off the list before the fd is closed */
-	if (cn->next)
-		cn->next->pprev = cn->pprev;
+	conn_unlink(cn);	/* off the list before the fd is closed */
 	close(cn->fd);
 	x->busy--;
 	pthread_cond_broadcast(&x->cv);
@@ -344,9 +350,7 @@ static void *accept_main(void *arg)
 			pthread_mutex_unlock(&x->mu);
 			if (pthread_create(&t, &at, conn_main, cn)) {
 				pthread_mutex_lock(&x->mu);
-				*cn->pprev = cn->next;
-				if (cn->next)
-					cn->next->pprev = cn->pprev;
+				conn_unlink(cn);
 				x->busy--;
 				pthread_mutex_unlock(&x->mu);
 				free(cn);

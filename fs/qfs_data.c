@@ -122,37 +122,31 @@ static int block_rewrite(struct qfs *fs, uint64_t ino, uint64_t b, const struct 
 	for (size_t i = 0; i < eb->n; i++, n++)
 		ops[n] = (struct cache_op){ true, keys[n], key_extent(keys[n], ino, b, eb->e[i].off),
 					    NULL, 0 };
-	if (n == 1)
-		return ops[0].del ? cache_del(fs->c, ops[0].key, ops[0].klen)
-				  : cache_put(fs->c, ops[0].key, ops[0].klen, buf, len);
-	return n ? cache_apply(fs->c, ops, n) : 0;
+	return n ? cache_apply(fs->c, ops, n) : 0;	/* n == 1: a plain record */
 }
 
-/* Write [in, in + len) of block b of ino from data, appending about len
- * bytes (extent.h): as the base, as an extent with the trims of those it
- * overlaps, or as a fold of the whole block. limit is where the file ends
- * inside this block (>= in + len): a fold's base never passes it. One
- * atomic batch. *tmp: FS_BLOCK bytes of scratch, allocated on first need
- * (the caller frees it). Returns 0 or -errno. */
-static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, size_t in, const void *data,
-		       size_t len, size_t limit, uint8_t **tmpp)
+/* Write [in, in + len) of block b of ino, as eb lists it (block_load),
+ * from data, appending about len bytes (extent.h): as the base, as an
+ * extent with the trims of those it overlaps, or as a fold of the whole
+ * block. limit is where the file ends inside this block (>= in + len): a
+ * fold's base never passes it. One atomic batch. *tmp: FS_BLOCK bytes of
+ * scratch, allocated on first need (the caller frees it). Returns 0 or
+ * -errno. */
+static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, const struct ext_block *eb,
+		       size_t in, const void *data, size_t len, size_t limit, uint8_t **tmpp)
 {
-	struct ext_block eb;
-	int r = block_load(fs, ino, b, &eb);
-	if (r)
-		return r;
 	struct ext_plan p;
-	ext_plan(&eb, (uint32_t)in, (uint32_t)(in + len), &p);
+	ext_plan(eb, (uint32_t)in, (uint32_t)(in + len), &p);
 	uint8_t *tmp = *tmpp;
 	if (!tmp && (p.fold || p.n > 1) && !(tmp = *tmpp = malloc(FS_BLOCK)))
 		return -ENOMEM;
 	if (p.fold) {
-		ssize_t have = block_fill(fs, ino, b, &eb, tmp);
+		ssize_t have = block_fill(fs, ino, b, eb, tmp);
 		if (have < 0)
 			return (int)have;
 		memcpy(tmp + in, data, len);
-		return block_rewrite(fs, ino, b, &eb, tmp,
-				     ext_fold_len(&eb, (uint32_t)(in + len), (uint32_t)limit));
+		return block_rewrite(fs, ino, b, eb, tmp,
+				     ext_fold_len(eb, (uint32_t)(in + len), (uint32_t)limit));
 	}
 	uint8_t keys[EXT_MAX + 3][32];
 	struct cache_op ops[EXT_MAX + 3];
@@ -177,9 +171,7 @@ static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, size_t in, cons
 		ops[n] = (struct cache_op){ o->kind == EXT_DEL, keys[n], kl,
 					    o->kind == EXT_DEL ? NULL : v, o->len };
 	}
-	if (n == 1 && !ops[0].del)
-		return cache_put(fs->c, ops[0].key, ops[0].klen, ops[0].val, ops[0].vlen);
-	return cache_apply(fs->c, ops, n);
+	return cache_apply(fs->c, ops, n);	/* n == 1: a plain record */
 }
 
 /* Make block b of ino a hole: its base and extents go in one batch. */
@@ -187,9 +179,7 @@ static int block_del(struct qfs *fs, uint64_t ino, uint64_t b)
 {
 	struct ext_block eb;
 	int r = block_load(fs, ino, b, &eb);
-	if (!r)
-		r = block_rewrite(fs, ino, b, &eb, NULL, 0);
-	return r == -ENOENT ? 0 : r;
+	return r ? r : block_rewrite(fs, ino, b, &eb, NULL, 0);
 }
 
 ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off)
@@ -263,8 +253,11 @@ static int write_blocks(struct qfs *fs, uint64_t ino, const uint8_t *buf, size_t
 		if (take > len - done)
 			take = len - done;
 		uint64_t limit = size - b * FS_BLOCK;	/* the file's end in this block */
-		r = block_patch(fs, ino, b, in, buf + done, take,
-				limit < FS_BLOCK ? (size_t)limit : FS_BLOCK, &tmp);
+		struct ext_block eb;
+		r = block_load(fs, ino, b, &eb);
+		if (!r)
+			r = block_patch(fs, ino, b, &eb, in, buf + done, take,
+					limit < FS_BLOCK ? (size_t)limit : FS_BLOCK, &tmp);
 		done += take;
 	}
 	free(tmp);
@@ -362,7 +355,7 @@ static int zero_range(struct qfs *fs, uint64_t ino, uint64_t b, size_t from, siz
 		to = have;
 	uint8_t *tmp = NULL;
 	if (!r && from < to)
-		r = block_patch(fs, ino, b, from, zeros, to - from, have, &tmp);
+		r = block_patch(fs, ino, b, &eb, from, zeros, to - from, have, &tmp);
 	free(tmp);
 	return r;
 }
@@ -412,7 +405,7 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 			r = block_load(fs, ino, b, &eb);
 			size_t have = r ? 0 : ext_block_len(&eb);
 			if (!r && have < want)
-				r = block_patch(fs, ino, b, have, zeros, (size_t)want - have,
+				r = block_patch(fs, ino, b, &eb, have, zeros, (size_t)want - have,
 						(size_t)want, &tmp);
 		}
 		free(tmp);

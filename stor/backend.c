@@ -296,12 +296,12 @@ static int redis_connect(struct backend *b)
 		return -EAGAIN;
 	struct timeval tv = { b->timeout_ms / 1000, (b->timeout_ms % 1000) * 1000 };
 	b->rc = redisConnectWithTimeout(b->host, (int)b->port, tv);
-	bool lost = false;	/* AUTH or SELECT lost the connection */
+	if (!b->rc)
+		set_error(b, "cannot connect: out of memory");
 	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;
 	if (ok && b->password) {
 		const char *argv[3] = { "AUTH", b->user ? b->user : b->password, b->password };
 		redisReply *r = command(b, b->user ? 3 : 2, argv, NULL);
-		lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			set_error(b, "AUTH refused: %.100s", r->str);
 		ok = r && r->type != REDIS_REPLY_ERROR;
@@ -312,18 +312,16 @@ static int redis_connect(struct backend *b)
 		bool numeric = strspn(b->ns, "0123456789") == strlen(b->ns);
 		const char *argv[3] = { "SELECT", b->ns, b->password };
 		redisReply *r = command(b, !numeric && b->password ? 3 : 2, argv, NULL);
-		lost = !r;
 		if (r && r->type == REDIS_REPLY_ERROR)
 			set_error(b, "SELECT %s refused: %.100s", b->ns, r->str);
 		ok = r && r->type != REDIS_REPLY_ERROR;
 		freeReplyObject(r);
 	}
 	if (!ok) {
-		/* a command that failed has said why (command()); keep that */
+		/* no context, or a failed AUTH/SELECT (command() dropped it),
+		 * has said why already; keep that */
 		if (b->rc && b->rc->err)
 			conn_error(b, "cannot connect");
-		else if (!b->rc && !lost)
-			set_error(b, "cannot connect: out of memory");
 		if (b->rc)
 			redisFree(b->rc);
 		b->rc = NULL;
