@@ -1138,12 +1138,15 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 	fprintf(f, "dead segments:        %" PRIu64 " (%" PRIu64 " bytes, nothing live)\n",
 		st->dead_segments, st->dead_bytes);
 	if (st->max_size)
-		fprintf(f, "local disk:           %" PRIu64 " of %" PRIu64 " bytes%s\n",
-			st->local_bytes, st->max_size,
+		fprintf(f, "local disk:           %" PRIu64 " bytes of segments of a %" PRIu64
+			" byte limit%s\n", st->local_bytes - st->checkpoint_bytes, st->max_size,
 			st->over_limit ? " - OVER LIMIT: the rest is not confirmed remote "
 					 "or not yet checkpointed, so it cannot be evicted" : "");
 	else
-		fprintf(f, "local disk:           %" PRIu64 " bytes (no limit)\n", st->local_bytes);
+		fprintf(f, "local disk:           %" PRIu64 " bytes of segments (no limit)\n",
+			st->local_bytes - st->checkpoint_bytes);
+	fprintf(f, "checkpoints:          %" PRIu64 " bytes (not counted against the limit)\n",
+		st->checkpoint_bytes);
 	fprintf(f, "not evictable:        %" PRIu64 " bytes\n", st->pinned_bytes);
 	fprintf(f, "hand-offs pending:    %" PRIu64 " (%" PRIu64 " hook failures since open)\n",
 		st->hooks_pending, st->hooks_failed);
