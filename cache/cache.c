@@ -732,6 +732,8 @@ ssize_t cache_get(struct cache *c, const void *key, size_t klen, void *buf,
 				atomic_fetch_sub(&fetched->pins, 1);
 			fetched = pinned;
 		}
+		if (r == -ENOENT)
+			continue;	/* the key moved and its old segment went: look again */
 		if (r) {
 			ret = r;
 			break;
@@ -1117,6 +1119,11 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 	st->open_ns = c->open_ns;
 	st->missing_fetches = atomic_load(&c->missing_fetches);
 	st->evicted = c->evicted;
+	st->removed_segments = c->nremoved;
+	for (size_t i = 0; i < c->nremoved; i++)
+		st->removes_pending += !c->removed[i].handed;
+	st->removed_since_open = c->removed_since_open;
+	st->removed_bytes_since_open = c->removed_bytes_since_open;
 	pthread_rwlock_unlock(&c->lock);
 }
 
@@ -1158,6 +1165,9 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 		st->open_replayed_records);
 	fprintf(f, "missing fetches:      %" PRIu64 "\n", st->missing_fetches);
 	fprintf(f, "evicted since open:   %" PRIu64 "\n", st->evicted);
+	fprintf(f, "removed segments:     %" PRIu64 " (deletion not yet handed off: %" PRIu64
+		   "; since open: %" PRIu64 ", %" PRIu64 " bytes)\n", st->removed_segments,
+		st->removes_pending, st->removed_since_open, st->removed_bytes_since_open);
 }
 
 struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg)

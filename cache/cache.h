@@ -298,6 +298,45 @@ double cache_clean_score(uint64_t size, uint64_t live, uint64_t age, bool local)
  * lock briefly. */
 size_t cache_clean_pick(struct cache *c, double target, uint64_t *ids, size_t max);
 
+/* --- removal: the second half of garbage collection (cache_gc.c) ------
+ *
+ * A dead segment (sealed, nothing live) is removed locally and handed to
+ * the segment-removed hook (qsfs-stor deletes its objects) once no
+ * checkpoint a node may still start from lies below it; the comment at the
+ * top of cache_gc.c gives the argument. */
+
+/* The highest segment id this node's own checkpoints allow removal up to:
+ * the smallest upto among the full checkpoint files here (any may become
+ * the base when newer ones fail verification), or 0 while fewer than two
+ * exist. Takes the read lock briefly. */
+uint64_t cache_gc_local_floor(struct cache *c);
+
+struct cache_remove_result {
+	uint64_t segments, bytes;	/* removed by this call */
+	uint64_t waiting, waiting_bytes;	/* dead, but above the floor, not yet
+						 * confirmed remote, or in use */
+	uint64_t floor, local_floor;	/* the floor used, and this node's part */
+};
+
+/* Remove every dead segment with id <= min(remote_floor, the local floor)
+ * that is confirmed remote (when a hook hands segments off): fsyncs the
+ * log, records each removal durably in state.log, deletes the local file,
+ * and queues the segment-removed hook (retried with backoff like every
+ * hand-off). remote_floor: what the backends' catalog allows (UINT64_MAX
+ * when nothing is uploaded). Blocks for one fsync plus one state.log
+ * append per segment; the write lock is held only to take each out of
+ * the table. Only the holder of the writer lease may call it. Returns 0,
+ * -EROFS (read-only or fenced), or the journal's error. */
+int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remove_result *res);
+
+/* Seal the active segment (even with no record in it, so that a new state
+ * exists) and write a full checkpoint of that state now, whatever the
+ * usual merge policy says: what garbage collection does when dead segments
+ * wait for the floor to move. Blocks until the worker has written it (a
+ * merge: time proportional to the number of keys). Returns 0, -EROFS, or
+ * -EIO when it could not be written (logged). */
+int cache_checkpoint_full(struct cache *c);
+
 struct cache_stats {
 	uint8_t volume_id[VOLUME_ID_SIZE];
 	uint64_t segment_size;
@@ -333,6 +372,9 @@ struct cache_stats {
 	uint64_t open_ns;		/* time cache_open took */
 	uint64_t missing_fetches;	/* segment-missing hooks run */
 	uint64_t evicted;		/* segments evicted since open */
+	uint64_t removed_segments;	/* removed by garbage collection, ever */
+	uint64_t removes_pending;	/* of them: deletion not yet handed off */
+	uint64_t removed_since_open, removed_bytes_since_open;
 };
 
 /* Fill *st (consistent snapshot). */
@@ -347,13 +389,15 @@ int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE]);
 
 /* Prepare the empty directory dir for a volume brought back from its
  * remote copies (a fresh node): record segments 1..seg_upto as handed off
- * and confirmed remote and the checkpoints ckpts[0..nckpts) as handed off
- * (so the log neither hands them off again nor needs them locally: reads
- * fetch them through the segment-missing hook), then write VOLUME. The
- * checkpoint files and the segments after them must already be in dir.
- * Returns 0, -EEXIST when dir already belongs to a volume, or -errno. */
+ * and confirmed remote (so the log neither hands them off again nor needs
+ * them locally: reads fetch them through the segment-missing hook), the
+ * checkpoints ckpts[0..nckpts) as handed off, and the segments
+ * removed[0..nremoved) as removed by garbage collection (their deletion
+ * handed off), then write VOLUME. The checkpoint files and the segments
+ * after them must already be in dir. Returns 0, -EEXIST when dir already
+ * belongs to a volume, or -errno. */
 int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
-		const uint64_t *ckpts, size_t nckpts);
+		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved);
 
 /* Name of a segment state ("active", "sealed", "confirmed", "evicted"). */
 const char *cache_state_name(enum seg_state s);

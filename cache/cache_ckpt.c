@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "segment.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
@@ -52,7 +53,7 @@ int build_delta(struct cache *c, uint64_t upto)
 		keys[i++] = (struct dkey){ c->dirty + off + 1, c->dirty[off] };
 	qsort(keys, n, sizeof *keys, dkey_cmp);
 
-	uint64_t nsegs = 0;
+	uint64_t nsegs = c->nremoved_new;
 	for (uint64_t id = 1; id <= upto; id++)
 		if (c->segs[id] && (c->segs[id]->flags & SF_DIRTY))
 			nsegs++;
@@ -72,6 +73,12 @@ int build_delta(struct cache *c, uint64_t upto)
 			struct ckpt_seg cs = { .id = id, .size = s->size, .live = s->live };
 			ckw_seg(&w, &cs);
 		}
+	}
+	for (size_t k = 0; k < c->nremoved_new; k++) {	/* removed: every id <= upto */
+		/* the size of an empty segment keeps every reader's checks happy */
+		struct ckpt_seg cs = { .id = c->removed_new[k], .size = SEG_HDR_SIZE,
+				       .flags = CKPT_SEG_REMOVED };
+		ckw_seg(&w, &cs);
 	}
 	for (i = 0; i < n; i++) {
 		if (i && !dkey_cmp(&keys[i - 1], &keys[i]))
@@ -99,6 +106,7 @@ int build_delta(struct cache *c, uint64_t upto)
 		if (c->segs[id])
 			c->segs[id]->flags &= ~SF_DIRTY;
 	c->built_upto = upto;
+	c->nremoved_new = 0;
 	c->seals_since_delta = 0;
 	c->dirty_len = 0;
 	if (c->dirty_cap > (1u << 20)) {	/* a burst of keys: give it back */
@@ -196,7 +204,9 @@ static int maybe_merge(struct cache *c)
 		dbytes += next->bytes;
 		cur = next->upto;
 	}
-	if (!nchain || dbytes < fbytes) {
+	bool forced = c->force_full;
+	if (!nchain || (dbytes < fbytes && !forced)) {
+		c->force_full = false;	/* nothing after the newest full: it is current */
 		pthread_rwlock_unlock(&c->lock);
 		free(chain);
 		return 0;
@@ -250,10 +260,13 @@ static int maybe_merge(struct cache *c)
 	pthread_rwlock_wrlock(&c->lock);
 	struct ckpt_rec rec = { .id = id, .upto = cur, .kind = CKPT_FULL,
 				.bytes = (uint64_t)st.st_size, .written = true };
-	if (!ckpt_rec_add(c, &rec))
+	if (!ckpt_rec_add(c, &rec)) {
 		r = -ENOMEM;
-	else
+	} else {
 		c->checkpoints_written++;
+		if (forced)
+			c->force_full = false;
+	}
 	pthread_rwlock_unlock(&c->lock);
 	qlog_debug("cache: full checkpoint %s written (segments 1..%" PRIu64 ", %" PRIu64
 		   " bytes, from %zu deltas)", name, cur, (uint64_t)st.st_size, nchain);

@@ -117,13 +117,21 @@ int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
 	struct seg *s = seg_find(c, id);
 	bool local = s && (s->flags & SF_LOCAL);
 	pthread_rwlock_unlock(&c->lock);
-	if (!s) {
-		qlog_err("cache: the index points into unknown segment %" PRIu64, id);
-		return -EIO;
-	}
+	if (!s)	/* removed by garbage collection since the caller looked */
+		return -ENOENT;
 	if (local)
 		return 0;
 	pthread_mutex_lock(&c->fmu);
+	/* cache_remove_dead takes it out of the table under c->fmu: once we
+	 * hold c->fmu and still find it there, no removal can start before
+	 * this fetch is marked below */
+	pthread_rwlock_rdlock(&c->lock);
+	bool gone = seg_find(c, id) != s;
+	pthread_rwlock_unlock(&c->lock);
+	if (gone) {
+		pthread_mutex_unlock(&c->fmu);
+		return -ENOENT;
+	}
 	if (s->fetching) {
 		uint64_t gen = s->fetch_gen;
 		while (s->fetching && s->fetch_gen == gen)

@@ -34,6 +34,16 @@
 #define SF_CONFIRMED 0x08u	/* stored remotely (cache_confirm) */
 #define SF_DIRTY     0x10u	/* accounting changed since the last delta */
 
+/* A segment removed by garbage collection (cache_gc.c): its facts are in
+ * state.log (REMOVED, then DEL_HANDED once the segment-removed hook said
+ * the backends will drop it). */
+struct removed_seg {
+	uint64_t id;
+	bool handed;		/* segment-removed hook succeeded */
+	unsigned hook_fails;
+	uint64_t hook_next_ns;
+};
+
 #define HOOK_RETRY_CAP_MS (5u * 60u * 1000u)
 
 struct seg {
@@ -117,6 +127,7 @@ struct cache {
 	pthread_mutex_t wmu;
 	pthread_cond_t wcv, idle_cv;
 	bool stop, force_hooks;
+	bool force_full;	/* cache_checkpoint_full: merge a full now (c->lock) */
 	uint64_t req_gen, done_gen;
 
 	pthread_mutex_t fmu;
@@ -131,6 +142,17 @@ struct cache {
 	atomic_uint_fast64_t missing_fetches;
 	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;
+
+	/* garbage collection (cache_gc.c), all under c->lock */
+	struct removed_seg *removed;	/* every segment ever removed, by id */
+	size_t nremoved, removed_cap;
+	uint64_t *removed_new;		/* removed since the last delta: the
+					 * delta records them (CKPT_SEG_REMOVED) */
+	size_t nremoved_new, removed_new_cap;
+	struct seg **graveyard;		/* removed entries, freed at close: a
+					 * reader may still hold the pointer */
+	size_t ngraveyard;
+	uint64_t removed_since_open, removed_bytes_since_open;
 };
 
 /* --- cache.c ---------------------------------------------------------- */
@@ -174,7 +196,9 @@ int build_delta(struct cache *c, uint64_t upto);
 /* Bring segment id back to local disk through the segment-missing hook.
  * Concurrent callers for one segment share one hook run. When this call
  * fetched it, *pinned is the segment, pinned against eviction: the caller
- * drops the pin (s->pins) once it has read. */
+ * drops the pin (s->pins) once it has read. -ENOENT: no such segment (it
+ * was removed by garbage collection since the caller looked it up: a
+ * reader looks its key up again). */
 int ensure_local(struct cache *c, uint64_t id, struct seg **pinned);
 
 /* Run a hook (no lock held) with the documented environment. */
@@ -192,6 +216,21 @@ struct ckpt_rec *ckpt_rec_find(struct cache *c, uint64_t id);
 uint64_t local_bytes(const struct cache *c);
 uint64_t local_seg_bytes(const struct cache *c);
 uint64_t local_ckpt_bytes(const struct cache *c);
+
+/* --- cache_gc.c ---------------------------------------------------------- */
+
+/* Record segment id as removed (a fact read from state.log or a checkpoint
+ * at open, or a removal now). handed: its deletion was handed off. Keeps
+ * c->removed sorted; a known id only gains `handed`. c->lock (write) or
+ * open. Returns 0 or -ENOMEM. */
+int removed_note(struct cache *c, uint64_t id, bool handed);
+
+/* Is segment id removed? c->lock. */
+bool removed_has(const struct cache *c, uint64_t id);
+
+/* Run due segment-removed hooks (worker thread). Returns the time of the
+ * next retry, 0 when none is pending. */
+uint64_t removed_handoffs(struct cache *c, bool force);
 
 /* --- cache_worker.c ---------------------------------------------------- */
 

@@ -84,7 +84,7 @@ int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE])
 }
 
 int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
-		const uint64_t *ckpts, size_t nckpts)
+		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved)
 {
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -98,11 +98,11 @@ int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64
 	struct slog *sl = NULL;
 	struct slog_rec *recs = NULL;
 	size_t n = 0;
-	if (seg_upto > (1u << 30) || nckpts > (1u << 30)) {
+	if (seg_upto > (1u << 30) || nckpts > (1u << 30) || nremoved > (1u << 30)) {
 		r = -EINVAL;
 		goto out;
 	}
-	recs = malloc((2 * seg_upto + nckpts + 1) * sizeof *recs);
+	recs = malloc((2 * seg_upto + nckpts + nremoved + 1) * sizeof *recs);
 	if (!recs) {
 		r = -ENOMEM;
 		goto out;
@@ -113,6 +113,8 @@ int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64
 	}
 	for (size_t i = 0; i < nckpts; i++)
 		recs[n++] = (struct slog_rec){ ckpts[i], SLOG_CKPT_HANDED };
+	for (size_t i = 0; i < nremoved; i++)
+		recs[n++] = (struct slog_rec){ removed[i], SLOG_SEG_DEL_HANDED };
 	r = slog_open(dfd, false, &sl, NULL, NULL);
 	if (!r)
 		r = slog_rewrite(sl, recs, n);
@@ -217,12 +219,31 @@ static void set_aside(struct cache *c, const char *name)
 		qlog_warn("cache: %s renamed to %s for inspection", name, bad);
 }
 
+/* Take a removed segment's entry out of the table (open only: no reader
+ * can hold it yet). */
+static void forget_seg(struct cache *c, uint64_t id)
+{
+	struct seg *s = seg_find(c, id);
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+	c->segs[id] = NULL;
+}
+
 /* Apply one verified checkpoint file to the (empty or base) state. */
 static int apply_ckpt(struct cache *c, const struct ckpt_file *f)
 {
 	for (uint64_t i = 0; i < f->nsegs; i++) {
 		struct ckpt_seg s;
 		ckpt_get_seg(f, i, &s);
+		if (s.flags & CKPT_SEG_REMOVED) {	/* removed by garbage collection */
+			forget_seg(c, s.id);
+			if (removed_note(c, s.id, false))
+				return -ENOMEM;
+			continue;
+		}
 		struct seg *sg = seg_get_or_add(c, s.id);
 		if (!sg)
 			return -ENOMEM;
@@ -339,6 +360,48 @@ out:
 	free(files);
 	free(ok);
 	return ret;
+}
+
+/* Segments removed by garbage collection (state.log and the checkpoints
+ * say which): out of the table, their files (a crash came between the fact
+ * and the unlink) deleted and out of the listing. Every one must lie within
+ * the loaded chain (upto): the segments after it are replayed, and a
+ * removed one cannot be (cache_gc.c explains why this holds for every chain
+ * garbage collection left behind). */
+static int drop_removed(struct cache *c, struct u64vec *segs, uint64_t upto)
+{
+	if (!c->nremoved)
+		return 0;
+	uint64_t hi = c->removed[c->nremoved - 1].id;
+	if (hi > upto) {
+		qlog_err("cache: %s: segments up to %" PRIu64 " were removed by garbage "
+			 "collection, but the newest usable checkpoint chain covers only "
+			 "segments 1..%" PRIu64 " (its files are missing or damaged), so the log "
+			 "cannot be rebuilt from this directory; move it aside and let qsfs-fs "
+			 "restore the volume from the backends", c->dir, hi, upto);
+		return -EIO;
+	}
+	size_t j = 0, gone = 0;
+	for (size_t i = 0; i < segs->n; i++) {
+		uint64_t id = segs->v[i];
+		if (!removed_has(c, id)) {
+			segs->v[j++] = id;
+			continue;
+		}
+		char name[SEG_NAME_LEN];
+		seg_name(id, name);
+		if (!c->o.read_only && unlinkat(c->dirfd, name, 0) == 0)
+			gone++;
+	}
+	segs->n = j;
+	for (size_t i = 0; i < c->nremoved; i++)
+		forget_seg(c, c->removed[i].id);
+	if (gone) {
+		fs_fsync_dir(c->dirfd);
+		qlog_info("cache: %s: deleted %zu files of segments removed before a crash",
+			  c->dir, gone);
+	}
+	return 0;
 }
 
 /* --- replay -------------------------------------------------------------- */
@@ -491,7 +554,7 @@ static int fetch_for_replay(struct cache *c, uint64_t id)
 /* --- the journal --------------------------------------------------------- */
 
 struct slog_load {
-	struct u64vec handed, ckpt_handed, confirmed;
+	struct u64vec handed, ckpt_handed, confirmed, removed, del_handed;
 	int err;
 };
 
@@ -500,7 +563,9 @@ static void slog_cb(void *arg, const struct slog_rec *r)
 	struct slog_load *l = arg;
 	struct u64vec *v = r->type == SLOG_SEG_HANDED ? &l->handed :
 			   r->type == SLOG_CKPT_HANDED ? &l->ckpt_handed :
-			   r->type == SLOG_SEG_CONFIRMED ? &l->confirmed : NULL;
+			   r->type == SLOG_SEG_CONFIRMED ? &l->confirmed :
+			   r->type == SLOG_SEG_REMOVED ? &l->removed :
+			   r->type == SLOG_SEG_DEL_HANDED ? &l->del_handed : NULL;
 	if (v && u64_push(v, r->id))
 		l->err = -ENOMEM;
 }
@@ -514,6 +579,7 @@ static void compact_slog(struct cache *c)
 			live += !!(c->segs[i]->flags & SF_HANDED) + !!(c->segs[i]->flags & SF_CONFIRMED);
 	for (size_t i = 0; i < c->nckpts; i++)
 		live += c->ckpts[i].handed;
+	live += c->nremoved;	/* kept for good: one record each */
 	if (slog_records(c->slog) <= 2 * live + 1024)
 		return;
 	struct slog_rec *v = malloc((live + 1) * sizeof *v);
@@ -530,6 +596,10 @@ static void compact_slog(struct cache *c)
 	for (size_t i = 0; i < c->nckpts; i++)
 		if (c->ckpts[i].handed)
 			v[n++] = (struct slog_rec){ .id = c->ckpts[i].id, .type = SLOG_CKPT_HANDED };
+	for (size_t i = 0; i < c->nremoved; i++)	/* DEL_HANDED implies removed */
+		v[n++] = (struct slog_rec){ .id = c->removed[i].id,
+					    .type = c->removed[i].handed ? SLOG_SEG_DEL_HANDED
+									 : SLOG_SEG_REMOVED };
 	int r = slog_rewrite(c->slog, v, n);
 	if (r)
 		qlog_warn("cache: cannot compact state.log: %s", strerror(-r));
@@ -550,6 +620,14 @@ static void cache_free(struct cache *c)
 		free(c->segs[i]);
 	}
 	free(c->segs);
+	for (size_t i = 0; i < c->ngraveyard; i++) {
+		if (c->graveyard[i]->fd >= 0)
+			close(c->graveyard[i]->fd);
+		free(c->graveyard[i]);
+	}
+	free(c->graveyard);
+	free(c->removed);
+	free(c->removed_new);
 	for (size_t i = 0; i < c->nstale_fds; i++)
 		close(c->stale_fds[i]);
 	free(c->stale_fds);
@@ -717,11 +795,22 @@ static int recover(struct cache *c)
 	u64_sort(&sl.ckpt_handed);
 	u64_sort(&sl.confirmed);
 
+	u64_sort(&sl.del_handed);
+	for (size_t i = 0; !r && i < sl.removed.n; i++)
+		r = removed_note(c, sl.removed.v[i], u64_has(&sl.del_handed, sl.removed.v[i]));
+	for (size_t i = 0; !r && i < sl.del_handed.n; i++)
+		r = removed_note(c, sl.del_handed.v[i], true);
+	if (r)
+		goto out;
+
 	uint64_t upto;
 	r = load_checkpoints(c, &ckpts, &upto);
 	if (r)
 		goto out;
 	c->built_upto = c->written_upto = upto;
+	r = drop_removed(c, &segs, upto);
+	if (r)
+		goto out;
 
 	/* covered segments: local ones are marked so; their fds are opened
 	 * on first read (seg_open_fd keeps the number of open fds bounded) */
@@ -833,6 +922,8 @@ out:
 	free(sl.handed.v);
 	free(sl.ckpt_handed.v);
 	free(sl.confirmed.v);
+	free(sl.removed.v);
+	free(sl.del_handed.v);
 	return r;
 }
 

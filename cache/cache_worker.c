@@ -1,5 +1,6 @@
 /* cache/cache_worker.c - the background worker: checkpoint files, hand-off
- * hooks (segment-sealed, checkpoint-written) with retry and backoff, and
+ * hooks (segment-sealed, checkpoint-written, and segment-removed through
+ * cache_gc.c) with retry and backoff, and
  * eviction. One thread; writers never wait for it.
  */
 #include "cache_int.h"
@@ -212,6 +213,9 @@ static void *worker_main(void *arg)
 
 		ckpt_work(c);
 		uint64_t next = handoffs(c, force);
+		uint64_t rnext = removed_handoffs(c, force);
+		if (rnext && (!next || rnext < next))
+			next = rnext;
 		ckpt_work(c);	/* checkpoints handed off may now be removable */
 		pthread_rwlock_wrlock(&c->lock);
 		evict_locked(c);

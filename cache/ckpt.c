@@ -379,9 +379,13 @@ int ckpt_merge(int fd, const struct ckpt_hdr *h, const struct ckpt_file *base,
 			segs[s.id] = s;
 		}
 	}
+	/* a segment a delta says was removed is no longer listed at all */
 	uint64_t nsegs = 0;
-	for (uint64_t i = 1; i <= h->upto; i++)
+	for (uint64_t i = 1; i <= h->upto; i++) {
+		if (segs[i].flags & CKPT_SEG_REMOVED)
+			segs[i].id = 0;
 		nsegs += segs[i].id != 0;
+	}
 
 	struct ckpt_writer w;
 	r = ckw_begin(&w, fd, h, nsegs);

@@ -45,6 +45,10 @@ struct ckpt_seg {
 	uint64_t id, size, live, flags;
 };
 
+/* ckpt_seg.flags: the segment was removed by garbage collection (a delta
+ * says so; a merged full no longer lists it). */
+#define CKPT_SEG_REMOVED 1u
+
 void ckpt_name(uint64_t id, char name[CKPT_NAME_LEN]);
 bool ckpt_parse_name(const char *name, uint64_t *id);
 

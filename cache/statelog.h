@@ -2,7 +2,8 @@
  *
  * "state.log" in the cache directory records facts that are not in any
  * segment: a segment or checkpoint was handed off (its hook succeeded), a
- * segment was confirmed stored remotely. Each fact is a 24-byte record
+ * segment was confirmed stored remotely, a segment was removed by garbage
+ * collection and its deletion handed off. Each fact is a 24-byte record
  * { u64 id, u32 type, u32 zero, u64 XXH3 of the first 16 bytes } appended and
  * fdatasync'd. A torn last record is cut off on open. When the journal grows
  * past what the live state needs it is rewritten atomically.
@@ -18,6 +19,9 @@ enum slog_type {
 	SLOG_SEG_HANDED = 1,
 	SLOG_CKPT_HANDED = 2,
 	SLOG_SEG_CONFIRMED = 3,
+	SLOG_SEG_REMOVED = 4,	/* removed by garbage collection (cache_gc.c) */
+	SLOG_SEG_DEL_HANDED = 5,	/* its remote deletion handed off (implies
+					 * removed) */
 };
 
 struct slog_rec {

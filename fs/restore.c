@@ -167,7 +167,7 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 			  " and cannot be replayed; the volume is restored up to segment %" PRIu64,
 			  cat.nextra, seg_hi + 1, seg_hi);
 	if (!r) {
-		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck);
+		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, NULL, 0);
 		if (r)
 			snprintf(err, errlen, "restore: cannot prepare %s: %s", cache_dir, strerror(-r));
 	}
