@@ -14,7 +14,7 @@
 
 #include "units.h"
 
-enum ftype { T_STR, T_PATH, T_SIZE, T_UINT, T_BOOL, T_COMPRESSION, T_BACKENDS, T_MAP };
+enum ftype { T_STR, T_PATH, T_SIZE, T_UINT, T_BOOL, T_FRACTION, T_COMPRESSION, T_BACKENDS, T_MAP };
 
 struct field {
 	const char *name;
@@ -34,6 +34,9 @@ static const struct field cache_fields[] = {
 	{ "hook", T_PATH, OFF(cache.hook), false, 0, 0, NULL },
 	{ "hook_timeout", T_UINT, OFF(cache.hook_timeout), false, 1, 86400, NULL },
 	{ "max_segment_age", T_UINT, OFF(cache.max_segment_age), false, 0, 86400, NULL },
+	{ "gc_target", T_FRACTION, OFF(cache.gc_target), false, 0, 0, NULL },
+	{ "gc_rate", T_SIZE, OFF(cache.gc_rate), false, 0, 0, NULL },
+	{ "gc_interval", T_UINT, OFF(cache.gc_interval), false, 0, 86400, NULL },
 	{ NULL, 0, 0, false, 0, 0, NULL },
 };
 
@@ -181,6 +184,15 @@ static int set_value(struct ctx *x, const struct field *f, const yaml_node_t *n,
 				    name, (unsigned long long)f->min, (unsigned long long)f->max, s);
 		*(unsigned *)(base + f->off) = (unsigned)v;
 		return 0;
+	case T_FRACTION: {
+		char *end;
+		errno = 0;
+		double d = strtod(s, &end);
+		if (errno || end == s || *end || !(d >= 0.01 && d <= 0.9))
+			return fail(x, n, "%s: expected a fraction from 0.01 to 0.9, got '%s'", name, s);
+		*(double *)(base + f->off) = d;
+		return 0;
+	}
 	case T_BOOL:
 		if (!strcmp(s, "true") || !strcmp(s, "yes"))
 			*(bool *)(base + f->off) = true;
@@ -283,6 +295,9 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->fs.restore_wait = 60;
 	cfg->fs.lease_timeout = 60;
 	cfg->cache.max_segment_age = 60;
+	cfg->cache.gc_target = 0.2;
+	cfg->cache.gc_rate = 64ull << 20;
+	cfg->cache.gc_interval = 30;
 	cfg->stor.data_shards = 4;
 	cfg->stor.parity_shards = 2;
 	cfg->stor.compression = 1;

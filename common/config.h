@@ -33,6 +33,15 @@ struct qsfs_config {
 		 * uploaded) once its oldest record is this many seconds old;
 		 * default 60, 0 = only when full, on drain or at a clean stop */
 		unsigned max_segment_age;
+		/* garbage collection (qsfs-fs's collector, fs/collector.h):
+		 * segments are cleaned while garbage is above gc_target of the
+		 * log (0.01..0.9, default 0.2), moving at most gc_rate bytes of
+		 * live data per second (default 64 MiB/s, 0 = no limit), with
+		 * a pass every gc_interval seconds (default 30, 0 = only on
+		 * `qsfs-ctl gc`) */
+		double gc_target;
+		uint64_t gc_rate;
+		unsigned gc_interval;
 	} cache;
 	struct {
 		char *mountpoint;	/* NULL: given on the command line */

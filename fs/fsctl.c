@@ -1,5 +1,6 @@
 /* fs/fsctl.c - see fsctl.h */
 #include "fsctl.h"
+#include "collector.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 struct fsctl {
 	char *path, *mnt;
 	struct cache *c;
+	struct collector *gc;	/* NULL: no GC requests */
 	int lsock;
 	int stop_pipe[2];
 	pthread_t th;
@@ -89,7 +91,65 @@ static void do_status(struct fsctl *x, int fd)
 			       json_object_new_double((double)st.active_age_ns / 1e9));
 	json_object_object_add(o, "segments_unconfirmed",
 			       json_object_new_int64((int64_t)st.segments_unconfirmed));
+	json_object_object_add(o, "removes_pending",
+			       json_object_new_int64((int64_t)st.removes_pending));
 	reply_json(fd, o);
+}
+
+/* --- GC ----------------------------------------------------------------------- */
+
+static json_object *gc_json(const struct collector_report *r, bool done)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "done", json_object_new_boolean(done));
+	json_object_object_add(o, "cleaned_segments", json_object_new_uint64(r->cleaned_segments));
+	json_object_object_add(o, "moved_bytes", json_object_new_uint64(r->moved_bytes));
+	json_object_object_add(o, "removed_segments", json_object_new_uint64(r->removed_segments));
+	json_object_object_add(o, "removed_bytes", json_object_new_uint64(r->removed_bytes));
+	json_object_object_add(o, "waiting_segments", json_object_new_uint64(r->waiting_segments));
+	json_object_object_add(o, "waiting_bytes", json_object_new_uint64(r->waiting_bytes));
+	json_object_object_add(o, "state", json_object_new_string(r->state));
+	if (done)
+		json_object_object_add(o, "error", json_object_new_string(
+			r->err ? strerror(-r->err) : ""));
+	return o;
+}
+
+/* A progress line; a client gone does not stop the pass (MSG_NOSIGNAL:
+ * no SIGPIPE). */
+static void gc_send(int fd, json_object *o)
+{
+	const char *t = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	char buf[2048];
+	int n = snprintf(buf, sizeof buf, "%s\n", t);
+	if (n > 0 && (size_t)n < sizeof buf)
+		(void)!send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+	json_object_put(o);
+}
+
+static void gc_progress(void *arg, const struct collector_report *r)
+{
+	gc_send(*(int *)arg, gc_json(r, false));
+}
+
+/* GC [TIMEOUT_S]: a thorough pass now (collector_run), progress lines,
+ * then the result. */
+static void do_gc(struct fsctl *x, int fd, const char *args)
+{
+	if (!x->gc) {
+		dprintf(fd, "ERR garbage collection is not running in this qsfs-fs\n");
+		return;
+	}
+	unsigned timeout = 60;
+	if (*args && sscanf(args, "%u", &timeout) != 1) {
+		dprintf(fd, "ERR GC: '%.40s' is not a number of seconds\n", args);
+		return;
+	}
+	struct collector_report rep;
+	int r = collector_run(x->gc, timeout, gc_progress, &fd, &rep);
+	if (r)
+		rep.err = r;
+	gc_send(fd, gc_json(&rep, true));
 }
 
 /* --- WARMUP ------------------------------------------------------------------ */
@@ -306,8 +366,10 @@ static void *conn_main(void *arg)
 		do_seal(x, cn->fd);
 	else if (!strcmp(line, "STATUS"))
 		do_status(x, cn->fd);
+	else if (!strcmp(line, "GC") || !strncmp(line, "GC ", 3))
+		do_gc(x, cn->fd, line[2] ? line + 3 : "");
 	else
-		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP)\n", line);
+		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP, GC)\n", line);
 	pthread_mutex_lock(&x->mu);
 	conn_unlink(cn);	/* off the list before the fd is closed */
 	close(cn->fd);
@@ -364,8 +426,8 @@ static void *accept_main(void *arg)
 	return NULL;
 }
 
-int fsctl_start(const char *path, const char *mnt, struct cache *c, struct fsctl **out,
-		char *err, size_t errlen)
+int fsctl_start(const char *path, const char *mnt, struct cache *c, struct collector *gc,
+		struct fsctl **out, char *err, size_t errlen)
 {
 	struct fsctl *x = calloc(1, sizeof *x);
 	if (!x || !(x->path = strdup(path)) || !(x->mnt = strdup(mnt))) {
@@ -376,6 +438,7 @@ int fsctl_start(const char *path, const char *mnt, struct cache *c, struct fsctl
 		return -ENOMEM;
 	}
 	x->c = c;
+	x->gc = gc;
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	x->lsock = ctlsock_listen(path, err, errlen);

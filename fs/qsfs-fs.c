@@ -45,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "collector.h"
 #include "fsctl.h"
 #include "fuse_ops.h"
 #include "qfs.h"
@@ -80,6 +81,7 @@ struct confirm_ctx {
 	bool stor_up;
 	enum qfs_full full;
 	char *last_status;	/* what fs-status.json holds, without "updated" */
+	struct collector *gc;	/* NULL when it could not start */
 };
 
 struct pending {
@@ -194,6 +196,23 @@ static void report(struct confirm_ctx *x)
 	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));
 	json_object_object_add(o, "dead_segments", json_object_new_int64((int64_t)st.dead_segments));
 	json_object_object_add(o, "dead_bytes", json_object_new_int64((int64_t)st.dead_bytes));
+	json_object_object_add(o, "removed_segments",
+			       json_object_new_int64((int64_t)st.removed_segments));
+	json_object_object_add(o, "removes_pending",
+			       json_object_new_int64((int64_t)st.removes_pending));
+	if (x->gc) {
+		struct collector_report gr;
+		collector_last(x->gc, &gr);
+		json_object *g = json_object_new_object();
+		json_object_object_add(g, "state", json_object_new_string(gr.state));
+		json_object_object_add(g, "passes", json_object_new_uint64(gr.passes));
+		json_object_object_add(g, "waiting_segments",
+				       json_object_new_uint64(gr.waiting_segments));
+		json_object_object_add(g, "waiting_bytes", json_object_new_uint64(gr.waiting_bytes));
+		json_object_object_add(g, "removed_bytes_since_start",
+				       json_object_new_uint64(st.removed_bytes_since_open));
+		json_object_object_add(o, "gc", g);
+	}
 	/* the file is written (two fsyncs) only when something in it changed;
 	 * "updated" is when that was */
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -604,15 +623,27 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
+	struct collector *gc = NULL;
+	struct collector_opts go = {
+		.target = cfg.cache.gc_target, .rate = cfg.cache.gc_rate,
+		.interval_s = cfg.cache.gc_interval,
+		/* without a hook nothing is uploaded: only local floors count */
+		.stor_sock = cfg.cache.hook ? cfg.stor.socket : NULL,
+	};
+	r = collector_start(c, &go, &gc);
+	if (r)
+		qlog_err("fs: garbage collection cannot start: %s; space is not given back "
+			 "until the next mount", strerror(-r));
 	struct fsctl *ctl = NULL;
-	if (fsctl_start(cfg.fs.socket, mnt, c, &ctl, err, sizeof err)) {
+	if (fsctl_start(cfg.fs.socket, mnt, c, gc, &ctl, err, sizeof err)) {
 		fprintf(stderr, "qsfs-fs: %s (set fs.socket in %s)\n", err, conf);
+		collector_stop(gc);
 		fuse_session_unmount(se);
 		goto out_signals;
 	}
 	struct confirm_ctx cx = {
 		.c = c, .fs = fs, .sock = cfg.stor.socket, .cache_dir = cfg.cache.dir, .mnt = mnt,
-		.volume = cfg.volume, .lease = lease,
+		.volume = cfg.volume, .lease = lease, .gc = gc,
 		.max_age_ns = (uint64_t)cfg.cache.max_segment_age * 1000000000ull,
 		.lease_next_ns = fs_now_ns() + (uint64_t)wlease_period(lease) * 1000000000ull,
 	};
@@ -622,7 +653,9 @@ int main(int argc, char **argv)
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	r = fuse_session_loop_mt(se, &lc);
 	fuse_session_unmount(se);
+	collector_cancel(gc);	/* a `qsfs-ctl gc` being served ends after its step */
 	fsctl_stop(ctl);
+	collector_stop(gc);
 	if (confirming) {
 		pthread_mutex_lock(&confirmer.mu);
 		confirmer.stop = true;

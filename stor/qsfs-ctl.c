@@ -60,6 +60,8 @@ static void usage(FILE *f)
 		   "  drain [--timeout S]     seal what is written, wait until it is uploaded\n"
 		   "  ready                   exit 0 when the mount and qsfs-stor answer\n"
 		   "  warmup [PATH...]        fetch the segments of those files (or all) ahead\n"
+		   "  gc [--timeout S]        collect garbage now: clean, remove dead segments here\n"
+		   "                          and on the backends (waits up to S s, default 60)\n"
 		   "CONFIG defaults to $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml.\n");
 }
 
@@ -164,10 +166,18 @@ static void print_fs(json_object *f)
 	       FI("max_size") ? ", which the limit does not count" : "", FI("segments_local"),
 	       FI("segments"), FI("segments_unconfirmed"), FI("hooks_pending"));
 	printf("  log space:     %s live, %s garbage (overwritten or deleted records), of which "
-	       "%s in %lld dead segments (nothing live); garbage is not reclaimed yet\n",
+	       "%s in %lld dead segments (nothing live); %lld segments removed so far\n",
 	       format_size((uint64_t)FI("live_bytes"), lb, sizeof lb),
 	       format_size((uint64_t)FI("garbage_bytes"), gb, sizeof gb),
-	       format_size((uint64_t)FI("dead_bytes"), db, sizeof db), FI("dead_segments"));
+	       format_size((uint64_t)FI("dead_bytes"), db, sizeof db), FI("dead_segments"),
+	       FI("removed_segments"));
+	json_object *gc;
+	if (json_object_object_get_ex(f, "gc", &gc)) {
+		json_object *st;
+		printf("  collector:     %s%s\n", json_object_object_get_ex(gc, "state", &st) ?
+		       json_object_get_string(st) : "?", FI("removes_pending") ?
+		       "; deletions of removed segments wait to be handed to qsfs-stor" : "");
+	}
 #undef FS_
 #undef FI
 }
@@ -556,6 +566,90 @@ static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
 	return ret;
 }
 
+/* qsfs-ctl gc: a thorough pass in qsfs-fs (GC request, progress on a
+ * TTY), then wait until qsfs-stor has deleted what was removed. */
+static int cmd_gc(const struct qsfs_config *cfg, unsigned timeout)
+{
+	int s = ctlsock_connect(cfg->fs.socket);
+	if (s < 0) {
+		fprintf(stderr, "qsfs-ctl: gc: qsfs-fs is not running (cannot connect to %s: %s)\n",
+			cfg->fs.socket, strerror(-s));
+		return 3;
+	}
+	FILE *in = fdopen(s, "r");
+	if (!in || dprintf(s, "GC %u\n", timeout) < 0) {
+		fprintf(stderr, "qsfs-ctl: gc: sending the request: %s\n", strerror(errno));
+		if (in)
+			fclose(in);
+		else
+			close(s);
+		return 1;
+	}
+	bool tty = isatty(1);
+	char *line = NULL;
+	size_t cap = 0;
+	int ret = 1;
+	while (getline(&line, &cap, in) > 0) {
+		json_object *o = json_tokener_parse(line), *v;
+		if (!o) {
+			fprintf(stderr, "qsfs-ctl: gc: %s", strncmp(line, "ERR ", 4) ? line : line + 4);
+			break;
+		}
+		bool done = json_object_object_get_ex(o, "done", &v) && json_object_get_boolean(v);
+		const char *state = json_object_object_get_ex(o, "state", &v) ?
+				    json_object_get_string(v) : "";
+		char mb[32], rb[32], wb[32];
+		format_size((uint64_t)jnum(o, "moved_bytes", 0), mb, sizeof mb);
+		format_size((uint64_t)jnum(o, "removed_bytes", 0), rb, sizeof rb);
+		format_size((uint64_t)jnum(o, "waiting_bytes", 0), wb, sizeof wb);
+		if (!done) {
+			if (tty)
+				printf("\r\033[Kgc: cleaned %lld segments (%s moved), removed %lld (%s): "
+				       "%.80s", jnum(o, "cleaned_segments", 0), mb,
+				       jnum(o, "removed_segments", 0), rb, state);
+			fflush(stdout);
+			json_object_put(o);
+			continue;
+		}
+		const char *err = json_object_object_get_ex(o, "error", &v) ?
+				  json_object_get_string(v) : "";
+		printf("%sgc: cleaned %lld segments (%s of live data moved), removed %lld dead "
+		       "segments (%s); %lld dead segments (%s) still wait\n", tty ? "\r\033[K" : "",
+		       jnum(o, "cleaned_segments", 0), mb, jnum(o, "removed_segments", 0), rb,
+		       jnum(o, "waiting_segments", 0), wb);
+		printf("gc: %s\n", *err ? err : state);
+		ret = *err ? 1 : 0;
+		json_object_put(o);
+		break;
+	}
+	free(line);
+	fclose(in);
+	if (ret)
+		return ret;
+	/* the deletions: handed to qsfs-stor by qsfs-fs, done by stor */
+	for (unsigned i = 0; i < timeout * 5; i++) {
+		char *reply = NULL;
+		long long fs_left = 0, stor_left = 0;
+		if (ctlsock_request(cfg->fs.socket, "STATUS\n", &reply) == 0)
+			fs_left = reply_num(reply, "removes_pending");
+		free(reply);
+		reply = NULL;
+		if (cfg->cache.hook && ctlsock_request(cfg->stor.socket, "STATUS\n", &reply) == 0)
+			stor_left = reply_num(reply, "deletes_pending");
+		free(reply);
+		if (fs_left <= 0 && stor_left <= 0)
+			return 0;
+		if (tty)
+			printf("\r\033[Kgc: %lld deletions to hand to qsfs-stor, %lld for it to do on "
+			       "the backends", fs_left > 0 ? fs_left : 0, stor_left > 0 ? stor_left : 0);
+		fflush(stdout);
+		usleep(200000);
+	}
+	printf("%sgc: deletions on the backends are still pending after %u s (qsfs-ctl status "
+	       "says why)\n", tty ? "\n" : "", timeout);
+	return 1;
+}
+
 /* The mount answers: statfs from a child, so a hung mount gives "no"
  * after timeout_s instead of hanging the healthcheck. */
 static bool mount_answers(const char *mnt, unsigned timeout_s)
@@ -714,6 +808,9 @@ int main(int argc, char **argv)
 		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
 		ret = cmd_ready(&cfg);
+	} else if (!strcmp(cmd, "gc") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
+		int to = nargs ? atoi(args[1]) : 60;
+		ret = cmd_gc(&cfg, to > 0 ? (unsigned)to : 60);
 	} else if (!strcmp(cmd, "warmup")) {
 		ret = cmd_warmup(&cfg, args, nargs);
 	} else {

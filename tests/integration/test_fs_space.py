@@ -93,7 +93,8 @@ def test_status_tells_live_garbage_and_dead(tmp_path):
         out = vol.ctl("status").stdout
         line = next((ln for ln in out.splitlines() if "log space:" in ln), None)
         assert line, out
-        assert "MiB live" in line and "dead segments" in line and "not reclaimed" in line, line
+        assert "MiB live" in line and "dead segments" in line and "removed so far" in line, line
+        assert "  collector:     " in out, out
         # every size in units, the lease and the redundancy in words
         assert "local cache:" in out and "MiB (no size limit;" in out, out
         assert "writer lease:    mounted" in out or "writer lease:" in out, out
