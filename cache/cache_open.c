@@ -767,6 +767,8 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 	free(sl.handed.v);
 	free(sl.ckpt_handed.v);
 	free(sl.confirmed.v);
+	free(sl.removed.v);
+	free(sl.del_handed.v);
 	free(segs.v);
 	free(ckpts.v);
 	close(dfd);
