@@ -239,13 +239,15 @@ class Qsfs:
     hook=False) and a mounted qsfs-fs; set up like tests/integration's
     qsfs_mount.Volume."""
 
-    def __init__(self, work: Path, build: Path, segment_size, hook=True, redis_ports=None):
+    def __init__(self, work: Path, build: Path, segment_size, hook=True, redis_ports=None,
+                 extra_cache=()):
         self.label = "qsfs" if hook else "qsfs no hook"
         self.redis_ports = redis_ports or []
         self.base = work / ("qsfs" if hook else "qsfs-nohook")
         self.build = build
         self.hook = hook
         self.segment_size = segment_size
+        self.extra_cache = list(extra_cache)  # more "  key: value" lines for cache:
         self.fs_bin = build / "fs" / "qsfs-fs"
         self.stor_bin = build / "stor" / "qsfs-stor"
         self.ctl_bin = build / "stor" / "qsfs-ctl"
@@ -277,6 +279,7 @@ class Qsfs:
                  f"  segment_size: {self.segment_size}"]
         if self.hook:
             lines += [f"  hook: {REPO / 'hooks' / 'qsfs-hook'}", "  hook_timeout: 120"]
+        lines += self.extra_cache
         lines += ["fs:", f"  mountpoint: {self.mnt}", "stor:", f"  socket: {b}/stor.sock",
                   f"  state_dir: {b}/stor", "  compression: zstd:1", "  workers: 2",
                   "  backends:"]

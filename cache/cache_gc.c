@@ -166,6 +166,8 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
 		if (id > floor || (c->hook && !(s->flags & SF_CONFIRMED))) {
 			res->waiting++;
 			res->waiting_bytes += s->size;
+			if (id > res->local_floor)
+				res->above_local_bytes += s->size;
 			if (id > floor) {
 				res->above_floor++;
 				res->above_floor_bytes += s->size;

@@ -80,6 +80,7 @@ static int remove_step(struct collector *g, struct collector_report *rep, int *s
 	rep->waiting_bytes = res.waiting_bytes;
 	rep->unconfirmed = res.unconfirmed;
 	rep->above_floor_bytes = res.above_floor_bytes;
+	rep->above_local_bytes = res.above_local_bytes;
 	rep->floor = res.floor;
 	rep->local_floor = res.local_floor;
 	rep->remote_floor = rf;
@@ -118,7 +119,9 @@ static bool full_worth_it(struct collector *g, const struct collector_report *re
 	(void)g;
 	struct cache_stats st;
 	cache_stats(g->c, &st);
-	uint64_t above = rep->above_floor_bytes;
+	/* only what this node's own checkpoints hold back: a full cannot move
+	 * the backends' floor while qsfs-stor lags or is away */
+	uint64_t above = rep->above_local_bytes;
 	return above >= st.segment_size && above >= 2 * st.checkpoint_bytes;
 }
 
@@ -169,7 +172,7 @@ static void pass(struct collector *g)
 	int r = remove_step(g, &rep, &stor_err);
 	if (!r)
 		r = clean_step(g, PICK_BACKGROUND, &rep, NULL, NULL);
-	if (!r && !atomic_load(&g->stopping) && full_worth_it(g, &rep)) {
+	if (!r && !stor_err && !atomic_load(&g->stopping) && full_worth_it(g, &rep)) {
 		r = cache_checkpoint_full(g->c);
 		rep.full_written = r == 0;
 		if (!r)	/* what it allows locally right away */

@@ -44,6 +44,7 @@ struct collector_report {
 	uint64_t removed_segments, removed_bytes;	/* this pass */
 	uint64_t waiting_segments, waiting_bytes;	/* dead, not removable yet */
 	uint64_t above_floor_bytes;	/* of them: above the floor */
+	uint64_t above_local_bytes;	/* of them: above this node's own floor */
 	uint64_t unconfirmed;		/* of them: not yet confirmed stored */
 	uint64_t floor, local_floor, remote_floor;	/* remote: UINT64_MAX = none */
 	bool full_written;		/* this pass wrote a full checkpoint */

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +16,16 @@
 #include "segment.h"
 
 /* Logs "EVENT ID" to $dir/events; fails while $dir/fail exists; hands
- * sealed segments and checkpoints off by copying them to $dir/remote. */
+ * sealed segments and checkpoints off by copying them to $dir/remote and
+ * serves segment-missing from there, holding it while $dir/gate exists. */
 static const char *HOOK_BODY =
 	"d=$(dirname \"$0\")\n"
 	"echo \"$1 ${2:-}\" >> \"$d/events\"\n"
 	"[ -e \"$d/fail\" ] && exit 3\n"
 	"case \"$1\" in\n"
 	"segment-sealed|checkpoint-written) mkdir -p \"$d/remote\"; cp \"$3\" \"$d/remote/\" ;;\n"
-	"segment-missing) cp \"$d/remote/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
+	"segment-missing) i=0; while [ -e \"$d/gate\" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i+1)); done\n"
+	"  cp \"$d/remote/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
 	"esac\n"
 	"exit 0\n";
 
@@ -269,6 +272,107 @@ static void test_crash_between_fact_and_unlink(void **state)
 	free(keep);
 }
 
+struct reader {
+	struct cache *c;
+	int n, ver, bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t v[1000], want[1000];
+	for (int i = 0; i < r->n; i++) {
+		char k[16];
+		snprintf(k, sizeof k, "k%03d", i);
+		memset(want, r->ver + i, sizeof want);
+		if (cache_get(r->c, k, strlen(k), v, sizeof v) != (ssize_t)sizeof v ||
+		    memcmp(v, want, sizeof v))
+			r->bad++;
+	}
+	return NULL;
+}
+
+/* Clean segments 1..3, make the floor pass them, remove. */
+static void *collect_main(void *arg)
+{
+	struct cache *c = arg;
+	for (uint64_t id = 1; id <= 3; id++) {
+		struct cache_clean_result cr;
+		int r = cache_clean_segment(c, id, 0, &cr);
+		assert_true(r == 0 || r == -EINVAL);
+	}
+	assert_true(cache_seal(c) > 0);
+	confirm_all(c);
+	assert_int_equal(cache_checkpoint_full(c), 0);
+	assert_int_equal(cache_checkpoint_full(c), 0);
+	confirm_all(c);
+	struct cache_remove_result rr;
+	assert_int_equal(cache_remove_dead(c, UINT64_MAX, &rr), 0);
+	return NULL;
+}
+
+/* A collection racing cold reads of the very segments it cleans: the
+ * reads wait in a held fetch while the cleaner (which needs the same
+ * fetch) moves the records and the segments are removed; every read
+ * returns the right value, and what a reader still held goes later. */
+static void test_collection_races_cold_read(void **state)
+{
+	(void)state;
+	char *top = tu_mkdtemp(), *dir = tu_path(top, "cache");
+	char *hook = tu_script(top, "hook", HOOK_BODY);
+	struct cache_opts o = { .dir = dir, .segment_size = 16 << 10, .hook = hook,
+				.hook_timeout_ms = 20000, .hook_retry_ms = 50,
+				.max_size = 1 };	/* evict whatever is confirmed */
+	struct cache *c = NULL;
+	assert_int_equal(cache_open(&o, &c), 0);
+	put_round(c, 40, 7);	/* segments 1..3, all live */
+	assert_true(cache_seal(c) > 0);
+	confirm_all(c);
+	assert_int_equal(cache_checkpoint_full(c), 0);
+	assert_int_equal(cache_checkpoint_full(c), 0);
+	confirm_all(c);
+	cache_evict(c);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_true(st.segments_local <= 2);	/* the first ones are remote only */
+
+	char *gate = tu_path(top, "gate");
+	FILE *f = fopen(gate, "w");
+	fclose(f);
+	struct reader rd = { c, 40, 7, 0 };
+	pthread_t th, ct;
+	assert_int_equal(pthread_create(&th, NULL, reader_main, &rd), 0);
+	/* the reader is inside its fetch of segment 1, held */
+	for (int i = 0; i < 5000 && count_lines(top, "segment-missing ") < 1; i++)
+		usleep(2000);
+	assert_true(count_lines(top, "segment-missing ") >= 1);
+	/* the collection starts meanwhile (its clean of 1 waits on the same
+	 * fetch); then the fetch is let go */
+	assert_int_equal(pthread_create(&ct, NULL, collect_main, c), 0);
+	usleep(100000);	/* give it the time to reach the fetch (not needed for right results) */
+	unlink(gate);
+	pthread_join(ct, NULL);
+	pthread_join(th, NULL);
+	assert_int_equal(rd.bad, 0);
+	struct cache_remove_result rr;
+	assert_int_equal(cache_remove_dead(c, UINT64_MAX, &rr), 0);	/* what was in use */
+	cache_stats(c, &st);
+	assert_true(st.removed_segments >= 3);
+	check_round(c, 40, 7);
+	/* reads after the removal, cold again */
+	cache_evict(c);
+	check_round(c, 40, 7);
+	assert_int_equal(cache_close(c), 0);
+	c = tu_open(dir, 16 << 10, hook);
+	check_round(c, 40, 7);
+	assert_int_equal(cache_close(c), 0);
+	free(gate);
+	tu_rmrf(top);
+	free(top);
+	free(dir);
+	free(hook);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_handoff_retried),
 		cmocka_unit_test(test_open_refuses_without_chain),
 		cmocka_unit_test(test_crash_between_fact_and_unlink),
+		cmocka_unit_test(test_collection_races_cold_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
