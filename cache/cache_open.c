@@ -1066,9 +1066,9 @@ int cache_close(struct cache *c)
 		struct cache_stats st;
 		cache_stats(c, &st);
 		if (st.hooks_pending || st.removes_pending)
-			qlog_warn("cache: closing %s with %" PRIu64 " hand-offs and %" PRIu64
-				  " deletions of removed segments still pending; they are retried "
-				  "at the next open", c->dir, st.hooks_pending, st.removes_pending);
+			qlog_warn("cache: closing %s with %" PRIu64 " hand-offs still pending (and %"
+				  PRIu64 " deletions of removed segments); they are retried at the "
+				  "next open", c->dir, st.hooks_pending, st.removes_pending);
 		for (size_t i = 0; i < c->nckpts; i++)
 			if (c->ckpts[i].buf && !ret)
 				ret = -EIO;

@@ -31,12 +31,10 @@ static uint64_t backoff_ms(const struct cache *c, unsigned fails)
 	return ms < HOOK_RETRY_CAP_MS ? ms : HOOK_RETRY_CAP_MS;
 }
 
-/* Run due hand-off hooks: segments first (in id order), then checkpoints.
- * Returns the time of the next retry (0: none pending). */
-static uint64_t handoffs(struct cache *c, bool force)
+/* Run the due hand-off hooks of segments (in id order) or, with ckpts, of
+ * checkpoints. Returns the time of the next retry (0: none pending). */
+static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 {
-	if (!c->hook)
-		return 0;
 	uint64_t now = fs_now_ns(), next = 0;
 	pthread_rwlock_rdlock(&c->lock);
 	size_t cap = c->last_seg + c->nckpts + 1, n = 0;
@@ -45,7 +43,7 @@ static uint64_t handoffs(struct cache *c, bool force)
 		pthread_rwlock_unlock(&c->lock);
 		return now + 1000000000ull;
 	}
-	for (uint64_t id = 1; id <= c->last_seg; id++) {
+	for (uint64_t id = 1; id <= c->last_seg && !ckpts; id++) {
 		struct seg *s = c->segs[id];
 		if (!s || !(s->flags & SF_SEALED) || (s->flags & SF_HANDED))
 			continue;
@@ -54,9 +52,19 @@ static uint64_t handoffs(struct cache *c, bool force)
 		else if (!next || s->hook_next_ns < next)
 			next = s->hook_next_ns;
 	}
-	for (size_t i = 0; i < c->nckpts; i++) {
+	/* A checkpoint goes only after every segment it covers has been
+	 * handed off: on the backends, a checkpoint that refers to a segment
+	 * that never arrives would make a restore fail (the first segment not
+	 * handed off bounds which checkpoints may go). */
+	uint64_t unhanded = UINT64_MAX;
+	for (uint64_t id = 1; id <= c->last_seg && unhanded == UINT64_MAX; id++) {
+		struct seg *s = c->segs[id];
+		if (s && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
+			unhanded = id;
+	}
+	for (size_t i = 0; i < c->nckpts && ckpts; i++) {
 		struct ckpt_rec *k = &c->ckpts[i];
-		if (!k->written || k->handed)
+		if (!k->written || k->handed || k->upto >= unhanded)
 			continue;
 		if (force || k->hook_next_ns <= now)
 			jobs[n++] = (struct job){ true, k->id };
@@ -128,6 +136,16 @@ static uint64_t handoffs(struct cache *c, bool force)
 	}
 	free(jobs);
 	return next;
+}
+
+/* Segments first, then the checkpoints they allow. Returns the time of the
+ * next retry (0: none pending). */
+static uint64_t handoffs(struct cache *c, bool force)
+{
+	if (!c->hook)
+		return 0;
+	uint64_t a = handoffs_of(c, force, false), b = handoffs_of(c, force, true);
+	return !a ? b : !b ? a : a < b ? a : b;
 }
 
 struct cand {

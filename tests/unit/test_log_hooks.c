@@ -14,12 +14,13 @@
 
 /* The test hook logs "EVENT ID PATH VOLUME SEGSIZE" to $dir/events, copies
  * handed-off files to $dir/remote, serves segment-missing from there, fails
- * while $dir/fail exists, and holds a fetch while $dir/gate exists (30 s at
+ * while $dir/fail exists (segment-sealed alone while $dir/fail-seg does), and holds a fetch while $dir/gate exists (30 s at
  * most, so a failing test cannot leave hooks hanging). */
 static const char *HOOK_BODY =
 	"d=$(dirname \"$0\")\n"
 	"echo \"$1 ${2:-} ${3:-} $QSFS_VOLUME_ID $QSFS_SEGMENT_SIZE $QSFS_EVENT $QSFS_CACHE_DIR\" >> \"$d/events\"\n"
 	"[ -e \"$d/fail\" ] && exit 3\n"
+	"[ \"$1\" = segment-sealed ] && [ -e \"$d/fail-seg\" ] && exit 3\n"
 	"case \"$1\" in\n"
 	"segment-sealed|checkpoint-written) mkdir -p \"$d/remote\"; cp \"$3\" \"$d/remote/\" ;;\n"
 	"segment-missing) [ -e \"$d/hang\" ] && sleep 30;\n"
@@ -388,6 +389,38 @@ static void test_hanging_hook_killed(void **state)
 	env_free(&e);
 }
 
+/* While a segment cannot be handed off, no checkpoint covering it is: on
+ * the backends it would refer to a segment that is not there. */
+static void test_checkpoint_waits_for_its_segments(void **state)
+{
+	(void)state;
+	struct env e;
+	env_setup(&e);
+	touch(&e, "fail-seg", true);
+	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
+	tu_put(c, "k", "v", 1);
+	assert_int_equal(cache_seal(c), 1);
+	tu_capture_begin();
+	for (int i = 0; i < 30 && count_events(&e, "segment-sealed 1 ") < 3; i++) {
+		usleep(50000);
+		cache_quiesce(c);
+	}
+	free(tu_capture_end());
+	assert_true(count_events(&e, "segment-sealed 1 ") >= 3);	/* tried, failed */
+	assert_int_equal(count_events(&e, "checkpoint-written "), 0);
+	touch(&e, "fail-seg", false);
+	for (int i = 0; i < 100 && count_events(&e, "checkpoint-written ") < 1; i++) {
+		usleep(50000);
+		cache_quiesce(c);
+	}
+	assert_true(count_events(&e, "checkpoint-written ") >= 1);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_int_equal(st.hooks_pending, 0);
+	assert_int_equal(cache_close(c), 0);
+	env_free(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -399,6 +432,7 @@ int main(void)
 		cmocka_unit_test(test_missing_segment_hook_fails),
 		cmocka_unit_test(test_concurrent_misses_run_one_hook),
 		cmocka_unit_test(test_hanging_hook_killed),
+		cmocka_unit_test(test_checkpoint_waits_for_its_segments),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
