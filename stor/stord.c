@@ -131,15 +131,15 @@ static pthread_cond_t lease_cv = PTHREAD_COND_INITIALIZER;
 static struct catalog cat;
 
 /* Add a stored object to the catalog and write it out (majority). hdr: the
- * object's first 16 bytes (for a checkpoint's kind). */
-static int catalog_note(struct objstore *os, const char *name, const uint8_t hdr[16],
+ * object's first CAT_CKPT_HDR bytes (a checkpoint's kind and upto). */
+static int catalog_note(struct objstore *os, const char *name, const uint8_t hdr[CAT_CKPT_HDR],
 			char *why, size_t whylen)
 {
 	uint32_t kind = name[0] == 'c' ? catalog_ckpt_kind(hdr) : 0;
 	if (name[0] == 'c' && !kind)
 		kind = CAT_CKPT_DELTA;	/* not a checkpoint we know: never a restore's base */
 	pthread_mutex_lock(&cat_mu);
-	int r = catalog_add(&cat, name, kind);
+	int r = catalog_add(&cat, name, kind, catalog_ckpt_upto(hdr));
 	if (r >= 0)
 		r = catalog_store(os, &cat, why, whylen);
 	else
@@ -279,7 +279,7 @@ static void *worker_main(void *arg)
 		int r = object_name_parse(name, &id);
 		int fd = r ? r : spool_open_job(D.spool, name, &size);
 		if (fd >= 0) {
-			uint8_t hdr[16] = { 0 };
+			uint8_t hdr[CAT_CKPT_HDR] = { 0 };
 			if (pread(fd, hdr, sizeof hdr, 0) < 0)
 				memset(hdr, 0, sizeof hdr);
 			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why, damage,
@@ -654,7 +654,7 @@ static void request_check(const char *why)
 	pthread_cond_broadcast(&S.cv);
 }
 
-/* The names the catalog lists now. */
+/* The names the catalog lists now (removed segments are not). */
 static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 {
 	pthread_mutex_lock(&cat_mu);
@@ -662,9 +662,11 @@ static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 	char (*v)[OBJ_NAME_MAX] = calloc(cnt ? cnt : 1, OBJ_NAME_MAX);
 	size_t k = 0;
 	for (uint64_t id = 1; v && id <= cat.seg_hi; id++)
-		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
+		if (!catalog_removed(&cat, id))	/* deleted: nothing to check */
+			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
 	for (size_t i = 0; v && i < cat.nextra; i++)
-		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)cat.extra[i]);
+		if (!catalog_removed(&cat, cat.extra[i]))
+			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)cat.extra[i]);
 	for (size_t i = 0; v && i < cat.nck; i++)
 		snprintf(v[k++], OBJ_NAME_MAX, "c%llu", (unsigned long long)cat.ck[i].id);
 	pthread_mutex_unlock(&cat_mu);
@@ -1203,7 +1205,7 @@ static bool is_confirmed(const char *name)
 static void do_catalog(int cfd)
 {
 	json_object *o = json_object_new_object(), *ex = json_object_new_array(),
-		    *ck = json_object_new_array();
+		    *ck = json_object_new_array(), *rm = json_object_new_array();
 	pthread_mutex_lock(&cat_mu);
 	json_object_object_add(o, "volume", json_object_new_string(D.vol.idhex));
 	json_object_object_add(o, "seq", json_object_new_uint64(cat.seq));
@@ -1215,11 +1217,20 @@ static void do_catalog(int cfd)
 		json_object_object_add(e, "id", json_object_new_uint64(cat.ck[i].id));
 		json_object_object_add(e, "kind", json_object_new_string(
 			cat.ck[i].kind == CAT_CKPT_FULL ? "full" : "delta"));
+		json_object_object_add(e, "upto", json_object_new_uint64(cat.ck[i].upto));
 		json_object_array_add(ck, e);
 	}
+	for (size_t i = 0; i < cat.nrm; i++) {
+		json_object *r = json_object_new_array();
+		json_object_array_add(r, json_object_new_uint64(cat.rm[i].first));
+		json_object_array_add(r, json_object_new_uint64(cat.rm[i].last));
+		json_object_array_add(rm, r);
+	}
+	json_object_object_add(o, "gc_floor", json_object_new_uint64(catalog_gc_floor(&cat)));
 	pthread_mutex_unlock(&cat_mu);
 	json_object_object_add(o, "segments_extra", ex);
 	json_object_object_add(o, "checkpoints", ck);
+	json_object_object_add(o, "segments_removed", rm);
 	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 }
