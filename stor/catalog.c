@@ -331,6 +331,8 @@ int catalog_remove(struct catalog *c, const char *name)
 size_t catalog_take_trimmed(struct catalog *c, uint64_t *ids, size_t max)
 {
 	size_t n = c->ntrimmed < max ? c->ntrimmed : max;
+	if (!n)
+		return 0;	/* trimmed may be NULL */
 	memcpy(ids, c->trimmed, n * sizeof *ids);
 	memmove(c->trimmed, c->trimmed + n, (c->ntrimmed - n) * sizeof *c->trimmed);
 	c->ntrimmed -= n;

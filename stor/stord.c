@@ -113,6 +113,9 @@ static struct {
 	char last_error[512];
 	uint64_t deleted, delete_failures;
 	char delete_error[512];		/* why the last deletion attempt failed */
+	/* the object a scrub or check pass works on ("": none): a deletion of
+	 * it waits, or the pass's repair could store it again mid-delete */
+	char scrubbing[OBJ_NAME_MAX];
 	bool draining, stop;
 	struct degraded *degraded;	/* objects read with shards missing or bad */
 	size_t ndegraded;
@@ -334,6 +337,15 @@ static int run_delete(struct ctx *c, const char *obj, char *why, size_t whylen)
 	journal_trimmed(trimmed, ntrimmed);
 	if (r < 0)
 		return r;
+	/* the catalog no longer lists it, so a pass that starts on it now
+	 * skips it; one already on it is waited for */
+	pthread_mutex_lock(&D.mu);
+	bool busy = !strcmp(D.scrubbing, obj);
+	pthread_mutex_unlock(&D.mu);
+	if (busy) {
+		snprintf(why, whylen, "%s: a scrub pass is checking it", obj);
+		return -EINPROGRESS;
+	}
 	return obj_delete(&c->os, obj, why, whylen);
 }
 
@@ -353,6 +365,8 @@ static void delete_done(struct job *j, int r, const char *why)
 		drop_job(j);
 		if (!D.njobs)
 			pthread_cond_broadcast(&lease_cv);
+	} else if (r == -EINPROGRESS) {
+		j->next_ns = fs_now_ns() + 200000000ull;	/* soon: not a failure */
 	} else {
 		j->fails++;
 		D.delete_failures++;
@@ -961,7 +975,24 @@ static void *scrub_main(void *arg)
 			pthread_mutex_unlock(&D.mu);
 			if (stop)
 				break;
-			scrub_one(c, names[i], mode);
+			/* a deletion waits while the pass is on its object, and
+			 * the pass skips what the catalog stopped listing */
+			pthread_mutex_lock(&D.mu);
+			snprintf(D.scrubbing, sizeof D.scrubbing, "%s", names[i]);
+			pthread_mutex_unlock(&D.mu);
+			pthread_mutex_lock(&cat_mu);
+			bool listed = catalog_lists(&cat, names[i]);
+			pthread_mutex_unlock(&cat_mu);
+			if (listed) {
+				scrub_one(c, names[i], mode);
+			} else {
+				pthread_mutex_lock(&D.mu);
+				S.done++;
+				pthread_mutex_unlock(&D.mu);
+			}
+			pthread_mutex_lock(&D.mu);
+			D.scrubbing[0] = 0;
+			pthread_mutex_unlock(&D.mu);
 		}
 		free(names);
 		if (i == n)
