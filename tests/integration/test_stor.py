@@ -457,6 +457,29 @@ def test_delete_resumes_after_kill9_and_waits_for_a_backend(stor, redises, tmp_p
     assert stor.stop() == 0
 
 
+def test_delete_kill9_right_after_ack(stor, redises, tmp_path):
+    """kill -9 as soon as the DELETEs are acknowledged: whatever was not
+    finished is resumed from the journal by the next start."""
+    stor.start()
+    names = [f"s{i}" for i in range(1, 13)]
+    for name in names:
+        make(tmp_path / name, 2 * STRIPE, False)
+        stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    for name in names:
+        assert send(stor, f"DELETE {name}") == "OK"
+    stor.stop(signal.SIGKILL)
+    left = sorted(p.name for p in (stor.tmp / "state" / "spool").glob("*.del"))
+    print("deletions left in the journal at kill -9:", left)
+    stor.start()
+    wait_deleted(stor)
+    for name in names:
+        assert object_keys(redises, name) == [], name
+    assert list((stor.tmp / "state" / "spool").glob("*.del")) == []
+    assert json.loads(stor.ctl("catalog").stdout)["segments_removed"] == [[1, 12]]
+    assert stor.stop() == 0
+
+
 def test_delete_backend_back_while_running(stor, redises, tmp_path):
     stor.start()
     make(tmp_path / "s1", 2 * STRIPE, True)
