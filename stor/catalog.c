@@ -12,16 +12,20 @@
 #include "../common/endian.h"
 
 #define CAT_MAGIC "QSFSCAT1"
-#define CAT_VERSION 1u
-#define CAT_HDR 40u
+#define CAT_VERSION 2u	/* written; 1 is still read */
+#define CAT_HDR_V1 40u
+#define CAT_HDR 48u
+#define CAT_CK_V1 16u	/* bytes of a checkpoint entry */
+#define CAT_CK 24u
 #define CAT_MAX_ENTRIES (1u << 24)	/* refuse absurd counts from a copy */
 
 static const char CAT_WHAT[] = "the volume catalog";
 
-/* The catalog's plaintext with sequence number seq (replica.c seals it). */
+/* The catalog's plaintext (version 2) with sequence number seq (replica.c
+ * seals it). */
 static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *outlen)
 {
-	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * 16;
+	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * CAT_CK + c->nrm * 16;
 	uint8_t *p = calloc(1, plen);
 	if (!p)
 		return -ENOMEM;
@@ -31,39 +35,65 @@ static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *
 	put_le64(p + 24, c->seg_hi);
 	put_le32(p + 32, (uint32_t)c->nextra);
 	put_le32(p + 36, (uint32_t)c->nck);
+	put_le32(p + 40, (uint32_t)c->nrm);
 	uint8_t *q = p + CAT_HDR;
 	for (size_t i = 0; i < c->nextra; i++, q += 8)
 		put_le64(q, c->extra[i]);
-	for (size_t i = 0; i < c->nck; i++, q += 16) {
+	for (size_t i = 0; i < c->nck; i++, q += CAT_CK) {
 		put_le64(q, c->ck[i].id);
 		put_le32(q + 8, c->ck[i].kind);
+		put_le64(q + 16, c->ck[i].upto);
+	}
+	for (size_t i = 0; i < c->nrm; i++, q += 16) {
+		put_le64(q, c->rm[i].first);
+		put_le64(q + 8, c->rm[i].last);
 	}
 	*out = p;
 	*outlen = plen;
 	return 0;
 }
 
+/* The layout of a copy of version v: header and checkpoint entry sizes. */
+static void layout(uint32_t v, size_t *hdr, size_t *ck)
+{
+	*hdr = v == 1 ? CAT_HDR_V1 : CAT_HDR;
+	*ck = v == 1 ? CAT_CK_V1 : CAT_CK;
+}
+
 /* Is an opened copy a well-formed catalog? (replica_load's check) */
 static int check(const uint8_t *p, size_t plen)
 {
-	if (plen < CAT_HDR || get_le32(p + 8) != CAT_VERSION)
+	if (plen < CAT_HDR_V1)
 		return -EBADMSG;
-	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36);
-	if (ne > CAT_MAX_ENTRIES || nc > CAT_MAX_ENTRIES ||
-	    plen != CAT_HDR + (size_t)ne * 8 + (size_t)nc * 16)
+	uint32_t v = get_le32(p + 8);
+	if (v != 1 && v != CAT_VERSION)
 		return -EBADMSG;
-	const uint8_t *q = p + CAT_HDR;
+	size_t hdr, cksz;
+	layout(v, &hdr, &cksz);
+	if (plen < hdr || get_le32(p + 12) || (v >= 2 && get_le32(p + 44)))
+		return -EBADMSG;
+	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36), nr = v >= 2 ? get_le32(p + 40) : 0;
+	if (ne > CAT_MAX_ENTRIES || nc > CAT_MAX_ENTRIES || nr > CAT_MAX_ENTRIES ||
+	    plen != hdr + (size_t)ne * 8 + (size_t)nc * cksz + (size_t)nr * 16)
+		return -EBADMSG;
+	const uint8_t *q = p + hdr;
 	uint64_t prev = get_le64(p + 24);
 	for (uint32_t i = 0; i < ne; i++, q += 8) {
 		if (get_le64(q) <= prev)
 			return -EBADMSG;	/* not increasing: not something we wrote */
 		prev = get_le64(q);
 	}
-	for (uint32_t i = 0; i < nc; i++, q += 16) {
+	for (uint32_t i = 0; i < nc; i++, q += cksz) {
 		uint64_t id = get_le64(q);
 		uint32_t kind = get_le32(q + 8);
-		if ((kind != CAT_CKPT_FULL && kind != CAT_CKPT_DELTA) || !id ||
-		    (i && id <= get_le64(q - 16)))
+		if ((kind != CAT_CKPT_FULL && kind != CAT_CKPT_DELTA) || !id || get_le32(q + 12) ||
+		    (i && id <= get_le64(q - cksz)))
+			return -EBADMSG;
+	}
+	for (uint32_t i = 0; i < nr; i++, q += 16) {
+		uint64_t first = get_le64(q), last = get_le64(q + 8);
+		/* increasing, disjoint and not adjacent: merged when written */
+		if (!first || first > last || (i && first <= get_le64(q - 8) + 1))
 			return -EBADMSG;
 	}
 	return 0;
@@ -79,25 +109,34 @@ int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen
 		snprintf(why, whylen, "the volume has no catalog yet (no object stored)");
 	if (r)
 		return r;
-	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36);
+	uint32_t v = get_le32(p + 8), ne = get_le32(p + 32), nc = get_le32(p + 36),
+		 nr = v >= 2 ? get_le32(p + 40) : 0;
+	size_t hdr, cksz;
+	layout(v, &hdr, &cksz);
 	c->seq = get_le64(p + 16);
 	c->seg_hi = get_le64(p + 24);
 	c->extra = malloc((ne ? ne : 1) * sizeof *c->extra);
 	c->ck = malloc((nc ? nc : 1) * sizeof *c->ck);
-	if (!c->extra || !c->ck) {
+	c->rm = malloc((nr ? nr : 1) * sizeof *c->rm);
+	if (!c->extra || !c->ck || !c->rm) {
 		free(p);
 		catalog_free(c);
 		return -ENOMEM;
 	}
 	c->capextra = ne ? ne : 1;
 	c->capck = nc ? nc : 1;
-	const uint8_t *q = p + CAT_HDR;
+	c->caprm = nr ? nr : 1;
+	const uint8_t *q = p + hdr;
 	for (uint32_t i = 0; i < ne; i++, q += 8)
 		c->extra[i] = get_le64(q);
-	for (uint32_t i = 0; i < nc; i++, q += 16)
-		c->ck[i] = (struct cat_ckpt){ get_le64(q), get_le32(q + 8) };
+	for (uint32_t i = 0; i < nc; i++, q += cksz)
+		c->ck[i] = (struct cat_ckpt){ get_le64(q), get_le32(q + 8),
+					      v >= 2 ? get_le64(q + 16) : 0 };
+	for (uint32_t i = 0; i < nr; i++, q += 16)
+		c->rm[i] = (struct cat_range){ get_le64(q), get_le64(q + 8) };
 	c->nextra = ne;
 	c->nck = nc;
+	c->nrm = nr;
 	free(p);
 	return 0;
 }
@@ -120,7 +159,7 @@ int catalog_store(struct objstore *s, struct catalog *c, char *why, size_t whyle
 
 static int add_segment(struct catalog *c, uint64_t id)
 {
-	if (id <= c->seg_hi)
+	if (id <= c->seg_hi || catalog_removed(c, id))
 		return 0;
 	size_t i = 0;
 	while (i < c->nextra && c->extra[i] < id)
@@ -152,7 +191,21 @@ static int add_segment(struct catalog *c, uint64_t id)
 	return 1;
 }
 
-static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind)
+/* v (n used, *cap allocated, elements of size sz), grown to hold one
+ * more: v itself when it has room, else the reallocated array, or NULL
+ * (out of memory; v is unchanged). */
+static void *grow(void *v, size_t n, size_t *cap, size_t sz)
+{
+	if (n < *cap)
+		return v;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *nv = realloc(v, nc * sz);
+	if (nv)
+		*cap = nc;
+	return nv;
+}
+
+static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind, uint64_t upto)
 {
 	if (kind != CAT_CKPT_FULL && kind != CAT_CKPT_DELTA)
 		return -EINVAL;
@@ -161,16 +214,21 @@ static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind)
 		i++;
 	if (i < c->nck && c->ck[i].id == id)
 		return 0;
-	if (c->nck == c->capck) {
-		size_t nc = c->capck ? c->capck * 2 : 16;
-		struct cat_ckpt *n = realloc(c->ck, nc * sizeof *n);
+	struct cat_ckpt *nck = grow(c->ck, c->nck, &c->capck, sizeof *c->ck);
+	if (!nck)
+		return -ENOMEM;
+	c->ck = nck;
+	/* room for every id the window may drop, so trimming cannot fail */
+	while (c->captrimmed < c->ntrimmed + c->nck + 1) {
+		size_t nc = c->captrimmed ? c->captrimmed * 2 : 16;
+		uint64_t *n = realloc(c->trimmed, nc * sizeof *n);
 		if (!n)
 			return -ENOMEM;
-		c->ck = n;
-		c->capck = nc;
+		c->trimmed = n;
+		c->captrimmed = nc;
 	}
 	memmove(c->ck + i + 1, c->ck + i, (c->nck - i) * sizeof *c->ck);
-	c->ck[i] = (struct cat_ckpt){ id, kind };
+	c->ck[i] = (struct cat_ckpt){ id, kind, upto };
 	c->nck++;
 	/* keep from the second newest full on */
 	size_t fulls = 0, from = 0;
@@ -181,6 +239,8 @@ static int add_ckpt(struct catalog *c, uint64_t id, uint32_t kind)
 		}
 	}
 	if (from) {
+		for (size_t k = 0; k < from; k++)
+			c->trimmed[c->ntrimmed++] = c->ck[k].id;
 		memmove(c->ck, c->ck + from, (c->nck - from) * sizeof *c->ck);
 		c->nck -= from;
 	}
@@ -195,12 +255,102 @@ static int name_id(const char *name, uint64_t *id)
 	return r;
 }
 
-int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind)
+int catalog_add(struct catalog *c, const char *name, uint32_t ckpt_kind, uint64_t upto)
 {
 	uint64_t id;
 	if (name_id(name, &id))
 		return -EINVAL;
-	return name[0] == 's' ? add_segment(c, id) : add_ckpt(c, id, ckpt_kind);
+	return name[0] == 's' ? add_segment(c, id) : add_ckpt(c, id, ckpt_kind, upto);
+}
+
+/* Index of the first removed range whose last >= seg (c->nrm: none). */
+static size_t range_at(const struct catalog *c, uint64_t seg)
+{
+	size_t lo = 0, hi = c->nrm;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->rm[mid].last < seg)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+bool catalog_removed(const struct catalog *c, uint64_t seg)
+{
+	size_t i = range_at(c, seg);
+	return i < c->nrm && c->rm[i].first <= seg;
+}
+
+/* Add segment id to the removed ranges, merging the ranges it touches. */
+static int remove_segment(struct catalog *c, uint64_t id)
+{
+	if (catalog_removed(c, id))
+		return 0;
+	size_t i = range_at(c, id);	/* the first range after id (id is not in it) */
+	bool join_prev = i > 0 && c->rm[i - 1].last + 1 == id;
+	bool join_next = i < c->nrm && c->rm[i].first == id + 1;
+	if (join_prev && join_next) {
+		c->rm[i - 1].last = c->rm[i].last;
+		memmove(c->rm + i, c->rm + i + 1, (c->nrm - i - 1) * sizeof *c->rm);
+		c->nrm--;
+	} else if (join_prev) {
+		c->rm[i - 1].last = id;
+	} else if (join_next) {
+		c->rm[i].first = id;
+	} else {
+		struct cat_range *nrm = grow(c->rm, c->nrm, &c->caprm, sizeof *c->rm);
+		if (!nrm)
+			return -ENOMEM;
+		c->rm = nrm;
+		memmove(c->rm + i + 1, c->rm + i, (c->nrm - i) * sizeof *c->rm);
+		c->rm[i] = (struct cat_range){ id, id };
+		c->nrm++;
+	}
+	return 1;
+}
+
+int catalog_remove(struct catalog *c, const char *name)
+{
+	uint64_t id;
+	if (name_id(name, &id))
+		return -EINVAL;
+	if (name[0] == 's')
+		return remove_segment(c, id);
+	for (size_t i = 0; i < c->nck; i++) {
+		if (c->ck[i].id == id) {
+			memmove(c->ck + i, c->ck + i + 1, (c->nck - i - 1) * sizeof *c->ck);
+			c->nck--;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+size_t catalog_take_trimmed(struct catalog *c, uint64_t *ids, size_t max)
+{
+	size_t n = c->ntrimmed < max ? c->ntrimmed : max;
+	if (!n)
+		return 0;	/* trimmed may be NULL */
+	memcpy(ids, c->trimmed, n * sizeof *ids);
+	memmove(c->trimmed, c->trimmed + n, (c->ntrimmed - n) * sizeof *c->trimmed);
+	c->ntrimmed -= n;
+	return n;
+}
+
+uint64_t catalog_gc_floor(const struct catalog *c)
+{
+	uint64_t floor = UINT64_MAX;
+	size_t fulls = 0;
+	for (size_t i = 0; i < c->nck; i++) {
+		if (c->ck[i].kind != CAT_CKPT_FULL)
+			continue;
+		fulls++;
+		if (c->ck[i].upto < floor)
+			floor = c->ck[i].upto;
+	}
+	return fulls >= 2 ? floor : 0;
 }
 
 bool catalog_lists(const struct catalog *c, const char *name)
@@ -220,6 +370,8 @@ bool catalog_has(const struct catalog *c, const char *name)
 	if (name_id(name, &id))
 		return false;
 	if (name[0] == 's') {
+		if (catalog_removed(c, id))
+			return false;
 		if (id <= c->seg_hi)
 			return true;
 		for (size_t i = 0; i < c->nextra; i++)
@@ -238,13 +390,20 @@ void catalog_free(struct catalog *c)
 {
 	free(c->extra);
 	free(c->ck);
+	free(c->rm);
+	free(c->trimmed);
 	memset(c, 0, sizeof *c);
 }
 
-uint32_t catalog_ckpt_kind(const uint8_t hdr[16])
+uint32_t catalog_ckpt_kind(const uint8_t hdr[CAT_CKPT_HDR])
 {
 	if (memcmp(hdr, "QSFSCKP1", 8))
 		return 0;
 	uint32_t kind = get_le32(hdr + 12);
 	return kind == CAT_CKPT_FULL || kind == CAT_CKPT_DELTA ? kind : 0;
+}
+
+uint64_t catalog_ckpt_upto(const uint8_t hdr[CAT_CKPT_HDR])
+{
+	return catalog_ckpt_kind(hdr) ? get_le64(hdr + 48) : 0;
 }

@@ -852,3 +852,105 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
 	}
 	return 0;
 }
+
+/* --- deletion ------------------------------------------------------------ */
+
+/* Delete key on backend bi; on failure add the backend to failed (once:
+ * *mask has bit bi set after the first) and return the error. */
+static int del_key(struct objstore *s, size_t bi, const char *key, uint64_t *mask, char *failed,
+		   size_t failedlen, size_t *fl)
+{
+	int r = health_usable(s->health, bi) ? backend_del(s->backends[bi], key) : -EHOSTDOWN;
+	if (!r)
+		return 0;
+	if (r == -EIO)
+		health_fail(s->health, bi, backend_health(s->backends[bi]).last_error);
+	if (!(*mask & (1ull << bi)) && *fl < failedlen) {
+		const char *e = backend_health(s->backends[bi]).last_error;
+		*fl += (size_t)snprintf(failed + *fl, failedlen - *fl, "%s%s (%s)", *fl ? ", " : "",
+					backend_name(s->backends[bi]), r == -EHOSTDOWN ? "down" :
+					e[0] ? e : strerror(-r));
+	}
+	*mask |= 1ull << bi;
+	return r;
+}
+
+int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen)
+{
+	char key[128], failed[1024] = "";
+	size_t fl = 0;
+	uint64_t mask = 0;	/* backends that failed */
+	why[0] = 0;
+	if (strlen(name) >= OBJ_NAME_MAX || s->nbackends > 64)
+		return -EINVAL;
+	/* the newest metadata, every backend asked */
+	meta_key(s, name, key, sizeof key);
+	struct obj_meta meta, one;
+	bool found = false;
+	size_t undecryptable = 0;
+	for (size_t i = 0; i < s->nbackends; i++) {
+		int r = meta_at(s, i, key, name, &one);
+		if (r == -EIO) {
+			const char *e = backend_health(s->backends[i]).last_error;
+			mask |= 1ull << i;
+			if (fl < sizeof failed)
+				fl += (size_t)snprintf(failed + fl, sizeof failed - fl, "%s%s (%s)",
+						       fl ? ", " : "", backend_name(s->backends[i]),
+						       !health_usable(s->health, i) ? "down" :
+						       e[0] ? e : "cannot read the metadata");
+		}
+		undecryptable += r == -EBADMSG;
+		if (!r && (!found || one.gen > meta.gen))
+			meta = one;
+		found |= !r;
+	}
+	if (!found && undecryptable) {
+		snprintf(why, whylen, "object %s: its metadata does not open with this key (wrong "
+			 "key or tampered): its shards cannot be found to delete", name);
+		return -EBADMSG;
+	}
+	if (found) {
+		unsigned n = meta.k + meta.m;
+		uint32_t most = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (meta.sh[i].pieces > most)
+				most = meta.sh[i].pieces;
+		/* the current generation, where its metadata says */
+		for (unsigned i = 0; i < n; i++) {
+			int bi = find_backend(s, meta.sh[i].backend);
+			if (bi < 0)
+				continue;	/* not configured: nothing can reach it */
+			for (uint32_t p = 0; p < meta.sh[i].pieces; p++) {
+				char k[128];
+				shard_key(s, name, meta.gen, i, p, k, sizeof k);
+				if (del_key(s, (size_t)bi, k, &mask, failed, sizeof failed, &fl))
+					break;
+			}
+		}
+		/* older generations (a repair deletes them, but not on backends
+		 * that were down then): the same keys on every backend */
+		for (uint64_t g = 0; g < meta.gen; g++) {
+			for (size_t bi = 0; bi < s->nbackends; bi++) {
+				bool bad = false;
+				for (unsigned i = 0; i < n && !bad; i++) {
+					for (uint32_t p = 0; p < most && !bad; p++) {
+						char k[128];
+						shard_key(s, name, g, i, p, k, sizeof k);
+						bad = del_key(s, bi, k, &mask, failed, sizeof failed,
+							      &fl) != 0;
+					}
+				}
+			}
+		}
+	}
+	/* the metadata last, and only once everything else is gone: a retry
+	 * still finds the placement */
+	for (size_t bi = 0; !mask && bi < s->nbackends; bi++)
+		del_key(s, bi, key, &mask, failed, sizeof failed, &fl);
+	if (mask) {
+		snprintf(why, whylen, "object %s: cannot delete it everywhere yet (%s); kept for a "
+			 "retry", name, failed);
+		return -EIO;
+	}
+	return 0;
+}

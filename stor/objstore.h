@@ -117,4 +117,19 @@ int obj_sync_meta(struct objstore *s, const char *name, char *why, size_t whylen
 int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	       const char *tmpdir, char *why, size_t whylen);
 
+/* Delete object name from the backends: its newest metadata is read from
+ * every backend; every piece of every shard of that generation is deleted
+ * on the backend the metadata names (shards on backends no longer
+ * configured are left: nothing reads them), the same keys of every older
+ * generation (".gG", generation 0 without suffix) on every backend, and
+ * only then the metadata key on every backend, so an interrupted delete
+ * still knows the placement when it is tried again. Returns 0 once every
+ * configured backend answered every DEL (an absent key is fine; metadata
+ * absent everywhere means already deleted), else -EIO (a backend down or
+ * failing: some keys may remain; call again) or -EBADMSG (only copies
+ * that do not open: the placement is unknown, nothing is deleted), with
+ * why naming the object and the backends. Blocks on the backends; uses
+ * s's handles (one thread at a time). */
+int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen);
+
 #endif

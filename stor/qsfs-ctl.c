@@ -3,6 +3,10 @@
  *   qsfs-ctl [-c CONFIG] format [--force]
  *   qsfs-ctl [-c CONFIG] store NAME PATH       (NAME: s<segment id> | c<checkpoint id>)
  *   qsfs-ctl [-c CONFIG] retrieve NAME PATH
+ *   qsfs-ctl [-c CONFIG] delete NAME           queue the deletion of an object
+ *                                              from the backends (exit 0 once
+ *                                              journaled)
+ *   qsfs-ctl [-c CONFIG] gcfloor               the catalog's GC floor
  *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
  *   qsfs-ctl [-c CONFIG] status [--json]
  *   qsfs-ctl [-c CONFIG] catalog               the volume catalog (JSON)
@@ -52,6 +56,9 @@ static void usage(FILE *f)
 		   "  format [--force]        create the volume on the backends\n"
 		   "  store NAME PATH         queue an upload (NAME: s<id> or c<id>)\n"
 		   "  retrieve NAME PATH      fetch an object into PATH\n"
+		   "  delete NAME             queue the deletion of an object from the backends\n"
+		   "  gcfloor                 the segment id up to which dead segments may be\n"
+		   "                          deleted (the older full checkpoint's coverage)\n"
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
 		   "  status [--json]         queue, backends, errors\n"
 		   "  catalog                 what the backends hold (JSON)\n"
@@ -247,6 +254,12 @@ static void print_status(json_object *o, bool stor_down)
 	       (long long)I("stored"), (long long)I("failures"));
 	if (*S("last_error"))
 		printf("last error:      %s\n", S("last_error"));
+	if (I("deletes_pending")) {
+		bool failing = json_object_object_get_ex(o, "deletes_failing", &v) &&
+			       json_object_get_boolean(v);
+		printf("deletions pending: %lld%s%s\n", (long long)I("deletes_pending"),
+		       failing ? "; failing and retried: " : "", failing ? S("delete_last_error") : "");
+	}
 	printf("degraded:        %lld objects\n", (long long)I("degraded_objects"));
 	json_object *dg;
 	if (json_object_object_get_ex(o, "degraded", &dg)) {
@@ -752,6 +765,28 @@ int main(int argc, char **argv)
 					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
 				ret = 1;
 			}
+		}
+	} else if (!strcmp(cmd, "delete") && nargs == 1) {
+		if (object_name_parse(args[0], &id)) {
+			fprintf(stderr, "qsfs-ctl: delete: NAME is s<id> or c<id>\n");
+			ret = 2;
+		} else {
+			snprintf(req, sizeof req, "DELETE %s\n", args[0]);
+			ret = request(sock, req, &reply);
+			if (!ret && strcmp(reply, "OK")) {
+				fprintf(stderr, "qsfs-ctl: delete %s: %s\n", args[0],
+					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+				ret = 1;
+			}
+		}
+	} else if (!strcmp(cmd, "gcfloor") && nargs == 0) {
+		ret = request(sock, "GCFLOOR\n", &reply);
+		if (!ret && strncmp(reply, "OK ", 3)) {
+			fprintf(stderr, "qsfs-ctl: gcfloor: %s\n",
+				strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+			ret = 1;
+		} else if (!ret) {
+			printf("%s\n", reply + 3);
 		}
 	} else if (!strcmp(cmd, "confirmed") && nargs == 1) {
 		snprintf(req, sizeof req, "CONFIRMED %s\n", args[0]);

@@ -136,6 +136,46 @@ int spool_add(struct spool *s, const char *name, const char *path)
 	return r;
 }
 
+#define DEL_SUFFIX ".del"
+
+bool spool_is_delete(const char *job, char *obj)
+{
+	size_t n = strlen(job), sl = sizeof DEL_SUFFIX - 1;
+	char name[32];
+	uint64_t id;
+	if (n <= sl || n - sl >= sizeof name || strcmp(job + n - sl, DEL_SUFFIX))
+		return false;
+	memcpy(name, job, n - sl);
+	name[n - sl] = 0;
+	if (object_name_parse(name, &id))
+		return false;
+	if (obj)
+		memcpy(obj, name, n - sl + 1);
+	return true;
+}
+
+int spool_add_delete(struct spool *s, const char *name)
+{
+	uint64_t id;
+	if (object_name_parse(name, &id))
+		return -EINVAL;
+	char tmp[64], final[64];
+	snprintf(tmp, sizeof tmp, ".%s%s.tmp", name, DEL_SUFFIX);
+	snprintf(final, sizeof final, "%s%s", name, DEL_SUFFIX);
+	int fd = openat(s->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	if (!r && renameat(s->dfd, tmp, s->dfd, final) < 0)
+		r = -errno;
+	if (!r)
+		r = fs_fsync_dir(s->dfd);
+	if (r)
+		unlinkat(s->dfd, tmp, 0);
+	return r;
+}
+
 int spool_done(struct spool *s, const char *name)
 {
 	if (unlinkat(s->dfd, name, 0) < 0 && errno != ENOENT)
@@ -160,7 +200,8 @@ int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t
 	while ((e = readdir(d))) {
 		uint64_t id;
 		struct stat st;
-		if (object_name_parse(e->d_name, &id) || fstatat(s->dfd, e->d_name, &st, 0))
+		if ((object_name_parse(e->d_name, &id) && !spool_is_delete(e->d_name, NULL)) ||
+		    fstatat(s->dfd, e->d_name, &st, 0))
 			continue;
 		cb(arg, e->d_name, (uint64_t)st.st_size, (int64_t)st.st_mtime);
 	}

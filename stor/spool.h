@@ -8,10 +8,15 @@
  * acknowledged job in the directory, and the next start resumes them all.
  * Storing a name again replaces the job (hand-offs may repeat).
  * The link also keeps the bytes alive if the cache deletes its file.
+ *
+ * A DELETE job is an empty file STATE_DIR/spool/NAME.del, made durable the
+ * same way (temp, fsync, rename, fsync of the directory) and removed the
+ * same way once the object is gone from the backends.
  */
 #ifndef QSFS_STOR_SPOOL_H
 #define QSFS_STOR_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,13 +29,20 @@ void spool_close(struct spool *s);
 /* Durably add a job for object name from the file at path. */
 int spool_add(struct spool *s, const char *name, const char *path);
 
-/* The job is done: remove it durably. */
+/* Durably add a job deleting object name: the file NAME.del. Returns 0
+ * once it is on disk, -EINVAL for a bad name, else -errno. Blocks on
+ * fsync. */
+int spool_add_delete(struct spool *s, const char *name);
+
+/* The job is done: remove it durably (name: a job name as spool_list gives
+ * it, NAME or NAME.del). */
 int spool_done(struct spool *s, const char *name);
 
 /* Open the job's file for reading (fd) and give its size. */
 int spool_open_job(struct spool *s, const char *name, uint64_t *size);
 
-/* Call cb for every job present (at start: the unfinished ones). */
+/* Call cb for every job present (at start: the unfinished ones): a STORE
+ * job with the object's name, a DELETE job with "NAME.del" (size 0). */
 int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t size,
 					   int64_t mtime),
 	       void *arg);
@@ -38,5 +50,10 @@ int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t
 /* Object names are "s<digits>" (segment) or "c<digits>" (checkpoint).
  * Returns 0 and the id used by the codec (checkpoints have bit 63 set). */
 int object_name_parse(const char *name, uint64_t *code_id);
+
+/* Is job name a DELETE job ("NAME.del" with a valid object name)? If so,
+ * and obj is not NULL, the object's name goes to obj (OBJ name size, at
+ * least 32 bytes). */
+bool spool_is_delete(const char *job, char *obj);
 
 #endif

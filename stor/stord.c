@@ -6,6 +6,18 @@
  * resumes every job left in the spool (the journal), and serves the control
  * socket (mode 0600), one request line per connection:
  *   STORE NAME PATH      durably queue an upload; "OK" once journaled
+ *                        ("ERR" for a segment deleted or being deleted)
+ *   DELETE NAME          durably queue the deletion of an object; "OK" once
+ *                        journaled (NAME.del in the spool); "ERR NAME has an
+ *                        upload queued; retry later" while a STORE of it is
+ *                        queued, "ERR" for a checkpoint the catalog's window
+ *                        still lists. A segment leaves the catalog first
+ *                        (removed ranges), then its keys leave the backends;
+ *                        checkpoints trimmed out of the window are deleted
+ *                        by stor itself
+ *   GCFLOOR              "OK <floor>": catalog_gc_floor (catalog.h), the
+ *                        segment id up to which dead segments may be deleted
+ *                        as far as the remote checkpoints are concerned
  *   RETRIEVE NAME PATH   fetch and rebuild the object into PATH (atomically)
  *   CONFIRMED NAME       "YES" when the object is safely remote (stored and
  *                        in the volume catalog), else "NO"
@@ -18,9 +30,10 @@
  *                        once its queue is empty)
  *   STATUS               one line of JSON (written with json-c)
  * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
- * SIGTERM/SIGINT: stop when every queued job is uploaded (exit 0); a second
- * signal, or stor.drain_timeout seconds, exits at once (1), leaving the
- * journal for the next start.
+ * SIGTERM/SIGINT: stop when every queued job (uploads and deletions) is done
+ * (exit 0); a second signal, or stor.drain_timeout seconds, exits at once
+ * (1), leaving the journal for the next start. Deletions also keep the
+ * writer lease like uploads (lease_tick releases it on an empty queue).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -70,7 +83,9 @@ struct ctx {
 };
 
 struct job {
-	char name[OBJ_NAME_MAX];
+	char name[OBJ_NAME_MAX];	/* the spool's name: NAME, or NAME.del */
+	char obj[OBJ_NAME_MAX];		/* the object's name */
+	bool del;			/* a deletion (NAME.del), else an upload */
 	uint64_t size;
 	int64_t since;		/* unix time it was queued */
 	unsigned fails;
@@ -92,9 +107,15 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work, changed;
 	struct job *jobs;
-	unsigned njobs, in_flight;
+	unsigned njobs, in_flight;	/* njobs: uploads and deletions; in_flight: uploads */
+	unsigned ndeletes;		/* deletion jobs among njobs */
 	uint64_t stored, failures;
 	char last_error[512];
+	uint64_t deleted, delete_failures;
+	char delete_error[512];		/* why the last deletion attempt failed */
+	/* the object a scrub or check pass works on ("": none): a deletion of
+	 * it waits, or the pass's repair could store it again mid-delete */
+	char scrubbing[OBJ_NAME_MAX];
 	bool draining, stop;
 	struct degraded *degraded;	/* objects read with shards missing or bad */
 	size_t ndegraded;
@@ -129,23 +150,68 @@ static pthread_mutex_t cat_mu = PTHREAD_MUTEX_INITIALIZER;
  * a LEASE request. */
 static pthread_cond_t lease_cv = PTHREAD_COND_INITIALIZER;
 static struct catalog cat;
+/* The last write of cat reached a majority (under cat_mu): the backends'
+ * catalog is the one in memory, so what it no longer lists may go. */
+static bool cat_saved = true;
+
+#define TRIMMED_BATCH 64
+
+/* Write the catalog out (cat_mu held). On success, up to TRIMMED_BATCH ids
+ * of checkpoints the window dropped go to trimmed (*ntrimmed of them), to
+ * be journaled for deletion once cat_mu is released. */
+static int cat_save(struct objstore *os, uint64_t *trimmed, size_t *ntrimmed, char *why,
+		    size_t whylen)
+{
+	int r = catalog_store(os, &cat, why, whylen);
+	cat_saved = r == 0;
+	*ntrimmed = r ? 0 : catalog_take_trimmed(&cat, trimmed, TRIMMED_BATCH);
+	return r;
+}
+
+static int queue_job(const char *name, uint64_t size, int64_t since);
+
+/* Journal and queue the deletion of checkpoints c<id> (mu and cat_mu not
+ * held). A failure is logged: the object stays on the backends, unlisted. */
+static void journal_trimmed(const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char name[OBJ_NAME_MAX], job[OBJ_NAME_MAX + 8];
+		snprintf(name, sizeof name, "c%llu", (unsigned long long)ids[i]);
+		snprintf(job, sizeof job, "%s.del", name);
+		int r = spool_add_delete(D.spool, name);
+		if (!r) {
+			pthread_mutex_lock(&D.mu);
+			r = queue_job(job, 0, (int64_t)time(NULL));
+			pthread_mutex_unlock(&D.mu);
+		}
+		if (r)
+			qlog_err("stor: checkpoint %s left the catalog's window but its deletion "
+				 "cannot be journaled (%s): its object stays on the backends",
+				 name, strerror(-r));
+		else
+			qlog_debug("stor: %s left the catalog's window: deletion queued", name);
+	}
+}
 
 /* Add a stored object to the catalog and write it out (majority). hdr: the
- * object's first 16 bytes (for a checkpoint's kind). */
-static int catalog_note(struct objstore *os, const char *name, const uint8_t hdr[16],
+ * object's first CAT_CKPT_HDR bytes (a checkpoint's kind and upto). */
+static int catalog_note(struct objstore *os, const char *name, const uint8_t hdr[CAT_CKPT_HDR],
 			char *why, size_t whylen)
 {
 	uint32_t kind = name[0] == 'c' ? catalog_ckpt_kind(hdr) : 0;
 	if (name[0] == 'c' && !kind)
 		kind = CAT_CKPT_DELTA;	/* not a checkpoint we know: never a restore's base */
+	uint64_t trimmed[TRIMMED_BATCH];
+	size_t ntrimmed = 0;
 	pthread_mutex_lock(&cat_mu);
-	int r = catalog_add(&cat, name, kind);
+	int r = catalog_add(&cat, name, kind, catalog_ckpt_upto(hdr));
 	if (r >= 0)
-		r = catalog_store(os, &cat, why, whylen);
+		r = cat_save(os, trimmed, &ntrimmed, why, whylen);
 	else
 		snprintf(why, whylen, "%s: cannot add it to the volume catalog: %s", name,
 			 strerror(-r));
 	pthread_mutex_unlock(&cat_mu);
+	journal_trimmed(trimmed, ntrimmed);
 	return r;
 }
 
@@ -209,6 +275,10 @@ static int queue_job(const char *name, uint64_t size, int64_t since)
 		if (!j)
 			return -ENOMEM;
 		snprintf(j->name, sizeof j->name, "%s", name);
+		j->del = spool_is_delete(name, j->obj);
+		if (!j->del)
+			snprintf(j->obj, sizeof j->obj, "%s", name);
+		D.ndeletes += j->del;
 		j->size = size;
 		j->since = since;
 		struct job **t = &D.jobs;
@@ -230,10 +300,83 @@ static void drop_job(struct job *j)
 		}
 	}
 	D.njobs--;
+	D.ndeletes -= j->del;
 	free(j);
 }
 
 static void note_damage(const char *name, const char *damage);
+
+/* The deletion of object obj (a job NAME.del): a segment leaves the catalog
+ * first (so scrub and restores stop looking for it), then its keys leave
+ * the backends; a checkpoint only once the catalog the backends hold no
+ * longer lists it. Returns 0 when done, else a negative errno with why
+ * (the job is retried). mu not held. */
+static int run_delete(struct ctx *c, const char *obj, char *why, size_t whylen)
+{
+	uint64_t trimmed[TRIMMED_BATCH];
+	size_t ntrimmed = 0;
+	int r = 0;
+	pthread_mutex_lock(&cat_mu);
+	if (obj[0] == 's') {
+		r = catalog_remove(&cat, obj);
+		if (r < 0)
+			snprintf(why, whylen, "%s: cannot remove it from the volume catalog: %s",
+				 obj, strerror(-r));
+		else if (r == 1 || !cat_saved)
+			r = cat_save(&c->os, trimmed, &ntrimmed, why, whylen);
+	} else if (catalog_lists(&cat, obj)) {
+		snprintf(why, whylen, "%s: still in the catalog's checkpoint window (a restore may "
+			 "need it): not deleted", obj);
+		r = -EBUSY;
+	} else if (!cat_saved) {
+		snprintf(why, whylen, "%s: the volume catalog's last write failed, so the backends "
+			 "may still list it: deleted once the catalog is written", obj);
+		r = -EAGAIN;
+	}
+	pthread_mutex_unlock(&cat_mu);
+	journal_trimmed(trimmed, ntrimmed);
+	if (r < 0)
+		return r;
+	/* the catalog no longer lists it, so a pass that starts on it now
+	 * skips it; one already on it is waited for */
+	pthread_mutex_lock(&D.mu);
+	bool busy = !strcmp(D.scrubbing, obj);
+	pthread_mutex_unlock(&D.mu);
+	if (busy) {
+		snprintf(why, whylen, "%s: a scrub pass is checking it", obj);
+		return -EINPROGRESS;
+	}
+	return obj_delete(&c->os, obj, why, whylen);
+}
+
+/* A deletion attempt of job j ended with r (why). mu held. */
+static void delete_done(struct job *j, int r, const char *why)
+{
+	j->busy = false;
+	if (!r && j->again) {
+		j->again = false;	/* asked again meanwhile: once more */
+	} else if (!r) {
+		int e = spool_done(D.spool, j->name);
+		if (e)
+			qlog_err("stor: %s deleted but its journal entry cannot be removed: %s",
+				 j->obj, strerror(-e));
+		D.deleted++;
+		qlog_debug("stor: %s deleted", j->obj);
+		drop_job(j);
+		if (!D.njobs)
+			pthread_cond_broadcast(&lease_cv);
+	} else if (r == -EINPROGRESS) {
+		j->next_ns = fs_now_ns() + 200000000ull;	/* soon: not a failure */
+	} else {
+		j->fails++;
+		D.delete_failures++;
+		j->next_ns = fs_now_ns() + backoff_ns(j->fails);
+		snprintf(D.delete_error, sizeof D.delete_error, "%s", why);
+		qlog_warn("stor: deletion of %s failed (attempt %u, next in %llu s): %s", j->obj,
+			  j->fails, (unsigned long long)(backoff_ns(j->fails) / 1000000000ull), why);
+	}
+	pthread_cond_broadcast(&D.changed);
+}
 
 static void *worker_main(void *arg)
 {
@@ -256,8 +399,8 @@ static void *worker_main(void *arg)
 		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;
 		struct job *j = NULL;
 		for (struct job *t = D.fenced ? NULL : D.jobs; t && !j; t = t->next) {
-			if (t->busy)
-				continue;
+			if (t->busy || (t->del && find_job(t->obj)))
+				continue;	/* an upload of it goes first */
 			if (t->next_ns <= now)
 				j = t;
 			else if (t->next_ns < wake)
@@ -269,6 +412,16 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		j->busy = true;
+		if (j->del) {
+			char obj[OBJ_NAME_MAX];
+			snprintf(obj, sizeof obj, "%s", j->obj);
+			pthread_mutex_unlock(&D.mu);
+			char why[1024] = "";
+			int r = run_delete(c, obj, why, sizeof why);
+			pthread_mutex_lock(&D.mu);
+			delete_done(j, r, why);
+			continue;
+		}
 		D.in_flight++;
 		char name[OBJ_NAME_MAX];
 		snprintf(name, sizeof name, "%s", j->name);
@@ -279,7 +432,7 @@ static void *worker_main(void *arg)
 		int r = object_name_parse(name, &id);
 		int fd = r ? r : spool_open_job(D.spool, name, &size);
 		if (fd >= 0) {
-			uint8_t hdr[16] = { 0 };
+			uint8_t hdr[CAT_CKPT_HDR] = { 0 };
 			if (pread(fd, hdr, sizeof hdr, 0) < 0)
 				memset(hdr, 0, sizeof hdr);
 			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why, damage,
@@ -654,7 +807,7 @@ static void request_check(const char *why)
 	pthread_cond_broadcast(&S.cv);
 }
 
-/* The names the catalog lists now. */
+/* The names the catalog lists now (removed segments are not). */
 static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 {
 	pthread_mutex_lock(&cat_mu);
@@ -662,9 +815,11 @@ static char (*scrub_names(size_t *n))[OBJ_NAME_MAX]
 	char (*v)[OBJ_NAME_MAX] = calloc(cnt ? cnt : 1, OBJ_NAME_MAX);
 	size_t k = 0;
 	for (uint64_t id = 1; v && id <= cat.seg_hi; id++)
-		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
+		if (!catalog_removed(&cat, id))	/* deleted: nothing to check */
+			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
 	for (size_t i = 0; v && i < cat.nextra; i++)
-		snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)cat.extra[i]);
+		if (!catalog_removed(&cat, cat.extra[i]))
+			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)cat.extra[i]);
 	for (size_t i = 0; v && i < cat.nck; i++)
 		snprintf(v[k++], OBJ_NAME_MAX, "c%llu", (unsigned long long)cat.ck[i].id);
 	pthread_mutex_unlock(&cat_mu);
@@ -820,7 +975,24 @@ static void *scrub_main(void *arg)
 			pthread_mutex_unlock(&D.mu);
 			if (stop)
 				break;
-			scrub_one(c, names[i], mode);
+			/* a deletion waits while the pass is on its object, and
+			 * the pass skips what the catalog stopped listing */
+			pthread_mutex_lock(&D.mu);
+			snprintf(D.scrubbing, sizeof D.scrubbing, "%s", names[i]);
+			pthread_mutex_unlock(&D.mu);
+			pthread_mutex_lock(&cat_mu);
+			bool listed = catalog_lists(&cat, names[i]);
+			pthread_mutex_unlock(&cat_mu);
+			if (listed) {
+				scrub_one(c, names[i], mode);
+			} else {
+				pthread_mutex_lock(&D.mu);
+				S.done++;
+				pthread_mutex_unlock(&D.mu);
+			}
+			pthread_mutex_lock(&D.mu);
+			D.scrubbing[0] = 0;
+			pthread_mutex_unlock(&D.mu);
 		}
 		free(names);
 		if (i == n)
@@ -1067,20 +1239,28 @@ static void do_status(int cfd)
 	uint64_t bytes = 0;
 	int64_t oldest = 0, now = (int64_t)time(NULL);
 	for (struct job *j = D.jobs; j; j = j->next) {
+		if (j->del)
+			continue;	/* counted apart */
 		bytes += j->size;
 		if (!oldest || j->since < oldest)
 			oldest = j->since;
 	}
+	unsigned uploads = D.njobs - D.ndeletes;
 	json_object_object_add(o, "volume", json_object_new_string(D.cfg.volume));
 	json_object_object_add(o, "volume_id", json_object_new_string(D.vol.idhex));
-	json_object_object_add(o, "pending_jobs", json_object_new_int64(D.njobs));
+	json_object_object_add(o, "pending_jobs", json_object_new_int64(uploads));
 	json_object_object_add(o, "pending_bytes", json_object_new_int64((int64_t)bytes));
 	json_object_object_add(o, "oldest_pending_s",
-			       json_object_new_int64(D.njobs ? now - oldest : 0));
+			       json_object_new_int64(uploads ? now - oldest : 0));
 	json_object_object_add(o, "in_flight", json_object_new_int64(D.in_flight));
 	json_object_object_add(o, "stored", json_object_new_int64((int64_t)D.stored));
 	json_object_object_add(o, "failures", json_object_new_int64((int64_t)D.failures));
 	json_object_object_add(o, "last_error", json_object_new_string(D.last_error));
+	json_object_object_add(o, "deletes_pending", json_object_new_int64(D.ndeletes));
+	json_object_object_add(o, "deleted", json_object_new_int64((int64_t)D.deleted));
+	json_object_object_add(o, "delete_failures",
+			       json_object_new_int64((int64_t)D.delete_failures));
+	json_object_object_add(o, "delete_last_error", json_object_new_string(D.delete_error));
 	json_object_object_add(o, "draining", json_object_new_boolean(D.draining));
 	json_object *bs = json_object_new_array(), *problems = json_object_new_array();
 	char line[1400];
@@ -1165,12 +1345,20 @@ static void do_status(int cfd)
 	json_object_object_add(o, "fenced", json_object_new_boolean(D.fenced));
 	json_object_object_add(o, "lease", json_object_new_string(D.lease_state ? D.lease_state
 										: "unknown"));
-	bool failing = false;
-	for (struct job *j = D.jobs; j; j = j->next)
-		failing |= j->fails > 0;
+	bool failing = false, del_failing = false;
+	for (struct job *j = D.jobs; j; j = j->next) {
+		failing |= !j->del && j->fails > 0;
+		del_failing |= j->del && j->fails > 0;
+	}
 	if (failing) {
 		snprintf(line, sizeof line, "uploads are failing and being retried: %s",
 			 D.last_error);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "deletes_failing", json_object_new_boolean(del_failing));
+	if (del_failing) {
+		snprintf(line, sizeof line, "deletions are failing and being retried (%u pending): "
+			 "%s", D.ndeletes, D.delete_error);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	scrub_status(o, problems);
@@ -1203,7 +1391,7 @@ static bool is_confirmed(const char *name)
 static void do_catalog(int cfd)
 {
 	json_object *o = json_object_new_object(), *ex = json_object_new_array(),
-		    *ck = json_object_new_array();
+		    *ck = json_object_new_array(), *rm = json_object_new_array();
 	pthread_mutex_lock(&cat_mu);
 	json_object_object_add(o, "volume", json_object_new_string(D.vol.idhex));
 	json_object_object_add(o, "seq", json_object_new_uint64(cat.seq));
@@ -1215,13 +1403,88 @@ static void do_catalog(int cfd)
 		json_object_object_add(e, "id", json_object_new_uint64(cat.ck[i].id));
 		json_object_object_add(e, "kind", json_object_new_string(
 			cat.ck[i].kind == CAT_CKPT_FULL ? "full" : "delta"));
+		json_object_object_add(e, "upto", json_object_new_uint64(cat.ck[i].upto));
 		json_object_array_add(ck, e);
 	}
+	for (size_t i = 0; i < cat.nrm; i++) {
+		json_object *r = json_object_new_array();
+		json_object_array_add(r, json_object_new_uint64(cat.rm[i].first));
+		json_object_array_add(r, json_object_new_uint64(cat.rm[i].last));
+		json_object_array_add(rm, r);
+	}
+	json_object_object_add(o, "gc_floor", json_object_new_uint64(catalog_gc_floor(&cat)));
 	pthread_mutex_unlock(&cat_mu);
 	json_object_object_add(o, "segments_extra", ex);
 	json_object_object_add(o, "checkpoints", ck);
+	json_object_object_add(o, "segments_removed", rm);
 	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+}
+
+/* May object name be stored? 0 yes; 1 no, and the reply says why: a
+ * segment deleted (removed from the catalog) or with a deletion queued
+ * (its upload would leave keys no catalog lists). */
+static int store_allowed(int cfd, const char *name)
+{
+	char job[OBJ_NAME_MAX + 8];
+	snprintf(job, sizeof job, "%s.del", name);
+	pthread_mutex_lock(&D.mu);
+	bool deleting = find_job(job) != NULL;
+	pthread_mutex_unlock(&D.mu);
+	uint64_t id;
+	object_name_parse(name, &id);
+	pthread_mutex_lock(&cat_mu);
+	bool removed = name[0] == 's' && catalog_removed(&cat, id);
+	pthread_mutex_unlock(&cat_mu);
+	if (deleting || removed) {
+		dprintf(cfd, "ERR %s %s: not stored\n", name, deleting ? "is being deleted" :
+			"was deleted (the catalog lists it as removed)");
+		return 1;
+	}
+	return 0;
+}
+
+/* DELETE NAME: journal NAME.del durably, queue it, reply. */
+static void do_delete(int cfd, const char *name)
+{
+	uint64_t id;
+	if (object_name_parse(name, &id)) {
+		dprintf(cfd, "ERR bad object name '%s' (s<id> or c<id>)\n", name);
+		return;
+	}
+	if (name[0] == 'c') {
+		pthread_mutex_lock(&cat_mu);
+		bool listed = catalog_lists(&cat, name);
+		pthread_mutex_unlock(&cat_mu);
+		if (listed) {
+			dprintf(cfd, "ERR %s is in the catalog's checkpoint window (a restore may "
+				"need it); it is deleted by itself once newer checkpoints replace "
+				"it\n", name);
+			return;
+		}
+	}
+	char job[OBJ_NAME_MAX + 8];
+	snprintf(job, sizeof job, "%s.del", name);
+	/* mu across the journal write: a STORE of name cannot slip in between
+	 * the check and the queue */
+	pthread_mutex_lock(&D.mu);
+	int r = 0;
+	if (find_job(name)) {
+		pthread_mutex_unlock(&D.mu);
+		dprintf(cfd, "ERR %s has an upload queued; retry later\n", name);
+		return;
+	}
+	r = spool_add_delete(D.spool, name);
+	if (!r)
+		r = queue_job(job, 0, (int64_t)time(NULL));
+	pthread_mutex_unlock(&D.mu);
+	if (r) {
+		qlog_err("stor: cannot journal the deletion of %s in %s/spool: %s", name,
+			 D.cfg.stor.state_dir, strerror(-r));
+		dprintf(cfd, "ERR cannot journal the deletion of %s: %s\n", name, strerror(-r));
+		return;
+	}
+	dprintf(cfd, "OK\n");
 }
 
 static void *conn_main(void *arg)
@@ -1250,7 +1513,11 @@ static void *conn_main(void *arg)
 			dprintf(cfd, "%s\n", is_confirmed(name) ? "YES" : "NO");
 	} else if (!strcmp(cmd, "STORE") && name && rest) {
 		uint64_t id;
-		int r = object_name_parse(name, &id) ? -EINVAL : spool_add(D.spool, name, rest);
+		int r = object_name_parse(name, &id) ? -EINVAL : store_allowed(cfd, name);
+		if (r == 1)
+			goto out;	/* refused, and said why */
+		if (!r)
+			r = spool_add(D.spool, name, rest);
 		struct stat st;
 		if (!r && stat(rest, &st) == 0) {
 			pthread_mutex_lock(&D.mu);
@@ -1262,6 +1529,13 @@ static void *conn_main(void *arg)
 				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
 		else
 			dprintf(cfd, "OK\n");
+	} else if (!strcmp(cmd, "DELETE") && name && !rest) {
+		do_delete(cfd, name);
+	} else if (!strcmp(cmd, "GCFLOOR") && !name) {
+		pthread_mutex_lock(&cat_mu);
+		uint64_t floor = catalog_gc_floor(&cat);
+		pthread_mutex_unlock(&cat_mu);
+		dprintf(cfd, "OK %llu\n", (unsigned long long)floor);
 	} else if (!strcmp(cmd, "SCRUB") || !strcmp(cmd, "REPAIR")) {
 		pthread_mutex_lock(&D.mu);
 		bool already = S.running || S.requested;
@@ -1281,6 +1555,7 @@ static void *conn_main(void *arg)
 	} else {
 		dprintf(cfd, "ERR unknown request '%s'\n", cmd);
 	}
+out:
 	close(cfd);
 	return NULL;
 }
@@ -1480,8 +1755,9 @@ int main(int argc, char **argv)
 				unsigned left = D.njobs;
 				pthread_mutex_unlock(&D.mu);
 				if (signals == 1) {
-					qlog_info("stor: %s: uploading %u pending jobs, then exiting (signal "
-						  "again to exit now)", strsignal((int)si.ssi_signo), left);
+					qlog_info("stor: %s: finishing %u pending jobs (uploads and "
+						  "deletions), then exiting (signal again to exit now)",
+						  strsignal((int)si.ssi_signo), left);
 					if (D.cfg.stor.drain_timeout)
 						drain_deadline = fs_now_ns() +
 							(uint64_t)D.cfg.stor.drain_timeout * 1000000000ull;

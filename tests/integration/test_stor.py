@@ -341,6 +341,228 @@ def test_sigterm_exits_only_after_upload(stor, redises, tmp_path):
     stor.stop()
 
 
+def redis_keys(r, pattern):
+    """The keys of redis-server r matching pattern (SCAN)."""
+    p = subprocess.run(["redis-cli", "-p", str(r.port), "--scan", "--pattern", pattern],
+                       capture_output=True, text=True, check=True)
+    return p.stdout.split()
+
+
+def object_keys(redises, name):
+    """Every key of object name (shard pieces of any generation, metadata)
+    on any of the servers."""
+    return [k for r in redises for pat in (f"*/o/{name}/*", f"*/m/{name}")
+            for k in redis_keys(r, pat)]
+
+
+def send(stor, line):
+    """One request on qsfs-stor's control socket; the reply line."""
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(str(stor.tmp / "stor.sock"))
+        c.sendall(line.encode() + b"\n")
+        return c.makefile().readline().strip()
+
+
+def status(stor):
+    return json.loads(stor.ctl("status", "--json").stdout)
+
+
+def wait_deleted(stor, timeout=60):
+    """Poll STATUS until no deletion is pending."""
+    wait_for(lambda: status(stor)["deletes_pending"] == 0, timeout, "deletions to finish")
+
+
+def checkpoint(path: Path, kind: int, upto: int, size=5000):
+    """A checkpoint file: its clear header (magic, version 1, kind, upto at
+    48) is all the catalog reads; the rest is opaque."""
+    hdr = bytearray(64)
+    hdr[0:8] = b"QSFSCKP1"
+    hdr[8:12] = (1).to_bytes(4, "little")
+    hdr[12:16] = kind.to_bytes(4, "little")
+    hdr[48:56] = upto.to_bytes(8, "little")
+    path.write_bytes(bytes(hdr) + os.urandom(size))
+
+
+def test_delete_segment(stor, redises, tmp_path):
+    stor.start()
+    data = {}
+    for name in ("s1", "s2", "s3"):
+        data[name] = make(tmp_path / name, 3 * STRIPE + 11, True)
+        stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    assert len(object_keys(redises, "s1")) >= 6 + 6  # shards and metadata copies
+    stor.ctl("delete", "s1")
+    stor.ctl("delete", "s3")
+    wait_deleted(stor)
+    assert object_keys(redises, "s1") == [] and object_keys(redises, "s3") == []
+    cat = json.loads(stor.ctl("catalog").stdout)
+    assert cat["segments_removed"] == [[1, 1], [3, 3]]
+    assert stor.ctl("confirmed", "s1", check=False).stdout.strip() == "no"
+    st = status(stor)
+    assert st["deleted"] == 2 and st["pending_jobs"] == 0 and st["state"] == "ok"
+    # the other object is whole; a deleted segment is not stored again
+    stor.ctl("retrieve", "s2", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data["s2"]
+    p = stor.ctl("store", "s1", tmp_path / "s1", check=False)
+    assert p.returncode == 1 and "was deleted" in p.stderr
+    # s2 then s1 again: ranges merge
+    stor.ctl("delete", "s2")
+    wait_deleted(stor)
+    assert json.loads(stor.ctl("catalog").stdout)["segments_removed"] == [[1, 3]]
+    assert object_keys(redises, "s2") == []
+    # bad names are refused by qsfs-ctl and by the daemon
+    assert stor.ctl("delete", "x1", check=False).returncode == 2
+    assert stor.stop() == 0
+    # the removal is in the catalog on the backends: a restart keeps it
+    stor.start()
+    assert json.loads(stor.ctl("catalog").stdout)["segments_removed"] == [[1, 3]]
+    assert stor.stop() == 0
+
+
+def test_delete_resumes_after_kill9_and_waits_for_a_backend(stor, redises, tmp_path):
+    stor.start()
+    for name in ("s1", "s2"):
+        make(tmp_path / name, 2 * STRIPE, True)
+        stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    redises[0].stop()  # holds a shard and a metadata copy of each
+    stor.ctl("delete", "s1")
+    # the deletion waits for the backend, and says so
+    wait_for(lambda: status(stor)["deletes_failing"], 60, "the deletion to fail")
+    st = status(stor)
+    assert st["deletes_pending"] == 1 and st["pending_jobs"] == 0
+    assert f"127.0.0.1:{redises[0].port}" in st["delete_last_error"]
+    assert any("deletions are failing" in p for p in st["problems"])
+    human = stor.ctl("status", check=False).stdout
+    assert "deletions pending: 1; failing and retried: object s1" in human
+    # an upload that cannot go (one backend of six down) blocks a DELETE of it
+    make(tmp_path / "s5", 1000, True)
+    stor.ctl("store", "s5", tmp_path / "s5")
+    p = stor.ctl("delete", "s5", check=False)
+    assert p.returncode == 1 and "s5 has an upload queued; retry later" in p.stderr
+    # acknowledged deletions survive kill -9: the journal holds them
+    stor.ctl("delete", "s2")
+    stor.stop(signal.SIGKILL)
+    spool = stor.tmp / "state" / "spool"
+    assert (spool / "s1.del").exists() and (spool / "s2.del").exists()
+    redises[0].start()
+    stor.start()
+    wait_deleted(stor)
+    assert object_keys(redises, "s1") == [] and object_keys(redises, "s2") == []
+    assert not (spool / "s1.del").exists() and not (spool / "s2.del").exists()
+    cat = json.loads(stor.ctl("catalog").stdout)
+    assert cat["segments_removed"] == [[1, 2]]
+    stor.ctl("drain", "--timeout", "60")
+    assert stor.ctl("confirmed", "s5").stdout.strip() == "yes"
+    assert stor.stop() == 0
+
+
+def test_delete_kill9_right_after_ack(stor, redises, tmp_path):
+    """kill -9 as soon as the DELETEs are acknowledged: whatever was not
+    finished is resumed from the journal by the next start."""
+    stor.start()
+    names = [f"s{i}" for i in range(1, 13)]
+    for name in names:
+        make(tmp_path / name, 2 * STRIPE, False)
+        stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    for name in names:
+        assert send(stor, f"DELETE {name}") == "OK"
+    stor.stop(signal.SIGKILL)
+    left = sorted(p.name for p in (stor.tmp / "state" / "spool").glob("*.del"))
+    print("deletions left in the journal at kill -9:", left)
+    stor.start()
+    wait_deleted(stor)
+    for name in names:
+        assert object_keys(redises, name) == [], name
+    assert list((stor.tmp / "state" / "spool").glob("*.del")) == []
+    assert json.loads(stor.ctl("catalog").stdout)["segments_removed"] == [[1, 12]]
+    assert stor.stop() == 0
+
+
+def test_delete_backend_back_while_running(stor, redises, tmp_path):
+    stor.start()
+    make(tmp_path / "s1", 2 * STRIPE, True)
+    stor.ctl("store", "s1", tmp_path / "s1")
+    stor.ctl("drain", "--timeout", "60")
+    redises[3].stop()
+    stor.ctl("delete", "s1")
+    wait_for(lambda: status(stor)["deletes_failing"], 60, "the deletion to fail")
+    assert status(stor)["deletes_pending"] == 1
+    redises[3].start()  # the probe sees it back and retries at once
+    wait_deleted(stor)
+    assert object_keys(redises, "s1") == []
+    assert not any("deletions" in p for p in status(stor)["problems"])
+    assert stor.stop() == 0
+
+
+def test_delete_during_scrub_leaves_nothing(stor, redises, tmp_path):
+    """A scrub pass (slowed down) runs while its objects are deleted: a
+    deletion waits while the pass is on its object, the pass skips what the
+    catalog no longer lists, and no repair brings keys back."""
+    stor.conf.write_text(stor.conf.read_text().replace(
+        "  workers: 2", "  workers: 2\n  scrub_rate: 1MiB"))
+    stor.start()
+    names = [f"s{i}" for i in range(1, 9)]
+    for name in names:
+        make(tmp_path / name, STRIPE, False)
+        stor.ctl("store", name, tmp_path / name)
+    stor.ctl("drain", "--timeout", "60")
+    # one shard of each gone: the pass would repair every object
+    for name in names:
+        for k in redis_keys(redises[2], f"*/o/{name}/*"):
+            subprocess.run(["redis-cli", "-p", str(redises[2].port), "DEL", k],
+                           capture_output=True, check=True)
+    assert send(stor, "SCRUB") == "OK"  # qsfs-ctl scrub would wait for the end
+    wait_for(lambda: status(stor)["scrub"]["running"], 30, "the scrub to start")
+    for name in names[1:]:
+        stor.ctl("delete", name)
+    wait_deleted(stor, 120)
+    wait_for(lambda: not status(stor)["scrub"]["running"], 120, "the scrub to end")
+    for name in names[1:]:
+        assert object_keys(redises, name) == [], name
+    sc = status(stor)["scrub"]
+    assert sc["failed"] == 0 and sc["checked"] == 8, sc  # deleted ones skipped
+    assert json.loads(stor.ctl("catalog").stdout)["segments_removed"] == [[2, 8]]
+    assert stor.stop() == 0
+
+
+def test_superseded_checkpoints_deleted_and_gc_floor(stor, redises, tmp_path):
+    stor.start()
+
+    def put(name, kind, upto):
+        checkpoint(tmp_path / name, kind, upto)
+        stor.ctl("store", name, tmp_path / name)
+        stor.ctl("drain", "--timeout", "60")
+
+    def floor():
+        return int(stor.ctl("gcfloor").stdout)
+
+    assert stor.ctl("gcfloor").stdout.strip() == "0"
+    put("c1", 1, 10)
+    assert floor() == 0  # one full: nothing to spare
+    put("c2", 2, 12)
+    put("c3", 1, 20)
+    assert floor() == 10  # two fulls: the older one's coverage
+    put("c4", 2, 22)
+    assert object_keys(redises, "c1") != []
+    put("c5", 1, 30)  # c1 and c2 leave the window: their objects go
+    wait_deleted(stor)
+    assert floor() == 20
+    assert object_keys(redises, "c1") == [] and object_keys(redises, "c2") == []
+    for name in ("c3", "c4", "c5"):
+        assert object_keys(redises, name) != []
+    cat = json.loads(stor.ctl("catalog").stdout)
+    assert [(c["id"], c["kind"], c["upto"]) for c in cat["checkpoints"]] == \
+        [(3, "full", 20), (4, "delta", 22), (5, "full", 30)]
+    assert cat["gc_floor"] == 20
+    # a checkpoint in the window is not deleted on request
+    p = stor.ctl("delete", "c4", check=False)
+    assert p.returncode == 1 and "checkpoint window" in p.stderr
+    assert status(stor)["deleted"] == 2
+    assert stor.stop() == 0
+
+
 def test_wrong_key_and_missing_volume(stor, tmp_path):
     stor.key.write_bytes(os.urandom(32))
     p = subprocess.run([stor.stor_bin, "-c", str(stor.conf)], capture_output=True, text=True,

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -424,6 +425,97 @@ static void test_check_and_meta_sync(void **state)
 	rig_close(&g);
 }
 
+/* Files (keys) of object name under the test's dir:// backends: its shard
+ * pieces of any generation and its metadata. */
+static char count_name[64];
+static int counted;
+
+static int count_cb(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	char o[80], m[80];
+	snprintf(o, sizeof o, "/o/%s/", count_name);
+	snprintf(m, sizeof m, "/m/%s", count_name);
+	size_t pl = strlen(path), ml = strlen(m);
+	if (flag == FTW_F && (strstr(path, o) || (pl >= ml && !strcmp(path + pl - ml, m))))
+		counted++;
+	return 0;
+}
+
+static int keys_of(const char *name)
+{
+	snprintf(count_name, sizeof count_name, "%s", name);
+	counted = 0;
+	assert_int_equal(nftw(dir, count_cb, 16, FTW_PHYS), 0);
+	return counted;
+}
+
+static void test_delete(void **state)
+{
+	(void)state;
+	struct rig g;
+	rig_open_n(&g, KEY, 7, 7);	/* seven dir:// backends for k+m = 6 */
+	struct health *h;
+	assert_int_equal(health_new(7, &h), 0);
+	g.s.health = h;
+	size_t size = (12u << 20) + 5;	/* shards of two pieces */
+	uint8_t *d;
+	int fd = object_file(size, &d);
+	char why[4096];
+	assert_int_equal(obj_put(&g.s, g.c, "s700", 700, fd, size, why, sizeof why, NULL, 0), 0);
+	assert_int_equal(obj_put(&g.s, g.c, "s701", 701, fd, size, why, sizeof why, NULL, 0), 0);
+	assert_int_equal(keys_of("s700"), 6 * 2 + 7);	/* six shards of two pieces, seven
+						 * metadata copies */
+	assert_int_equal(obj_delete(&g.s, "s700", why, sizeof why), 0);
+	assert_int_equal(keys_of("s700"), 0);
+	assert_int_equal(obj_delete(&g.s, "s700", why, sizeof why), 0);	/* already gone */
+	assert_int_equal(get_and_check(&g, "s700", 700, d, size, why, sizeof why), -ENOENT);
+
+	/* generation 1: a repair while backend x (holding a shard) was down
+	 * left that generation 0 shard behind there */
+	assert_int_equal(obj_put(&g.s, g.c, "s702", 702, fd, size, why, sizeof why, NULL, 0), 0);
+	int x = home_of(&g, "s702", 0);
+	assert_true(x >= 0);
+	health_fail(h, (size_t)x, "marked down by the test");
+	assert_int_equal(obj_repair(&g.s, g.c, "s702", 702, dir, why, sizeof why), 0);
+	assert_int_equal(home_of(&g, "s702", 0), x);	/* the old shard, still there */
+	assert_int_equal(health_probe(h, (size_t)x, true, NULL), 1);
+	struct obj_check ck;
+	assert_int_equal(obj_verify(&g.s, "s702", OBJ_VERIFY_EXISTS, NULL, NULL, &ck, why,
+				    sizeof why), 0);
+	assert_int_equal(ck.gen, 1);
+	/* a backend holding a generation 1 shard is unusable: the delete fails,
+	 * says where, and keeps the metadata (the placement) for the retry */
+	char key[128];
+	int y = -1;
+	snprintf(key, sizeof key, "%s/o/s702/0.0.g1", g.s.volhex);
+	for (int b = 0; b < 7 && y < 0; b++)
+		if (b != x && backend_exists(g.b[b], key) == 1)
+			y = b;
+	assert_true(y >= 0);
+	health_fail(h, (size_t)y, "marked down by the test");
+	assert_int_equal(obj_delete(&g.s, "s702", why, sizeof why), -EIO);
+	print_message("# %s\n", why);
+	assert_non_null(strstr(why, "object s702"));
+	assert_non_null(strstr(why, backend_name(g.b[y])));
+	assert_int_equal(backend_exists(g.b[y], key), 1);
+	snprintf(key, sizeof key, "%s/m/s702", g.s.volhex);
+	for (int b = 0; b < 7; b++)
+		assert_int_equal(backend_exists(g.b[b], key), 1);
+	/* back: the retry finishes, old generation on x included */
+	assert_int_equal(health_probe(h, (size_t)y, true, NULL), 1);
+	assert_int_equal(obj_delete(&g.s, "s702", why, sizeof why), 0);
+	assert_int_equal(keys_of("s702"), 0);
+	/* the other object is untouched */
+	assert_int_equal(get_and_check(&g, "s701", 701, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	health_free(h);
+	free(d);
+	close(fd);
+	rig_close(&g);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -433,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_key_refused),
 		cmocka_unit_test(test_placement_skips_down),
 		cmocka_unit_test(test_check_and_meta_sync),
+		cmocka_unit_test(test_delete),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
