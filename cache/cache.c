@@ -81,6 +81,8 @@ static void account_drop(struct cache *c, const struct ix_loc *old)
 	if (s) {
 		s->live -= old->len;
 		s->flags |= SF_DIRTY;
+		if (!s->live && (s->flags & SF_SEALED))	/* dead now (cache_gc.c) */
+			s->dead_upto = c->active ? c->active->id : c->last_seg + 1;
 	}
 }
 
@@ -270,6 +272,8 @@ int64_t seal_locked(struct cache *c)
 		return r;
 	a->size += SEAL_REC_SIZE;
 	a->flags |= SF_SEALED | SF_DIRTY;
+	if (!a->live)
+		a->dead_upto = a->id;	/* dead from its seal on */
 	atomic_store(&a->synced, a->size);
 	fchmod(a->fd, 0444);	/* a sealed segment is never written again */
 	c->active = NULL;

@@ -282,6 +282,18 @@ struct cache_clean_result {
 int cache_clean_segment(struct cache *c, uint64_t id, uint64_t rate,
 			struct cache_clean_result *res);
 
+/* What the cleaner asks its user before it moves a live record of key:
+ * the user may rewrite the key's whole state itself (e.g. a filesystem
+ * folds a block and its extents into one record, so that overlapped bytes
+ * stop being live), through the log's ordinary writes. Return the bytes
+ * appended (> 0: handled, the record is garbage now), 0 to let the cleaner
+ * move it as it is, or a negative errno (the clean stops with it). Called
+ * without any log lock held, from the cleaning thread. */
+typedef ssize_t (*cache_mover_fn)(void *arg, const uint8_t *key, size_t klen);
+
+/* Install (or with fn NULL remove) the mover. Not while a clean runs. */
+void cache_set_mover(struct cache *c, cache_mover_fn fn, void *arg);
+
 /* Benefit over cost of cleaning a segment of size bytes (header included)
  * with live of them live, sealed age segments ago, as the LFS cleaner
  * weighs it: (1 - u) * age / cost, u = the live fraction, cost = 1 + u
@@ -322,8 +334,10 @@ struct cache_remove_result {
 	uint64_t floor, local_floor;	/* the floor used, and this node's part */
 };
 
-/* Remove every dead segment with id <= min(remote_floor, the local floor)
- * that is confirmed remote (when a hook hands segments off): fsyncs the
+/* Remove every dead segment S with S <= the local floor, that died in a
+ * state the backends' checkpoints already hold (the segment whose records
+ * killed it <= remote_floor), and that is confirmed remote (when a hook
+ * hands segments off): fsyncs the
  * log, records each removal durably in state.log, deletes the local file,
  * and queues the segment-removed hook (retried with backoff like every
  * hand-off). remote_floor: what the backends' catalog allows (UINT64_MAX

@@ -110,11 +110,42 @@ static void throttle(uint64_t t0, uint64_t moved, uint64_t rate)
 	}
 }
 
+void cache_set_mover(struct cache *c, cache_mover_fn fn, void *arg)
+{
+	c->mover = fn;
+	c->mover_arg = arg;
+}
+
+/* Does key's index entry still point at (seg, off)? */
+static bool still_live(struct cache *c, const uint8_t *key, size_t klen, uint64_t seg,
+		       uint64_t off)
+{
+	struct ix_loc loc;
+	pthread_rwlock_rdlock(&c->lock);
+	bool yes = ix_get(c->ix, key, klen, &loc) == 0 && loc.seg == seg && loc.off == off;
+	pthread_rwlock_unlock(&c->lock);
+	return yes;
+}
+
 static int clean_cb(void *arg, const struct seg_rec *r)
 {
 	struct clean_ctx *x = arg;
 	if (r->type != REC_PUT)
 		return 0;	/* tombstones are not moved (see above) */
+	if (x->c->mover && still_live(x->c, r->key, r->klen, x->id, r->off)) {
+		/* the user rewrites the key's state itself; if the record is
+		 * still live afterwards (not handled), it is moved as is */
+		ssize_t w = x->c->mover(x->c->mover_arg, r->key, r->klen);
+		if (w < 0) {
+			x->err = (int)w;
+			return 1;
+		}
+		if (w > 0) {
+			x->res->records++;
+			x->res->bytes += (uint64_t)w;
+			throttle(x->t0, x->res->bytes, x->rate);
+		}
+	}
 	int m = move_record(x->c, r->key, r->klen, x->id, r->off, r->val, r->vlen);
 	if (m < 0) {
 		x->err = m;

@@ -14,11 +14,17 @@
  *      point into a sealed segment again: appends go to the active one),
  *   2. the records that made it dead are durable (cache_sync before the
  *      removal: a crash must not bring back a state that points into S),
- *   3. S <= the smallest U of every chain a node may still open: every
+ *   3. S <= the smallest U of every chain this node may still open: every
  *      full checkpoint file here (any one may be the base when newer ones
  *      fail verification; at least two must exist, so one bad file is not
- *      fatal) and, for the backends, every full in the remote catalog's
- *      window (the caller's remote floor),
+ *      fatal). Here every segment after U exists, so the argument above
+ *      holds;
+ *   3b. on the backends the segments after a chain may lag behind (not
+ *      uploaded yet), so a restore must not need the records that killed
+ *      S: every chain there must already hold S dead. S died when its last
+ *      live record was overwritten or moved while segment dead_upto was
+ *      active, so the condition is dead_upto(S) <= the smallest U of the
+ *      fulls in the remote catalog's window (the caller's remote floor);
  *   4. S is stored remotely (confirmed) when a hook hands segments off:
  *      its deletion on the backends must not race its upload.
  * A chain below a removed segment cannot be used any more, so open refuses
@@ -163,12 +169,16 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
 		struct seg *s = c->segs[id];
 		if (!s || s == c->active || !(s->flags & SF_SEALED) || s->live)
 			continue;
-		if (id > floor || (c->hook && !(s->flags & SF_CONFIRMED))) {
+		/* locally: every chain starts at or after it (and everything
+		 * after a chain is here); on the backends, whose copies of the
+		 * later segments may lag: every chain there already has it dead */
+		bool above = id > res->local_floor || s->dead_upto > remote_floor;
+		if (above || (c->hook && !(s->flags & SF_CONFIRMED))) {
 			res->waiting++;
 			res->waiting_bytes += s->size;
 			if (id > res->local_floor)
 				res->above_local_bytes += s->size;
-			if (id > floor) {
+			if (above) {
 				res->above_floor++;
 				res->above_floor_bytes += s->size;
 			} else {

@@ -50,6 +50,11 @@ struct seg {
 	uint64_t id;
 	uint64_t size;		/* bytes in the file */
 	uint64_t live;		/* bytes of records the index points to */
+	/* Sealed with nothing live: the segment holding the records that made
+	 * it so (the active one then, or itself when dead at its seal; after
+	 * a reopen, the active one at open, an upper bound). A checkpoint with
+	 * upto >= dead_upto no longer points into it (cache_gc.c). */
+	uint64_t dead_upto;
 	uint32_t flags;
 	int fd;			/* -1 when not local */
 	atomic_uint pins;	/* readers using fd right now */
@@ -143,6 +148,8 @@ struct cache {
 	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;
 
+	cache_mover_fn mover;		/* cache_set_mover */
+	void *mover_arg;
 	/* garbage collection (cache_gc.c), all under c->lock */
 	struct removed_seg *removed;	/* every segment ever removed, by id */
 	size_t nremoved, removed_cap;

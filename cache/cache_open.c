@@ -918,6 +918,13 @@ static int recover(struct cache *c)
 			atomic_store(&c->active->synced, c->active->size);
 		}
 	}
+	/* when dead segments died is not recorded: the active segment now is
+	 * an upper bound (what killed them is at or before it) */
+	for (uint64_t id = 1; id <= c->last_seg; id++) {
+		struct seg *s = c->segs[id];
+		if (s && (s->flags & SF_SEALED) && !s->live)
+			s->dead_upto = c->last_seg;
+	}
 out:
 	free(segs.v);
 	free(ckpts.v);

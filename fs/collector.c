@@ -136,15 +136,24 @@ static void finish(struct collector *g, struct collector_report *rep, int r, int
 		say(rep, "dead segments are not removed: qsfs-stor does not answer on %s (%s), so "
 		    "the backends' restore points are unknown", g->sock, strerror(-stor_err));
 	} else if (rep->waiting_segments) {
-		say(rep, "%" PRIu64 " dead segments (%" PRIu64 " bytes) wait: removal reaches "
-		    "segment %" PRIu64 " (local checkpoints allow %" PRIu64 ", the backends' %s)",
-		    rep->waiting_segments, rep->waiting_bytes, rep->floor, rep->local_floor,
-		    rep->remote_floor == UINT64_MAX ? "are not used" : "catalog less");
-		if (rep->remote_floor != UINT64_MAX && rep->remote_floor >= rep->local_floor) {
-			size_t n = strlen(rep->state);
-			snprintf(rep->state + n, sizeof rep->state - n, "; or they are not yet "
-				 "confirmed stored");
-		}
+		char mb[32];
+		if (rep->waiting_bytes < (1 << 20))
+			snprintf(mb, sizeof mb, "%.1f KiB", (double)rep->waiting_bytes / 1024);
+		else
+			snprintf(mb, sizeof mb, "%.1f MiB", (double)rep->waiting_bytes / (1 << 20));
+		if (rep->unconfirmed)
+			say(rep, "%" PRIu64 " dead segments (%s) wait: %" PRIu64 " of them are not yet "
+			    "confirmed stored by qsfs-stor", rep->waiting_segments, mb,
+			    rep->unconfirmed);
+		else if (rep->remote_floor != UINT64_MAX && rep->remote_floor < rep->local_floor)
+			say(rep, "%" PRIu64 " dead segments (%s) wait until qsfs-stor has stored the "
+			    "checkpoints that no longer need them (the backends' restore points allow "
+			    "removal up to segment %" PRIu64 ", this node's up to %" PRIu64 ")",
+			    rep->waiting_segments, mb, rep->remote_floor, rep->local_floor);
+		else
+			say(rep, "%" PRIu64 " dead segments (%s) wait for a newer full checkpoint "
+			    "(removal reaches segment %" PRIu64 ")", rep->waiting_segments, mb,
+			    rep->floor);
 	} else {
 		say(rep, "idle: no dead segment waits");
 	}
@@ -156,11 +165,24 @@ static void finish(struct collector *g, struct collector_report *rep, int r, int
 	pthread_mutex_unlock(&g->mu);
 	if (tell && r)	/* once per change, not every pass */
 		qlog_warn("fs: garbage collection: %s", rep->state);
-	else if (rep->removed_segments || rep->cleaned_segments)
-		qlog_info("fs: garbage collection: cleaned %" PRIu64 " segments (%" PRIu64
-			  " bytes moved), removed %" PRIu64 " (%" PRIu64 " bytes)",
-			  rep->cleaned_segments, rep->moved_bytes, rep->removed_segments,
-			  rep->removed_bytes);
+	else if (rep->removed_segments || rep->cleaned_segments || rep->folded_blocks)
+		qlog_info("fs: garbage collection: folded %" PRIu64 " fragmented blocks (%" PRIu64
+			  " bytes), cleaned %" PRIu64 " segments (%" PRIu64 " bytes moved), "
+			  "removed %" PRIu64 " (%" PRIu64 " bytes)", rep->folded_blocks,
+			  rep->folded_bytes, rep->cleaned_segments, rep->moved_bytes,
+			  rep->removed_segments, rep->removed_bytes);
+}
+
+/* Compaction: the filesystem folds fragmented blocks. */
+static int defrag_step(struct collector *g, bool thorough, struct collector_report *rep)
+{
+	if (!g->o.defrag)
+		return 0;
+	/* the background takes one interval's worth of the rate at most */
+	uint64_t budget = thorough || !g->o.rate ? 0 : g->o.rate * (g->o.interval_s ? g->o.interval_s : 1);
+	int r = g->o.defrag(g->o.defrag_arg, budget, thorough, &rep->folded_bytes,
+			    &rep->folded_blocks);
+	return r < 0 ? r : 0;
 }
 
 /* One background pass. */
@@ -169,7 +191,9 @@ static void pass(struct collector *g)
 	pthread_mutex_lock(&g->pass_mu);
 	struct collector_report rep = { 0 };
 	int stor_err = 0;
-	int r = remove_step(g, &rep, &stor_err);
+	int r = defrag_step(g, false, &rep);
+	if (!r)
+		r = remove_step(g, &rep, &stor_err);
 	if (!r)
 		r = clean_step(g, PICK_BACKGROUND, &rep, NULL, NULL);
 	if (!r && !stor_err && !atomic_load(&g->stopping) && full_worth_it(g, &rep)) {
@@ -188,8 +212,13 @@ int collector_run(struct collector *g, unsigned timeout_s, collector_progress_fn
 	pthread_mutex_lock(&g->pass_mu);
 	struct collector_report rep = { 0 };
 	int stor_err = 0;
+	say(&rep, "folding fragmented blocks");
+	if (progress)
+		progress(arg, &rep);
+	int r = defrag_step(g, true, &rep);
 	say(&rep, "cleaning");
-	int r = remove_step(g, &rep, &stor_err);
+	if (!r)
+		r = remove_step(g, &rep, &stor_err);
 	/* clean down to the target */
 	for (uint64_t before = UINT64_MAX; !r && !atomic_load(&g->stopping) &&
 					   rep.cleaned_segments != before;) {

@@ -3,6 +3,9 @@
  * that space is given back, locally and on the backends.
  *
  * A pass:
+ *   0. folds fragmented data blocks (the filesystem's defrag step, at
+ *      cache.gc_rate), whose overwritten bytes no segment counts as
+ *      garbage;
  *   1. asks qsfs-stor for the remote floor (GCFLOOR: the smallest upto of
  *      the full checkpoints in the volume catalog's window) when segments
  *      are uploaded; without an answer nothing is removed (the backends'
@@ -35,12 +38,23 @@ struct collector_opts {
 	unsigned interval_s;	/* seconds between passes, 0 = only on request */
 	const char *stor_sock;	/* qsfs-stor's socket; NULL: nothing is uploaded
 				 * (no hook), only local floors count */
+	/* The filesystem's compaction step (may be NULL): fold fragmented
+	 * blocks (all of them with thorough, else only those wasting much)
+	 * until about budget bytes were appended (0: no limit); adds what it
+	 * appended to *bytes and the blocks folded to *folded. Returns 1 at
+	 * the end of a sweep, 0 when the budget stopped it, or -errno.
+	 * Extents hide overwritten bytes that no segment counts as garbage,
+	 * so the cleaner alone would never give them back. */
+	int (*defrag)(void *arg, uint64_t budget, bool thorough, uint64_t *bytes,
+		      uint64_t *folded);
+	void *defrag_arg;
 };
 
 /* What a pass did and what waits, for status and `qsfs-ctl gc`. */
 struct collector_report {
 	uint64_t passes;		/* since start */
 	uint64_t cleaned_segments, moved_bytes;	/* this pass */
+	uint64_t folded_blocks, folded_bytes;	/* this pass: compaction */
 	uint64_t removed_segments, removed_bytes;	/* this pass */
 	uint64_t waiting_segments, waiting_bytes;	/* dead, not removable yet */
 	uint64_t above_floor_bytes;	/* of them: above the floor */

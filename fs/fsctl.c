@@ -102,6 +102,8 @@ static json_object *gc_json(const struct collector_report *r, bool done)
 {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "done", json_object_new_boolean(done));
+	json_object_object_add(o, "folded_blocks", json_object_new_uint64(r->folded_blocks));
+	json_object_object_add(o, "folded_bytes", json_object_new_uint64(r->folded_bytes));
 	json_object_object_add(o, "cleaned_segments", json_object_new_uint64(r->cleaned_segments));
 	json_object_object_add(o, "moved_bytes", json_object_new_uint64(r->moved_bytes));
 	json_object_object_add(o, "removed_segments", json_object_new_uint64(r->removed_segments));

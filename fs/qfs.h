@@ -81,6 +81,32 @@ int qfs_readlink(struct qfs *fs, uint64_t ino, char *buf, size_t cap);
 int qfs_open_inode(struct qfs *fs, uint64_t ino, bool truncate);
 void qfs_release(struct qfs *fs, uint64_t ino);
 
+/* The cleaner's mover (cache_set_mover, arg = the struct qfs): when the
+ * cleaner meets a live record of a data block that has extents, the block
+ * is folded, under its inode's lock, into one base record (one batch), so
+ * the bytes its extents overlapped stop being live: compaction, which the
+ * writes themselves leave to it (extent.h). Returns the bytes appended
+ * (> 0), 0 for any other key or an unfragmented block (the cleaner moves
+ * the record as it is), or a negative errno. Blocks like a write. */
+ssize_t qfs_compact_key(void *fs, const uint8_t *key, size_t klen);
+
+/* Where a defragmentation sweep is, and what its last step did. */
+struct qfs_defrag {
+	uint8_t cursor[19];	/* the last block visited (as its last extent key) */
+	bool have_cursor;	/* false: the next step starts the sweep over */
+	uint64_t blocks, folded, bytes;	/* the last step's blocks met, folded,
+					 * bytes appended */
+};
+
+/* One step of a sweep over every data block that has extents, from where
+ * the previous step stopped: fold those whose extents overlap at least
+ * min_waste bytes (0: all of them), until about budget bytes were
+ * appended (0: no limit). One index walk of the block keys (no I/O for
+ * the others); folding takes each inode's lock like a write. Returns 1
+ * when the sweep reached the end (and starts over next time), 0 when the
+ * budget stopped it, or a negative errno. */
+int qfs_defrag(struct qfs *fs, struct qfs_defrag *d, uint64_t budget, uint32_t min_waste);
+
 ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off);
 ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off_t off);
 /* Durable: every record appended so far (the log has one sync). */

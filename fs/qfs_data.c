@@ -182,6 +182,93 @@ static int block_del(struct qfs *fs, uint64_t ino, uint64_t b)
 	return r ? r : block_rewrite(fs, ino, b, &eb, NULL, 0);
 }
 
+/* Fold block b of ino into one base record when its extents overlap at
+ * least min_waste bytes of what it holds (0: whenever it has extents).
+ * Returns the bytes appended, 0 when left as it is, or a negative errno. */
+static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t min_waste)
+{
+	struct node *n;
+	int r = node_get(fs, ino, 1, 0, &n);
+	if (r)
+		return r == -ENOENT ? 0 : r;
+	uint8_t *buf = NULL;
+	ssize_t ret = 0;
+	/* under the inode's lock, as a write: nothing changes the block
+	 * between the read of its pieces and the batch that replaces them */
+	pthread_rwlock_wrlock(&n->lock);
+	struct ext_block eb;
+	r = n->rec.nlink ? block_load(fs, ino, b, &eb) : -ENOENT;
+	uint64_t held = 0;
+	for (size_t i = 0; !r && i < eb.n; i++)
+		held += eb.e[i].len;
+	if (!r && eb.n && (eb.has_base ? eb.base_len : 0) + held - ext_block_len(&eb) >= min_waste) {
+		buf = malloc(FS_BLOCK);
+		ssize_t len = buf ? block_fill(fs, ino, b, &eb, buf) : -ENOMEM;
+		r = len < 0 ? (int)len : block_rewrite(fs, ino, b, &eb, buf, (size_t)len);
+		ret = r ? r : len ? len : 1;	/* > 0 even for an empty fold */
+	}
+	pthread_rwlock_unlock(&n->lock);
+	node_put(fs, n, 1, 0);
+	free(buf);
+	return r == -ENOENT ? 0 : r ? r : ret;
+}
+
+ssize_t qfs_compact_key(void *arg, const uint8_t *key, size_t klen)
+{
+	if ((klen != 17 && klen != 19) || key[0] != K_BLOCK)
+		return 0;	/* not a data block: moved as it is */
+	return compact_block(arg, get_be64(key + 1), get_be64(key + 9), 0);
+}
+
+struct defrag {
+	struct qfs *fs;
+	struct qfs_defrag *d;
+	uint64_t budget;
+	uint32_t min_waste;
+	int err;
+};
+
+static int defrag_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+		     size_t vlen)
+{
+	(void)val;
+	(void)vlen;
+	struct defrag *x = arg;
+	if (klen != 19)
+		return 0;	/* a base: blocks with extents are met at their extents */
+	uint64_t ino = get_be64(key + 1), b = get_be64(key + 9);
+	/* go on after this block's last possible extent next time */
+	key_extent(x->d->cursor, ino, b, 0xffff);
+	x->d->have_cursor = true;
+	x->d->blocks++;
+	ssize_t w = compact_block(x->fs, ino, b, x->min_waste);
+	if (w < 0) {
+		x->err = (int)w;
+		return 1;
+	}
+	if (w > 0) {
+		x->d->folded++;
+		x->d->bytes += (uint64_t)w;
+	}
+	return x->d->bytes >= x->budget;
+}
+
+int qfs_defrag(struct qfs *fs, struct qfs_defrag *d, uint64_t budget, uint32_t min_waste)
+{
+	uint8_t p[1] = { K_BLOCK };
+	d->bytes = d->folded = d->blocks = 0;
+	struct defrag x = { fs, d, budget ? budget : UINT64_MAX, min_waste, 0 };
+	int r = cache_scan_from(fs->c, p, 1, d->have_cursor ? d->cursor : NULL,
+				d->have_cursor ? 19 : 0, false, defrag_cb, &x);
+	if (x.err)
+		return x.err;
+	if (r < 0)
+		return r;
+	if (r == 0)
+		d->have_cursor = false;	/* the end: the next sweep starts over */
+	return r == 0;
+}
+
 ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off)
 {
 	struct node *n = held(fs, ino);

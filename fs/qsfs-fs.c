@@ -48,6 +48,7 @@
 #include "collector.h"
 #include "fsctl.h"
 #include "fuse_ops.h"
+#include "meta.h"
 #include "qfs.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
@@ -291,6 +292,30 @@ static void *confirm_main(void *arg)
 	}
 	pthread_mutex_unlock(&confirmer.mu);
 	return NULL;
+}
+
+/* The collector's compaction step (collector_opts.defrag): one step of a
+ * qfs_defrag sweep; the background folds only blocks whose extents hide
+ * an eighth of a block or more, a thorough pass every fragmented one, to
+ * the end of the sweep. */
+struct defrag_ctx {
+	struct qfs *fs;
+	struct qfs_defrag d;	/* only the collector's pass (one at a time) uses it */
+};
+
+static int defrag_step(void *arg, uint64_t budget, bool thorough, uint64_t *bytes,
+		       uint64_t *folded)
+{
+	struct defrag_ctx *x = arg;
+	int r;
+	do {
+		r = qfs_defrag(x->fs, &x->d, budget, thorough ? 0 : FS_BLOCK / 8);
+		if (r >= 0) {
+			*bytes += x->d.bytes;
+			*folded += x->d.folded;
+		}
+	} while (thorough && r == 0);
+	return r;
 }
 
 /* Have qsfs-stor look at the writer lease now (it is not an error if stor
@@ -623,12 +648,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
 	}
+	cache_set_mover(c, qfs_compact_key, fs);	/* the cleaner folds fragmented blocks */
+	struct defrag_ctx dc = { .fs = fs };
 	struct collector *gc = NULL;
 	struct collector_opts go = {
 		.target = cfg.cache.gc_target, .rate = cfg.cache.gc_rate,
 		.interval_s = cfg.cache.gc_interval,
 		/* without a hook nothing is uploaded: only local floors count */
 		.stor_sock = cfg.cache.hook ? cfg.stor.socket : NULL,
+		.defrag = defrag_step, .defrag_arg = &dc,
 	};
 	r = collector_start(c, &go, &gc);
 	if (r)

@@ -166,8 +166,23 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		qlog_warn("fs: restore: %zu segments were stored after a gap at segment %" PRIu64
 			  " and cannot be replayed; the volume is restored up to segment %" PRIu64,
 			  cat.nextra, seg_hi + 1, seg_hi);
+	/* segments garbage collection removed: the log must know them as
+	 * removed (not as evicted ones a read could ask for) */
+	uint64_t *rm = NULL;
+	size_t nrm = 0;
+	for (size_t i = 0; !r && i < cat.nrm; i++)
+		nrm += cat.rm[i].last - cat.rm[i].first + 1;
+	if (!r && nrm > (1u << 26)) {
+		snprintf(err, errlen, "restore: the catalog lists %zu removed segments", nrm);
+		r = -EINVAL;
+	}
+	if (!r && nrm && !(rm = malloc(nrm * sizeof *rm)))
+		r = -ENOMEM;
+	for (size_t i = 0, k = 0; !r && i < cat.nrm; i++)
+		for (uint64_t id = cat.rm[i].first; id <= cat.rm[i].last; id++)
+			rm[k++] = id;
 	if (!r) {
-		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, NULL, 0);
+		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, rm, nrm);
 		if (r)
 			snprintf(err, errlen, "restore: cannot prepare %s: %s", cache_dir, strerror(-r));
 	}
@@ -181,6 +196,7 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 			  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 			  seg_hi);
 	}
+	free(rm);
 	free(ids);
 	catalog_free(&cat);
 	return r;

@@ -626,8 +626,11 @@ static int cmd_gc(const struct qsfs_config *cfg, unsigned timeout)
 		}
 		const char *err = json_object_object_get_ex(o, "error", &v) ?
 				  json_object_get_string(v) : "";
-		printf("%sgc: cleaned %lld segments (%s of live data moved), removed %lld dead "
-		       "segments (%s); %lld dead segments (%s) still wait\n", tty ? "\r\033[K" : "",
+		char fb[32];
+		format_size((uint64_t)jnum(o, "folded_bytes", 0), fb, sizeof fb);
+		printf("%sgc: folded %lld fragmented blocks (%s), cleaned %lld segments (%s of live "
+		       "data moved), removed %lld dead segments (%s); %lld dead segments (%s) still "
+		       "wait\n", tty ? "\r\033[K" : "", jnum(o, "folded_blocks", 0), fb,
 		       jnum(o, "cleaned_segments", 0), mb, jnum(o, "removed_segments", 0), rb,
 		       jnum(o, "waiting_segments", 0), wb);
 		printf("gc: %s\n", *err ? err : state);
