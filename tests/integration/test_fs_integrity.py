@@ -111,6 +111,7 @@ class ModelFS:
         self.history = collections.deque(maxlen=40)
         self.step = 0
         self.counts = collections.Counter()
+        self.on_step = None     # called after each step's checks (test_..._collector)
         for n in self.names:
             with open(self.path(n), "wb"):
                 pass
@@ -467,6 +468,8 @@ class ModelFS:
                 self.check_all()
             if self.step % REMOUNT_EVERY == 0 and self.step < nsteps:
                 self.remount_and_check()
+            if self.on_step:
+                self.on_step(self)
 
     def remount_and_check(self):
         self.history.append(f"{self.step}: unmount + mount")
@@ -488,6 +491,57 @@ def test_random_ops_against_model(vol):
     fs.remount_and_check()
     print(f"ops: {dict(fs.counts)}; "
           f"sizes: {[len(fs.model[n]) for n in fs.names]}; {time.monotonic() - t0:.1f}s")
+
+
+def test_random_ops_with_aggressive_collector(tmp_path):
+    """The same random operations with garbage collection forced aggressive
+    (1 MiB segments, a pass every second cleaning down to 5 % garbage, a
+    small cache so that eviction runs), `qsfs-ctl gc` and kill -9 (after a
+    sync, so the model is what fsync promised) at random points, and at the
+    end a fresh node restored from the backends: every file equals the
+    model throughout."""
+    vol = Volume(tmp_path, segment_size="1MiB", max_size="12MiB",
+                 extra_cache="  gc_interval: 1\n  gc_target: 0.05\n  max_segment_age: 1")
+    seed = get_seed()
+    print(f"test_random_ops_with_aggressive_collector: seed={seed} (QSFS_SEED={seed} to replay)")
+    try:
+        vol.start_stor()
+        vol.mount()
+        fs = ModelFS(vol, seed)
+        kills = gcs = 0
+
+        def between(m):
+            nonlocal kills, gcs
+            x = m.rng.random()
+            if x < 0.01:
+                m.history.append(f"{m.step}: qsfs-ctl gc")
+                vol.ctl("gc", "--timeout", "30", check=False)
+                gcs += 1
+            elif x < 0.015:
+                m.history.append(f"{m.step}: sync, kill -9, mount")
+                os.sync()
+                vol.kill9()
+                vol.mount()
+                m.check_all(" after kill -9 during collection")
+                kills += 1
+
+        fs.on_step = between
+        fs.run(int(os.environ.get("QSFS_STEPS", "800")))
+        fs.step = "end"
+        fs.check_all(" at the end")
+        vol.ctl("drain")
+        vol.ctl("gc", "--timeout", "120")
+        st = json.loads(vol.ctl("status", "--json").stdout)["fs"]
+        print(f"ops: {dict(fs.counts)}; {gcs} gc, {kills} kill -9; removed segments "
+              f"{st['removed_segments']}")
+        assert st["removed_segments"] > 0, st
+        assert vol.unmount() == 0, vol.fs_log.read_text()[-3000:]
+        vol.stop_stor()
+        vol.mount_as_fresh_node()
+        fs.step = "fresh node"
+        fs.check_all(" on a fresh node")
+    finally:
+        vol.close()
 
 
 # --------------------------------------------------------------------------
