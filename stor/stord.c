@@ -44,6 +44,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,10 @@ struct job {
 	char name[OBJ_NAME_MAX];	/* the spool's name: NAME, or NAME.del */
 	char obj[OBJ_NAME_MAX];		/* the object's name */
 	bool del;			/* a deletion (NAME.del), else an upload */
+	/* a checkpoint upload: the segment its state covers (its clear header);
+	 * it is stored only once the catalog holds every segment up to it, so
+	 * that no checkpoint on the backends refers to a segment they lack */
+	uint64_t upto;
 	uint64_t size;
 	int64_t since;		/* unix time it was queued */
 	unsigned fails;
@@ -128,6 +133,9 @@ static struct {
 	 * are not uploaded (they would overwrite the new writer's objects). */
 	bool fenced;
 	bool fence_released;	/* fenced by a released lease (a move), not a live holder */
+	/* the catalog's seg_hi as last stored (segments 1..cat_hi are on the
+	 * backends): read by the job picker without cat_mu */
+	_Atomic uint64_t cat_hi;
 	char fence_why[700];
 	const char *lease_state;	/* for STATUS: see lease_tick */
 	/* segments a stopped qsfs-fs left in the cache without handing them
@@ -164,6 +172,10 @@ static int cat_save(struct objstore *os, uint64_t *trimmed, size_t *ntrimmed, ch
 {
 	int r = catalog_store(os, &cat, why, whylen);
 	cat_saved = r == 0;
+	if (!r) {
+		atomic_store(&D.cat_hi, cat.seg_hi);
+		pthread_cond_broadcast(&D.work);	/* a checkpoint may go now */
+	}
 	*ntrimmed = r ? 0 : catalog_take_trimmed(&cat, trimmed, TRIMMED_BATCH);
 	return r;
 }
@@ -278,6 +290,15 @@ static int queue_job(const char *name, uint64_t size, int64_t since)
 		j->del = spool_is_delete(name, j->obj);
 		if (!j->del)
 			snprintf(j->obj, sizeof j->obj, "%s", name);
+		if (!j->del && name[0] == 'c') {
+			uint64_t sz;
+			uint8_t hdr[CAT_CKPT_HDR];
+			int fd = spool_open_job(D.spool, name, &sz);
+			if (fd >= 0 && pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr)
+				j->upto = catalog_ckpt_upto(hdr);
+			if (fd >= 0)
+				close(fd);
+		}
 		D.ndeletes += j->del;
 		j->size = size;
 		j->since = since;
@@ -401,6 +422,8 @@ static void *worker_main(void *arg)
 		for (struct job *t = D.fenced ? NULL : D.jobs; t && !j; t = t->next) {
 			if (t->busy || (t->del && find_job(t->obj)))
 				continue;	/* an upload of it goes first */
+			if (t->upto > atomic_load(&D.cat_hi))
+				continue;	/* its segments first (the catalog wakes us) */
 			if (t->next_ns <= now)
 				j = t;
 			else if (t->next_ns < wake)
@@ -1346,9 +1369,22 @@ static void do_status(int cfd)
 	json_object_object_add(o, "lease", json_object_new_string(D.lease_state ? D.lease_state
 										: "unknown"));
 	bool failing = false, del_failing = false;
+	const struct job *held = NULL;	/* the oldest checkpoint waiting for segments */
+	int64_t now_s = (int64_t)time(NULL);
 	for (struct job *j = D.jobs; j; j = j->next) {
 		failing |= !j->del && j->fails > 0;
 		del_failing |= j->del && j->fails > 0;
+		if (j->upto > atomic_load(&D.cat_hi) && now_s - j->since >= 60 &&
+		    (!held || j->since < held->since))
+			held = j;
+	}
+	if (held) {
+		snprintf(line, sizeof line, "checkpoint %s waits for the segments it covers (up to "
+			 "s%llu; the backends hold every segment up to s%llu only): a segment "
+			 "was never handed off or cannot be uploaded", held->name,
+			 (unsigned long long)held->upto,
+			 (unsigned long long)atomic_load(&D.cat_hi));
+		json_object_array_add(problems, json_object_new_string(line));
 	}
 	if (failing) {
 		snprintf(line, sizeof line, "uploads are failing and being retried: %s",
@@ -1692,6 +1728,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-stor: %s\n", err);
 		return 1;
 	}
+	atomic_store(&D.cat_hi, cat.seg_hi);
 	int lsock = ctlsock_listen(D.cfg.stor.socket, err, sizeof err);
 	if (lsock < 0) {
 		fprintf(stderr, "qsfs-stor: %s\n", err);

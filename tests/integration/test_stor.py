@@ -527,6 +527,32 @@ def test_delete_during_scrub_leaves_nothing(stor, redises, tmp_path):
     assert stor.stop() == 0
 
 
+def segments(stor, tmp_path, first, last):
+    """Store segments s<first>..s<last> (small files of random bytes)."""
+    for i in range(first, last + 1):
+        p = tmp_path / f"seg{i}"
+        p.write_bytes(os.urandom(100))
+        stor.ctl("store", f"s{i}", p)
+    stor.ctl("drain", "--timeout", "60")
+
+
+def test_checkpoint_waits_for_its_segments(stor, tmp_path):
+    """A checkpoint is stored only once the backends hold every segment it
+    covers: a restore from it never meets a segment that is not there."""
+    stor.start()
+    segments(stor, tmp_path, 1, 2)
+    checkpoint(tmp_path / "c1", 1, 4)
+    stor.ctl("store", "c1", tmp_path / "c1")
+    p = stor.ctl("drain", "--timeout", "3", check=False)
+    assert p.returncode != 0  # the checkpoint is still queued
+    cat = json.loads(stor.ctl("catalog").stdout)
+    assert cat["checkpoints"] == [] and cat["segments_upto"] == 2, cat
+    segments(stor, tmp_path, 3, 4)  # drains: the checkpoint went after them
+    cat = json.loads(stor.ctl("catalog").stdout)
+    assert [c["id"] for c in cat["checkpoints"]] == [1] and cat["segments_upto"] == 4, cat
+    assert stor.stop() == 0
+
+
 def test_superseded_checkpoints_deleted_and_gc_floor(stor, redises, tmp_path):
     stor.start()
 
@@ -539,6 +565,7 @@ def test_superseded_checkpoints_deleted_and_gc_floor(stor, redises, tmp_path):
         return int(stor.ctl("gcfloor").stdout)
 
     assert stor.ctl("gcfloor").stdout.strip() == "0"
+    segments(stor, tmp_path, 1, 30)  # a checkpoint waits for the segments it covers
     put("c1", 1, 10)
     assert floor() == 0  # one full: nothing to spare
     put("c2", 2, 12)
