@@ -1038,6 +1038,21 @@ int cache_locate(struct cache *c, const void *key, size_t klen, uint64_t *seg)
 	return r;
 }
 
+int cache_key_local(struct cache *c, const void *key, size_t klen)
+{
+	if (klen == 0 || klen > KEY_MAX)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&c->lock);
+	struct ix_loc loc;
+	int r = ix_get(c->ix, key, klen, &loc);
+	if (!r) {
+		const struct seg *s = seg_find(c, loc.seg);
+		r = s && (s->flags & SF_LOCAL);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return r;
+}
+
 int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s), void *arg)
 {

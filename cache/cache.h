@@ -239,6 +239,10 @@ struct cache_seg_info {
  * such key) or -EINVAL. */
 int cache_locate(struct cache *c, const void *key, size_t klen, uint64_t *seg);
 
+/* Is key's current record on local disk (reading it needs no fetch)?
+ * Returns 1, 0, -ENOENT (no such key) or -EINVAL. Read lock, no I/O. */
+int cache_key_local(struct cache *c, const void *key, size_t klen);
+
 /* Make sealed segment id local without reading from it: an evicted one is
  * fetched through the segment-missing hook (as a read would; concurrent
  * reads of it wait for the same fetch) and becomes the most recently read.

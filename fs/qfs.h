@@ -100,7 +100,9 @@ struct qfs_defrag {
 
 /* One step of a sweep over every data block that has extents, from where
  * the previous step stopped: fold those whose extents overlap at least
- * min_waste bytes (0: all of them), until about budget bytes were
+ * min_waste bytes (0: all of them; with min_waste > 0 only blocks whose
+ * pieces are all local, so a background sweep fetches nothing back),
+ * until about budget bytes were
  * appended (0: no limit). One index walk of the block keys (no I/O for
  * the others); folding takes each inode's lock like a write. Returns 1
  * when the sweep reached the end (and starts over next time), 0 when the

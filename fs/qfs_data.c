@@ -185,7 +185,8 @@ static int block_del(struct qfs *fs, uint64_t ino, uint64_t b)
 /* Fold block b of ino into one base record when its extents overlap at
  * least min_waste bytes of what it holds (0: whenever it has extents).
  * Returns the bytes appended, 0 when left as it is, or a negative errno. */
-static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t min_waste)
+static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t min_waste,
+			     bool local_only)
 {
 	struct node *n;
 	int r = node_get(fs, ino, 1, 0, &n);
@@ -201,7 +202,15 @@ static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t 
 	uint64_t held = 0;
 	for (size_t i = 0; !r && i < eb.n; i++)
 		held += eb.e[i].len;
-	if (!r && eb.n && (eb.has_base ? eb.base_len : 0) + held - ext_block_len(&eb) >= min_waste) {
+	bool go = !r && eb.n &&
+		  (eb.has_base ? eb.base_len : 0) + held - ext_block_len(&eb) >= min_waste;
+	if (go && local_only) {	/* a background sweep fetches nothing back */
+		uint8_t k[32];
+		go = !eb.has_base || cache_key_local(fs->c, k, key_block(k, ino, b)) == 1;
+		for (size_t i = 0; go && i < eb.n; i++)
+			go = cache_key_local(fs->c, k, key_extent(k, ino, b, eb.e[i].off)) == 1;
+	}
+	if (go) {
 		buf = malloc(FS_BLOCK);
 		ssize_t len = buf ? block_fill(fs, ino, b, &eb, buf) : -ENOMEM;
 		r = len < 0 ? (int)len : block_rewrite(fs, ino, b, &eb, buf, (size_t)len);
@@ -217,7 +226,7 @@ ssize_t qfs_compact_key(void *arg, const uint8_t *key, size_t klen)
 {
 	if ((klen != 17 && klen != 19) || key[0] != K_BLOCK)
 		return 0;	/* not a data block: moved as it is */
-	return compact_block(arg, get_be64(key + 1), get_be64(key + 9), 0);
+	return compact_block(arg, get_be64(key + 1), get_be64(key + 9), 0, false);
 }
 
 struct defrag {
@@ -241,7 +250,8 @@ static int defrag_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *
 	key_extent(x->d->cursor, ino, b, 0xffff);
 	x->d->have_cursor = true;
 	x->d->blocks++;
-	ssize_t w = compact_block(x->fs, ino, b, x->min_waste);
+	/* a partial fold (min_waste) is the background's: local blocks only */
+	ssize_t w = compact_block(x->fs, ino, b, x->min_waste, x->min_waste > 0);
 	if (w < 0) {
 		x->err = (int)w;
 		return 1;

@@ -30,6 +30,7 @@ static void rig_open(struct rig *r)
 	r->c = tu_open(r->dir, r->segsize, NULL);
 	struct qfs_opts o = { .cache = r->c, .cache_dir = r->dir };
 	assert_int_equal(qfs_open(&o, &r->fs), 0);
+	cache_set_mover(r->c, qfs_compact_key, r->fs);	/* as qsfs-fs does */
 }
 
 static void rig_close(struct rig *r)
@@ -218,6 +219,47 @@ static void test_random_against_model(void **state)
 			if (off < m.size)
 				memset(m.b + off, 0, m.size - off);
 			m.size = off;
+		} else if (op < 96) {
+			/* compaction: a sweep step folding fragmented blocks (all,
+			 * or only wasteful ones, within a budget) */
+			what = "defrag";
+			static struct qfs_defrag d;
+			int e = qfs_defrag(r.fs, &d, rand() % 2 ? 0 : 64 * 1024,
+					   rand() % 2 ? 0 : BLK / 8);
+			assert_true(e == 0 || e == 1);
+			if (e == 1 && !(rand() % 4)) {	/* a full sweep leaves no extent */
+				assert_int_equal(qfs_defrag(r.fs, &d, 0, 0), 1);
+				uint8_t p[9];
+				p[0] = 'B';
+				put_be64(p + 1, ino);
+				struct cache_keyinfo ki[64];
+				ssize_t nk = 0;
+				uint8_t afterbuf[255], *after = NULL;
+				size_t afterlen = 0;
+				do {
+					nk = cache_keys(r.c, p, 9, after, afterlen, ki, 64);
+					assert_true(nk >= 0);
+					for (ssize_t i = 0; i < nk; i++)
+						assert_int_equal(ki[i].klen, 17);
+					if (nk) {
+						afterlen = ki[nk - 1].klen;
+						memcpy(afterbuf, ki[nk - 1].key, afterlen);
+						after = afterbuf;
+					}
+				} while (nk == 64);
+			}
+		} else if (op < 97) {
+			/* the cleaner, which asks qfs_compact_key first: a sealed
+			 * segment's blocks are folded or moved */
+			what = "clean";
+			struct cache_stats cs;
+			cache_stats(r.c, &cs);
+			if (cs.active_seg > 1) {
+				struct cache_clean_result cr;
+				int e = cache_clean_segment(r.c, 1 + (uint64_t)rand() % (cs.active_seg - 1),
+							    0, &cr);
+				assert_true(e == 0 || e == -EINVAL);
+			}
 		} else {
 			what = "reopen";
 			qfs_forget(r.fs, ino, 1);
