@@ -683,7 +683,6 @@ int main(int argc, char **argv)
 	fuse_session_unmount(se);
 	collector_cancel(gc);	/* a `qsfs-ctl gc` being served ends after its step */
 	fsctl_stop(ctl);
-	collector_stop(gc);
 	if (confirming) {
 		pthread_mutex_lock(&confirmer.mu);
 		confirmer.stop = true;
@@ -691,6 +690,7 @@ int main(int argc, char **argv)
 		pthread_mutex_unlock(&confirmer.mu);
 		pthread_join(ct, NULL);
 	}
+	collector_stop(gc);	/* last: the monitor's status reads it */
 	free(cx.last_status);
 	code = r < 0 ? 1 : 0;
 out_signals:
