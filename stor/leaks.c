@@ -178,7 +178,7 @@ static const char *stale_why(const struct ent *e, const struct obj_placement *p,
 struct item {
 	size_t first, last;	/* its entries [first, last) */
 	enum leak_class cls;
-	char why[200];
+	char why[400];
 	char kept[300];		/* fix: why not removed ("": removed, or no fix) */
 	bool removed;
 	uint64_t keys, bytes;
@@ -402,8 +402,9 @@ int leak_check(struct objstore *os, const struct leak_hooks *h, bool fix, json_o
 			for (size_t i = a; i < b; i++) {
 				char buf[200];
 				const char *y = stale_why(&e[i], &p, buf, sizeof buf);
-				if (y && !it.keys)
-					snprintf(it.why, sizeof it.why, "%s", y);
+				size_t wl = strlen(it.why);
+				if (y && !strstr(it.why, y) && wl + 3 < sizeof it.why)
+					snprintf(it.why + wl, sizeof it.why - wl, "%s%s", wl ? "; " : "", y);
 				if (y) {
 					e[i].leak = true;
 					it.keys++;

@@ -786,7 +786,8 @@ def test_gc_check_finds_and_fixes_planted_leaks(stor, redises, tmp_path):
     # plant one leak of each class
     rcli(redises[0], "SET", f"{vol}/m/s1", "junkmeta")           # deleted, still there
     rcli(redises[0], "SET", f"{vol}/o/s1/0.0", "junkshard")
-    rcli(redises[1], "SET", f"{vol}/o/s2/0.0.g7", "x" * 100)     # another generation
+    r0 = next(r for r in redises if redis_keys(r, f"{vol}/o/s2/0.0"))
+    rcli(r0, "SET", f"{vol}/o/s2/0.0.g7", "x" * 100)             # another generation
     r2 = next(r for r in redises if f"{vol}/o/s2/3.0" not in redis_keys(r, f"{vol}/o/s2/*"))
     rcli(r2, "SET", f"{vol}/o/s2/3.0", "y" * 50)                  # not placed there
     rcli(redises[3], "SET", f"{vol}/o/s4/1.0", "z" * 10)          # deleted, no metadata
@@ -799,9 +800,11 @@ def test_gc_check_finds_and_fixes_planted_leaks(stor, redises, tmp_path):
     assert got["s1"]["class"] == "unreferenced" and got["s1"]["keys"] == 2
     assert got["s1"]["backends"] == [st["backends"][0]["name"]]
     assert got["s2"]["class"] == "stale" and got["s2"]["keys"] == 2 and got["s2"]["bytes"] == 150
+    assert "generation 7" in got["s2"]["why"]
     assert got["s4"]["class"] == "orphan" and got["s99"]["class"] == "orphan"
     assert rep["leaks"]["orphan"] == {"objects": 2, "keys": 2, "bytes": 30}
-    assert rep["backends"][1]["leaks"]["stale"]["keys"] >= 1
+    assert rep["backends"][redises.index(r0)]["leaks"]["stale"] == {"keys": 1, "bytes": 100}
+    assert rep["backends"][0]["leaks"]["unreferenced"] == {"keys": 2, "bytes": 17}
     assert rep["unknown_keys"] == 1
     st = status(stor)
     assert st["leaked_objects"] == 4
