@@ -850,3 +850,40 @@ def test_gc_check_leaves_a_queued_upload_alone(stor, redises, tmp_path):
     stor.ctl("retrieve", "s1", tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == data
     assert stor.stop() == 0
+
+
+def test_gc_check_dir_backends(tmp_path, redises):
+    backends = [f"dir://{tmp_path}/d{i}" for i in range(3)] + \
+               [f"redis://127.0.0.1:{r.port}/0" for r in redises[:3]]
+    s = Stor(tmp_path, backends, _build_dir())
+    s.ctl("format")
+    s.start()
+    data = {}
+    for n in ("s1", "s2"):
+        data[n] = make(tmp_path / n, STRIPE + 7, False)
+        s.ctl("store", n, tmp_path / n)
+    s.ctl("drain", "--timeout", "60")
+    s.ctl("delete", "s1")
+    wait_deleted(s)
+    vol = status(s)["volume_id"]
+    rc, rep = gccheck(s)
+    assert rc == 0 and rep["complete"], rep
+    d0 = tmp_path / "d0" / vol
+    assert rep["backends"][0]["bytes"] == sum(
+        f.stat().st_size for f in d0.rglob("*") if f.is_file()) > 0
+    (d0 / "o" / "s1").mkdir(parents=True, exist_ok=True)
+    (d0 / "o" / "s1" / "2.0").write_bytes(b"o" * 33)              # deleted segment's shard
+    tmp = d0 / "o" / "s2" / "0.0.tmp-AbCdEf"                      # a put in flight: no key
+    tmp.write_bytes(b"t" * 5)
+    rc, rep = gccheck(s)
+    assert rc == 1 and [(o["object"], o["class"], o["bytes"]) for o in rep["objects"]] == \
+        [("s1", "orphan", 33)]
+    assert rep["unknown_keys"] == 0
+    assert rep["objects"][0]["backends"] == [rep["backends"][0]["name"]]
+    rc, rep = gccheck(s, "--fix")
+    assert rc == 0 and rep["removed_objects"] == 1 and rep["left_objects"] == 0, rep
+    assert not (d0 / "o" / "s1" / "2.0").exists() and tmp.exists()
+    assert gccheck(s)[0] == 0
+    s.ctl("retrieve", "s2", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data["s2"]
+    assert s.stop() == 0
