@@ -887,3 +887,62 @@ def test_gc_check_dir_backends(tmp_path, redises):
     s.ctl("retrieve", "s2", tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == data["s2"]
     assert s.stop() == 0
+
+
+def resp(r, *args):
+    """One command to redis-server r over RESP, binary-safe: the reply
+    (bytes for a bulk string, None for nil, int, or str for a status)."""
+    with socket.create_connection(("127.0.0.1", r.port), 10) as c:
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        c.sendall(b"*%d\r\n" % len(parts) +
+                  b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        f = c.makefile("rb")
+        line = f.readline()
+        if line[:1] == b"$":
+            n = int(line[1:])
+            return None if n < 0 else f.read(n + 2)[:n]
+        if line[:1] == b":":
+            return int(line[1:])
+        assert line[:1] == b"+", line
+        return line[1:].strip().decode()
+
+
+def test_gc_check_object_the_catalog_never_listed(stor, redises, tmp_path):
+    """The catalog rolled back by hand (every copy) so that a stored object
+    is listed nowhere: an unreferenced object, removed by --fix; the
+    automatic check after a scrub pass measures the backends."""
+    stor.start()
+    data = {}
+    for n in ("s1", "s2"):
+        data[n] = make(tmp_path / n, STRIPE + 3, True)
+        stor.ctl("store", n, tmp_path / n)
+    stor.ctl("drain", "--timeout", "60")
+    vol = status(stor)["volume_id"]
+    old = [resp(r, "GET", f"{vol}/catalog") for r in redises]
+    assert all(old)
+    make(tmp_path / "s3", STRIPE + 3, True)
+    stor.ctl("store", "s3", tmp_path / "s3")
+    stor.ctl("drain", "--timeout", "60")
+    assert stor.stop() == 0
+    for r, v in zip(redises, old):
+        assert resp(r, "SET", f"{vol}/catalog", v) == "OK"
+    stor.start()
+    assert status(stor)["remote_bytes_as_of"] == 0
+    stor.ctl("scrub", check=False)
+    wait_for(lambda: status(stor)["remote_bytes_as_of"] > 0, 120, "the check after the scrub")
+    st = status(stor)
+    assert st["leaked_objects"] == 1 and all(b["bytes"] > 0 for b in st["backends"])
+    assert "referenced by nothing" in stor.ctl("status").stdout
+    rc, rep = gccheck(stor)
+    assert rc == 1 and [(o["object"], o["class"]) for o in rep["objects"]] == \
+        [("s3", "unreferenced")]
+    assert "never listed" in rep["objects"][0]["why"]
+    assert rep["leaks"]["unreferenced"]["keys"] == 6 + 6  # shards and metadata copies
+    rc, rep = gccheck(stor, "--fix")
+    assert rc == 0 and rep["removed_objects"] == 1, rep
+    assert object_keys(redises, "s3") == []
+    assert gccheck(stor)[0] == 0 and status(stor)["leaked_objects"] == 0
+    for n in ("s1", "s2"):
+        stor.ctl("retrieve", n, tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == data[n]
+    assert stor.stop() == 0
