@@ -176,6 +176,94 @@ int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s)
 	return sweep(dfd, time(NULL) - (time_t)min_age_s, 0);
 }
 
+/* Listing a dir:// backend: the keys under the directory the prefix names. */
+struct dir_scan {
+	const char *prefix;
+	size_t plen;
+	int (*cb)(void *arg, const char *key, uint64_t size);
+	void *arg;
+	int stop;		/* cb's non-zero value */
+};
+
+/* Walk directory dfd (key: its path relative to the backend's root, with a
+ * trailing '/', or "", klen long), calling s->cb for the regular files
+ * whose key starts with s->prefix. Consumes dfd. Returns 0, 1 when cb
+ * stopped it (s->stop), or -errno. */
+static int dir_walk(int dfd, char *key, size_t klen, size_t cap, struct dir_scan *s, int depth)
+{
+	DIR *d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	int r = 0;
+	for (;;) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			r = errno ? -errno : 0;
+			break;
+		}
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		size_t nl = strlen(e->d_name);
+		if (klen + nl + 2 > cap)
+			continue;	/* longer than any key */
+		memcpy(key + klen, e->d_name, nl + 1);
+		struct stat st;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;	/* gone meanwhile */
+			r = -errno;
+			break;
+		}
+		size_t kl = klen + nl;
+		if (S_ISDIR(st.st_mode)) {
+			key[kl] = '/';
+			key[kl + 1] = 0;
+			/* only where keys with the prefix can be */
+			size_t m = kl + 1 < s->plen ? kl + 1 : s->plen;
+			if (depth >= 16 || strncmp(key, s->prefix, m))
+				continue;
+			int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (sub < 0 && errno == ENOENT)
+				continue;
+			r = sub < 0 ? -errno : dir_walk(sub, key, kl + 1, cap, s, depth + 1);
+		} else if (S_ISREG(st.st_mode) && !is_put_tmp(e->d_name) &&
+			   !strncmp(key, s->prefix, s->plen)) {
+			s->stop = s->cb(s->arg, key, (uint64_t)st.st_size);
+			r = s->stop ? 1 : 0;
+		}
+		if (r)
+			break;
+	}
+	key[klen] = 0;
+	closedir(d);
+	return r;
+}
+
+static int dir_scan(struct backend *b, const char *prefix,
+		    int (*cb)(void *arg, const char *key, uint64_t size), void *arg)
+{
+	/* start in the deepest directory the prefix names */
+	char key[512], path[4600];
+	const char *slash = strrchr(prefix, '/');
+	size_t dl = slash ? (size_t)(slash - prefix) + 1 : 0;
+	memcpy(key, prefix, dl);
+	key[dl] = 0;
+	snprintf(path, sizeof path, "%s/%s", b->path, key);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		int e = errno;
+		struct stat st;
+		if ((e == ENOENT || e == ENOTDIR) && stat(b->path, &st) == 0 && S_ISDIR(st.st_mode))
+			return 0;	/* the root is there, that directory not: no such keys */
+		return -e;
+	}
+	struct dir_scan s = { prefix, strlen(prefix), cb, arg, 0 };
+	int r = dir_walk(dfd, key, dl, sizeof key, &s, 0);
+	return r == 1 ? s.stop : r;
+}
 
 static int mkdirs(char *path)
 {
@@ -433,6 +521,76 @@ static int redis_ping(struct backend *b)
 	return r;
 }
 
+/* SCAN ... MATCH prefix* COUNT 1000 until the cursor is back at 0, and the
+ * size of each key found (STRLEN, pipelined per batch). */
+static int redis_scan(struct backend *b, const char *prefix,
+		      int (*cb)(void *arg, const char *key, uint64_t size), void *arg)
+{
+	int r = redis_connect(b);
+	if (r)
+		return -EIO;
+	char pat[1024], cursor[32] = "0";
+	size_t pl = 0;
+	for (const char *p = prefix; *p && pl + 3 < sizeof pat; p++) {
+		if (strchr("*?[]\\", *p))
+			pat[pl++] = '\\';	/* a glob character, matched literally */
+		pat[pl++] = *p;
+	}
+	pat[pl++] = '*';
+	pat[pl] = 0;
+	int stop = 0;
+	do {
+		const char *argv[6] = { "SCAN", cursor, "MATCH", pat, "COUNT", "1000" };
+		redisReply *rep = command(b, 6, argv, NULL);
+		if (!rep)
+			return -EIO;
+		if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+		    rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof cursor ||
+		    rep->element[1]->type != REDIS_REPLY_ARRAY) {
+			set_error(b, "SCAN: unexpected reply%s%.100s",
+				  rep->type == REDIS_REPLY_ERROR ? ": " : "",
+				  rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+			freeReplyObject(rep);
+			return -EIO;
+		}
+		memcpy(cursor, rep->element[0]->str, rep->element[0]->len);
+		cursor[rep->element[0]->len] = 0;
+		redisReply *keys = rep->element[1];
+		for (size_t i = 0; i < keys->elements; i++) {
+			redisReply *k = keys->element[i];
+			const char *av[2] = { "STRLEN", k->type == REDIS_REPLY_STRING ? k->str : "" };
+			size_t al[2] = { 6, k->type == REDIS_REPLY_STRING ? k->len : 0 };
+			redisAppendCommandArgv(b->rc, 2, av, al);
+		}
+		bool failed = false;
+		for (size_t i = 0; i < keys->elements; i++) {
+			redisReply *k = keys->element[i], *n = NULL;
+			if (redisGetReply(b->rc, (void **)&n) != REDIS_OK || !n) {
+				conn_error(b, "STRLEN");
+				redisFree(b->rc);
+				b->rc = NULL;
+				freeReplyObject(rep);
+				return -EIO;
+			}
+			if (n->type != REDIS_REPLY_INTEGER || k->type != REDIS_REPLY_STRING) {
+				if (!failed)
+					set_error(b, "STRLEN: unexpected reply%s%.100s",
+						  n->type == REDIS_REPLY_ERROR ? ": " : "",
+						  n->type == REDIS_REPLY_ERROR ? n->str : "");
+				failed = true;
+			} else if (!stop && !failed) {
+				/* a key removed since SCAN saw it: STRLEN 0 */
+				stop = cb(arg, k->str, (uint64_t)(n->integer > 0 ? n->integer : 0));
+			}
+			freeReplyObject(n);
+		}
+		freeReplyObject(rep);
+		if (failed)
+			return -EIO;
+	} while (!stop && strcmp(cursor, "0"));
+	return stop;
+}
+
 /* --- dispatch ---------------------------------------------------------------- */
 
 int backend_put(struct backend *b, const char *key, const void *val, size_t len)
@@ -487,6 +645,41 @@ int backend_exists(struct backend *b, const char *key)
 	if (r >= 0)
 		ok_latency(b, t0);
 	return r < 0 ? -EIO : r;
+}
+
+/* backend_scan's callback, remembering whether it stopped the listing. */
+struct scan_cb {
+	int (*cb)(void *arg, const char *key, uint64_t size);
+	void *arg;
+	int stop;
+};
+
+static int scan_cb(void *arg, const char *key, uint64_t size)
+{
+	struct scan_cb *w = arg;
+	w->stop = w->cb(w->arg, key, size);
+	return w->stop ? 1 : 0;
+}
+
+int backend_scan(struct backend *b, const char *prefix,
+		 int (*cb)(void *arg, const char *key, uint64_t size), void *arg)
+{
+	size_t n = strlen(prefix);
+	if (n > 200 || prefix[0] == '/' || strstr(prefix, "..") || strstr(prefix, "//") ||
+	    strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") != n)
+		return -EINVAL;
+	uint64_t t0 = fs_now_ns();
+	struct scan_cb w = { cb, arg, 0 };
+	int r = b->kind == BACKEND_DIR ? dir_scan(b, prefix, scan_cb, &w)
+				       : redis_scan(b, prefix, scan_cb, &w);
+	if (w.stop)
+		return w.stop;
+	if (r && b->kind == BACKEND_DIR)
+		set_error(b, "listing %s*: %s", prefix, strerror(r < 0 ? -r : EIO));
+	if (r)
+		return -EIO;
+	ok_latency(b, t0);
+	return 0;
 }
 
 int backend_ping(struct backend *b)

@@ -65,6 +65,18 @@ int backend_ping(struct backend *b);
  * the tree cannot be walked. Does nothing (0) for other kinds. */
 int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s);
 
+/* Every key starting with prefix, with its value's size: cb(arg, key,
+ * size) once per key (no order; a key written or removed meanwhile may or
+ * may not be seen). redis: SCAN ... MATCH prefix* (glob characters in
+ * prefix escaped) and STRLEN; dir://: a walk of the directories under the
+ * backend's root that prefix names, skipping temp files (KEY.tmp-XXXXXX,
+ * a put in flight or killed). cb returning non-zero stops the listing and
+ * that value is returned. Returns 0, or -EIO when the backend fails (the
+ * health record says why; the caller names the backend), -EINVAL for a
+ * prefix that is not a valid key start. Blocks: O(keys). */
+int backend_scan(struct backend *b, const char *prefix,
+		 int (*cb)(void *arg, const char *key, uint64_t size), void *arg);
+
 /* The URL with the password hidden, and the health record. */
 const char *backend_name(const struct backend *b);
 struct backend_health backend_health(const struct backend *b);

@@ -386,6 +386,30 @@ bool catalog_has(const struct catalog *c, const char *name)
 	return c->nck && id < c->ck[0].id;
 }
 
+int catalog_dup(const struct catalog *c, struct catalog *out)
+{
+	memset(out, 0, sizeof *out);
+	out->seq = c->seq;
+	out->seg_hi = c->seg_hi;
+	out->extra = malloc((c->nextra ? c->nextra : 1) * sizeof *out->extra);
+	out->ck = malloc((c->nck ? c->nck : 1) * sizeof *out->ck);
+	out->rm = malloc((c->nrm ? c->nrm : 1) * sizeof *out->rm);
+	if (!out->extra || !out->ck || !out->rm) {
+		catalog_free(out);
+		return -ENOMEM;
+	}
+	if (c->nextra)
+		memcpy(out->extra, c->extra, c->nextra * sizeof *out->extra);
+	if (c->nck)
+		memcpy(out->ck, c->ck, c->nck * sizeof *out->ck);
+	if (c->nrm)
+		memcpy(out->rm, c->rm, c->nrm * sizeof *out->rm);
+	out->nextra = out->capextra = c->nextra;
+	out->nck = out->capck = c->nck;
+	out->nrm = out->caprm = c->nrm;
+	return 0;
+}
+
 void catalog_free(struct catalog *c)
 {
 	free(c->extra);

@@ -115,6 +115,9 @@ bool catalog_lists(const struct catalog *c, const char *name);
 
 void catalog_free(struct catalog *c);
 
+/* A deep copy of c (without the trimmed ids) into *out: 0 or -ENOMEM. */
+int catalog_dup(const struct catalog *c, struct catalog *out);
+
 #define CAT_CKPT_HDR 64	/* bytes of a checkpoint's clear header the catalog reads */
 
 /* The kind of the checkpoint whose first CAT_CKPT_HDR bytes are hdr (the

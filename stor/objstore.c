@@ -580,6 +580,36 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 	return undecryptable ? -EBADMSG : -ENOENT;
 }
 
+int obj_placement(struct objstore *s, const char *name, struct obj_placement *out)
+{
+	char key[128];
+	meta_key(s, name, key, sizeof key);
+	struct obj_meta meta, one;
+	size_t answered = 0, undecryptable = 0;
+	bool found = false;
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < s->nbackends; i++) {
+		int r = meta_at(s, i, key, name, &one);
+		answered += r != -EIO;
+		undecryptable += r == -EBADMSG;
+		if (!r && (!found || one.gen > meta.gen))
+			meta = one;
+		found |= !r;
+	}
+	if (!found)
+		return undecryptable ? -EBADMSG : answered < s->nbackends ? -EIO : -ENOENT;
+	if (answered <= s->nbackends / 2)
+		return -EIO;
+	out->k = meta.k;
+	out->m = meta.m;
+	out->gen = meta.gen;
+	for (unsigned i = 0; i < meta.k + meta.m && i < SHARD_MAX; i++) {
+		out->backend[i] = meta.sh[i].pieces ? find_backend(s, meta.sh[i].backend) : -1;
+		out->pieces[i] = meta.sh[i].pieces;
+	}
+	return 0;
+}
+
 /* Fetch object name, described by metadata m, into fd (obj_get). */
 static int get_from(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 		    const struct obj_meta *m, int fd, char *why, size_t whylen, char *damage,

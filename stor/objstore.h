@@ -132,4 +132,22 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
  * s's handles (one thread at a time). */
 int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen);
 
+/* Where the newest generation of object name lives, by its metadata. */
+struct obj_placement {
+	unsigned k, m;
+	uint64_t gen;
+	int backend[SHARD_MAX];	/* index of the configured backend holding shard
+				 * i, -1: not stored or a backend no longer
+				 * configured */
+	uint32_t pieces[SHARD_MAX];
+};
+
+/* Read name's metadata from every backend and describe its newest
+ * generation. Returns 0; -ENOENT when every configured backend answered
+ * and none has a copy; -EBADMSG when copies exist but none opens; -EIO when
+ * no copy was found and some backend did not answer, or a copy was found
+ * but fewer than a majority answered (the newest generation may be on the
+ * silent ones). */
+int obj_placement(struct objstore *s, const char *name, struct obj_placement *out);
+
 #endif

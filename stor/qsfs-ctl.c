@@ -7,6 +7,10 @@
  *                                              from the backends (exit 0 once
  *                                              journaled)
  *   qsfs-ctl [-c CONFIG] gcfloor               the catalog's GC floor
+ *   qsfs-ctl [-c CONFIG] gc --check [--fix] [--json]
+ *                                              keys on the backends nothing
+ *                                              refers to (exit 1: leaks);
+ *                                              --fix removes them
  *   qsfs-ctl [-c CONFIG] confirmed NAME        exit 0 = yes, 1 = no
  *   qsfs-ctl [-c CONFIG] status [--json]
  *   qsfs-ctl [-c CONFIG] catalog               the volume catalog (JSON)
@@ -69,6 +73,9 @@ static void usage(FILE *f)
 		   "  warmup [PATH...]        fetch the segments of those files (or all) ahead\n"
 		   "  gc [--timeout S]        collect garbage now: clean, remove dead segments here\n"
 		   "                          and on the backends (waits up to S s, default 60)\n"
+		   "  gc --check [--fix] [--json]\n"
+		   "                          list the keys on the backends that nothing refers to\n"
+		   "                          (exit 1 when there are); --fix removes them\n"
 		   "CONFIG defaults to $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml.\n");
 }
 
@@ -280,6 +287,19 @@ static void print_status(json_object *o, bool stor_down)
 			double lat = json_object_object_get_ex(b, "latency_ms", &x) ? json_object_get_double(x) : 0;
 			const char *e = json_object_object_get_ex(b, "last_error", &x) ? json_object_get_string(x) : "";
 			printf("  %-5s %-45s %8.1f ms%s%s\n", st, name, lat, *e ? "  last error: " : "", e);
+			char sz[32], when[64];
+			long long asof = I("remote_bytes_as_of");
+			if (!asof)
+				snprintf(when, sizeof when, "not measured yet (qsfs-ctl gc --check "
+					 "measures it)");
+			else
+				snprintf(when, sizeof when, "as of %lld minutes ago",
+					 ((long long)time(NULL) - asof) / 60);
+			if (json_object_object_get_ex(b, "bytes", &x) && x)
+				printf("        stored: %s, %s\n",
+				       format_size((uint64_t)json_object_get_int64(x), sz, sizeof sz), when);
+			else
+				printf("        stored: %s\n", asof ? "not listed by the last check" : when);
 		}
 	}
 #undef S
@@ -719,6 +739,116 @@ static int cmd_ready(const struct qsfs_config *cfg)
 	return 0;
 }
 
+/* qsfs-ctl gc --check [--fix] [--json]: qsfs-stor's leak check (GCCHECK).
+ * Exit 0: no leak (--fix: every leak found was removed), 1: leaks. */
+static int cmd_gccheck(const char *sock, bool fix, bool as_json)
+{
+	char *reply = NULL;
+	int ret = request(sock, fix ? "GCCHECK FIX\n" : "GCCHECK\n", &reply);
+	if (ret)
+		return ret;
+	json_object *o = json_tokener_parse(reply);
+	if (!o) {
+		fprintf(stderr, "qsfs-ctl: gc --check: %s\n",
+			strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+		free(reply);
+		return 1;
+	}
+	free(reply);
+	long long found = jnum(o, "leaked_objects", 0), left = jnum(o, "left_objects", 0);
+	ret = (fix ? left : found) ? 1 : 0;
+	if (as_json) {
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							      JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+		return ret;
+	}
+	static const char *const classes[] = { "unreferenced", "stale", "orphan" };
+	static const char *const words[] = { "objects the catalog does not list",
+		"shards their metadata does not account for",
+		"shards without metadata anywhere" };
+	json_object *bs, *v, *lk;
+	char sz[32];
+	printf("backends (all keys of the volume):\n");
+	if (json_object_object_get_ex(o, "backends", &bs)) {
+		for (size_t i = 0; i < json_object_array_length(bs); i++) {
+			json_object *b = json_object_array_get_idx(bs, i);
+			const char *name = json_object_object_get_ex(b, "name", &v) ?
+					   json_object_get_string(v) : "?";
+			bool listed = json_object_object_get_ex(b, "listed", &v) &&
+				      json_object_get_boolean(v);
+			if (!listed) {
+				printf("  %-45s not listed: %s\n", name,
+				       json_object_object_get_ex(b, "error", &v) ?
+				       json_object_get_string(v) : "");
+				continue;
+			}
+			printf("  %-45s %10s in %lld keys", name,
+			       format_size((uint64_t)jnum(b, "bytes", 0), sz, sizeof sz),
+			       jnum(b, "keys", 0));
+			if (json_object_object_get_ex(b, "leaks", &lk)) {
+				for (int c = 0; c < 3; c++) {
+					json_object *x;
+					if (json_object_object_get_ex(lk, classes[c], &x) &&
+					    jnum(x, "keys", 0))
+						printf(", %s %lld keys (%s)", classes[c], jnum(x, "keys", 0),
+						       format_size((uint64_t)jnum(x, "bytes", 0), sz,
+								   sizeof sz));
+				}
+			}
+			printf("\n");
+		}
+	}
+	if (!found) {
+		printf("no leak: every key of the volume is referenced");
+	} else {
+		printf("leaks: %lld objects, %s\n", found,
+		       format_size((uint64_t)jnum(o, "leaked_bytes", 0), sz, sizeof sz));
+		if (json_object_object_get_ex(o, "leaks", &lk)) {
+			for (int c = 0; c < 3; c++) {
+				json_object *x;
+				if (json_object_object_get_ex(lk, classes[c], &x) && jnum(x, "objects", 0))
+					printf("  %-13s %lld objects, %lld keys, %s: %s\n", classes[c],
+					       jnum(x, "objects", 0), jnum(x, "keys", 0),
+					       format_size((uint64_t)jnum(x, "bytes", 0), sz, sizeof sz),
+					       words[c]);
+			}
+		}
+		json_object *objs;
+		if (json_object_object_get_ex(o, "objects", &objs)) {
+			for (size_t i = 0; i < json_object_array_length(objs) && i < 50; i++) {
+				json_object *x = json_object_array_get_idx(objs, i);
+				const char *kept = json_object_object_get_ex(x, "kept", &v) ?
+						   json_object_get_string(v) : "";
+				bool removed = json_object_object_get_ex(x, "removed", &v) &&
+					       json_object_get_boolean(v);
+				printf("  %-10s %-13s %s%s%s%s\n",
+				       json_object_object_get_ex(x, "object", &v) ? json_object_get_string(v) : "?",
+				       json_object_object_get_ex(x, "class", &v) ? json_object_get_string(v) : "?",
+				       json_object_object_get_ex(x, "why", &v) ? json_object_get_string(v) : "",
+				       removed ? ": removed" : "", *kept ? ": kept: " : "", kept);
+			}
+		}
+		if (fix)
+			printf("removed %lld objects (%lld keys, %s); %lld left",
+			       jnum(o, "removed_objects", 0), jnum(o, "removed_keys", 0),
+			       format_size((uint64_t)jnum(o, "removed_bytes", 0), sz, sizeof sz), left);
+		else
+			printf("qsfs-ctl gc --check --fix removes them");
+	}
+	printf("%s\n", json_object_object_get_ex(o, "complete", &v) && !json_object_get_boolean(v) ?
+	       " (not every backend could be listed)" : "");
+	if (jnum(o, "in_flight", 0))
+		printf("%lld objects with an upload or deletion under way were not looked at\n",
+		       jnum(o, "in_flight", 0));
+	if (jnum(o, "unknown_keys", 0))
+		printf("%lld keys under the volume that qsfs does not write (left alone), e.g. %s\n",
+		       jnum(o, "unknown_keys", 0), json_object_object_get_ex(o, "unknown_first", &v) ?
+		       json_object_get_string(v) : "");
+	json_object_put(o);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf = config_default_path();
@@ -846,6 +976,22 @@ int main(int argc, char **argv)
 		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
 		ret = cmd_ready(&cfg);
+	} else if (!strcmp(cmd, "gc") && nargs >= 1 && !strcmp(args[0], "--check")) {
+		bool fix = false, as_json = false, bad = false;
+		for (int i = 1; i < nargs; i++) {
+			if (!strcmp(args[i], "--fix"))
+				fix = true;
+			else if (!strcmp(args[i], "--json"))
+				as_json = true;
+			else
+				bad = true;
+		}
+		if (bad) {
+			usage(stderr);
+			ret = 2;
+		} else {
+			ret = cmd_gccheck(sock, fix, as_json);
+		}
 	} else if (!strcmp(cmd, "gc") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		int to = nargs ? atoi(args[1]) : 60;
 		ret = cmd_gc(&cfg, to > 0 ? (unsigned)to : 60);

@@ -29,6 +29,9 @@
  *                        after its clean stop: stor releases the lease
  *                        once its queue is empty)
  *   STATUS               one line of JSON (written with json-c)
+ *   GCCHECK [FIX]        the leak check (leaks.h): keys of the volume on the
+ *                        backends that nothing refers to, one JSON line;
+ *                        FIX removes them first (the report says what went)
  * Replies are "OK", "YES", "NO", a JSON line, or "ERR message".
  * SIGTERM/SIGINT: stop when every queued job (uploads and deletions) is done
  * (exit 0); a second signal, or stor.drain_timeout seconds, exits at once
@@ -63,6 +66,7 @@
 #include "codec.h"
 #include "head.h"
 #include "health.h"
+#include "leaks.h"
 #include "lease.h"
 #include "objstore.h"
 #include "spool.h"
@@ -71,6 +75,7 @@
 #include "../common/ctlsock.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
+#include "../common/units.h"
 
 #define MAX_WORKERS 64
 #define RETRIEVE_CTX 2
@@ -145,6 +150,10 @@ static struct {
 	int handoffs_err;	/* cache_unhanded failed: the count is unknown */
 	struct health *health;	/* which backends are usable (own lock) */
 	unsigned min_shards;	/* stor.min_shards for this volume's k, m */
+	/* the object a leak check's fix is deleting ("": none): no upload,
+	 * deletion or scrub of it starts meanwhile (leaks.h) */
+	char leak_claim[OBJ_NAME_MAX];
+	struct leak_totals leaks;	/* the last leak check's numbers */
 } D = { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
 	.changed = PTHREAD_COND_INITIALIZER };
 
@@ -422,6 +431,8 @@ static void *worker_main(void *arg)
 		for (struct job *t = D.fenced ? NULL : D.jobs; t && !j; t = t->next) {
 			if (t->busy || (t->del && find_job(t->obj)))
 				continue;	/* an upload of it goes first */
+			if (!strcmp(t->obj, D.leak_claim))
+				continue;	/* a leak fix is on it (woken after) */
 			if (t->upto > atomic_load(&D.cat_hi))
 				continue;	/* its segments first (the catalog wakes us) */
 			if (t->next_ns <= now)
@@ -954,6 +965,112 @@ static void forget_unlisted(void)
 	free(names);
 }
 
+/* --- the leak check (leaks.h): the daemon's side --------------------------------- */
+
+static pthread_mutex_t leak_mu = PTHREAD_MUTEX_INITIALIZER;	/* one check at a time */
+
+static int leak_catalog_copy(void *arg, struct catalog *out)
+{
+	(void)arg;
+	pthread_mutex_lock(&cat_mu);
+	int r = catalog_dup(&cat, out);
+	pthread_mutex_unlock(&cat_mu);
+	return r;
+}
+
+static int leak_ref_now(void *arg, const char *name)
+{
+	(void)arg;
+	pthread_mutex_lock(&cat_mu);
+	int r = (int)leak_catalog_ref(&cat, name);
+	pthread_mutex_unlock(&cat_mu);
+	return r;
+}
+
+static char (*leak_jobs(void *arg, size_t *n))[OBJ_NAME_MAX]
+{
+	(void)arg;
+	pthread_mutex_lock(&D.mu);
+	char (*v)[OBJ_NAME_MAX] = calloc(D.njobs ? D.njobs : 1, OBJ_NAME_MAX);
+	size_t k = 0;
+	for (struct job *j = D.jobs; v && j; j = j->next)
+		memcpy(v[k++], j->obj, OBJ_NAME_MAX);
+	pthread_mutex_unlock(&D.mu);
+	*n = k;
+	return v;
+}
+
+/* mu held */
+static bool job_of(const char *name)
+{
+	char del[OBJ_NAME_MAX + 8];
+	snprintf(del, sizeof del, "%s.del", name);
+	return find_job(name) || find_job(del);
+}
+
+static bool leak_job_now(void *arg, const char *name)
+{
+	(void)arg;
+	pthread_mutex_lock(&D.mu);
+	bool r = job_of(name);
+	pthread_mutex_unlock(&D.mu);
+	return r;
+}
+
+static bool leak_claim(void *arg, const char *name)
+{
+	(void)arg;
+	pthread_mutex_lock(&D.mu);
+	bool ok = !D.fenced && !job_of(name) && strcmp(D.scrubbing, name);
+	if (ok)
+		snprintf(D.leak_claim, sizeof D.leak_claim, "%s", name);
+	pthread_mutex_unlock(&D.mu);
+	return ok;
+}
+
+static void leak_release(void *arg, const char *name)
+{
+	(void)arg;
+	(void)name;
+	pthread_mutex_lock(&D.mu);
+	D.leak_claim[0] = 0;
+	pthread_cond_broadcast(&D.work);
+	pthread_cond_broadcast(&D.changed);
+	pthread_mutex_unlock(&D.mu);
+}
+
+/* Run a leak check (fix: and remove what it finds) with c's handles; keep
+ * its numbers for STATUS. *out (if not NULL) gets the report. */
+static int leak_check_run(struct ctx *c, bool fix, json_object **out)
+{
+	static const struct leak_hooks hooks = {
+		.catalog_copy = leak_catalog_copy, .catalog_ref_now = leak_ref_now,
+		.jobs = leak_jobs, .job_now = leak_job_now, .claim = leak_claim,
+		.release = leak_release,
+	};
+	pthread_mutex_lock(&leak_mu);
+	pthread_mutex_lock(&D.mu);
+	bool fenced = D.fenced;
+	pthread_mutex_unlock(&D.mu);
+	json_object *rep = NULL;
+	struct leak_totals tot;
+	int r = fenced ? -EPERM : leak_check(&c->os, &hooks, fix, &rep, &tot);
+	if (!r) {
+		pthread_mutex_lock(&D.mu);
+		D.leaks = tot;
+		pthread_mutex_unlock(&D.mu);
+		qlog_info("stor: leak check%s: %llu objects (%llu bytes) referenced by nothing "
+			  "left on the backends", fix ? " and fix" : "",
+			  (unsigned long long)tot.leaked_objects, (unsigned long long)tot.leaked_bytes);
+	}
+	pthread_mutex_unlock(&leak_mu);
+	if (out)
+		*out = rep;
+	else
+		json_object_put(rep);
+	return r;
+}
+
 static void *scrub_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -1001,6 +1118,8 @@ static void *scrub_main(void *arg)
 			/* a deletion waits while the pass is on its object, and
 			 * the pass skips what the catalog stopped listing */
 			pthread_mutex_lock(&D.mu);
+			while (!strcmp(D.leak_claim, names[i]) && !D.stop)
+				pthread_cond_wait(&D.changed, &D.mu);	/* a leak fix on it */
 			snprintf(D.scrubbing, sizeof D.scrubbing, "%s", names[i]);
 			pthread_mutex_unlock(&D.mu);
 			pthread_mutex_lock(&cat_mu);
@@ -1018,8 +1137,10 @@ static void *scrub_main(void *arg)
 			pthread_mutex_unlock(&D.mu);
 		}
 		free(names);
-		if (i == n)
+		if (i == n) {
 			forget_unlisted();
+			leak_check_run(c, false, NULL);	/* the remote bytes, for STATUS */
+		}
 		pthread_mutex_lock(&D.mu);
 		S.running = false;
 		if (i == n) {	/* a complete pass: its counts are the redundancy */
@@ -1319,6 +1440,9 @@ static void do_status(int cfd)
 				       json_object_new_double((double)w.latency_us / 1000.0));
 		json_object_object_add(b, "errors", json_object_new_int64((int64_t)errors));
 		json_object_object_add(b, "last_error", json_object_new_string(w.last_error));
+		/* all keys of the volume on it, as of the last leak check */
+		json_object_object_add(b, "bytes", D.leaks.at && i < D.leaks.nbackends &&
+				       D.leaks.listed[i] ? json_object_new_uint64(D.leaks.bytes[i]) : NULL);
 		json_object_array_add(bs, b);
 		if (w.state != BACKEND_UP) {
 			down += w.state == BACKEND_DOWN;
@@ -1398,6 +1522,17 @@ static void do_status(int cfd)
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	scrub_status(o, problems);
+	json_object_object_add(o, "remote_bytes_as_of", json_object_new_int64(D.leaks.at));
+	json_object_object_add(o, "leaked_objects", json_object_new_uint64(D.leaks.leaked_objects));
+	json_object_object_add(o, "leaked_bytes", json_object_new_uint64(D.leaks.leaked_bytes));
+	if (D.leaks.leaked_objects) {
+		char sz[32];
+		snprintf(line, sizeof line, "%llu objects (%s) on the backends are referenced by "
+			 "nothing: qsfs-ctl gc --check --fix removes them",
+			 (unsigned long long)D.leaks.leaked_objects,
+			 format_size(D.leaks.leaked_bytes, sz, sizeof sz));
+		json_object_array_add(problems, json_object_new_string(line));
+	}
 	json_object_object_add(o, "degraded_objects", json_object_new_int64((int64_t)D.ndegraded));
 	json_object_object_add(o, "degraded", dg);
 	json_object_object_add(o, "state", json_object_new_string(
@@ -1523,6 +1658,30 @@ static void do_delete(int cfd, const char *name)
 	dprintf(cfd, "OK\n");
 }
 
+/* GCCHECK [FIX]: on this connection's thread, with handles of its own. */
+static void do_gccheck(int cfd, bool fix)
+{
+	struct ctx c;
+	char err[300];
+	if (ctx_open(&c, err, sizeof err)) {
+		ctx_close(&c);
+		dprintf(cfd, "ERR %s\n", err);
+		return;
+	}
+	json_object *rep = NULL;
+	int r = leak_check_run(&c, fix, &rep);
+	ctx_close(&c);
+	if (r == -EPERM)
+		dprintf(cfd, "ERR another host holds the writer lease: this node's catalog is "
+			"not the volume's, so nothing is checked\n");
+	else if (r)
+		dprintf(cfd, "ERR leak check: %s\n", strerror(-r));
+	else
+		dprintf(cfd, "%s\n", json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN |
+			JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(rep);
+}
+
 static void *conn_main(void *arg)
 {
 	int cfd = (int)(intptr_t)arg;
@@ -1586,6 +1745,8 @@ static void *conn_main(void *arg)
 		dprintf(cfd, "OK\n");
 	} else if (!strcmp(cmd, "CATALOG")) {
 		do_catalog(cfd);
+	} else if (!strcmp(cmd, "GCCHECK") && !rest && (!name || !strcmp(name, "FIX"))) {
+		do_gccheck(cfd, name != NULL);
 	} else if (!strcmp(cmd, "RETRIEVE") && name && rest) {
 		do_retrieve(cfd, name, rest);
 	} else {

@@ -750,3 +750,199 @@ def test_format_says_where_the_head_went(tmp_path, redises):
     redises[4].start()
     p = s.ctl("format", "--force")
     assert "on 6 of 6 backends" in p.stdout and "missing" not in p.stderr, (p.stdout, p.stderr)
+
+
+def rcli(r, *args):
+    return subprocess.run(["redis-cli", "-p", str(r.port), *map(str, args)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def gccheck(stor, *args):
+    p = stor.ctl("gc", "--check", *args, "--json", check=False)
+    assert p.returncode in (0, 1), p.stderr
+    return p.returncode, json.loads(p.stdout)
+
+
+def test_gc_check_finds_and_fixes_planted_leaks(stor, redises, tmp_path):
+    stor.start()
+    data = {}
+    for i in range(1, 5):
+        data[f"s{i}"] = make(tmp_path / f"s{i}", 2 * STRIPE + 11, True)
+        stor.ctl("store", f"s{i}", tmp_path / f"s{i}")
+    stor.ctl("drain", "--timeout", "60")
+    assert status(stor)["remote_bytes_as_of"] == 0
+    rc, rep = gccheck(stor)
+    assert rc == 0 and rep["leaked_objects"] == 0 and rep["complete"], rep
+    st = status(stor)
+    assert st["remote_bytes_as_of"] > 0 and all(b["bytes"] > 0 for b in st["backends"])
+    assert [b["bytes"] for b in st["backends"]] == [b["bytes"] for b in rep["backends"]]
+    assert "stored:" in stor.ctl("status").stdout
+    stor.ctl("delete", "s1")
+    stor.ctl("delete", "s4")
+    wait_deleted(stor)
+    rc, rep = gccheck(stor)
+    assert rc == 0 and rep["leaked_objects"] == 0, rep
+    vol = st["volume_id"]
+    # plant one leak of each class
+    rcli(redises[0], "SET", f"{vol}/m/s1", "junkmeta")           # deleted, still there
+    rcli(redises[0], "SET", f"{vol}/o/s1/0.0", "junkshard")
+    r0 = next(r for r in redises if redis_keys(r, f"{vol}/o/s2/0.0"))
+    rcli(r0, "SET", f"{vol}/o/s2/0.0.g7", "x" * 100)             # another generation
+    r2 = next(r for r in redises if f"{vol}/o/s2/3.0" not in redis_keys(r, f"{vol}/o/s2/*"))
+    rcli(r2, "SET", f"{vol}/o/s2/3.0", "y" * 50)                  # not placed there
+    rcli(redises[3], "SET", f"{vol}/o/s4/1.0", "z" * 10)          # deleted, no metadata
+    rcli(redises[4], "SET", f"{vol}/o/s99/0.0", "w" * 20)         # no metadata, above seg_hi
+    rcli(redises[5], "SET", f"{vol}/whatever", "u")               # not a qsfs key
+    rc, rep = gccheck(stor)
+    assert rc == 1
+    got = {o["object"]: o for o in rep["objects"]}
+    assert set(got) == {"s1", "s2", "s4", "s99"}, rep
+    assert got["s1"]["class"] == "unreferenced" and got["s1"]["keys"] == 2
+    assert got["s1"]["backends"] == [st["backends"][0]["name"]]
+    assert got["s2"]["class"] == "stale" and got["s2"]["keys"] == 2 and got["s2"]["bytes"] == 150
+    assert "generation 7" in got["s2"]["why"]
+    assert got["s4"]["class"] == "orphan" and got["s99"]["class"] == "orphan"
+    assert rep["leaks"]["orphan"] == {"objects": 2, "keys": 2, "bytes": 30}
+    assert rep["backends"][redises.index(r0)]["leaks"]["stale"] == {"keys": 1, "bytes": 100}
+    assert rep["backends"][0]["leaks"]["unreferenced"] == {"keys": 2, "bytes": 17}
+    assert rep["unknown_keys"] == 1
+    st = status(stor)
+    assert st["leaked_objects"] == 4
+    assert any("referenced by nothing" in p for p in st["problems"])
+    words = stor.ctl("gc", "--check", check=False)
+    assert words.returncode == 1 and "orphan" in words.stdout and "s99" in words.stdout
+    # fix: everything but s99 (no metadata, above seg_hi: maybe an upload)
+    rc, rep = gccheck(stor, "--fix")
+    assert rc == 1
+    got = {o["object"]: o for o in rep["objects"]}
+    assert [o for o in got if got[o]["removed"]] == ["s1", "s2", "s4"] or \
+        sorted(o for o in got if got[o]["removed"]) == ["s1", "s2", "s4"]
+    assert "upload in flight" in got["s99"]["kept"]
+    assert rcli(redises[4], "EXISTS", f"{vol}/o/s99/0.0") == "1"
+    assert rcli(redises[5], "EXISTS", f"{vol}/whatever") == "1"
+    rc, rep = gccheck(stor)
+    assert rc == 1 and [o["object"] for o in rep["objects"]] == ["s99"]
+    rcli(redises[4], "DEL", f"{vol}/o/s99/0.0")
+    rc, rep = gccheck(stor)
+    assert rc == 0 and rep["leaked_objects"] == 0
+    assert stor.ctl("gc", "--check").returncode == 0
+    for n in ("s2", "s3"):
+        stor.ctl("retrieve", n, tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == data[n]
+    assert stor.stop() == 0
+
+
+def test_gc_check_leaves_a_queued_upload_alone(stor, redises, tmp_path):
+    stor.start()
+    data = make(tmp_path / "s1", 3 * STRIPE + 5, False)
+    redises[5].stop()
+    stor.ctl("store", "s1", tmp_path / "s1")
+    wait_for(lambda: status(stor)["failures"] >= 1 or status(stor)["backends_usable"] < 6, 60,
+             "the upload to fail or wait")
+    assert status(stor)["pending_jobs"] == 1
+    before = sorted(object_keys(redises[:5], "s1"))
+    rc, rep = gccheck(stor, "--fix")
+    assert rep["in_flight"] == 1 and rep["removed_keys"] == 0, rep
+    assert all(o["object"] != "s1" for o in rep["objects"])
+    assert sorted(object_keys(redises[:5], "s1")) == before
+    redises[5].start()
+    stor.ctl("drain", "--timeout", "120")
+    stor.ctl("retrieve", "s1", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+    assert stor.stop() == 0
+
+
+def test_gc_check_dir_backends(tmp_path, redises):
+    backends = [f"dir://{tmp_path}/d{i}" for i in range(3)] + \
+               [f"redis://127.0.0.1:{r.port}/0" for r in redises[:3]]
+    s = Stor(tmp_path, backends, _build_dir())
+    s.ctl("format")
+    s.start()
+    data = {}
+    for n in ("s1", "s2"):
+        data[n] = make(tmp_path / n, STRIPE + 7, False)
+        s.ctl("store", n, tmp_path / n)
+    s.ctl("drain", "--timeout", "60")
+    s.ctl("delete", "s1")
+    wait_deleted(s)
+    vol = status(s)["volume_id"]
+    rc, rep = gccheck(s)
+    assert rc == 0 and rep["complete"], rep
+    d0 = tmp_path / "d0" / vol
+    assert rep["backends"][0]["bytes"] == sum(
+        f.stat().st_size for f in d0.rglob("*") if f.is_file()) > 0
+    (d0 / "o" / "s1").mkdir(parents=True, exist_ok=True)
+    (d0 / "o" / "s1" / "2.0").write_bytes(b"o" * 33)              # deleted segment's shard
+    tmp = d0 / "o" / "s2" / "0.0.tmp-AbCdEf"                      # a put in flight: no key
+    tmp.write_bytes(b"t" * 5)
+    rc, rep = gccheck(s)
+    assert rc == 1 and [(o["object"], o["class"], o["bytes"]) for o in rep["objects"]] == \
+        [("s1", "orphan", 33)]
+    assert rep["unknown_keys"] == 0
+    assert rep["objects"][0]["backends"] == [rep["backends"][0]["name"]]
+    rc, rep = gccheck(s, "--fix")
+    assert rc == 0 and rep["removed_objects"] == 1 and rep["left_objects"] == 0, rep
+    assert not (d0 / "o" / "s1" / "2.0").exists() and tmp.exists()
+    assert gccheck(s)[0] == 0
+    s.ctl("retrieve", "s2", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data["s2"]
+    assert s.stop() == 0
+
+
+def resp(r, *args):
+    """One command to redis-server r over RESP, binary-safe: the reply
+    (bytes for a bulk string, None for nil, int, or str for a status)."""
+    with socket.create_connection(("127.0.0.1", r.port), 10) as c:
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        c.sendall(b"*%d\r\n" % len(parts) +
+                  b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        f = c.makefile("rb")
+        line = f.readline()
+        if line[:1] == b"$":
+            n = int(line[1:])
+            return None if n < 0 else f.read(n + 2)[:n]
+        if line[:1] == b":":
+            return int(line[1:])
+        assert line[:1] == b"+", line
+        return line[1:].strip().decode()
+
+
+def test_gc_check_object_the_catalog_never_listed(stor, redises, tmp_path):
+    """The catalog rolled back by hand (every copy) so that a stored object
+    is listed nowhere: an unreferenced object, removed by --fix; the
+    automatic check after a scrub pass measures the backends."""
+    stor.start()
+    data = {}
+    for n in ("s1", "s2"):
+        data[n] = make(tmp_path / n, STRIPE + 3, True)
+        stor.ctl("store", n, tmp_path / n)
+    stor.ctl("drain", "--timeout", "60")
+    vol = status(stor)["volume_id"]
+    old = [resp(r, "GET", f"{vol}/catalog") for r in redises]
+    assert all(old)
+    make(tmp_path / "s3", STRIPE + 3, True)
+    stor.ctl("store", "s3", tmp_path / "s3")
+    stor.ctl("drain", "--timeout", "60")
+    assert stor.stop() == 0
+    for r, v in zip(redises, old):
+        assert resp(r, "SET", f"{vol}/catalog", v) == "OK"
+    stor.start()
+    assert status(stor)["remote_bytes_as_of"] == 0
+    stor.ctl("scrub", check=False)
+    wait_for(lambda: status(stor)["remote_bytes_as_of"] > 0, 120, "the check after the scrub")
+    st = status(stor)
+    assert st["leaked_objects"] == 1 and all(b["bytes"] > 0 for b in st["backends"])
+    assert "referenced by nothing" in stor.ctl("status").stdout
+    rc, rep = gccheck(stor)
+    assert rc == 1 and [(o["object"], o["class"]) for o in rep["objects"]] == \
+        [("s3", "unreferenced")]
+    assert "never listed" in rep["objects"][0]["why"]
+    assert rep["leaks"]["unreferenced"]["keys"] == 6 + 6  # shards and metadata copies
+    rc, rep = gccheck(stor, "--fix")
+    assert rc == 0 and rep["removed_objects"] == 1, rep
+    assert object_keys(redises, "s3") == []
+    assert gccheck(stor)[0] == 0 and status(stor)["leaked_objects"] == 0
+    for n in ("s1", "s2"):
+        stor.ctl("retrieve", n, tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == data[n]
+    assert stor.stop() == 0

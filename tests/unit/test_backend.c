@@ -185,6 +185,134 @@ static void test_redis_backend(void **state)
 	tu_redis_stop(pid);
 }
 
+/* backend_scan: what it lists, for the prefix given. */
+struct listing {
+	char keys[4096][64];
+	uint64_t sizes[4096];
+	size_t n;
+	size_t stop_after;	/* 0: never stop */
+};
+
+static int list_cb(void *arg, const char *key, uint64_t size)
+{
+	struct listing *l = arg;
+	assert_true(l->n < 4096);
+	assert_true(strlen(key) < 64);
+	snprintf(l->keys[l->n], 64, "%s", key);
+	l->sizes[l->n++] = size;
+	return l->stop_after && l->n == l->stop_after ? 7 : 0;
+}
+
+/* The size listed for key, or -1 when it was not listed (once at most). */
+static long long listed(const struct listing *l, const char *key)
+{
+	long long size = -1;
+	for (size_t i = 0; i < l->n; i++) {
+		if (!strcmp(l->keys[i], key)) {
+			assert_int_equal(size, -1);	/* listed twice */
+			size = (long long)l->sizes[i];
+		}
+	}
+	return size;
+}
+
+static void scan_checks(struct backend *b, size_t many)
+{
+	static struct listing l;
+	assert_int_equal(backend_put(b, "v1/o/s1/0.0", "hello", 5), 0);
+	assert_int_equal(backend_put(b, "v1/o/s1/1.0.g2", "abc", 3), 0);
+	assert_int_equal(backend_put(b, "v1/m/s1", "metadat", 7), 0);
+	assert_int_equal(backend_put(b, "v1/catalog", "", 0), 0);
+	assert_int_equal(backend_put(b, "v1x/o/s1/0.0", "other", 5), 0);
+	assert_int_equal(backend_put(b, "v2/m/s1", "other", 5), 0);
+	for (size_t i = 0; i < many; i++) {
+		char k[64];
+		snprintf(k, sizeof k, "v1/many/%zu", i);
+		assert_int_equal(backend_put(b, k, k, strlen(k)), 0);
+	}
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), 0);
+	assert_int_equal(l.n, 4 + many);
+	assert_int_equal(listed(&l, "v1/o/s1/0.0"), 5);
+	assert_int_equal(listed(&l, "v1/o/s1/1.0.g2"), 3);
+	assert_int_equal(listed(&l, "v1/m/s1"), 7);
+	assert_int_equal(listed(&l, "v1/catalog"), 0);
+	assert_int_equal(listed(&l, "v1/many/0"), 9);
+	assert_int_equal(listed(&l, "v1x/o/s1/0.0"), -1);
+	/* a prefix that ends mid-name, and one deeper down */
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1", list_cb, &l), 0);
+	assert_int_equal(l.n, 5 + many);
+	assert_int_equal(listed(&l, "v1x/o/s1/0.0"), 5);
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/o/s1/1", list_cb, &l), 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(listed(&l, "v1/o/s1/1.0.g2"), 3);
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "nothing/", list_cb, &l), 0);
+	assert_int_equal(l.n, 0);
+	/* the callback stops it, and its value comes back */
+	memset(&l, 0, sizeof l);
+	l.stop_after = 2;
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), 7);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(backend_scan(b, "../", list_cb, &l), -EINVAL);
+	assert_int_equal(backend_scan(b, "a*", list_cb, &l), -EINVAL);
+	/* removed keys are not listed */
+	assert_int_equal(backend_del(b, "v1/m/s1"), 0);
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), 0);
+	assert_int_equal(l.n, 3 + many);
+	assert_int_equal(listed(&l, "v1/m/s1"), -1);
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
+}
+
+static void test_dir_scan(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	char url[600], p[700];
+	snprintf(url, sizeof url, "dir://%s/b1", dir);
+	struct backend *b = open_url(url);
+	scan_checks(b, 30);
+	/* a put's temp file (in flight or killed) is no key */
+	snprintf(p, sizeof p, "%s/b1/v1/o/s1/2.0.tmp-AbC123", dir);
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	close(fd);
+	static struct listing l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/o/", list_cb, &l), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(listed(&l, "v1/o/s1/2.0.tmp-AbC123"), -1);
+	/* the backend's directory gone: an error, not an empty listing */
+	snprintf(p, sizeof p, "%s/b1", dir);
+	tu_rmrf(p);
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), -EIO);
+	assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+	backend_close(b);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+static void test_redis_scan(void **state)
+{
+	(void)state;
+	int port = tu_free_port();
+	pid_t pid = tu_redis_start(port, NULL);
+	char url[128];
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d/2", port);
+	struct backend *b = open_url(url);
+	scan_checks(b, 2500);	/* several SCAN rounds (COUNT 1000) */
+	tu_redis_stop(pid);
+	static struct listing l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), -EIO);
+	assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+	backend_close(b);
+}
+
 /* A peer that answers every request with a fixed garbage reply. */
 struct hostile {
 	int lfd;
@@ -253,6 +381,8 @@ int main(void)
 		cmocka_unit_test(test_dir_backend),
 		cmocka_unit_test(test_dir_concurrent_puts),
 		cmocka_unit_test(test_redis_backend),
+		cmocka_unit_test(test_dir_scan),
+		cmocka_unit_test(test_redis_scan),
 		cmocka_unit_test(test_hostile_peer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
