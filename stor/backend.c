@@ -24,6 +24,7 @@ struct backend {
 	unsigned port;
 	unsigned timeout_ms;
 	redisContext *rc;	/* NULL until connected */
+	bool rc_used;		/* rc has answered a command (it is not fresh) */
 	uint64_t retry_at_ns;	/* no reconnect before this (backoff) */
 	unsigned failures;	/* consecutive connection failures */
 	pthread_mutex_t hmu;	/* h is read by the status thread */
@@ -363,13 +364,34 @@ static void conn_error(struct backend *b, const char *what)
 /* Send one command and read its reply. NULL when the connection failed:
  * the health record then says why (naming the command) and the
  * connection is dropped. */
+static int redis_connect(struct backend *b);
+
 static redisReply *command(struct backend *b, int argc, const char **argv, const size_t *lens)
 {
+	bool reused = b->rc_used;
 	redisReply *r = redisCommandArgv(b->rc, argc, argv, lens);
+	if (!r && reused && b->rc->err == REDIS_ERR_EOF) {
+		/* A connection kept from earlier that the server has closed
+		 * meanwhile (it restarted, or dropped idle clients): one new
+		 * connection and the command again. Every command sent here is
+		 * idempotent (GET, SET of the same value, DEL, EXISTS, PING,
+		 * SCAN, STRLEN); a timeout is not retried (that would double
+		 * the wait). */
+		redisFree(b->rc);
+		b->rc = NULL;
+		b->rc_used = false;
+		b->retry_at_ns = 0;
+		if (redis_connect(b))
+			return NULL;	/* it said why */
+		r = redisCommandArgv(b->rc, argc, argv, lens);
+	}
 	if (!r) {
 		conn_error(b, argv[0]);
 		redisFree(b->rc);
 		b->rc = NULL;
+		b->rc_used = false;
+	} else {
+		b->rc_used = true;
 	}
 	return r;
 }
@@ -384,6 +406,7 @@ static int redis_connect(struct backend *b)
 		return -EAGAIN;
 	struct timeval tv = { b->timeout_ms / 1000, (b->timeout_ms % 1000) * 1000 };
 	b->rc = redisConnectWithTimeout(b->host, (int)b->port, tv);
+	b->rc_used = false;
 	if (!b->rc)
 		set_error(b, "cannot connect: out of memory");
 	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;

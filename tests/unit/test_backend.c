@@ -181,6 +181,20 @@ static void test_redis_backend(void **state)
 	}
 	assert_int_equal(r, 0);
 	assert_int_equal(backend_health(b).state, BACKEND_UP);
+
+	/* the server restarts between two requests of a kept connection: the
+	 * next request goes through on a new connection (no error reaches
+	 * the caller: a restarted backend must not cost a read its shard) */
+	tu_redis_stop(pid);
+	pid = tu_redis_start(port, "s3cret");
+	assert_int_equal(backend_put(b, "after", "restart", 7), 0);
+	assert_int_equal(backend_get(b, "after", &v, &n), 0);
+	assert_int_equal(n, 7);
+	free(v);
+	tu_redis_stop(pid);
+	pid = tu_redis_start(port, "s3cret");
+	assert_int_equal(backend_get(b, "after", &v, &n), -ENOENT);	/* no persistence here */
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
 	backend_close(b);
 	tu_redis_stop(pid);
 }

@@ -178,7 +178,7 @@ static void test_random_ops_against_model(void **state)
 	int reopens = 0, crashes = 0, seals = 0, cleaned = 0;
 	uint64_t moved = 0, removed = 0;
 	graveyard = tu_mkdtemp();
-	for (int step = 0; step < 6000; step++) {
+	for (int step = 0; step < 4000; step++) {
 		int i = rand() % NKEYS, op = rand() % 100;
 		char k[32];
 		keyname(i, k);
