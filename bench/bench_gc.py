@@ -54,11 +54,11 @@ def overwrite(path, size, nbytes, rng):
     """Random aligned 4 KiB overwrites of nbytes in all; returns seconds."""
     fd = os.open(path, os.O_WRONLY)
     slots = size // 4096
-    buf = os.urandom(4096)
+    pool = memoryview(os.urandom(nbytes))  # incompressible, no two writes alike
     t0 = time.monotonic()
     try:
-        for _ in range(nbytes // 4096):
-            os.pwrite(fd, buf, rng.randrange(slots) * 4096)
+        for i in range(nbytes // 4096):
+            os.pwrite(fd, pool[i * 4096:(i + 1) * 4096], rng.randrange(slots) * 4096)
         os.fsync(fd)
     finally:
         os.close(fd)

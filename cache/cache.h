@@ -332,8 +332,9 @@ struct cache_remove_result {
 	uint64_t waiting, waiting_bytes;	/* dead, but above the floor, not yet
 						 * confirmed remote, or in use */
 	uint64_t above_floor, above_floor_bytes;	/* of them: above the floor */
-	uint64_t above_local_bytes;	/* of them: above this node's own floor (what
-					 * a new full checkpoint would free) */
+	uint64_t above_local_bytes;	/* of them: what a new full checkpoint here
+					 * would free (the segment, or what killed it,
+					 * above this node's floor) */
 	uint64_t unconfirmed;		/* of them: not yet confirmed remote */
 	uint64_t floor, local_floor;	/* the floor used, and this node's part */
 };

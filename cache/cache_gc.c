@@ -176,7 +176,9 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
 		if (above || (c->hook && !(s->flags & SF_CONFIRMED))) {
 			res->waiting++;
 			res->waiting_bytes += s->size;
-			if (id > res->local_floor)
+			/* what a newer full checkpoint here would free (the
+			 * backends' floor follows once it is stored) */
+			if (id > res->local_floor || s->dead_upto > res->local_floor)
 				res->above_local_bytes += s->size;
 			if (above) {
 				res->above_floor++;

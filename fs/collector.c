@@ -300,11 +300,7 @@ int collector_start(struct cache *c, const struct collector_opts *o, struct coll
 	g->o.stor_sock = g->sock;
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_mutex_init(&g->pass_mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&g->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&g->cv, NULL);	/* CLOCK_REALTIME, as fs_abstime */
 	say(&g->last, o->interval_s ? "idle: no pass yet" : "off (cache.gc_interval is 0): "
 	    "only `qsfs-ctl gc` collects");
 	if (o->interval_s) {

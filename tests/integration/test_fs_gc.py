@@ -130,6 +130,33 @@ def test_overwrites_stay_bounded_and_rm_gives_space_back(tmp_path):
         vol.close()
 
 
+def test_background_collector_keeps_the_backends_bounded(tmp_path):
+    """No `qsfs-ctl gc` at all: the collector's own passes (every second
+    here) fold, clean and remove, so the backends come back to about what
+    the live data needs after overwrite rounds, and status shows its
+    passes."""
+    vol = Volume(tmp_path, segment_size="1MiB",
+                 extra_cache="  gc_interval: 1\n  max_segment_age: 1")
+    vol.start_stor()
+    vol.mount()
+    rng = random.Random(29)
+    try:
+        a = vol.mnt / "a"
+        model = bytearray(rng.randbytes(8 * MIB))
+        a.write_bytes(model)
+        for _ in range(4):
+            overwrite(a, model, rng, 1024)
+            vol.ctl("drain")
+        bound = 1.3 * 1.5 * 8 * MIB + 2 * MIB
+        wait_for(lambda: remote_bytes(vol) <= bound, timeout=180,
+                 what=f"the backends to hold at most {bound} bytes")
+        assert a.read_bytes() == model
+        st = fs_status(vol)
+        assert st["gc"]["passes"] > 0 and st["removed_segments"] > 0, st
+    finally:
+        vol.close()
+
+
 def test_fresh_node_restores_after_collection(tmp_path):
     """Collect while files change, then restore on a fresh node: every file
     equals the model, though most of the segments it was written in are
