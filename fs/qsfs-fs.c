@@ -296,7 +296,8 @@ static void *confirm_main(void *arg)
 
 /* The collector's compaction step (collector_opts.defrag): one step of a
  * qfs_defrag sweep; the background folds only blocks whose extents hide
- * an eighth of a block or more, a thorough pass every fragmented one, to
+ * half a block or more (a fold rewrites the whole block: at most about
+ * twice what it frees), a thorough pass every fragmented one, to
  * the end of the sweep. */
 struct defrag_ctx {
 	struct qfs *fs;
@@ -309,7 +310,7 @@ static int defrag_step(void *arg, uint64_t budget, bool thorough, uint64_t *byte
 	struct defrag_ctx *x = arg;
 	int r;
 	do {
-		r = qfs_defrag(x->fs, &x->d, budget, thorough ? 0 : FS_BLOCK / 8);
+		r = qfs_defrag(x->fs, &x->d, budget, thorough ? 0 : FS_BLOCK / 2);
 		if (r >= 0) {
 			*bytes += x->d.bytes;
 			*folded += x->d.folded;
