@@ -1047,7 +1047,7 @@ int cache_key_local(struct cache *c, const void *key, size_t klen)
 	int r = ix_get(c->ix, key, klen, &loc);
 	if (!r) {
 		const struct seg *s = seg_find(c, loc.seg);
-		r = s && (s->flags & SF_LOCAL);
+		r = !s || !(s->flags & SF_LOCAL) ? 0 : s == c->active ? 2 : 1;
 	}
 	pthread_rwlock_unlock(&c->lock);
 	return r;

@@ -240,7 +240,9 @@ struct cache_seg_info {
 int cache_locate(struct cache *c, const void *key, size_t klen, uint64_t *seg);
 
 /* Is key's current record on local disk (reading it needs no fetch)?
- * Returns 1, 0, -ENOENT (no such key) or -EINVAL. Read lock, no I/O. */
+ * Returns 1 (in a sealed segment), 2 (in the active one: written just
+ * now), 0 (not local), -ENOENT (no such key) or -EINVAL. Read lock, no
+ * I/O. */
 int cache_key_local(struct cache *c, const void *key, size_t klen);
 
 /* Make sealed segment id local without reading from it: an evicted one is

@@ -101,7 +101,8 @@ struct qfs_defrag {
 /* One step of a sweep over every data block that has extents, from where
  * the previous step stopped: fold those whose extents overlap at least
  * min_waste bytes (0: all of them; with min_waste > 0 only blocks whose
- * pieces are all local, so a background sweep fetches nothing back),
+ * pieces are all local and in sealed segments, so a background sweep
+ * fetches nothing back and leaves blocks being written to a later pass),
  * until about budget bytes were
  * appended (0: no limit). One index walk of the block keys (no I/O for
  * the others); folding takes each inode's lock like a write. Returns 1

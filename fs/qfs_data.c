@@ -204,7 +204,10 @@ static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t 
 		held += eb.e[i].len;
 	bool go = !r && eb.n &&
 		  (eb.has_base ? eb.base_len : 0) + held - ext_block_len(&eb) >= min_waste;
-	if (go && local_only) {	/* a background sweep fetches nothing back */
+	if (go && local_only) {
+		/* a background sweep fetches nothing back, and leaves a block
+		 * being written right now (a piece in the active segment) to a
+		 * later pass: folding it would likely be undone at once */
 		uint8_t k[32];
 		go = !eb.has_base || cache_key_local(fs->c, k, key_block(k, ino, b)) == 1;
 		for (size_t i = 0; go && i < eb.n; i++)
