@@ -308,11 +308,7 @@ uint64_t removed_handoffs(struct cache *c, bool force)
 		} else {
 			x->hook_fails++;
 			c->hooks_failed += h != 0;
-			uint64_t ms = c->o.hook_retry_ms;
-			for (unsigned f = 1; f < x->hook_fails && ms < HOOK_RETRY_CAP_MS; f++)
-				ms *= 2;
-			if (ms > HOOK_RETRY_CAP_MS)
-				ms = HOOK_RETRY_CAP_MS;
+			uint64_t ms = hook_backoff_ms(c, x->hook_fails);
 			x->hook_next_ns = fs_now_ns() + ms * 1000000ull;
 			if (!next || x->hook_next_ns < next)
 				next = x->hook_next_ns;

@@ -247,6 +247,10 @@ uint64_t removed_handoffs(struct cache *c, bool force);
  * thread only; takes c->lock as needed. */
 void ckpt_work(struct cache *c);
 
+/* Delay before retry number fails + 1 of a failed hand-off: hook_retry_ms,
+ * doubling, capped at HOOK_RETRY_CAP_MS. Pure. */
+uint64_t hook_backoff_ms(const struct cache *c, unsigned fails);
+
 /* --- cache_worker.c (thread) --- */
 int worker_start(struct cache *c);
 /* Ask for a pass; with wait, block until a pass that started after the

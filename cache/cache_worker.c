@@ -23,7 +23,7 @@ struct job {
 	uint64_t id;
 };
 
-static uint64_t backoff_ms(const struct cache *c, unsigned fails)
+uint64_t hook_backoff_ms(const struct cache *c, unsigned fails)
 {
 	uint64_t ms = c->o.hook_retry_ms;
 	for (unsigned i = 1; i < fails && ms < HOOK_RETRY_CAP_MS; i++)
@@ -122,7 +122,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 		} else {
 			(*fails)++;
 			c->hooks_failed += h != 0;
-			uint64_t ms = backoff_ms(c, *fails);
+			uint64_t ms = hook_backoff_ms(c, *fails);
 			*due = fs_now_ns() + ms * 1000000ull;
 			if (!next || *due < next)
 				next = *due;
