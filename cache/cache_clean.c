@@ -174,18 +174,22 @@ int cache_clean_segment(struct cache *c, uint64_t id, uint64_t rate,
 		return -EINVAL;
 	if (!live)
 		return 0;	/* dead already */
-	struct seg *pinned;
-	int r = ensure_local(c, id, &pinned);
-	if (r)
-		return r;
 	char name[SEG_NAME_LEN];
 	seg_name(id, name);
+	int fd = -1, open_err = ENOENT, r = 0;
 	/* an fd of its own: eviction may remove the file meanwhile, the open
-	 * file stays readable */
-	int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
-	int open_err = errno;
-	if (pinned)
-		atomic_fetch_sub(&pinned->pins, 1);
+	 * file stays readable; a segment already local is not pinned, so it
+	 * may be evicted between the check and the open: fetch it again */
+	for (int tries = 0; fd < 0 && open_err == ENOENT && tries < 4; tries++) {
+		struct seg *pinned;
+		r = ensure_local(c, id, &pinned);
+		if (r)
+			return r;
+		fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+		open_err = errno;
+		if (pinned)
+			atomic_fetch_sub(&pinned->pins, 1);
+	}
 	if (fd < 0) {
 		qlog_err("cache: cannot clean segment %" PRIu64 ": %s/%s: %s", id, c->dir, name,
 			 strerror(open_err));
