@@ -277,8 +277,10 @@ class Qsfs:
         key.chmod(0o600)
         lines = ["volume: bench", f"key_file: {key}", "cache:", f"  dir: {self.cache}",
                  f"  segment_size: {self.segment_size}"]
-        if self.hook:
-            lines += [f"  hook: {REPO / 'hooks' / 'qsfs-hook'}", "  hook_timeout: 120"]
+        if self.hook:  # qsfs-fs hands segments straight to qsfs-stor (the default)
+            lines += ["  hook_timeout: 120"]
+        else:  # nothing leaves the host
+            lines += ["  handoff: none"]
         lines += self.extra_cache
         lines += ["fs:", f"  mountpoint: {self.mnt}", "stor:", f"  socket: {b}/stor.sock",
                   f"  state_dir: {b}/stor", "  compression: zstd:1", "  workers: 2",

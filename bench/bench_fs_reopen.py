@@ -46,7 +46,7 @@ class Volume:
         self.conf = work / "qsfs.yaml"
         self.conf.write_text("\n".join([
             "volume: reopen", f"key_file: {key}", "cache:", f"  dir: {self.cache}",
-            "  segment_size: 64MiB", "fs:", f"  mountpoint: {self.mnt}", "stor:",
+            "  segment_size: 64MiB", "  handoff: none", "fs:", f"  mountpoint: {self.mnt}", "stor:",
             f"  socket: {work}/stor.sock", f"  state_dir: {work}/stor", "  backends:"]
             + [f"    - dir://{work}/b{i}" for i in range(6)]) + "\n")
         self.log = open(work / "fs.log", "ab")

@@ -148,7 +148,7 @@ def status(sock):
         s.connect(str(sock))
         s.sendall(b"STATUS\n")
         out = bytearray()
-        while True:
+        while not out.endswith(b"\n"):  # one reply line; the connection stays open
             chunk = s.recv(65536)
             if not chunk:
                 break

@@ -645,7 +645,7 @@ static int seg_open_fd(struct cache *c, uint64_t id)
  * aside now, or already by another reader), else -EIO. */
 static int set_aside(struct cache *c, struct seg *s, int fd)
 {
-	if (c->o.read_only || !c->hook)
+	if (c->o.read_only || !c->handoff_on)
 		return -EIO;
 	char name[SEG_NAME_LEN], bad[SEG_NAME_LEN + 16];
 	seg_name(s->id, name);
@@ -1110,7 +1110,7 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		}
 		if ((s->flags & SF_SEALED) && !(s->flags & SF_CONFIRMED))
 			st->segments_unconfirmed++;
-		if (c->hook && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
+		if (c->handoff_on && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
 			st->hooks_pending++;
 	}
 	st->hooks_running = atomic_load(&c->hooks_running);
@@ -1119,7 +1119,7 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		st->active_age_ns = fs_now_ns() - c->active_since_ns;
 	for (size_t i = 0; i < c->nckpts; i++) {
 		const struct ckpt_rec *k = &c->ckpts[i];
-		if (c->hook && k->written && !k->handed)
+		if (c->handoff_on && k->written && !k->handed)
 			st->hooks_pending++;
 		if (k->written && k->id > st->checkpoint_id) {
 			st->checkpoint_id = k->id;

@@ -42,6 +42,14 @@ struct cache_opts {
 	uint64_t max_size;		/* limit of local segment bytes (checkpoints
 					 * come on top), 0 = none */
 	const char *hook;		/* hook program, NULL = no hooks */
+	/* In place of a hook program (hook must be NULL): a function the log
+	 * calls, on its own threads, with the hook's events and arguments
+	 * (hooks/README.md), returning what hook_run would (0: done; a
+	 * failure is retried like a failed hook). It may block (a fetch
+	 * blocks its reader) and must not call the log. NULL with hook NULL:
+	 * nothing is handed off (a local-only log). */
+	int (*handoff)(void *arg, const char *event, const char *const *args);
+	void *handoff_arg;
 	unsigned hook_timeout_ms;	/* 0 = 120 s */
 	unsigned hook_retry_ms;		/* first retry delay, 0 = 1 s; doubles, capped at 5 min */
 	unsigned checkpoint_every;	/* seals per delta checkpoint, 0 = 1 */

@@ -303,7 +303,7 @@ static void cleanup(struct cache *c)
 		struct ckpt_rec *k = &c->ckpts[i];
 		bool old = k->written && k->id != f0id && k->id != f1id &&
 			   (k->kind == CKPT_FULL ? k->upto <= keep_upto : k->upto <= keep_upto);
-		if (old && (k->handed || !c->hook)) {
+		if (old && (k->handed || !c->handoff_on)) {
 			char name[CKPT_NAME_LEN];
 			ckpt_name(k->id, name);
 			if (unlinkat(c->dirfd, name, 0) == 0 || errno == ENOENT)

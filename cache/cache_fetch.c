@@ -35,7 +35,8 @@ int run_hook(struct cache *c, const char *event, const char *const *args)
 		lk = -1;
 	}
 	atomic_fetch_add(&c->hooks_running, 1);
-	int r = hook_run(c->hook, event, args, env, c->o.hook_timeout_ms, lk);
+	int r = c->o.handoff ? c->o.handoff(c->o.handoff_arg, event, args)
+		: hook_run(c->hook, event, args, env, c->o.hook_timeout_ms, lk);
 	atomic_fetch_sub(&c->hooks_running, 1);
 	if (lk >= 0)
 		close(lk);
@@ -51,7 +52,7 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	seg_name(s->id, name);
 	snprintf(tmp, sizeof tmp, "%s.tmp", name);
 	cache_path(c, tmp, path, sizeof path);
-	if (!c->hook) {
+	if (!c->handoff_on) {
 		qlog_err("cache: segment %" PRIu64 " (%s/%s) is not on local disk and no hook is "
 			 "configured to fetch it", s->id, c->dir, name);
 		return -EIO;
@@ -106,7 +107,7 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	atomic_fetch_add(&s->pins, 1);
 	atomic_store(&s->last_read, atomic_fetch_add(&c->tick, 1) + 1);
 	pthread_rwlock_unlock(&c->lock);
-	qlog_info("cache: segment %" PRIu64 " fetched through the segment-missing hook", s->id);
+	qlog_info("cache: segment %" PRIu64 " fetched back (segment-missing hand-off)", s->id);
 	return 0;
 }
 

@@ -173,7 +173,7 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
 		 * after a chain is here); on the backends, whose copies of the
 		 * later segments may lag: every chain there already has it dead */
 		bool above = id > res->local_floor || s->dead_upto > remote_floor;
-		if (above || (c->hook && !(s->flags & SF_CONFIRMED))) {
+		if (above || (c->handoff_on && !(s->flags & SF_CONFIRMED))) {
 			res->waiting++;
 			res->waiting_bytes += s->size;
 			/* what a newer full checkpoint here would free (the
@@ -288,7 +288,7 @@ uint64_t removed_handoffs(struct cache *c, bool force)
 		snprintf(idtext, sizeof idtext, "%" PRIu64, ids[i]);
 		const char *args[] = { idtext, NULL };
 		/* no hook: nothing was ever handed to a backend to delete */
-		int h = c->hook ? run_hook(c, "segment-removed", args) : 0;
+		int h = c->handoff_on ? run_hook(c, "segment-removed", args) : 0;
 		int jr = 0;
 		if (!h) {
 			pthread_mutex_lock(&c->slog_mu);

@@ -81,6 +81,10 @@ struct ckpt_rec {
 struct cache {
 	struct cache_opts o;
 	char *dir, *hook;
+	/* hand-offs are on: a hook program (hook) or a hand-off function
+	 * (o.handoff); off, nothing leaves the host and no segment is ever
+	 * confirmed or fetched */
+	bool handoff_on;
 	int dirfd, lockfd;
 	uint8_t volid[VOLUME_ID_SIZE];
 	char volhex[2 * VOLUME_ID_SIZE + 1];
@@ -208,7 +212,8 @@ int build_delta(struct cache *c, uint64_t upto);
  * reader looks its key up again). */
 int ensure_local(struct cache *c, uint64_t id, struct seg **pinned);
 
-/* Run a hook (no lock held) with the documented environment. */
+/* Run a hook (no lock held) with the documented environment, or call the
+ * hand-off function in its place (cache_opts.handoff). */
 int run_hook(struct cache *c, const char *event, const char *const *args);
 
 /* Path of a file in the cache directory. */

@@ -537,7 +537,7 @@ static int replay_segment(struct cache *c, uint64_t id, bool last, bool *is_acti
 /* Fetch segment id through the hook during open (before the worker). */
 static int fetch_for_replay(struct cache *c, uint64_t id)
 {
-	if (c->o.read_only || !c->hook) {
+	if (c->o.read_only || !c->handoff_on) {
 		qlog_err("cache: segment %" PRIu64 " is needed to replay %s but is not on local "
 			 "disk%s", id, c->dir, c->o.read_only ? "" : " and no hook is configured");
 		return -EIO;
@@ -667,6 +667,10 @@ static int check_opts(struct cache_opts *o)
 	if (o->segment_size < CACHE_MIN_SEGMENT_SIZE || o->segment_size > CACHE_MAX_SEGMENT_SIZE) {
 		qlog_err("cache: segment size %" PRIu64 " is out of range (%llu bytes to 4 GiB)",
 			 (uint64_t)o->segment_size, CACHE_MIN_SEGMENT_SIZE);
+		return -EINVAL;
+	}
+	if (o->hook && o->handoff) {
+		qlog_err("cache: both a hook program and a hand-off function given");
 		return -EINVAL;
 	}
 	if (!o->hook_timeout_ms)
@@ -990,6 +994,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	c->hook = c->o.hook ? strdup(c->o.hook) : NULL;
 	c->o.dir = c->dir;
 	c->o.hook = c->hook;
+	c->handoff_on = c->hook || c->o.handoff;
 	c->ix = ix_new();
 	c->active_sum = sum_new(0);
 	if (!c->dir || (c->o.hook && !c->hook) || !c->ix || !c->active_sum) {
@@ -1042,7 +1047,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	qlog_info("cache: opened %s (volume %s, %zu keys, %" PRIu64 " segments replayed, "
 		  "%.1f ms)", c->dir, c->volhex, ix_count(c->ix), c->open_replayed_segments,
 		  (double)c->open_ns / 1e6);
-	if (c->hook && !c->o.read_only) {
+	if (c->handoff_on && !c->o.read_only) {
 		int h = run_hook(c, "ready", NULL);
 		if (h) {
 			char b[64];
@@ -1063,7 +1068,7 @@ int cache_close(struct cache *c)
 		/* everything built gets written; every pending hand-off gets a try */
 		worker_kick(c, true, true);
 		worker_stop(c);
-		if (c->hook) {
+		if (c->handoff_on) {
 			int h = run_hook(c, "closing", NULL);
 			if (h) {
 				char b[64];

@@ -142,7 +142,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
  * next retry (0: none pending). */
 static uint64_t handoffs(struct cache *c, bool force)
 {
-	if (!c->hook)
+	if (!c->handoff_on)
 		return 0;
 	uint64_t a = handoffs_of(c, force, false), b = handoffs_of(c, force, true);
 	return !a ? b : !b ? a : a < b ? a : b;
@@ -182,7 +182,7 @@ int evict_locked(struct cache *c)
 		 * have to replay, ones being read right now */
 		if (!s || s == c->active || !(s->flags & SF_SEALED) ||
 		    !(s->flags & SF_CONFIRMED) || !(s->flags & SF_LOCAL) ||
-		    (c->hook && !(s->flags & SF_HANDED)) ||
+		    (c->handoff_on && !(s->flags & SF_HANDED)) ||
 		    id > c->written_upto || atomic_load(&s->pins))
 			continue;
 		v[n++] = (struct cand){ id, atomic_load(&s->last_read) };

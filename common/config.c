@@ -14,7 +14,7 @@
 
 #include "units.h"
 
-enum ftype { T_STR, T_PATH, T_SIZE, T_UINT, T_BOOL, T_FRACTION, T_COMPRESSION, T_BACKENDS, T_MAP };
+enum ftype { T_STR, T_PATH, T_SIZE, T_UINT, T_BOOL, T_FRACTION, T_COMPRESSION, T_HANDOFF, T_BACKENDS, T_MAP };
 
 struct field {
 	const char *name;
@@ -31,6 +31,7 @@ static const struct field cache_fields[] = {
 	{ "dir", T_PATH, OFF(cache.dir), true, 0, 0, NULL },
 	{ "segment_size", T_SIZE, OFF(cache.segment_size), false, 4096, 1ull << 32, NULL },
 	{ "max_size", T_SIZE, OFF(cache.max_size), false, 0, 0, NULL },
+	{ "handoff", T_HANDOFF, OFF(cache.handoff), false, 0, 0, NULL },
 	{ "hook", T_PATH, OFF(cache.hook), false, 0, 0, NULL },
 	{ "hook_timeout", T_UINT, OFF(cache.hook_timeout), false, 1, 86400, NULL },
 	{ "max_segment_age", T_UINT, OFF(cache.max_segment_age), false, 0, 86400, NULL },
@@ -82,6 +83,7 @@ struct ctx {
 	char *err;
 	size_t errlen;
 	struct qsfs_config *cfg;
+	bool handoff_given;	/* cache.handoff was in the file */
 };
 
 static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
@@ -216,6 +218,14 @@ static int set_value(struct ctx *x, const struct field *f, const yaml_node_t *n,
 		}
 		return fail(x, n, "%s: expected none, zstd or zstd:LEVEL (1 to 19), got '%s'",
 			    name, s);
+	case T_HANDOFF:
+		if (!strcmp(s, "stor") || !strcmp(s, "hook") || !strcmp(s, "none")) {
+			*(enum qsfs_handoff *)(base + f->off) = s[0] == 's' ? HANDOFF_STOR :
+				s[0] == 'h' ? HANDOFF_HOOK : HANDOFF_NONE;
+			x->handoff_given = true;
+			return 0;
+		}
+		return fail(x, n, "%s: expected stor, hook or none, got '%s'", name, s);
 	default:
 		return fail(x, n, "%s: internal error", name);
 	}
@@ -324,6 +334,14 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	r = walk(&x, root, top_fields, "", root);
 	if (r)
 		goto out;
+	if (!x.handoff_given && cfg->cache.hook)
+		cfg->cache.handoff = HANDOFF_HOOK;
+	if ((cfg->cache.handoff == HANDOFF_HOOK) != (cfg->cache.hook != NULL)) {
+		r = fail(&x, NULL, cfg->cache.hook ? "cache.hook is set but cache.handoff is not "
+			 "'hook': drop one of them" : "cache.handoff is 'hook' but no cache.hook "
+			 "program is set");
+		goto out;
+	}
 	if (!cfg->key_file == !cfg->passphrase_file) {
 		r = fail(&x, root, "give exactly one of key_file (32 random bytes) and "
 			 "passphrase_file");

@@ -18,6 +18,8 @@
 
 #define CONFIG_MAX_BACKENDS 64
 
+enum qsfs_handoff { HANDOFF_STOR, HANDOFF_HOOK, HANDOFF_NONE };
+
 struct qsfs_config {
 	char *file;			/* the path it was read from */
 	char *volume;			/* volume name */
@@ -27,6 +29,13 @@ struct qsfs_config {
 		char *dir;
 		uint64_t segment_size;	/* default 64 MiB */
 		uint64_t max_size;	/* 0 = no limit */
+		/* how sealed segments and checkpoints reach qsfs-stor (and
+		 * evicted ones come back): HANDOFF_STOR (the default without a
+		 * hook: qsfs-fs talks to stor's socket itself), HANDOFF_HOOK
+		 * (the program cache.hook; implied when hook is set), or
+		 * HANDOFF_NONE (nothing leaves this host: a local-only log, for
+		 * benchmarks and tests of the filesystem alone) */
+		enum qsfs_handoff handoff;
 		char *hook;		/* NULL = none */
 		unsigned hook_timeout;	/* seconds, default 120 */
 		/* the recovery point: the active segment is sealed (and so

@@ -7,16 +7,22 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 int ctlsock_connect(const char *path)
 {
+	return ctlsock_connect_flags(path, 0);
+}
+
+int ctlsock_connect_flags(const char *path, int flags)
+{
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof a.sun_path)
 		return -ENAMETOOLONG;
 	strcpy(a.sun_path, path);
-	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
 	if (s < 0)
 		return -errno;
 	if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) {
@@ -27,12 +33,18 @@ int ctlsock_connect(const char *path)
 	return s;
 }
 
-int ctlsock_request(const char *path, const char *req, char **reply)
+int ctlsock_request(const char *path, const char *req, unsigned timeout_s, char **reply)
 {
 	*reply = NULL;
 	int s = ctlsock_connect(path);
 	if (s < 0)
 		return s;
+	/* a daemon that accepts and never answers fails the call, not hangs it */
+	struct timeval tv = { .tv_sec = timeout_s };
+	if (timeout_s) {
+		setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	}
 	size_t len = strlen(req);
 	if (send(s, req, len, MSG_NOSIGNAL) != (ssize_t)len) {
 		close(s);
@@ -54,7 +66,7 @@ int ctlsock_request(const char *path, const char *req, char **reply)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0)
-			r = -errno;
+			r = errno == EAGAIN ? -ETIMEDOUT : -errno;
 		if (k <= 0)
 			break;
 		n += (size_t)k;
@@ -118,19 +130,30 @@ fail:;
 
 int ctlsock_read_line(int fd, char *buf, size_t cap)
 {
+	/* peek, then take only up to the newline: what follows is the next
+	 * request of the same connection */
 	size_t n = 0;
 	while (n < cap - 1) {
-		ssize_t k = read(fd, buf + n, cap - 1 - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(buf, '\n', n))
-			break;
+		ssize_t k = recv(fd, buf + n, cap - 1 - n, MSG_PEEK);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			buf[n] = 0;
+			return !n && k == 0 ? -ENODATA : -EPROTO;
+		}
+		char *nl = memchr(buf + n, '\n', (size_t)k);
+		size_t take = nl ? (size_t)(nl - (buf + n)) + 1 : (size_t)k;
+		ssize_t got = recv(fd, buf + n, take, 0);
+		if (got != (ssize_t)take) {
+			buf[n] = 0;
+			return -EPROTO;
+		}
+		n += take;
+		if (nl) {
+			buf[n - 1] = 0;
+			return 0;
+		}
 	}
 	buf[n] = 0;
-	char *nl = strchr(buf, '\n');
-	if (!nl)
-		return -EPROTO;
-	*nl = 0;
-	return 0;
+	return -EPROTO;
 }

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "../cache/cache.h"
-#include "../common/ctlsock.h"
+#include "../common/storclient.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
@@ -23,7 +23,6 @@
 struct collector {
 	struct cache *c;
 	struct collector_opts o;
-	char *sock;
 	pthread_t th;
 	bool started;
 	pthread_mutex_t mu;	/* stop, last, the wake-up */
@@ -40,21 +39,11 @@ struct collector {
 static int remote_floor(struct collector *g, uint64_t *floor)
 {
 	*floor = 0;
-	if (!g->sock) {
+	if (!g->o.stor) {
 		*floor = UINT64_MAX;
 		return 0;
 	}
-	char *reply = NULL;
-	int r = ctlsock_request(g->sock, "GCFLOOR\n", &reply);
-	if (!r) {
-		unsigned long long v;
-		if (sscanf(reply, "OK %llu", &v) == 1)
-			*floor = v;
-		else
-			r = -EPROTO;
-	}
-	free(reply);
-	return r;
+	return storclient_gcfloor(g->o.stor, floor);
 }
 
 static void say(struct collector_report *rep, const char *fmt, ...)
@@ -132,9 +121,10 @@ static void finish(struct collector *g, struct collector_report *rep, int r, int
 		say(rep, "not collecting: this node no longer holds the writer lease (fenced)");
 	} else if (r) {
 		say(rep, "the last pass failed: %s", strerror(-r));
-	} else if (stor_err && g->sock) {
+	} else if (stor_err && g->o.stor) {
 		say(rep, "dead segments are not removed: qsfs-stor does not answer on %s (%s), so "
-		    "the backends' restore points are unknown", g->sock, strerror(-stor_err));
+		    "the backends' restore points are unknown", storclient_path(g->o.stor),
+		    strerror(-stor_err));
 	} else if (rep->waiting_segments) {
 		char mb[32];
 		if (rep->waiting_bytes < (1 << 20))
@@ -245,7 +235,7 @@ int collector_run(struct collector *g, unsigned timeout_s, collector_progress_fn
 		/* done when the backends' floor has caught up with the local one
 		 * and every dead segment below it is confirmed: what still
 		 * waits then needs newer checkpoints (later passes) */
-		bool remote_ok = !g->sock || (!stor_err && rep.remote_floor >= rep.local_floor);
+		bool remote_ok = !g->o.stor || (!stor_err && rep.remote_floor >= rep.local_floor);
 		if ((remote_ok && !rep.unconfirmed) || fs_now_ns() >= deadline)
 			break;
 		say(&rep, "waiting for qsfs-stor to store the new checkpoints and confirm the "
@@ -293,11 +283,6 @@ int collector_start(struct cache *c, const struct collector_opts *o, struct coll
 		return -ENOMEM;
 	g->c = c;
 	g->o = *o;
-	if (o->stor_sock && !(g->sock = strdup(o->stor_sock))) {
-		free(g);
-		return -ENOMEM;
-	}
-	g->o.stor_sock = g->sock;
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_mutex_init(&g->pass_mu, NULL);
 	pthread_cond_init(&g->cv, NULL);	/* CLOCK_REALTIME, as fs_abstime */
@@ -306,7 +291,6 @@ int collector_start(struct cache *c, const struct collector_opts *o, struct coll
 	if (o->interval_s) {
 		int r = pthread_create(&g->th, NULL, collector_main, g);
 		if (r) {
-			free(g->sock);
 			free(g);
 			return -r;
 		}
@@ -336,6 +320,5 @@ void collector_stop(struct collector *g)
 	pthread_mutex_destroy(&g->mu);
 	pthread_mutex_destroy(&g->pass_mu);
 	pthread_cond_destroy(&g->cv);
-	free(g->sock);
 	free(g);
 }

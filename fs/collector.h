@@ -31,13 +31,15 @@
 
 struct cache;
 struct collector;
+struct storclient;
 
 struct collector_opts {
 	double target;		/* garbage fraction to clean down to (0.01..0.9) */
 	uint64_t rate;		/* live bytes moved per second, 0 = no limit */
 	unsigned interval_s;	/* seconds between passes, 0 = only on request */
-	const char *stor_sock;	/* qsfs-stor's socket; NULL: nothing is uploaded
-				 * (no hook), only local floors count */
+	/* qsfs-stor's client (kept: must outlive the collector); NULL:
+	 * nothing is uploaded (cache.handoff: none), only local floors count */
+	struct storclient *stor;
 	/* The filesystem's compaction step (may be NULL): fold fragmented
 	 * blocks (all of them with thorough, else only those wasting much)
 	 * until about budget bytes were appended (0: no limit); adds what it

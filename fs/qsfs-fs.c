@@ -51,248 +51,15 @@
 #include "meta.h"
 #include "qfs.h"
 #include "../common/config.h"
-#include "../common/ctlsock.h"
+#include "../common/storclient.h"
+#include "heartbeat.h"
+#include "monitor.h"
 #include "restore.h"
 #include "wlease.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 
-#define CONFIRM_PERIOD_S 2
-#define FS_STATUS_FILE "fs-status.json"
 #define FS_MIN_SEGMENT (128u * 1024)	/* a 64 KiB block record must fit */
-
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
-} confirmer = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
-
-struct confirm_ctx {
-	struct cache *c;
-	struct qfs *fs;
-	const char *sock;
-	const char *cache_dir;
-	const char *mnt;
-	const char *volume;
-	uint64_t max_age_ns;	/* cache.max_segment_age, 0 = off */
-	struct wlease *lease;	/* the volume's writer lease */
-	uint64_t lease_next_ns;	/* next renewal */
-	bool fenced;		/* another host took the volume */
-	char lease_problem[1024];	/* why the last renewal failed, or "" */
-	bool stor_up;
-	enum qfs_full full;
-	char *last_status;	/* what fs-status.json holds, without "updated" */
-	struct collector *gc;	/* NULL when it could not start */
-};
-
-struct pending {
-	uint64_t *ids;
-	size_t n, cap;
-};
-
-static void collect_sealed(void *arg, const struct cache_seg_info *s)
-{
-	struct pending *p = arg;
-	if (s->state != SEG_SEALED || !s->handed_off)
-		return;
-	if (p->n == p->cap) {
-		size_t nc = p->cap ? p->cap * 2 : 64;
-		uint64_t *ni = realloc(p->ids, nc * sizeof *ni);
-		if (!ni)
-			return;
-		p->ids = ni;
-		p->cap = nc;
-	}
-	p->ids[p->n++] = s->id;
-}
-
-/* Ask stor about every sealed, handed-off, unconfirmed segment. */
-static void confirm_round(struct confirm_ctx *x)
-{
-	struct pending p = { 0 };
-	cache_segments(x->c, collect_sealed, &p);
-	char *pong = NULL;
-	x->stor_up = ctlsock_request(x->sock, "STATUS\n", &pong) == 0;
-	free(pong);
-	for (size_t i = 0; i < p.n && x->stor_up; i++) {
-		char req[64], *reply = NULL;
-		snprintf(req, sizeof req, "CONFIRMED s%llu\n", (unsigned long long)p.ids[i]);
-		if (ctlsock_request(x->sock, req, &reply)) {
-			x->stor_up = false;	/* try again next round */
-			break;
-		}
-		bool yes = !strcmp(reply, "YES");
-		free(reply);
-		if (yes) {
-			int e = cache_confirm(x->c, p.ids[i]);
-			if (e && e != -ENOENT)
-				qlog_warn("fs: confirming segment %llu: %s",
-					  (unsigned long long)p.ids[i], strerror(-e));
-		}
-	}
-	free(p.ids);
-}
-
-/* The filesystem's side of `qsfs-ctl status`, in CACHE_DIR/fs-status.json
- * (stor may be down, so qsfs-ctl reads it from disk), and the ENOSPC
- * switch: no new data while the cache is over its limit with nothing
- * evictable. */
-static void report(struct confirm_ctx *x)
-{
-	struct cache_stats st;
-	cache_stats(x->c, &st);
-	x->full = x->fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
-		  x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
-	qfs_set_full(x->fs, x->full);
-	json_object *o = json_object_new_object(), *problems = json_object_new_array();
-	char line[512];
-	if (!x->stor_up) {
-		snprintf(line, sizeof line, "qsfs-stor does not answer on %s: writes go on locally, "
-			 "%llu hand-offs wait and are retried", x->sock,
-			 (unsigned long long)st.hooks_pending);
-		json_object_array_add(problems, json_object_new_string(line));
-	} else if (st.hooks_pending) {
-		snprintf(line, sizeof line, "%llu sealed segments or checkpoints wait to be handed "
-			 "to qsfs-stor (the hook is retried)", (unsigned long long)st.hooks_pending);
-		json_object_array_add(problems, json_object_new_string(line));
-	}
-	if (x->lease_problem[0])
-		json_object_array_add(problems, json_object_new_string(x->lease_problem));
-	if (st.local_repairs) {
-		snprintf(line, sizeof line, "%llu segments failed their checks on local disk and were "
-			 "fetched again from the backends (the bad copies are kept as "
-			 "seg-*.qseg.corrupt in %s): check that disk",
-			 (unsigned long long)st.local_repairs, x->cache_dir);
-		json_object_array_add(problems, json_object_new_string(line));
-	}
-	if (st.over_limit) {
-		snprintf(line, sizeof line, "the local cache holds %llu bytes, over its limit of %llu, "
-			 "and nothing can be evicted until qsfs-stor confirms %llu segments: new "
-			 "writes %s", (unsigned long long)st.local_bytes,
-			 (unsigned long long)st.max_size, (unsigned long long)st.segments_unconfirmed,
-			 x->stor_up ? "wait for the uploads" : "fail with ENOSPC");
-		json_object_array_add(problems, json_object_new_string(line));
-	}
-	json_object_object_add(o, "volume", json_object_new_string(x->volume));
-	json_object_object_add(o, "mountpoint", json_object_new_string(x->mnt));
-	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
-	json_object_object_add(o, "state", json_object_new_string(
-		x->fenced ? "fenced" : st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
-	json_object_object_add(o, "problems", problems);
-	json_object_object_add(o, "stor_reachable", json_object_new_boolean(x->stor_up));
-	json_object_object_add(o, "keys", json_object_new_int64((int64_t)st.keys));
-	json_object_object_add(o, "segments", json_object_new_int64((int64_t)st.segments));
-	json_object_object_add(o, "segments_local", json_object_new_int64((int64_t)st.segments_local));
-	json_object_object_add(o, "segments_unconfirmed",
-			       json_object_new_int64((int64_t)st.segments_unconfirmed));
-	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
-	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
-	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
-	json_object_object_add(o, "local_repairs",
-			       json_object_new_int64((int64_t)st.local_repairs));
-	json_object_object_add(o, "checkpoint_bytes",
-			       json_object_new_int64((int64_t)st.checkpoint_bytes));
-	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
-	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
-	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));
-	json_object_object_add(o, "dead_segments", json_object_new_int64((int64_t)st.dead_segments));
-	json_object_object_add(o, "dead_bytes", json_object_new_int64((int64_t)st.dead_bytes));
-	json_object_object_add(o, "removed_segments",
-			       json_object_new_int64((int64_t)st.removed_segments));
-	json_object_object_add(o, "removes_pending",
-			       json_object_new_int64((int64_t)st.removes_pending));
-	if (x->gc) {
-		struct collector_report gr;
-		collector_last(x->gc, &gr);
-		json_object *g = json_object_new_object();
-		json_object_object_add(g, "state", json_object_new_string(gr.state));
-		json_object_object_add(g, "passes", json_object_new_uint64(gr.passes));
-		json_object_object_add(g, "waiting_segments",
-				       json_object_new_uint64(gr.waiting_segments));
-		json_object_object_add(g, "waiting_bytes", json_object_new_uint64(gr.waiting_bytes));
-		json_object_object_add(g, "removed_bytes_since_start",
-				       json_object_new_uint64(st.removed_bytes_since_open));
-		json_object_object_add(o, "gc", g);
-	}
-	/* the file is written (two fsyncs) only when something in it changed;
-	 * "updated" is when that was */
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-							    JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (!x->last_status || strcmp(text, x->last_status)) {
-		char *now = strdup(text);
-		json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
-		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-							 JSON_C_TO_STRING_NOSLASHESCAPE);
-		int dfd = open(x->cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		int e = dfd < 0 ? -errno : fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text),
-							     0644);
-		if (dfd >= 0)
-			close(dfd);
-		if (!e && now) {	/* else written again next time */
-			free(x->last_status);
-			x->last_status = now;
-		} else {
-			free(now);
-		}
-	}
-	json_object_put(o);
-}
-
-/* Heartbeat the writer lease; stop writing for good if another host has
- * taken it. */
-static void renew_lease(struct confirm_ctx *x)
-{
-	char err[900];
-	int r = wlease_renew(x->lease, err, sizeof err);
-	x->lease_next_ns = fs_now_ns() + (uint64_t)wlease_period(x->lease) * 1000000000ull;
-	if (r == -ESTALE) {
-		cache_fence(x->c);
-		x->fenced = true;
-		x->full = QFS_FULL_FENCED;	/* writers waiting for room are told now */
-		qfs_set_full(x->fs, x->full);
-		snprintf(x->lease_problem, sizeof x->lease_problem, "%.900s: this node stopped writing "
-			 "(writes fail with EROFS); unmount it", err);
-		qlog_err("fs: %s", x->lease_problem);
-	} else if (r) {
-		if (!x->lease_problem[0])
-			qlog_warn("fs: %s (retried)", err);
-		snprintf(x->lease_problem, sizeof x->lease_problem, "%.900s (retried every %u s)", err,
-			 wlease_period(x->lease));
-	} else if (x->lease_problem[0]) {
-		qlog_info("fs: the writer lease is renewed again");
-		x->lease_problem[0] = 0;
-	}
-}
-
-static void *confirm_main(void *arg)
-{
-	struct confirm_ctx *x = arg;
-	pthread_mutex_lock(&confirmer.mu);
-	while (!confirmer.stop) {
-		pthread_mutex_unlock(&confirmer.mu);
-		if (x->lease && !x->fenced && fs_now_ns() >= x->lease_next_ns)
-			renew_lease(x);
-		if (x->max_age_ns) {	/* the recovery point */
-			int64_t id = cache_seal_older(x->c, x->max_age_ns);
-			if (id > 0)
-				qlog_debug("fs: sealed segment %lld: it held data older than "
-					   "cache.max_segment_age", (long long)id);
-			else if (id < 0)
-				qlog_warn("fs: sealing an aged active segment: %s",
-					  strerror((int)-id));
-		}
-		confirm_round(x);
-		report(x);
-		pthread_mutex_lock(&confirmer.mu);
-		/* while writers wait for room, look again soon */
-		struct timespec ts = fs_abstime(x->full == QFS_FULL_WAIT ? 200 * 1000 * 1000ull
-						: CONFIRM_PERIOD_S * 1000000000ull);
-		if (!confirmer.stop)
-			pthread_cond_timedwait(&confirmer.cv, &confirmer.mu, &ts);
-	}
-	pthread_mutex_unlock(&confirmer.mu);
-	return NULL;
-}
 
 /* The collector's compaction step (collector_opts.defrag): one step of a
  * qfs_defrag sweep; the background folds only blocks whose extents hide
@@ -320,12 +87,12 @@ static int defrag_step(void *arg, uint64_t budget, bool thorough, uint64_t *byte
 }
 
 /* Have qsfs-stor look at the writer lease now (it is not an error if stor
- * is not running: it looks when it starts). */
-static void stor_look_at_lease(const char *stor_sock)
+ * is not running: it looks when it starts). stor NULL: nothing is handed
+ * to a stor. */
+static void stor_look_at_lease(struct storclient *stor)
 {
-	char *pong = NULL;
-	ctlsock_request(stor_sock, "LEASE\n", &pong);
-	free(pong);
+	if (stor)
+		storclient_lease(stor);
 }
 
 /* A qsfs-fs that died (kill -9, a crash) leaves its mount behind, answering
@@ -386,10 +153,11 @@ static void detach_dead_mount(const char *mnt)
  * (told at once) releases it once it has uploaded what was handed off and
  * nothing is left to hand off. release: give it up now instead (this
  * cache can give the volume nothing). */
-static void lease_stop(struct wlease *lease, const struct qsfs_config *cfg, bool release)
+static void lease_stop(struct wlease *lease, const struct qsfs_config *cfg,
+		       struct storclient *stor, bool release)
 {
 	uint64_t left = 0, first;
-	if (!release && cfg->cache.hook && cache_unhanded(cfg->cache.dir, &left, &first) == 0 &&
+	if (!release && cfg->cache.handoff != HANDOFF_NONE && cache_unhanded(cfg->cache.dir, &left, &first) == 0 &&
 	    left)
 		qlog_warn("fs: %" PRIu64 " segments (first s%" PRIu64 ") could not be handed to "
 			  "qsfs-stor; they exist only here, so the writer lease is kept (it does "
@@ -400,7 +168,7 @@ static void lease_stop(struct wlease *lease, const struct qsfs_config *cfg, bool
 	else
 		wlease_unmount(lease, left > 0);
 	wlease_free(lease);
-	stor_look_at_lease(cfg->stor.socket);
+	stor_look_at_lease(stor);
 }
 
 static void max_sealed(void *arg, const struct cache_seg_info *s)
@@ -545,6 +313,15 @@ int main(int argc, char **argv)
 	if (!realpath(conf, absconf))
 		snprintf(absconf, sizeof absconf, "%s", conf);
 	setenv("QSFS_CONFIG", absconf, 1);
+	/* qsfs-stor's client: hand-offs, fetches, confirmations, the lease */
+	struct storclient *stor = NULL;
+	if (cfg.cache.handoff != HANDOFF_NONE && !(stor = storclient_new(cfg.stor.socket))) {
+		fprintf(stderr, "qsfs-fs: out of memory\n");
+		config_free(&cfg);
+		return 1;
+	}
+	if (stor)
+		storclient_set_timeout(stor, 0, cfg.cache.hook_timeout * 1000u);
 
 	/* one qsfs-fs per cache directory: held before the lease is touched, so
 	 * a second start on this node (same holder id) cannot rewrite or
@@ -558,6 +335,7 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr, "qsfs-fs: cannot lock %s/%s: %s\n", cfg.cache.dir,
 				CACHE_LOCK_FILE, strerror(-lk));
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -566,6 +344,7 @@ int main(int argc, char **argv)
 	if (check_mountpoint(mnt, nonempty, err, sizeof err)) {
 		fprintf(stderr, "qsfs-fs: %s\n", err);
 		close(lk);
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -575,30 +354,37 @@ int main(int argc, char **argv)
 	if (lr) {
 		fprintf(stderr, "qsfs-fs: %s\n", err);
 		close(lk);
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
-	stor_look_at_lease(cfg.stor.socket);	/* this node holds it now: uploads may go */
+	stor_look_at_lease(stor);	/* this node holds it now: uploads may go */
 	/* a fresh node: an empty cache directory may be a volume to bring back */
-	if (cfg.cache.hook && cfg.stor.socket) {
-		int rr = restore_if_empty(&cfg, cfg.fs.restore_wait, err, sizeof err);
+	if (stor) {
+		int rr = restore_if_empty(&cfg, stor, cfg.fs.restore_wait, err, sizeof err);
 		if (rr) {
 			fprintf(stderr, "qsfs-fs: %s\n", err);
-			lease_stop(lease, &cfg, false);
+			lease_stop(lease, &cfg, stor, false);
 			close(lk);
+			storclient_free(stor);
 			config_free(&cfg);
 			return 1;
 		}
 	}
 	struct cache_opts co = cache_opts_from_config(&cfg);
 	co.lock_fd = lk;
+	if (cfg.cache.handoff == HANDOFF_STOR) {	/* straight to stor, no hook program */
+		co.handoff = storclient_handoff;
+		co.handoff_arg = stor;
+	}
 	struct cache *c;
 	int r = cache_open(&co, &c);
 	if (r) {
 		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
 			strerror(-r));
-		lease_stop(lease, &cfg, false);
+		lease_stop(lease, &cfg, stor, false);
 		close(lk);
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -608,8 +394,9 @@ int main(int argc, char **argv)
 		cache_close(c);
 		/* a stale cache can give the volume nothing: what it holds that was
 		 * never handed off must not keep the lease */
-		lease_stop(lease, &cfg, r == -ESTALE);
+		lease_stop(lease, &cfg, stor, r == -ESTALE);
 		close(lk);
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -620,8 +407,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
 			cfg.cache.dir, strerror(-r));
 		cache_close(c);
-		lease_stop(lease, &cfg, false);
+		lease_stop(lease, &cfg, stor, false);
 		close(lk);
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -655,8 +443,8 @@ int main(int argc, char **argv)
 	struct collector_opts go = {
 		.target = cfg.cache.gc_target, .rate = cfg.cache.gc_rate,
 		.interval_s = cfg.cache.gc_interval,
-		/* without a hook nothing is uploaded: only local floors count */
-		.stor_sock = cfg.cache.hook ? cfg.stor.socket : NULL,
+		/* with nothing handed off, only local floors count */
+		.stor = stor,
 		.defrag = defrag_step, .defrag_arg = &dc,
 	};
 	r = collector_start(c, &go, &gc);
@@ -670,29 +458,31 @@ int main(int argc, char **argv)
 		fuse_session_unmount(se);
 		goto out_signals;
 	}
-	struct confirm_ctx cx = {
-		.c = c, .fs = fs, .sock = cfg.stor.socket, .cache_dir = cfg.cache.dir, .mnt = mnt,
-		.volume = cfg.volume, .lease = lease, .gc = gc,
-		.max_age_ns = (uint64_t)cfg.cache.max_segment_age * 1000000000ull,
-		.lease_next_ns = fs_now_ns() + (uint64_t)wlease_period(lease) * 1000000000ull,
+	struct heartbeat *hb = NULL;
+	r = heartbeat_start(lease, c, fs, &hb);
+	if (r)	/* the lease then expires: another host may take the volume */
+		qlog_err("fs: the writer lease's heartbeat cannot start (%s): this node will be "
+			 "fenced once the lease times out", strerror(-r));
+	static const char *const handoff_names[] = { "stor", "hook", "none" };
+	struct monitor_opts mo = {
+		.c = c, .fs = fs, .stor = stor, .cache_dir = cfg.cache.dir, .mnt = mnt,
+		.volume = cfg.volume, .handoff = handoff_names[cfg.cache.handoff], .hb = hb,
+		.gc = gc, .max_age_ns = (uint64_t)cfg.cache.max_segment_age * 1000000000ull,
 	};
-	pthread_t ct;
-	bool confirming = pthread_create(&ct, NULL, confirm_main, &cx) == 0;
+	struct monitor *mon = NULL;
+	r = monitor_start(&mo, &mon);
+	if (r)
+		qlog_err("fs: the monitor cannot start (%s): nothing is confirmed, so nothing is "
+			 "evicted, and status is not written", strerror(-r));
 	qlog_info("fs: %s mounted on %s (log in %s)", cfg.volume, mnt, cfg.cache.dir);
 	struct fuse_loop_config lc = { .clone_fd = 0, .max_idle_threads = 16 };
 	r = fuse_session_loop_mt(se, &lc);
 	fuse_session_unmount(se);
 	collector_cancel(gc);	/* a `qsfs-ctl gc` being served ends after its step */
 	fsctl_stop(ctl);
-	if (confirming) {
-		pthread_mutex_lock(&confirmer.mu);
-		confirmer.stop = true;
-		pthread_cond_broadcast(&confirmer.cv);
-		pthread_mutex_unlock(&confirmer.mu);
-		pthread_join(ct, NULL);
-	}
+	monitor_stop(mon);
+	heartbeat_stop(hb);	/* before lease_stop frees the lease */
 	collector_stop(gc);	/* last: the monitor's status reads it */
-	free(cx.last_status);
 	code = r < 0 ? 1 : 0;
 out_signals:
 	fuse_remove_signal_handlers(se);
@@ -713,8 +503,9 @@ out:
 	} else {
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");
 	}
-	lease_stop(lease, &cfg, false);
+	lease_stop(lease, &cfg, stor, false);
 	close(lk);	/* the cache's own duplicate went with cache_close */
+	storclient_free(stor);
 	config_free(&cfg);
 	return code;
 }

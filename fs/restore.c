@@ -16,7 +16,7 @@
 #include "../cache/ckpt.h"
 #include "../cache/segment.h"
 #include "../common/config.h"
-#include "../common/ctlsock.h"
+#include "../common/storclient.h"
 #include "../stor/backend.h"
 #include "../stor/catalog.h"
 #include "../stor/head.h"
@@ -25,22 +25,15 @@
 #include "../common/qlog.h"
 
 /* RETRIEVE name into dir/file (stor writes it atomically). */
-static int fetch(const char *sock, const char *dir, const char *name, const char *file,
+static int fetch(struct storclient *stor, const char *dir, const char *name, const char *file,
 		 char *err, size_t errlen)
 {
-	char req[4400], *reply = NULL;
-	snprintf(req, sizeof req, "RETRIEVE %s %s/%s\n", name, dir, file);
-	int r = ctlsock_request(sock, req, &reply);
-	if (r) {
-		snprintf(err, errlen, "restore: fetching %s: qsfs-stor does not answer (%s)", name,
-			 strerror(-r));
-	} else if (strcmp(reply, "OK")) {
-		snprintf(err, errlen, "restore: fetching %s: %s", name,
-			 strncmp(reply, "ERR ", 4) ? reply : reply + 4);
-		r = -EIO;
-	}
-	free(reply);
-	return r;
+	char path[4400], why[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	int r = storclient_retrieve(stor, name, path, 0, why, sizeof why);
+	if (r)
+		snprintf(err, errlen, "restore: fetching %s: %s", name, why);
+	return r == -EREMOTEIO ? -EIO : r;
 }
 
 /* The first len bytes of a fetched file (its clear header: segments and
@@ -78,9 +71,10 @@ static int read_catalog(const struct qsfs_config *cfg, struct catalog *cat, char
 	return r;
 }
 
-int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, size_t errlen)
+int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, unsigned wait_s,
+		     char *err, size_t errlen)
 {
-	const char *cache_dir = cfg->cache.dir, *sock = cfg->stor.socket;
+	const char *cache_dir = cfg->cache.dir, *sock = storclient_path(stor);
 	if (dir_has_volume(cache_dir))
 		return 0;
 	if (mkdir(cache_dir, 0700) < 0 && errno != EEXIST) {
@@ -95,11 +89,8 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		return r;
 	/* objects come back through qsfs-stor (the same path as a missing
 	 * segment); it may be starting next to us */
-	char *reply = NULL;
 	for (unsigned waited = 0;; waited++) {
-		r = ctlsock_request(sock, "STATUS\n", &reply);
-		free(reply);
-		reply = NULL;
+		r = storclient_ping(stor);
 		if (!r || waited >= wait_s * 10)
 			break;
 		if (waited % 50 == 0)
@@ -132,7 +123,7 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		char name[32], file[CKPT_NAME_LEN];
 		snprintf(name, sizeof name, "c%" PRIu64, ids[i]);
 		ckpt_name(ids[i], file);
-		r = fetch(sock, cache_dir, name, file, err, errlen);
+		r = fetch(stor, cache_dir, name, file, err, errlen);
 		uint8_t h[CKPT_HDR_SIZE];
 		if (!r && read_head(cache_dir, file, h, sizeof h) == 0 &&
 		    !memcmp(h, CKPT_MAGIC, 8)) {
@@ -150,7 +141,7 @@ int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, 
 		char name[32], file[SEG_NAME_LEN];
 		snprintf(name, sizeof name, "s%" PRIu64, id);
 		seg_name(id, file);
-		r = fetch(sock, cache_dir, name, file, err, errlen);
+		r = fetch(stor, cache_dir, name, file, err, errlen);
 		fetched++;
 		uint8_t h[SEG_HDR_SIZE];
 		if (!r && !have_vol && read_head(cache_dir, file, h, sizeof h) == 0) {

@@ -22,13 +22,15 @@
 #include <stddef.h>
 
 struct qsfs_config;
+struct storclient;
 
 /* If cfg's cache directory holds no volume yet, read the volume's head and
  * catalog from the backends; when the volume has data, fetch it through
- * qsfs-stor (waited for up to wait_s seconds). Returns 0 (a new volume,
+ * qsfs-stor (the client stor) (waited for up to wait_s seconds). Returns 0 (a new volume,
  * nothing to do, or restored) or a negative errno with err naming what
  * failed (backends unreachable, wrong key, stor away, a fetch failing). A
  * failed restore leaves no VOLUME file, so the next start tries again. */
-int restore_if_empty(const struct qsfs_config *cfg, unsigned wait_s, char *err, size_t errlen);
+int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, unsigned wait_s,
+		     char *err, size_t errlen);
 
 #endif

@@ -34,6 +34,7 @@
 
 #include "../cache/cache.h"
 #include "../common/config.h"
+#include "../common/storclient.h"
 #include "../common/qlog.h"
 
 /* Block until an exclusive flock on dir/name is ours, then let it go. */
@@ -133,12 +134,26 @@ int main(int argc, char **argv)
 	/* what fs could not hand off (stor was away): the log's open retries it */
 	struct cache_opts co = cache_opts_from_config(&cfg);
 	co.lock_fd = lk;
+	struct storclient *stor = NULL;
+	if (cfg.cache.handoff == HANDOFF_STOR) {	/* straight to stor, as qsfs-fs does */
+		stor = storclient_new(cfg.stor.socket);
+		if (!stor) {
+			fprintf(stderr, "qsfs-wait-hooks: out of memory\n");
+			close(lk);
+			config_free(&cfg);
+			return 1;
+		}
+		storclient_set_timeout(stor, 0, cfg.cache.hook_timeout * 1000u);
+		co.handoff = storclient_handoff;
+		co.handoff_arg = stor;
+	}
 	struct cache *c;
 	int r = cache_open(&co, &c);
 	close(lk);	/* the cache holds its own duplicate */
 	if (r) {
 		fprintf(stderr, "qsfs-wait-hooks: cannot open the segment log in %s: %s\n",
 			cfg.cache.dir, strerror(-r));
+		storclient_free(stor);
 		config_free(&cfg);
 		return 1;
 	}
@@ -146,6 +161,7 @@ int main(int argc, char **argv)
 	struct cache_stats st;
 	cache_stats(c, &st);
 	cache_close(c);
+	storclient_free(stor);
 	config_free(&cfg);
 	if (st.hooks_pending) {
 		fprintf(stderr, "qsfs-wait-hooks: %llu sealed segments or checkpoints could not be "

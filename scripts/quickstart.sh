@@ -95,7 +95,7 @@ start() {
 	# What the services see (the container sets the same variables, docs/CONTAINER.md).
 	local bin="$build/stor:$build/fs:$build/cache:$build/hooks:$build/zinit:$top/zinit"
 	export PATH="$bin:$PATH"
-	export QSFS_HOOK=$top/hooks/qsfs-hook QSFS_CONFIG=$conf QSFS_QUICKSTART=1 QSFS_FORMAT=1
+	export QSFS_CONFIG=$conf QSFS_QUICKSTART=1 QSFS_FORMAT=1
 	export QSFS_MOUNT=$mnt QSFS_LOG=${QSFS_LOG:-info}
 	{
 		echo "# . $dir/env: the qsfs tools of this quick start on PATH"

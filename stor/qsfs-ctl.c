@@ -52,6 +52,7 @@
 #include "spool.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "../common/storclient.h"
 #include "../common/units.h"
 
 static void usage(FILE *f)
@@ -79,32 +80,25 @@ static void usage(FILE *f)
 		   "CONFIG defaults to $QSFS_CONFIG, else /etc/qsfs/qsfs.yaml.\n");
 }
 
-/* Why the control socket sock did not answer (r: ctlsock_request's
- * -errno), in words: not running, or running but not for this user. */
-static const char *unreachable(const char *sock, int r, char *buf, size_t len)
+/* One request to qsfs-stor, one reply line (malloc'd; an "ERR ..." refusal
+ * is a reply too). Returns 0, 3 when the daemon cannot be reached (said on
+ * stderr), 1 when it answered nonsense. timeout_ms 0: the client's. */
+static int request(struct storclient *cl, const struct stor_req *rq, unsigned timeout_ms,
+		   char **reply)
 {
-	if (r == -EACCES || r == -EPERM)
-		snprintf(buf, len, "permission denied on qsfs-stor's control socket %s (it is "
-			 "open to the user qsfs-stor runs as: run qsfs-ctl as that user or root)",
-			 sock);
-	else if (r == -ENOENT || r == -ECONNREFUSED)
-		snprintf(buf, len, "qsfs-stor is not running (nothing listens on %s)", sock);
-	else
-		snprintf(buf, len, "cannot reach qsfs-stor on %s: %s", sock, strerror(-r));
-	return buf;
+	int r = storclient_call(cl, rq, timeout_ms, reply);
+	if (r == 0 || r == -EREMOTEIO)
+		return 0;
+	char why[600];
+	fprintf(stderr, "qsfs-ctl: %s\n", storclient_strerror(cl, r, why, sizeof why));
+	return r == -EPROTO ? 1 : 3;
 }
 
-/* One request, one reply line (malloc'd). Returns 0, or 3 when the daemon
- * cannot be reached. */
-static int request(const char *sock, const char *req, char **reply)
+/* A request without arguments. */
+static int request0(struct storclient *cl, enum stor_op op, char **reply)
 {
-	int r = ctlsock_request(sock, req, reply);
-	if (r) {
-		char why[600];
-		fprintf(stderr, "qsfs-ctl: %s\n", unreachable(sock, r, why, sizeof why));
-		return 3;
-	}
-	return 0;
+	struct stor_req rq = { .op = op };
+	return request(cl, &rq, 0, reply);
 }
 
 static int cmd_format(const struct qsfs_config *cfg, bool force)
@@ -325,14 +319,13 @@ static long long reply_num(const char *reply, const char *key)
 
 /* Seal what the mounted filesystem holds, then wait until every hand-off
  * is done and stor's queue is empty. */
-static int cmd_drain(const struct qsfs_config *cfg, double timeout)
+static int cmd_drain(const struct qsfs_config *cfg, struct storclient *cl, double timeout)
 {
-	const char *sock = cfg->stor.socket;
 	bool tty = isatty(1);
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char *reply = NULL;
-	bool fs_up = ctlsock_request(cfg->fs.socket, "SEAL\n", &reply) == 0;
+	bool fs_up = ctlsock_request(cfg->fs.socket, "SEAL\n", CTLSOCK_TIMEOUT_S, &reply) == 0;
 	if (fs_up) {
 		long long id = reply_num(reply, "sealed");
 		if (id < 0) {
@@ -353,13 +346,13 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 		long long hooks = 0;
 		if (fs_up) {
 			reply = NULL;
-			if (ctlsock_request(cfg->fs.socket, "STATUS\n", &reply) == 0)
+			if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0)
 				hooks = reply_num(reply, "hooks_pending");
 			else
 				fs_up = false;	/* it stopped: its clean stop ran the hooks */
 			free(reply);
 		}
-		int r = request(sock, "STATUS\n", &reply);
+		int r = request0(cl, STOR_STATUS, &reply);
 		if (r)
 			return r;
 		json_object *o = json_tokener_parse(reply), *v;
@@ -392,10 +385,8 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 			       hooks, jobs, (double)bytes / 1048576.0, el);
 		fflush(stdout);
 		if (jobs == 0 && hooks == 0 && stopping && el < 30) {
-			if (!lease_asked) {	/* normally sent by qsfs-fs itself */
-				ctlsock_request(sock, "LEASE\n", &reply);
-				free(reply);
-			}
+			if (!lease_asked)	/* normally sent by qsfs-fs itself */
+				storclient_lease(cl);
 			lease_asked = true;
 		} else if (jobs == 0 && hooks == 0) {
 			printf("%sdrained: nothing pending\n", tty ? "\n" : "");
@@ -413,10 +404,10 @@ static int cmd_drain(const struct qsfs_config *cfg, double timeout)
 
 /* Start a scrub (or repair) pass in stor and follow it to its end, with
  * progress on a TTY. Exit 0 when every object ended up whole. */
-static int cmd_scrub(const char *sock, const char *req, const char *what)
+static int cmd_scrub(struct storclient *cl, enum stor_op op, const char *what)
 {
 	char *reply = NULL;
-	int r = request(sock, req, &reply);
+	int r = request0(cl, op, &reply);
 	if (r)
 		return r;
 	if (strncmp(reply, "OK", 2)) {
@@ -429,7 +420,7 @@ static int cmd_scrub(const char *sock, const char *req, const char *what)
 	 * over once stor says neither */
 	bool tty = isatty(1);
 	for (;;) {
-		r = request(sock, "STATUS\n", &reply);
+		r = request0(cl, STOR_STATUS, &reply);
 		if (r)
 			return r;
 		json_object *o = json_tokener_parse(reply), *x = NULL, *v;
@@ -503,7 +494,7 @@ static int warm_visit(const char *path, const struct stat *st, int type, struct 
 static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
 {
 	char *reply = NULL;
-	int r = ctlsock_request(cfg->fs.socket, "PING\n", &reply);
+	int r = ctlsock_request(cfg->fs.socket, "PING\n", CTLSOCK_TIMEOUT_S, &reply);
 	if (r || strncmp(reply, "OK ", 3)) {
 		fprintf(stderr, "qsfs-ctl: warmup: qsfs-fs is not running (cannot connect to %s: %s)\n",
 			cfg->fs.socket, r ? strerror(-r) : reply);
@@ -601,7 +592,7 @@ static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
 
 /* qsfs-ctl gc: a thorough pass in qsfs-fs (GC request, progress on a
  * TTY), then wait until qsfs-stor has deleted what was removed. */
-static int cmd_gc(const struct qsfs_config *cfg, unsigned timeout)
+static int cmd_gc(const struct qsfs_config *cfg, struct storclient *cl, unsigned timeout)
 {
 	int s = ctlsock_connect(cfg->fs.socket);
 	if (s < 0) {
@@ -666,11 +657,12 @@ static int cmd_gc(const struct qsfs_config *cfg, unsigned timeout)
 	for (unsigned i = 0; i < timeout * 5; i++) {
 		char *reply = NULL;
 		long long fs_left = 0, stor_left = 0;
-		if (ctlsock_request(cfg->fs.socket, "STATUS\n", &reply) == 0)
+		if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0)
 			fs_left = reply_num(reply, "removes_pending");
 		free(reply);
 		reply = NULL;
-		if (cfg->cache.hook && ctlsock_request(cfg->stor.socket, "STATUS\n", &reply) == 0)
+		if (cfg->cache.handoff != HANDOFF_NONE &&
+		    storclient_json(cl, STOR_STATUS, false, 0, &reply) == 0)
 			stor_left = reply_num(reply, "deletes_pending");
 		free(reply);
 		if (fs_left <= 0 && stor_left <= 0)
@@ -711,10 +703,10 @@ static bool mount_answers(const char *mnt, unsigned timeout_s)
 
 /* Exit 0 only when the filesystem is mounted and answering and stor is up:
  * the container's healthcheck. */
-static int cmd_ready(const struct qsfs_config *cfg)
+static int cmd_ready(const struct qsfs_config *cfg, struct storclient *cl)
 {
 	char *reply = NULL;
-	int r = ctlsock_request(cfg->fs.socket, "PING\n", &reply);
+	int r = ctlsock_request(cfg->fs.socket, "PING\n", CTLSOCK_TIMEOUT_S, &reply);
 	if (r || strncmp(reply, "OK ", 3)) {
 		printf("not ready: qsfs-fs does not answer on %s (%s)\n", cfg->fs.socket,
 		       r ? strerror(-r) : reply);
@@ -728,11 +720,10 @@ static int cmd_ready(const struct qsfs_config *cfg)
 		printf("not ready: the mount at %s does not answer\n", mnt);
 		return 1;
 	}
-	r = ctlsock_request(cfg->stor.socket, "STATUS\n", &reply);
-	free(reply);
+	r = storclient_ping(cl);
 	if (r) {
-		printf("not ready: qsfs-stor does not answer on %s (%s)\n", cfg->stor.socket,
-		       strerror(-r));
+		char why[600];
+		printf("not ready: %s\n", storclient_strerror(cl, r, why, sizeof why));
 		return 1;
 	}
 	printf("ready: %s mounted on %s\n", cfg->volume, mnt);
@@ -741,10 +732,12 @@ static int cmd_ready(const struct qsfs_config *cfg)
 
 /* qsfs-ctl gc --check [--fix] [--json]: qsfs-stor's leak check (GCCHECK).
  * Exit 0: no leak (--fix: every leak found was removed), 1: leaks. */
-static int cmd_gccheck(const char *sock, bool fix, bool as_json)
+static int cmd_gccheck(struct storclient *cl, bool fix, bool as_json)
 {
 	char *reply = NULL;
-	int ret = request(sock, fix ? "GCCHECK FIX\n" : "GCCHECK\n", &reply);
+	struct stor_req rq = { .op = STOR_GCCHECK, .fix = fix };
+	/* it lists every key on every backend: minutes on a big volume */
+	int ret = request(cl, &rq, 3600 * 1000u, &reply);
 	if (ret)
 		return ret;
 	json_object *o = json_tokener_parse(reply);
@@ -879,8 +872,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-ctl: %s\n", err);
 		return 2;
 	}
-	const char *sock = cfg.stor.socket;
-	char req[8400], *reply = NULL;
+	struct storclient *cl = storclient_new(cfg.stor.socket);
+	if (!cl) {
+		fprintf(stderr, "qsfs-ctl: out of memory\n");
+		config_free(&cfg);
+		return 1;
+	}
+	storclient_set_timeout(cl, 0, cfg.cache.hook_timeout * 1000u);
+	char *reply = NULL;
 	int ret = 0;
 	uint64_t id;
 	if (!strcmp(cmd, "format") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--force")))) {
@@ -890,9 +889,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "qsfs-ctl: %s: NAME is s<id> or c<id>, PATH absolute\n", cmd);
 			ret = 2;
 		} else {
-			snprintf(req, sizeof req, "%s %s %s\n", !strcmp(cmd, "store") ? "STORE" : "RETRIEVE",
-				 args[0], args[1]);
-			ret = request(sock, req, &reply);
+			struct stor_req rq = { .op = !strcmp(cmd, "store") ? STOR_STORE : STOR_RETRIEVE,
+					       .path = args[1] };
+			snprintf(rq.name, sizeof rq.name, "%s", args[0]);
+			ret = request(cl, &rq, rq.op == STOR_RETRIEVE ? cfg.cache.hook_timeout * 1000u
+				      : 0, &reply);
 			if (!ret && strcmp(reply, "OK")) {
 				fprintf(stderr, "qsfs-ctl: %s %s: %s\n", cmd, args[0],
 					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
@@ -904,8 +905,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "qsfs-ctl: delete: NAME is s<id> or c<id>\n");
 			ret = 2;
 		} else {
-			snprintf(req, sizeof req, "DELETE %s\n", args[0]);
-			ret = request(sock, req, &reply);
+			struct stor_req rq = { .op = STOR_DELETE };
+			snprintf(rq.name, sizeof rq.name, "%s", args[0]);
+			ret = request(cl, &rq, 0, &reply);
 			if (!ret && strcmp(reply, "OK")) {
 				fprintf(stderr, "qsfs-ctl: delete %s: %s\n", args[0],
 					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
@@ -913,7 +915,7 @@ int main(int argc, char **argv)
 			}
 		}
 	} else if (!strcmp(cmd, "gcfloor") && nargs == 0) {
-		ret = request(sock, "GCFLOOR\n", &reply);
+		ret = request0(cl, STOR_GCFLOOR, &reply);
 		if (!ret && strncmp(reply, "OK ", 3)) {
 			fprintf(stderr, "qsfs-ctl: gcfloor: %s\n",
 				strncmp(reply, "ERR ", 4) ? reply : reply + 4);
@@ -922,15 +924,21 @@ int main(int argc, char **argv)
 			printf("%s\n", reply + 3);
 		}
 	} else if (!strcmp(cmd, "confirmed") && nargs == 1) {
-		snprintf(req, sizeof req, "CONFIRMED %s\n", args[0]);
-		ret = request(sock, req, &reply);
+		struct stor_req rq = { .op = STOR_CONFIRMED };
+		if (!storproto_object_name(args[0], NULL, &id)) {
+			fprintf(stderr, "qsfs-ctl: confirmed: NAME is s<id> or c<id>\n");
+			ret = 2;
+		} else {
+			snprintf(rq.name, sizeof rq.name, "%s", args[0]);
+			ret = request(cl, &rq, 0, &reply);
+		}
 		if (!ret) {
 			printf("%s\n", !strcmp(reply, "YES") ? "yes" : !strcmp(reply, "NO") ? "no" : reply);
 			ret = strcmp(reply, "YES") ? 1 : 0;
 		}
 	} else if (!strcmp(cmd, "status") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--json")))) {
 		json_object *fsst = fs_status(cfg.cache.dir);
-		int r = ctlsock_request(sock, "STATUS\n", &reply);
+		int r = storclient_json(cl, STOR_STATUS, false, 0, &reply);
 		json_object *o = r ? NULL : json_tokener_parse(reply);
 		if (!r && !o) {
 			fprintf(stderr, "qsfs-ctl: status: bad reply: %s\n", reply);
@@ -938,7 +946,7 @@ int main(int argc, char **argv)
 		} else {
 			if (r) {	/* stor is down: still say what the filesystem knows */
 				char line[600];
-				unreachable(sock, r, line, sizeof line);
+				storclient_strerror(cl, r, line, sizeof line);
 				o = json_object_new_object();
 				json_object_object_add(o, "state", json_object_new_string(
 					r == -EACCES || r == -EPERM ? "unreachable" : "down"));
@@ -958,13 +966,13 @@ int main(int argc, char **argv)
 		json_object_put(fsst);
 	} else if (!strcmp(cmd, "drain") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		double to = nargs ? atof(args[1]) : 0;
-		ret = cmd_drain(&cfg, to);
+		ret = cmd_drain(&cfg, cl, to);
 	} else if (!strcmp(cmd, "scrub") && nargs == 0) {
-		ret = cmd_scrub(sock, "SCRUB\n", "scrub");
+		ret = cmd_scrub(cl, STOR_SCRUB, "scrub");
 	} else if (!strcmp(cmd, "repair") && nargs == 0) {
-		ret = cmd_scrub(sock, "REPAIR\n", "repair");
+		ret = cmd_scrub(cl, STOR_REPAIR, "repair");
 	} else if (!strcmp(cmd, "catalog") && nargs == 0) {
-		ret = request(sock, "CATALOG\n", &reply);
+		ret = request0(cl, STOR_CATALOG, &reply);
 		json_object *o = ret ? NULL : json_tokener_parse(reply);
 		if (!ret && !o) {
 			fprintf(stderr, "qsfs-ctl: catalog: %s\n",
@@ -975,7 +983,7 @@ int main(int argc, char **argv)
 		}
 		json_object_put(o);
 	} else if (!strcmp(cmd, "ready") && nargs == 0) {
-		ret = cmd_ready(&cfg);
+		ret = cmd_ready(&cfg, cl);
 	} else if (!strcmp(cmd, "gc") && nargs >= 1 && !strcmp(args[0], "--check")) {
 		bool fix = false, as_json = false, bad = false;
 		for (int i = 1; i < nargs; i++) {
@@ -990,11 +998,11 @@ int main(int argc, char **argv)
 			usage(stderr);
 			ret = 2;
 		} else {
-			ret = cmd_gccheck(sock, fix, as_json);
+			ret = cmd_gccheck(cl, fix, as_json);
 		}
 	} else if (!strcmp(cmd, "gc") && (nargs == 0 || (nargs == 2 && !strcmp(args[0], "--timeout")))) {
 		int to = nargs ? atoi(args[1]) : 60;
-		ret = cmd_gc(&cfg, to > 0 ? (unsigned)to : 60);
+		ret = cmd_gc(&cfg, cl, to > 0 ? (unsigned)to : 60);
 	} else if (!strcmp(cmd, "warmup")) {
 		ret = cmd_warmup(&cfg, args, nargs);
 	} else {
@@ -1002,6 +1010,7 @@ int main(int argc, char **argv)
 		ret = 2;
 	}
 	free(reply);
+	storclient_free(cl);
 	config_free(&cfg);
 	return ret;
 }

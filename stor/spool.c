@@ -1,5 +1,6 @@
 /* stor/spool.c - see spool.h */
 #include "spool.h"
+#include "../common/storproto.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -18,17 +19,11 @@ struct spool {
 
 int object_name_parse(const char *name, uint64_t *code_id)
 {
-	if ((name[0] != 's' && name[0] != 'c') || !name[1] || strlen(name) > 21)
+	char kind;
+	uint64_t v;
+	if (!storproto_object_name(name, &kind, &v))
 		return -EINVAL;
-	uint64_t v = 0;
-	for (const char *p = name + 1; *p; p++) {
-		if (*p < '0' || *p > '9' || v > (UINT64_MAX >> 1) / 10)
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(*p - '0');
-	}
-	if (!v || (name[1] == '0'))
-		return -EINVAL;
-	*code_id = name[0] == 'c' ? v | (1ull << 63) : v;
+	*code_id = kind == 'c' ? v | (1ull << 63) : v;
 	return 0;
 }
 

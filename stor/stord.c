@@ -73,6 +73,7 @@
 #include "../cache/cache.h"
 #include "../common/config.h"
 #include "../common/ctlsock.h"
+#include "../common/storproto.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
 #include "../common/units.h"
@@ -1682,77 +1683,115 @@ static void do_gccheck(int cfd, bool fix)
 	json_object_put(rep);
 }
 
-static void *conn_main(void *arg)
+/* CONFIRMS LO HI: is segment id safely remote? (is_confirmed's answer) */
+static bool confirmed_id(void *arg, uint64_t id)
 {
-	int cfd = (int)(intptr_t)arg;
-	char line[8192];
-	if (ctlsock_read_line(cfd, line, sizeof line)) {
-		dprintf(cfd, "ERR request too long or not a line\n");
-		close(cfd);
-		return NULL;
-	}
-	/* strtok_r: requests are parsed on many threads at once (strtok's
-	 * hidden state made one request's path point into another's buffer) */
-	char *save = NULL;
-	char *cmd = strtok_r(line, " ", &save), *name = strtok_r(NULL, " ", &save),
-	     *rest = strtok_r(NULL, "", &save);
-	if (!cmd) {
-		dprintf(cfd, "ERR empty request\n");
-	} else if (!strcmp(cmd, "STATUS")) {
+	(void)arg;
+	char name[32];
+	snprintf(name, sizeof name, "s%llu", (unsigned long long)id);
+	return is_confirmed(name);
+}
+
+/* One request (storproto.h), its reply written to cfd. */
+static void serve(int cfd, const struct stor_req *rq)
+{
+	switch (rq->op) {
+	case STOR_PING:
+		dprintf(cfd, "OK\n");
+		break;
+	case STOR_STATUS:
 		do_status(cfd);
-	} else if (!strcmp(cmd, "CONFIRMED") && name) {
-		uint64_t id;
-		if (object_name_parse(name, &id))
-			dprintf(cfd, "ERR bad object name '%s' (s<id> or c<id>)\n", name);
+		break;
+	case STOR_CONFIRMED:
+		dprintf(cfd, "%s\n", is_confirmed(rq->name) ? "YES" : "NO");
+		break;
+	case STOR_CONFIRMS: {
+		char *t = storproto_confirms_text(rq->lo, rq->hi, confirmed_id, NULL);
+		if (t)
+			dprintf(cfd, "OK%s%s\n", t[0] ? " " : "", t);
 		else
-			dprintf(cfd, "%s\n", is_confirmed(name) ? "YES" : "NO");
-	} else if (!strcmp(cmd, "STORE") && name && rest) {
-		uint64_t id;
-		int r = object_name_parse(name, &id) ? -EINVAL : store_allowed(cfd, name);
-		if (r == 1)
-			goto out;	/* refused, and said why */
-		if (!r)
-			r = spool_add(D.spool, name, rest);
+			dprintf(cfd, "ERR out of memory\n");
+		free(t);
+		break;
+	}
+	case STOR_STORE: {
+		if (store_allowed(cfd, rq->name))
+			break;	/* refused, and said why */
+		int r = spool_add(D.spool, rq->name, rq->path);
 		struct stat st;
-		if (!r && stat(rest, &st) == 0) {
+		if (!r && stat(rq->path, &st) == 0) {
 			pthread_mutex_lock(&D.mu);
-			r = queue_job(name, (uint64_t)st.st_size, (int64_t)time(NULL));
+			r = queue_job(rq->name, (uint64_t)st.st_size, (int64_t)time(NULL));
 			pthread_mutex_unlock(&D.mu);
 		}
 		if (r)
-			dprintf(cfd, "ERR cannot queue %s from %s: %s\n", name, rest,
-				r == -EINVAL ? "bad object name (s<id> or c<id>)" : strerror(-r));
+			dprintf(cfd, "ERR cannot queue %s from %s: %s\n", rq->name, rq->path,
+				strerror(-r));
 		else
 			dprintf(cfd, "OK\n");
-	} else if (!strcmp(cmd, "DELETE") && name && !rest) {
-		do_delete(cfd, name);
-	} else if (!strcmp(cmd, "GCFLOOR") && !name) {
+		break;
+	}
+	case STOR_DELETE:
+		do_delete(cfd, rq->name);
+		break;
+	case STOR_GCFLOOR: {
 		pthread_mutex_lock(&cat_mu);
 		uint64_t floor = catalog_gc_floor(&cat);
 		pthread_mutex_unlock(&cat_mu);
 		dprintf(cfd, "OK %llu\n", (unsigned long long)floor);
-	} else if (!strcmp(cmd, "SCRUB") || !strcmp(cmd, "REPAIR")) {
+		break;
+	}
+	case STOR_SCRUB:
+	case STOR_REPAIR: {
 		pthread_mutex_lock(&D.mu);
 		bool already = S.running || S.requested;
 		S.requested = true;
 		pthread_cond_broadcast(&S.cv);
 		pthread_mutex_unlock(&D.mu);
 		dprintf(cfd, "OK%s\n", already ? " already running" : "");
-	} else if (!strcmp(cmd, "LEASE")) {	/* qsfs-fs stopped: look at the lease now */
+		break;
+	}
+	case STOR_LEASE:	/* qsfs-fs stopped: look at the lease now */
 		pthread_mutex_lock(&D.mu);
 		pthread_cond_broadcast(&lease_cv);
 		pthread_mutex_unlock(&D.mu);
 		dprintf(cfd, "OK\n");
-	} else if (!strcmp(cmd, "CATALOG")) {
+		break;
+	case STOR_CATALOG:
 		do_catalog(cfd);
-	} else if (!strcmp(cmd, "GCCHECK") && !rest && (!name || !strcmp(name, "FIX"))) {
-		do_gccheck(cfd, name != NULL);
-	} else if (!strcmp(cmd, "RETRIEVE") && name && rest) {
-		do_retrieve(cfd, name, rest);
-	} else {
-		dprintf(cfd, "ERR unknown request '%s'\n", cmd);
+		break;
+	case STOR_GCCHECK:
+		do_gccheck(cfd, rq->fix);
+		break;
+	case STOR_RETRIEVE:
+		do_retrieve(cfd, rq->name, rq->path);
+		break;
+	case STOR_NOPS:
+		break;
 	}
-out:
+}
+
+/* A connection: requests one after the other until the peer closes it (a
+ * client such as qsfs-fs keeps one open). The thread is detached: a stop
+ * never waits for a connection. */
+static void *conn_main(void *arg)
+{
+	int cfd = (int)(intptr_t)arg;
+	char line[STORPROTO_LINE_MAX], err[256];
+	for (;;) {
+		int r = ctlsock_read_line(cfd, line, sizeof line);
+		if (r == -ENODATA)
+			break;	/* closed between requests */
+		if (r) {
+			dprintf(cfd, "ERR request too long or not a line\n");
+			break;
+		}
+		struct stor_req rq;
+		if (storproto_parse(line, &rq, err, sizeof err))
+			dprintf(cfd, "ERR %s\n", err);
+		else
+			serve(cfd, &rq);
+	}
 	close(cfd);
 	return NULL;
 }

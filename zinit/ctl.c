@@ -258,7 +258,7 @@ int ctl_request(const char *path, const char *line, int *ok, char **body)
 	if (asprintf(&req, "%s\n", line) < 0)
 		return -ENOMEM;
 	char *reply;
-	int r = ctlsock_request(path, req, &reply);
+	int r = ctlsock_request(path, req, 0, &reply);
 	free(req);
 	if (r)
 		return r;

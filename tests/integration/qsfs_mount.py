@@ -25,10 +25,12 @@ def wait_for(pred, timeout=120, what="condition"):
 class Volume:
     def __init__(self, tmp: Path, backends=None, segment_size="4MiB", max_size=None,
                  extra_cache="", allow_other=False, fs_size=None, extra_fs="", key=None,
-                 format=True, extra_stor=""):
+                 format=True, extra_stor="", hook=False):
         """extra_cache, extra_fs, extra_stor: more YAML lines (indented two
         spaces) for the cache:, fs: and stor: sections. key: an existing key file (another host
-        of the same volume); format=False: the volume exists already."""
+        of the same volume); format=False: the volume exists already. hook: hand off through
+        hooks/qsfs-hook (the extension point) instead of straight to qsfs-stor (the
+        default)."""
         build = _build_dir()
         self.tmp = tmp
         self.fs_bin = str(_require_executable(build / "fs" / "qsfs-fs", "qsfs-fs"))
@@ -48,8 +50,8 @@ class Volume:
             backends = [f"dir://{tmp}/backend{i}" for i in range(6)]
         lines = [
             "volume: testfs", f"key_file: {key}", "cache:", f"  dir: {self.cache}",
-            f"  segment_size: {segment_size}", f"  hook: {self.hook}", "  hook_timeout: 60",
-        ] + extra_cache.splitlines()
+            f"  segment_size: {segment_size}", "  hook_timeout: 60",
+        ] + ([f"  hook: {self.hook}"] if hook else []) + extra_cache.splitlines()
         if max_size:
             lines.append(f"  max_size: {max_size}")
         lines += [

@@ -116,7 +116,7 @@ class Container:
             key.chmod(0o600)
         self.conf.write_text("\n".join([
             "volume: appdata", f"key_file: {key}", "cache:", f"  dir: {self.data}/cache",
-            "  segment_size: 1MiB", f"  hook: {REPO_ROOT}/hooks/qsfs-hook",
+            "  segment_size: 1MiB",
             "  max_segment_age: 5", "fs:", f"  mountpoint: {self.mnt}",
             "stor:", f"  socket: {self.data}/stor.sock", f"  state_dir: {self.data}/stor",
             "  workers: 2", "  backends:"] + [f"    - {b}" for b in backends]) + "\n")

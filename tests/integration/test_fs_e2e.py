@@ -95,7 +95,7 @@ exec {vol.ctl_bin} "$@"
                 while chunk := f.read(4 * MIB):
                     h.update(chunk)
             assert h.hexdigest() == want, name
-        assert "fetched through the segment-missing hook" in vol.fs_log.read_text()
+        assert "fetched back (segment-missing hand-off)" in vol.fs_log.read_text()
         assert vol.unmount() == 0
         assert "unmounted; log synced" in vol.fs_log.read_text()
     finally:

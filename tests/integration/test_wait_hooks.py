@@ -43,7 +43,7 @@ def unconfirmed(vol):
 
 
 def test_waits_for_fs_then_for_an_orphaned_hook(tmp_path):
-    vol = Volume(tmp_path, segment_size="1MiB")
+    vol = Volume(tmp_path, segment_size="1MiB", hook=True)
     slow, done = tmp_path / "slow", tmp_path / "done"
     hook = tmp_path / "slow-hook"
     hook.write_text(SLOW_HOOK.format(slow=slow, hook=vol.hook, done=done))

@@ -1,0 +1,283 @@
+/* fs/monitor.c - see monitor.h. */
+#include "monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "collector.h"
+#include "heartbeat.h"
+#include "qfs.h"
+#include "../cache/cache.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+#include "../common/storclient.h"
+#include "../common/units.h"
+
+#define CONFIRM_PERIOD_MS 2000
+#define WAIT_PERIOD_MS 200	/* while writers wait for room */
+#define FS_STATUS_FILE "fs-status.json"
+
+struct monitor {
+	struct monitor_opts o;
+	pthread_t th;
+	pthread_mutex_t mu;	/* stop */
+	pthread_cond_t cv;
+	bool stop;
+	/* the thread's own (no lock) */
+	bool stor_up;
+	char stor_why[600];	/* why stor did not answer */
+	enum qfs_full full;
+	char *last_status;	/* what fs-status.json holds, without "updated" */
+	uint64_t *ids;		/* a round's unconfirmed segments */
+	size_t nids, capids;
+};
+
+static void collect_sealed(void *arg, const struct cache_seg_info *s)
+{
+	struct monitor *x = arg;
+	if (s->state != SEG_SEALED || !s->handed_off)
+		return;
+	if (x->nids == x->capids) {
+		size_t nc = x->capids ? x->capids * 2 : 64;
+		uint64_t *ni = realloc(x->ids, nc * sizeof *ni);
+		if (!ni)
+			return;	/* the rest next round */
+		x->ids = ni;
+		x->capids = nc;
+	}
+	x->ids[x->nids++] = s->id;
+}
+
+static void confirm_one(void *arg, uint64_t id)
+{
+	struct monitor *x = arg;
+	int e = cache_confirm(x->o.c, id);
+	/* -ENOENT: removed meanwhile; -EINVAL: not sealed and handed off
+	 * here (stor listed more than was asked about) */
+	if (e && e != -ENOENT && e != -EINVAL)
+		qlog_warn("fs: confirming segment %llu: %s", (unsigned long long)id,
+			  strerror(-e));
+}
+
+/* Which handed-off segments are safely remote: one CONFIRMS request per
+ * span of ids (one in practice), or a PING when none waits. */
+static void confirm_round(struct monitor *x)
+{
+	x->nids = 0;
+	cache_segments(x->o.c, collect_sealed, x);
+	int r = 0;
+	if (!x->nids) {
+		r = storclient_ping(x->o.stor);
+	} else {
+		/* cache_segments lists them in id order */
+		for (size_t i = 0; i < x->nids && !r;) {
+			uint64_t lo = x->ids[i], hi = lo;
+			while (i < x->nids && x->ids[i] - lo < STORPROTO_CONFIRMS_SPAN)
+				hi = x->ids[i++];
+			r = storclient_confirms(x->o.stor, lo, hi, confirm_one, x);
+		}
+	}
+	if (r && x->stor_up)
+		qlog_warn("fs: %s", storclient_strerror(x->o.stor, r, x->stor_why,
+							sizeof x->stor_why));
+	else if (r)
+		storclient_strerror(x->o.stor, r, x->stor_why, sizeof x->stor_why);
+	else if (!x->stor_up)
+		qlog_info("fs: qsfs-stor answers again on %s", storclient_path(x->o.stor));
+	x->stor_up = r == 0;
+}
+
+/* The filesystem's side of `qsfs-ctl status`, in CACHE_DIR/fs-status.json
+ * (stor may be down, so qsfs-ctl reads it from disk), and the ENOSPC
+ * switch: no new data while the cache is over its limit with nothing
+ * evictable. */
+static void report(struct monitor *x)
+{
+	struct cache_stats st;
+	cache_stats(x->o.c, &st);
+	char lease_problem[1024];
+	bool fenced = x->o.hb && heartbeat_state(x->o.hb, lease_problem, sizeof lease_problem);
+	if (!x->o.hb)
+		lease_problem[0] = 0;
+	/* with nothing handed off, nothing is ever evictable */
+	x->full = fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
+		  x->o.stor && x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
+	qfs_set_full(x->o.fs, x->full);
+	json_object *o = json_object_new_object(), *problems = json_object_new_array();
+	char line[1200], ms[32], ls[32];
+	if (!x->o.stor) {
+		/* local only, as configured: not a problem, but never "safe" */
+	} else if (!x->stor_up) {
+		snprintf(line, sizeof line, "qsfs-stor does not answer on %s: writes go on locally, "
+			 "%llu hand-offs wait and are retried (%s)", storclient_path(x->o.stor),
+			 (unsigned long long)st.hooks_pending, x->stor_why);
+		json_object_array_add(problems, json_object_new_string(line));
+	} else if (st.hooks_pending) {
+		snprintf(line, sizeof line, "%llu sealed segments or checkpoints wait to be handed "
+			 "to qsfs-stor (the hook is retried)", (unsigned long long)st.hooks_pending);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	if (lease_problem[0])
+		json_object_array_add(problems, json_object_new_string(lease_problem));
+	if (st.local_repairs) {
+		snprintf(line, sizeof line, "%llu segments failed their checks on local disk and were "
+			 "fetched again from the backends (the bad copies are kept as "
+			 "seg-*.qseg.corrupt in %s): check that disk",
+			 (unsigned long long)st.local_repairs, x->o.cache_dir);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	if (st.over_limit) {
+		format_size(st.local_bytes, ls, sizeof ls);
+		format_size(st.max_size, ms, sizeof ms);
+		if (x->o.stor)
+			snprintf(line, sizeof line, "the local cache holds %s, over its limit of %s, "
+				 "and nothing can be evicted until qsfs-stor confirms %llu segments: "
+				 "new writes %s", ls, ms,
+				 (unsigned long long)st.segments_unconfirmed,
+				 x->stor_up ? "wait for the uploads" : "fail with ENOSPC");
+		else
+			snprintf(line, sizeof line, "the local cache holds %s, over its limit of %s, "
+				 "and nothing is uploaded (cache.handoff: none), so nothing can be "
+				 "evicted: new writes fail with ENOSPC", ls, ms);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "volume", json_object_new_string(x->o.volume));
+	json_object_object_add(o, "mountpoint", json_object_new_string(x->o.mnt));
+	json_object_object_add(o, "handoff", json_object_new_string(x->o.handoff));
+	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+	json_object_object_add(o, "state", json_object_new_string(
+		fenced ? "fenced" : st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
+	json_object_object_add(o, "problems", problems);
+	json_object_object_add(o, "stor_reachable", json_object_new_boolean(x->stor_up));
+	json_object_object_add(o, "stor_connections",
+			       json_object_new_uint64(x->o.stor ? storclient_connects(x->o.stor) : 0));
+	json_object_object_add(o, "keys", json_object_new_int64((int64_t)st.keys));
+	json_object_object_add(o, "segments", json_object_new_int64((int64_t)st.segments));
+	json_object_object_add(o, "segments_local", json_object_new_int64((int64_t)st.segments_local));
+	json_object_object_add(o, "segments_unconfirmed",
+			       json_object_new_int64((int64_t)st.segments_unconfirmed));
+	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
+	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
+	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
+	json_object_object_add(o, "local_repairs",
+			       json_object_new_int64((int64_t)st.local_repairs));
+	json_object_object_add(o, "checkpoint_bytes",
+			       json_object_new_int64((int64_t)st.checkpoint_bytes));
+	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
+	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
+	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));
+	json_object_object_add(o, "dead_segments", json_object_new_int64((int64_t)st.dead_segments));
+	json_object_object_add(o, "dead_bytes", json_object_new_int64((int64_t)st.dead_bytes));
+	json_object_object_add(o, "removed_segments",
+			       json_object_new_int64((int64_t)st.removed_segments));
+	json_object_object_add(o, "removes_pending",
+			       json_object_new_int64((int64_t)st.removes_pending));
+	if (x->o.gc) {
+		struct collector_report gr;
+		collector_last(x->o.gc, &gr);
+		json_object *g = json_object_new_object();
+		json_object_object_add(g, "state", json_object_new_string(gr.state));
+		json_object_object_add(g, "passes", json_object_new_uint64(gr.passes));
+		json_object_object_add(g, "waiting_segments",
+				       json_object_new_uint64(gr.waiting_segments));
+		json_object_object_add(g, "waiting_bytes", json_object_new_uint64(gr.waiting_bytes));
+		json_object_object_add(g, "removed_bytes_since_start",
+				       json_object_new_uint64(st.removed_bytes_since_open));
+		json_object_object_add(o, "gc", g);
+	}
+	/* the file is written (two fsyncs) only when something in it changed;
+	 * "updated" is when that was */
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!x->last_status || strcmp(text, x->last_status)) {
+		char *now = strdup(text);
+		json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+		int dfd = open(x->o.cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int e = dfd < 0 ? -errno : fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text),
+							     0644);
+		if (dfd >= 0)
+			close(dfd);
+		if (!e && now) {	/* else written again next time */
+			free(x->last_status);
+			x->last_status = now;
+		} else {
+			free(now);
+		}
+	}
+	json_object_put(o);
+}
+
+
+static void *monitor_main(void *arg)
+{
+	struct monitor *x = arg;
+	pthread_mutex_lock(&x->mu);
+	while (!x->stop) {
+		pthread_mutex_unlock(&x->mu);
+		if (x->o.max_age_ns) {	/* the recovery point */
+			int64_t id = cache_seal_older(x->o.c, x->o.max_age_ns);
+			if (id > 0)
+				qlog_debug("fs: sealed segment %lld: it held data older than "
+					   "cache.max_segment_age", (long long)id);
+			else if (id < 0)
+				qlog_warn("fs: sealing an aged active segment: %s",
+					  strerror((int)-id));
+		}
+		if (x->o.stor)
+			confirm_round(x);
+		report(x);
+		pthread_mutex_lock(&x->mu);
+		struct timespec ts = fs_abstime((x->full == QFS_FULL_WAIT ? WAIT_PERIOD_MS
+						 : CONFIRM_PERIOD_MS) * 1000000ull);
+		if (!x->stop)
+			pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+	}
+	pthread_mutex_unlock(&x->mu);
+	return NULL;
+}
+
+int monitor_start(const struct monitor_opts *o, struct monitor **out)
+{
+	struct monitor *x = calloc(1, sizeof *x);
+	if (!x)
+		return -ENOMEM;
+	x->o = *o;
+	x->stor_up = true;	/* until a round says otherwise (logged then) */
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	int r = pthread_create(&x->th, NULL, monitor_main, x);
+	if (r) {
+		pthread_cond_destroy(&x->cv);
+		pthread_mutex_destroy(&x->mu);
+		free(x);
+		return -r;
+	}
+	*out = x;
+	return 0;
+}
+
+void monitor_stop(struct monitor *x)
+{
+	if (!x)
+		return;
+	pthread_mutex_lock(&x->mu);
+	x->stop = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	pthread_join(x->th, NULL);
+	pthread_cond_destroy(&x->cv);
+	pthread_mutex_destroy(&x->mu);
+	free(x->last_status);
+	free(x->ids);
+	free(x);
+}
