@@ -1137,6 +1137,8 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 	st->open_replayed_records = c->open_replayed_records;
 	st->open_ns = c->open_ns;
 	st->missing_fetches = atomic_load(&c->missing_fetches);
+	st->handoffs_done = atomic_load(&c->handoffs_done);
+	st->handoff_ns = atomic_load(&c->handoff_ns);
 	st->evicted = c->evicted;
 	st->removed_segments = c->nremoved;
 	for (size_t i = 0; i < c->nremoved; i++)
@@ -1183,6 +1185,9 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 		" records)\n", (double)st->open_ns / 1e6, st->open_replayed_segments,
 		st->open_replayed_records);
 	fprintf(f, "missing fetches:      %" PRIu64 "\n", st->missing_fetches);
+	if (st->handoffs_done)
+		fprintf(f, "hand-offs:            %" PRIu64 " since open, %.2f ms each on average\n",
+			st->handoffs_done, (double)st->handoff_ns / 1e6 / (double)st->handoffs_done);
 	fprintf(f, "evicted since open:   %" PRIu64 "\n", st->evicted);
 	fprintf(f, "removed segments:     %" PRIu64 " (deletion not yet handed off: %" PRIu64
 		   "; since open: %" PRIu64 ", %" PRIu64 " bytes)\n", st->removed_segments,

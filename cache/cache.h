@@ -393,6 +393,10 @@ struct cache_stats {
 	uint64_t pinned_bytes;		/* local bytes that may not be evicted */
 	uint64_t hooks_pending;		/* hand-offs not yet done */
 	uint64_t hooks_failed;		/* hook runs that failed (since open) */
+	/* hand-offs of sealed segments and checkpoints that succeeded since
+	 * open, and the time they took in all (from the hook's start, or the
+	 * hand-off function's call, to storage's acknowledgement) */
+	uint64_t handoffs_done, handoff_ns;
 	uint64_t hooks_running;		/* hook processes running now */
 	uint64_t active_records;	/* records in the active segment */
 	uint64_t active_age_ns;		/* since its first record, or since the

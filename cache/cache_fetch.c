@@ -35,9 +35,14 @@ int run_hook(struct cache *c, const char *event, const char *const *args)
 		lk = -1;
 	}
 	atomic_fetch_add(&c->hooks_running, 1);
+	uint64_t t0 = fs_now_ns();
 	int r = c->o.handoff ? c->o.handoff(c->o.handoff_arg, event, args)
 		: hook_run(c->hook, event, args, env, c->o.hook_timeout_ms, lk);
 	atomic_fetch_sub(&c->hooks_running, 1);
+	if (!r && (!strcmp(event, "segment-sealed") || !strcmp(event, "checkpoint-written"))) {
+		atomic_fetch_add(&c->handoffs_done, 1);
+		atomic_fetch_add(&c->handoff_ns, fs_now_ns() - t0);
+	}
 	if (lk >= 0)
 		close(lk);
 	return r;

@@ -149,6 +149,7 @@ struct cache {
 	int *stale_fds;		/* their old fds, closed by cache_close (c->lock) */
 	size_t nstale_fds;
 	atomic_uint_fast64_t missing_fetches;
+	atomic_uint_fast64_t handoffs_done, handoff_ns;	/* cache_stats */
 	atomic_uint hooks_running;	/* hook processes running now */
 	uint64_t open_replayed_segments, open_replayed_records, open_ns;
 

@@ -23,6 +23,11 @@ struct heartbeat {
 	pthread_cond_t cv;
 	bool stop, fenced;
 	char problem[1024];	/* why the last renewal failed, or "" */
+	/* notify_mu: held across a call of notify, so that heartbeat_notify
+	 * can wait for it (never taken with mu held) */
+	pthread_mutex_t notify_mu;
+	void (*notify)(void *arg);
+	void *notify_arg;
 };
 
 /* One renewal; its outcome goes to hb's state. */
@@ -46,9 +51,24 @@ static void renew(struct heartbeat *hb)
 		qlog_warn("fs: %s (retried)", err);
 	else if (!r && hb->problem[0])
 		qlog_info("fs: the writer lease is renewed again");
+	bool changed = (r == -ESTALE && !hb->fenced) || strcmp(hb->problem, line);
 	hb->fenced |= r == -ESTALE;
 	snprintf(hb->problem, sizeof hb->problem, "%s", line);
 	pthread_mutex_unlock(&hb->mu);
+	if (changed) {	/* the status says so now, not at its next round */
+		pthread_mutex_lock(&hb->notify_mu);
+		if (hb->notify)
+			hb->notify(hb->notify_arg);
+		pthread_mutex_unlock(&hb->notify_mu);
+	}
+}
+
+void heartbeat_notify(struct heartbeat *hb, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&hb->notify_mu);
+	hb->notify = fn;
+	hb->notify_arg = arg;
+	pthread_mutex_unlock(&hb->notify_mu);
 }
 
 static void *heartbeat_main(void *arg)
@@ -80,11 +100,13 @@ int heartbeat_start(struct wlease *lease, struct cache *c, struct qfs *fs,
 	hb->c = c;
 	hb->fs = fs;
 	pthread_mutex_init(&hb->mu, NULL);
+	pthread_mutex_init(&hb->notify_mu, NULL);
 	pthread_cond_init(&hb->cv, NULL);	/* fs_abstime: CLOCK_REALTIME, the default */
 	int r = pthread_create(&hb->th, NULL, heartbeat_main, hb);
 	if (r) {
 		pthread_cond_destroy(&hb->cv);
 		pthread_mutex_destroy(&hb->mu);
+		pthread_mutex_destroy(&hb->notify_mu);
 		free(hb);
 		return -r;
 	}
@@ -113,5 +135,6 @@ void heartbeat_stop(struct heartbeat *hb)
 	pthread_join(hb->th, NULL);
 	pthread_cond_destroy(&hb->cv);
 	pthread_mutex_destroy(&hb->mu);
+	pthread_mutex_destroy(&hb->notify_mu);
 	free(hb);
 }

@@ -23,6 +23,12 @@ struct heartbeat;
 int heartbeat_start(struct wlease *lease, struct cache *c, struct qfs *fs,
 		    struct heartbeat **out);
 
+/* Have fn(arg) called (on the heartbeat's thread, with no lock of its
+ * held) whenever its state changes: fenced, or a renewal's problem
+ * appearing or going. fn NULL: none. Returns once a call in progress is
+ * over, so arg may be freed after heartbeat_notify(hb, NULL, NULL). */
+void heartbeat_notify(struct heartbeat *hb, void (*fn)(void *arg), void *arg);
+
 /* Whether another host took the lease (this node is fenced), and in
  * problem (may be NULL) why the last renewal failed ("" when it
  * worked). Never blocks on I/O. */

@@ -28,9 +28,9 @@
 struct monitor {
 	struct monitor_opts o;
 	pthread_t th;
-	pthread_mutex_t mu;	/* stop */
+	pthread_mutex_t mu;	/* stop, kicked */
 	pthread_cond_t cv;
-	bool stop;
+	bool stop, kicked;
 	/* the thread's own (no lock) */
 	bool stor_up;
 	char stor_why[600];	/* why stor did not answer */
@@ -122,7 +122,7 @@ static void report(struct monitor *x)
 		json_object_array_add(problems, json_object_new_string(line));
 	} else if (st.hooks_pending) {
 		snprintf(line, sizeof line, "%llu sealed segments or checkpoints wait to be handed "
-			 "to qsfs-stor (the hook is retried)", (unsigned long long)st.hooks_pending);
+			 "to qsfs-stor (retried)", (unsigned long long)st.hooks_pending);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	if (lease_problem[0])
@@ -166,6 +166,9 @@ static void report(struct monitor *x)
 			       json_object_new_int64((int64_t)st.segments_unconfirmed));
 	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
 	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
+	json_object_object_add(o, "handoffs_done", json_object_new_uint64(st.handoffs_done));
+	json_object_object_add(o, "handoff_seconds", json_object_new_double(
+		(double)st.handoff_ns / 1e9));
 	json_object_object_add(o, "local_bytes", json_object_new_int64((int64_t)st.local_bytes));
 	json_object_object_add(o, "local_repairs",
 			       json_object_new_int64((int64_t)st.local_repairs));
@@ -239,8 +242,10 @@ static void *monitor_main(void *arg)
 		pthread_mutex_lock(&x->mu);
 		struct timespec ts = fs_abstime((x->full == QFS_FULL_WAIT ? WAIT_PERIOD_MS
 						 : CONFIRM_PERIOD_MS) * 1000000ull);
-		if (!x->stop)
-			pthread_cond_timedwait(&x->cv, &x->mu, &ts);
+		while (!x->stop && !x->kicked &&
+		       pthread_cond_timedwait(&x->cv, &x->mu, &ts) != ETIMEDOUT)
+			;
+		x->kicked = false;
 	}
 	pthread_mutex_unlock(&x->mu);
 	return NULL;
@@ -264,6 +269,15 @@ int monitor_start(const struct monitor_opts *o, struct monitor **out)
 	}
 	*out = x;
 	return 0;
+}
+
+void monitor_kick(void *arg)
+{
+	struct monitor *x = arg;
+	pthread_mutex_lock(&x->mu);
+	x->kicked = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
 }
 
 void monitor_stop(struct monitor *x)

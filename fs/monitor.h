@@ -43,6 +43,10 @@ struct monitor_opts {
 /* Start the thread. Returns 0 or -errno. */
 int monitor_start(const struct monitor_opts *o, struct monitor **out);
 
+/* Have the thread run a round now (e.g. the heartbeat saw the lease taken:
+ * the status must say so at once). Never blocks. arg: the monitor. */
+void monitor_kick(void *arg);
+
 /* Stop the thread (waits for a round in flight: at most the stor client's
  * timeout) and free m. NULL: no-op. */
 void monitor_stop(struct monitor *m);

@@ -471,6 +471,8 @@ int main(int argc, char **argv)
 	};
 	struct monitor *mon = NULL;
 	r = monitor_start(&mo, &mon);
+	if (!r && hb)
+		heartbeat_notify(hb, monitor_kick, mon);
 	if (r)
 		qlog_err("fs: the monitor cannot start (%s): nothing is confirmed, so nothing is "
 			 "evicted, and status is not written", strerror(-r));
@@ -480,6 +482,8 @@ int main(int argc, char **argv)
 	fuse_session_unmount(se);
 	collector_cancel(gc);	/* a `qsfs-ctl gc` being served ends after its step */
 	fsctl_stop(ctl);
+	if (hb)
+		heartbeat_notify(hb, NULL, NULL);
 	monitor_stop(mon);
 	heartbeat_stop(hb);	/* before lease_stop frees the lease */
 	collector_stop(gc);	/* last: the monitor's status reads it */

@@ -723,7 +723,8 @@ static int cmd_ready(const struct qsfs_config *cfg, struct storclient *cl)
 	r = storclient_ping(cl);
 	if (r) {
 		char why[600];
-		printf("not ready: %s\n", storclient_strerror(cl, r, why, sizeof why));
+		printf("not ready: qsfs-stor does not answer (%s)\n",
+		       storclient_strerror(cl, r, why, sizeof why));
 		return 1;
 	}
 	printf("ready: %s mounted on %s\n", cfg->volume, mnt);

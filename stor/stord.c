@@ -612,7 +612,7 @@ static void lease_tick(struct ctx *c, int64_t *last_beat)
 		 * never see them. Keep (and renew) the lease until then. */
 		uint64_t left = 0, first = 0;
 		/* without a hook nothing is ever handed off: nothing to wait for */
-		int e = D.cfg.cache.hook ? cache_unhanded(D.cfg.cache.dir, &left, &first) : 0;
+		int e = D.cfg.cache.handoff != HANDOFF_NONE ? cache_unhanded(D.cfg.cache.dir, &left, &first) : 0;
 		if (e == -ENOENT)
 			e = 0;
 		pthread_mutex_lock(&D.mu);
