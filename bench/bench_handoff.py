@@ -226,8 +226,9 @@ def variant(parent, build, mode, a):
             return r
         r["idle"] = s.idle(a.idle)
         # the backends go away: N more segments are handed off, none is confirmed
-        for b in s.backends:
+        for b in s.backends:  # a file in its place: a dir:// backend cannot recreate it
             b.rename(b.with_name(b.name + ".away"))
+            b.write_text("away\n")
         s.write("b")
         s.wait_fs(lambda x: not x.get("hooks_pending", 1) and
                   x.get("segments_unconfirmed", 0) >= a.segments * 0.9)

@@ -271,7 +271,8 @@ int64_t seal_locked(struct cache *c)
 	if (r)
 		return r;
 	a->size += SEAL_REC_SIZE;
-	a->flags |= SF_SEALED | SF_DIRTY;
+	seg_step(c, a, SE_SEAL);	/* the active segment: always allowed */
+	a->flags |= SF_DIRTY;
 	if (!a->live)
 		a->dead_upto = a->id;	/* dead from its seal on */
 	atomic_store(&a->synced, a->size);
@@ -661,7 +662,7 @@ static int set_aside(struct cache *c, struct seg *s, int fd)
 			c->stale_fds = v;
 			c->stale_fds[c->nstale_fds++] = s->fd;
 			s->fd = -1;
-			s->flags &= ~SF_LOCAL;
+			seg_step(c, s, SE_SET_ASIDE);	/* confirmed: checked above */
 			c->local_repairs++;
 			fs_fsync_dir(c->dirfd);
 			r = 0;
@@ -960,9 +961,23 @@ int cache_confirm(struct cache *c, uint64_t seg_id)
 		return r;
 	}
 	pthread_rwlock_wrlock(&c->lock);
-	s->flags |= SF_CONFIRMED;
+	r = seg_step(c, s, SE_CONFIRM);
 	pthread_rwlock_unlock(&c->lock);
+	if (r)
+		return r;
 	worker_kick(c, false, false);
+	return 0;
+}
+
+int seg_step(struct cache *c, struct seg *s, enum seg_event e)
+{
+	enum seg_life from = seglife_of(s->flags, false), to = seglife_next(from, e, c->handoff_on);
+	if (to == SL_REFUSED) {
+		qlog_err("cache: segment %" PRIu64 ": %s refused while it is %s (a bug; nothing "
+			 "changed)", s->id, seglife_event_name(e), seglife_state_name(from));
+		return -EINVAL;
+	}
+	s->flags = seglife_flags(s->flags, e);
 	return 0;
 }
 

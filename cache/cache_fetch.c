@@ -104,7 +104,14 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	pthread_rwlock_wrlock(&c->lock);
 	s->fd = fd;
 	s->size = res.file_size;
-	s->flags |= SF_LOCAL | SF_SEALED;
+	/* an evicted segment comes back (FETCH); otherwise this is open
+	 * rebuilding a segment replay needs from the file, before the
+	 * journal's facts give it a state (or a sealed file lost from local
+	 * disk before it was confirmed), and only the file's facts are set */
+	if (seglife_of(s->flags, false) == SL_EVICTED)
+		seg_step(c, s, SE_FETCH);
+	else
+		s->flags |= SF_LOCAL | SF_SEALED;
 	/* most recently used, and pinned for the reader that asked for it
 	 * (released by ensure_local's caller): the eviction this fetch may
 	 * trigger must not take it back before that reader has it */

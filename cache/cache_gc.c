@@ -114,6 +114,8 @@ uint64_t cache_gc_local_floor(struct cache *c)
  * c->lock for writing and has written the REMOVED fact). */
 static int drop_locked(struct cache *c, struct seg *s)
 {
+	if (seglife_next(seglife_of(s->flags, false), SE_REMOVE, c->handoff_on) == SL_REFUSED)
+		return seg_step(c, s, SE_REMOVE);	/* says why */
 	int r = removed_note(c, s->id, false);
 	if (r)
 		return r;
@@ -140,7 +142,7 @@ static int drop_locked(struct cache *c, struct seg *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
-	s->flags &= ~SF_LOCAL;
+	seg_step(c, s, SE_REMOVE);	/* allowed: checked first */
 	c->removed_new[c->nremoved_new++] = s->id;
 	c->graveyard[c->ngraveyard++] = s;
 	c->segs[s->id] = NULL;

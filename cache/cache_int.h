@@ -26,6 +26,7 @@
 #include "cache.h"
 #include "ckpt.h"
 #include "index.h"
+#include "seglife.h"
 #include "statelog.h"
 
 #define SF_SEALED    0x01u	/* ends with a seal record */
@@ -212,6 +213,11 @@ int build_delta(struct cache *c, uint64_t upto);
  * was removed by garbage collection since the caller looked it up: a
  * reader looks its key up again). */
 int ensure_local(struct cache *c, uint64_t id, struct seg **pinned);
+
+/* A transition of s's life (seglife.h), c->lock held for writing: the
+ * flags change as the table says. Returns 0, or -EINVAL (logged: a bug in
+ * the caller) when the table refuses it; s is then unchanged. */
+int seg_step(struct cache *c, struct seg *s, enum seg_event e);
 
 /* Run a hook (no lock held) with the documented environment, or call the
  * hand-off function in its place (cache_opts.handoff). */

@@ -117,7 +117,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 			if (done_flag)
 				*done_flag = true;
 			else
-				s->flags |= SF_HANDED;
+				seg_step(c, s, SE_HAND_OFF);
 			*fails = 0;
 		} else {
 			(*fails)++;
@@ -200,7 +200,7 @@ int evict_locked(struct cache *c)
 		if (s->fd >= 0)
 			close(s->fd);
 		s->fd = -1;
-		s->flags &= ~SF_LOCAL;
+		seg_step(c, s, SE_EVICT);	/* candidates are confirmed and local */
 		used -= s->size;
 		evicted++;
 		c->evicted++;

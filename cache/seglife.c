@@ -1,0 +1,70 @@
+/* cache/seglife.c - see seglife.h. */
+#include "seglife.h"
+
+#include "cache_int.h"
+
+#define R SL_REFUSED
+static const enum seg_life table[SL_NSTATES][SE_NEVENTS] = {
+	/*               SEAL       HAND_OFF      CONFIRM       EVICT        FETCH         SET_ASIDE    REMOVE */
+	[SL_ACTIVE] = { SL_SEALED, R, R, R, R, R, R },
+	[SL_SEALED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, SL_REMOVED },
+	[SL_HANDED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, R },
+	[SL_CONFIRMED] = { R, SL_CONFIRMED, SL_CONFIRMED, SL_EVICTED, R, SL_EVICTED, SL_REMOVED },
+	[SL_EVICTED] = { R, SL_EVICTED, SL_EVICTED, R, SL_CONFIRMED, R, SL_REMOVED },
+	[SL_REMOVED] = { R, R, R, R, R, R, R },
+};
+#undef R
+
+enum seg_life seglife_next(enum seg_life s, enum seg_event e, bool handoff_on)
+{
+	if (s < 0 || s >= SL_NSTATES || e < 0 || e >= SE_NEVENTS)
+		return SL_REFUSED;
+	if (s == SL_SEALED && e == SE_REMOVE && handoff_on)
+		return SL_REFUSED;	/* storage must have it first */
+	return table[s][e];
+}
+
+enum seg_life seglife_of(unsigned flags, bool removed)
+{
+	if (removed)
+		return SL_REMOVED;
+	if (!(flags & SF_SEALED))
+		return SL_ACTIVE;
+	if (flags & SF_CONFIRMED)
+		return flags & SF_LOCAL ? SL_CONFIRMED : SL_EVICTED;
+	return flags & SF_HANDED ? SL_HANDED : SL_SEALED;
+}
+
+unsigned seglife_flags(unsigned flags, enum seg_event e)
+{
+	switch (e) {
+	case SE_SEAL:
+		return flags | SF_SEALED;
+	case SE_HAND_OFF:
+		return flags | SF_HANDED;
+	case SE_CONFIRM:
+		return flags | SF_CONFIRMED;
+	case SE_EVICT:
+	case SE_SET_ASIDE:
+	case SE_REMOVE:
+		return flags & ~SF_LOCAL;
+	case SE_FETCH:
+		return flags | SF_LOCAL;
+	default:
+		return flags;
+	}
+}
+
+const char *seglife_state_name(enum seg_life s)
+{
+	static const char *const n[SL_NSTATES] = { "active", "sealed", "handed off", "confirmed",
+						    "evicted", "removed" };
+	return s >= 0 && s < SL_NSTATES ? n[s] : "refused";
+}
+
+const char *seglife_event_name(enum seg_event e)
+{
+	static const char *const n[SE_NEVENTS] = { "seal", "hand-off", "confirm", "evict",
+						    "fetch", "set aside", "remove" };
+	return e >= 0 && e < SE_NEVENTS ? n[e] : "?";
+}
