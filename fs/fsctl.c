@@ -36,6 +36,9 @@ struct fsctl {
 	unsigned busy;
 	struct conn *conns;
 	atomic_bool stopping;	/* a WARMUP stops between segments */
+	/* the filesystem's whole status (fsctl_set_status), under mu */
+	json_object *(*status)(void *arg);
+	void *status_arg;
 };
 
 struct conn {
@@ -81,8 +84,15 @@ static void do_seal(struct fsctl *x, int fd)
 static void do_status(struct fsctl *x, int fd)
 {
 	struct cache_stats st;
+	pthread_mutex_lock(&x->mu);
+	json_object *(*fn)(void *) = x->status;
+	void *arg = x->status_arg;
+	pthread_mutex_unlock(&x->mu);
+	/* fsctl_stop runs before the provider goes, so it outlives this call */
+	json_object *o = fn ? fn(arg) : NULL;
 	cache_stats(x->c, &st);
-	json_object *o = json_object_new_object();
+	if (!o)
+		o = json_object_new_object();
 	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
 	json_object_object_add(o, "hooks_running", json_object_new_int64((int64_t)st.hooks_running));
 	json_object_object_add(o, "active_records",
@@ -464,6 +474,14 @@ int fsctl_start(const char *path, const char *mnt, struct cache *c, struct colle
 	}
 	*out = x;
 	return 0;
+}
+
+void fsctl_set_status(struct fsctl *x, json_object *(*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(&x->mu);
+	x->status = fn;
+	x->status_arg = arg;
+	pthread_mutex_unlock(&x->mu);
 }
 
 void fsctl_stop(struct fsctl *x)

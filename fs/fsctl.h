@@ -39,6 +39,13 @@ struct fsctl;
 int fsctl_start(const char *path, const char *mnt, struct cache *c, struct collector *gc,
 		struct fsctl **out, char *err, size_t errlen);
 
+/* STATUS answers with what fn(arg) returns (a JSON object the request
+ * then owns: the filesystem's whole status, monitor_status) plus the
+ * log's live counters. fn NULL: the counters only. fn must stay callable
+ * until fsctl_stop returns. */
+struct json_object;
+void fsctl_set_status(struct fsctl *x, struct json_object *(*fn)(void *arg), void *arg);
+
 /* Stop listening, wait for requests in progress, remove the socket. */
 void fsctl_stop(struct fsctl *x);
 

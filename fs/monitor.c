@@ -31,9 +31,10 @@ struct monitor {
 	pthread_mutex_t mu;	/* stop, kicked */
 	pthread_cond_t cv;
 	bool stop, kicked;
-	/* the thread's own (no lock) */
+	pthread_mutex_t st_mu;	/* stor_up, stor_why (written by the thread) */
 	bool stor_up;
 	char stor_why[600];	/* why stor did not answer */
+	/* the thread's own (no lock) */
 	enum qfs_full full;
 	char *last_status;	/* what fs-status.json holds, without "updated" */
 	uint64_t *ids;		/* a round's unconfirmed segments */
@@ -85,21 +86,28 @@ static void confirm_round(struct monitor *x)
 			r = storclient_confirms(x->o.stor, lo, hi, confirm_one, x);
 		}
 	}
-	if (r && x->stor_up)
-		qlog_warn("fs: %s", storclient_strerror(x->o.stor, r, x->stor_why,
-							sizeof x->stor_why));
-	else if (r)
-		storclient_strerror(x->o.stor, r, x->stor_why, sizeof x->stor_why);
-	else if (!x->stor_up)
-		qlog_info("fs: qsfs-stor answers again on %s", storclient_path(x->o.stor));
+	char why[600] = "";
+	if (r)
+		storclient_strerror(x->o.stor, r, why, sizeof why);
+	pthread_mutex_lock(&x->st_mu);
+	bool was_up = x->stor_up;
 	x->stor_up = r == 0;
+	memcpy(x->stor_why, why, sizeof why);
+	pthread_mutex_unlock(&x->st_mu);
+	if (r && was_up)	/* logged when it changes, not every round */
+		qlog_warn("fs: %s", why);
+	else if (!r && !was_up)
+		qlog_info("fs: qsfs-stor answers again on %s", storclient_path(x->o.stor));
 }
 
 /* The filesystem's side of `qsfs-ctl status`, in CACHE_DIR/fs-status.json
  * (stor may be down, so qsfs-ctl reads it from disk), and the ENOSPC
  * switch: no new data while the cache is over its limit with nothing
  * evictable. */
-static void report(struct monitor *x)
+/* The status as of now (stats read now, stor's reachability as of the
+ * last round), and in *full what the ENOSPC switch should say. Any
+ * thread; takes st_mu briefly. */
+static json_object *build_status(struct monitor *x, enum qfs_full *full)
 {
 	struct cache_stats st;
 	cache_stats(x->o.c, &st);
@@ -107,18 +115,22 @@ static void report(struct monitor *x)
 	bool fenced = x->o.hb && heartbeat_state(x->o.hb, lease_problem, sizeof lease_problem);
 	if (!x->o.hb)
 		lease_problem[0] = 0;
+	pthread_mutex_lock(&x->st_mu);
+	bool stor_up = x->stor_up;
+	char stor_why[sizeof x->stor_why];
+	memcpy(stor_why, x->stor_why, sizeof stor_why);
+	pthread_mutex_unlock(&x->st_mu);
 	/* with nothing handed off, nothing is ever evictable */
-	x->full = fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
-		  x->o.stor && x->stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
-	qfs_set_full(x->o.fs, x->full);
+	*full = fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
+		  x->o.stor && stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
 	json_object *o = json_object_new_object(), *problems = json_object_new_array();
 	char line[1200], ms[32], ls[32];
 	if (!x->o.stor) {
 		/* local only, as configured: not a problem, but never "safe" */
-	} else if (!x->stor_up) {
+	} else if (!stor_up) {
 		snprintf(line, sizeof line, "qsfs-stor does not answer on %s: writes go on locally, "
 			 "%llu hand-offs wait and are retried (%s)", storclient_path(x->o.stor),
-			 (unsigned long long)st.hooks_pending, x->stor_why);
+			 (unsigned long long)st.hooks_pending, stor_why);
 		json_object_array_add(problems, json_object_new_string(line));
 	} else if (st.hooks_pending) {
 		snprintf(line, sizeof line, "%llu sealed segments or checkpoints wait to be handed "
@@ -142,7 +154,7 @@ static void report(struct monitor *x)
 				 "and nothing can be evicted until qsfs-stor confirms %llu segments: "
 				 "new writes %s", ls, ms,
 				 (unsigned long long)st.segments_unconfirmed,
-				 x->stor_up ? "wait for the uploads" : "fail with ENOSPC");
+				 stor_up ? "wait for the uploads" : "fail with ENOSPC");
 		else
 			snprintf(line, sizeof line, "the local cache holds %s, over its limit of %s, "
 				 "and nothing is uploaded (cache.handoff: none), so nothing can be "
@@ -156,7 +168,7 @@ static void report(struct monitor *x)
 	json_object_object_add(o, "state", json_object_new_string(
 		fenced ? "fenced" : st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
 	json_object_object_add(o, "problems", problems);
-	json_object_object_add(o, "stor_reachable", json_object_new_boolean(x->stor_up));
+	json_object_object_add(o, "stor_reachable", json_object_new_boolean(stor_up));
 	json_object_object_add(o, "stor_connections",
 			       json_object_new_uint64(x->o.stor ? storclient_connects(x->o.stor) : 0));
 	json_object_object_add(o, "keys", json_object_new_int64((int64_t)st.keys));
@@ -196,6 +208,23 @@ static void report(struct monitor *x)
 				       json_object_new_uint64(st.removed_bytes_since_open));
 		json_object_object_add(o, "gc", g);
 	}
+	return o;
+}
+
+json_object *monitor_status(void *arg)
+{
+	struct monitor *x = arg;
+	enum qfs_full full;
+	json_object *o = build_status(x, &full);
+	json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+	return o;
+}
+
+/* The ENOSPC switch, and CACHE_DIR/fs-status.json. */
+static void report(struct monitor *x)
+{
+	json_object *o = build_status(x, &x->full);
+	qfs_set_full(x->o.fs, x->full);
 	/* the file is written (two fsyncs) only when something in it changed;
 	 * "updated" is when that was */
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -259,11 +288,13 @@ int monitor_start(const struct monitor_opts *o, struct monitor **out)
 	x->o = *o;
 	x->stor_up = true;	/* until a round says otherwise (logged then) */
 	pthread_mutex_init(&x->mu, NULL);
+	pthread_mutex_init(&x->st_mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	int r = pthread_create(&x->th, NULL, monitor_main, x);
 	if (r) {
 		pthread_cond_destroy(&x->cv);
 		pthread_mutex_destroy(&x->mu);
+		pthread_mutex_destroy(&x->st_mu);
 		free(x);
 		return -r;
 	}
@@ -291,6 +322,7 @@ void monitor_stop(struct monitor *x)
 	pthread_join(x->th, NULL);
 	pthread_cond_destroy(&x->cv);
 	pthread_mutex_destroy(&x->mu);
+	pthread_mutex_destroy(&x->st_mu);
 	free(x->last_status);
 	free(x->ids);
 	free(x);

@@ -26,6 +26,7 @@ struct storclient;
 struct heartbeat;
 struct collector;
 struct monitor;
+struct json_object;
 
 struct monitor_opts {
 	struct cache *c;
@@ -42,6 +43,11 @@ struct monitor_opts {
 
 /* Start the thread. Returns 0 or -errno. */
 int monitor_start(const struct monitor_opts *o, struct monitor **out);
+
+/* The filesystem's status now (what fs-status.json would say, with
+ * "updated" = now): for the STATUS request of the control socket, so that
+ * `qsfs-ctl status` is current. Any thread; blocks only for cache_stats. */
+struct json_object *monitor_status(void *arg);
 
 /* Have the thread run a round now (e.g. the heartbeat saw the lease taken:
  * the status must say so at once). Never blocks. arg: the monitor. */

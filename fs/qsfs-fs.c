@@ -473,6 +473,8 @@ int main(int argc, char **argv)
 	r = monitor_start(&mo, &mon);
 	if (!r && hb)
 		heartbeat_notify(hb, monitor_kick, mon);
+	if (!r)
+		fsctl_set_status(ctl, monitor_status, mon);	/* stopped before the monitor */
 	if (r)
 		qlog_err("fs: the monitor cannot start (%s): nothing is confirmed, so nothing is "
 			 "evicted, and status is not written", strerror(-r));

@@ -129,10 +129,23 @@ static int cmd_format(const struct qsfs_config *cfg, bool force)
 	return r ? 1 : 0;
 }
 
-/* The filesystem's status file (written every few seconds by qsfs-fs), if
- * a live qsfs-fs wrote it; else NULL. */
-static json_object *fs_status(const char *cache_dir)
+/* The filesystem's status: asked of qsfs-fs now when it answers on its
+ * socket (current to the moment), else its status file (written every few
+ * seconds), if a live qsfs-fs wrote it; else NULL. */
+static json_object *fs_status(const struct qsfs_config *cfg)
 {
+	const char *cache_dir = cfg->cache.dir;
+	char *reply = NULL;
+	if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0) {
+		json_object *live = json_tokener_parse(reply);
+		free(reply);
+		json_object *v;
+		if (live && json_object_object_get_ex(live, "state", &v))
+			return live;
+		json_object_put(live);	/* an older qsfs-fs: counters only */
+	} else {
+		free(reply);
+	}
 	char path[4200];
 	snprintf(path, sizeof path, "%s/fs-status.json", cache_dir);
 	json_object *f = json_object_from_file(path), *v;
@@ -144,6 +157,34 @@ static json_object *fs_status(const char *cache_dir)
 		return NULL;
 	}
 	return f;
+}
+
+/* How bad a state word is: the top "state" of `status` is the worse of
+ * stor's and the filesystem's, so it never says ok while either is not. */
+static int state_rank(const char *s)
+{
+	static const char *const order[] = { "ok", "degraded", "full", "fenced", "down",
+					      "unreachable" };
+	for (int i = 0; i < (int)(sizeof order / sizeof *order); i++)
+		if (!strcmp(s, order[i]))
+			return i;
+	return 1;	/* a word this qsfs-ctl does not know: not ok */
+}
+
+/* o's "state" becomes the worse of its own (kept as "stor_state") and the
+ * filesystem's (fs may be NULL: not mounted, which is not a problem). */
+static void combine_state(json_object *o, json_object *fs)
+{
+	json_object *v;
+	const char *st = json_object_object_get_ex(o, "state", &v) ? json_object_get_string(v)
+								   : "ok";
+	const char *fst = fs && json_object_object_get_ex(fs, "state", &v) ?
+			  json_object_get_string(v) : "ok";
+	char keep[32], top[32];
+	snprintf(keep, sizeof keep, "%s", st);
+	snprintf(top, sizeof top, "%s", state_rank(fst) > state_rank(st) ? fst : st);
+	json_object_object_add(o, "stor_state", json_object_new_string(keep));
+	json_object_object_add(o, "state", json_object_new_string(top));
 }
 
 static void print_fs(json_object *f)
@@ -938,7 +979,7 @@ int main(int argc, char **argv)
 			ret = strcmp(reply, "YES") ? 1 : 0;
 		}
 	} else if (!strcmp(cmd, "status") && (nargs == 0 || (nargs == 1 && !strcmp(args[0], "--json")))) {
-		json_object *fsst = fs_status(cfg.cache.dir);
+		json_object *fsst = fs_status(&cfg);
 		int r = storclient_json(cl, STOR_STATUS, false, 0, &reply);
 		json_object *o = r ? NULL : json_tokener_parse(reply);
 		if (!r && !o) {
@@ -956,6 +997,7 @@ int main(int argc, char **argv)
 				json_object_object_add(o, "problems", ps);
 				ret = 3;
 			}
+			combine_state(o, fsst);
 			json_object_object_add(o, "fs", fsst ? fsst : NULL);
 			fsst = NULL;
 			if (nargs)
