@@ -101,8 +101,10 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 		 * next qsfs-fs hands them off: a host taking the volume now would
 		 * never see them. Keep (and renew) the lease until then. */
 		uint64_t left = 0, first = 0;
-		/* without a hook nothing is ever handed off: nothing to wait for */
-		int e = d->cfg.cache.hook ? cache_unhanded(d->cfg.cache.dir, &left, &first) : 0;
+		/* with cache.handoff none nothing is ever handed off: nothing
+		 * to wait for */
+		int e = d->cfg.cache.handoff != HANDOFF_NONE ?
+			cache_unhanded(d->cfg.cache.dir, &left, &first) : 0;
 		if (e == -ENOENT)
 			e = 0;
 		pthread_mutex_lock(&d->mu);
