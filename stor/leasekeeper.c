@@ -32,6 +32,24 @@ const char *handoffs_text(struct stord *d, char *buf, size_t len)
 	return buf;
 }
 
+/* The STATUS word for lease state s. */
+static const char *status_word(enum lease_state s)
+{
+	switch (s) {
+	case LEASE_ST_NONE:
+		return "none";
+	case LEASE_ST_MOUNTED:
+		return "mounted";
+	case LEASE_ST_RELEASED:
+		return "released";
+	case LEASE_ST_STOPPING:
+	case LEASE_ST_UNHANDED:
+		return "stopping";
+	default:
+		return "other";
+	}
+}
+
 void lease_tick(struct ctx *c, int64_t *last_beat)
 {
 	struct stord *d = c->d;
@@ -40,24 +58,25 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 	struct lease l;
 	char why[700];
 	int r = lease_read(&c->os, &l, why, sizeof why);
-	if (r == -ENOENT || (r == 0 && !l.seq)) {
-		pthread_mutex_lock(&d->mu);
-		d->fenced = false;
-		d->lease_state = "none";
-		pthread_mutex_unlock(&d->mu);
-		return;
-	}
-	if (r) {
+	if (r && r != -ENOENT) {
 		qlog_debug("stor: %s", why);
 		return;
 	}
 	int64_t now = (int64_t)time(NULL);
-	bool ours = have_me && lease_held_by(&l, me);
+	enum lease_state s = lease_classify(r ? NULL : &l, have_me ? me : NULL, now), next;
+	enum lease_action act;
 	pthread_mutex_lock(&d->mu);
+	unsigned njobs = d->njobs + d->in_flight;
+	next = lease_next(s, njobs ? LEASE_EV_JOBS : LEASE_EV_EMPTY, &act);
 	bool was = d->fenced;
-	d->fenced = !ours;
-	bool released = l.flags & LEASE_RELEASED;
-	if (!ours) {
+	d->fenced = act == LEASE_ACT_FENCE;
+	d->lease_state = status_word(s);
+	if (s == LEASE_ST_NONE) {	/* nobody's: nothing to keep, nobody fences us */
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	bool released = s == LEASE_ST_OTHER_RELEASED;
+	if (d->fenced) {
 		char who[300];
 		lease_describe(&l, now, who, sizeof who);
 		if (released)	/* a move to this node: its qsfs-fs takes it next */
@@ -69,9 +88,6 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 				 "(%s): the %u jobs of this node are kept in the journal and not "
 				 "uploaded", who, d->njobs);
 	}
-	unsigned njobs = d->njobs + d->in_flight;
-	d->lease_state = !ours ? "other" : (l.flags & LEASE_MOUNTED) ? "mounted"
-			: (l.flags & LEASE_RELEASED) ? "released" : "stopping";
 	bool was_released = d->fence_released;
 	d->fence_released = d->fenced && released;
 	if (was && d->fenced && was_released && !released) {
@@ -86,16 +102,14 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 		pthread_cond_broadcast(&d->work);
 	}
 	pthread_mutex_unlock(&d->mu);
-	if (!ours || (l.flags & (LEASE_MOUNTED | LEASE_RELEASED))) {
+	if (act == LEASE_ACT_FENCE || act == LEASE_ACT_NONE) {
 		pthread_mutex_lock(&d->mu);
 		d->handoffs_left = d->handoffs_first = 0;
 		d->handoffs_err = 0;
 		pthread_mutex_unlock(&d->mu);
 		return;	/* qsfs-fs renews it while mounted */
 	}
-	bool release = njobs == 0;
-	uint32_t want = l.flags;
-	if (release) {
+	if (act == LEASE_ACT_COUNT) {
 		/* Segments qsfs-fs could not hand off before it stopped (stor was
 		 * down or failing) exist only here until qsfs-wait-hooks or the
 		 * next qsfs-fs hands them off: a host taking the volume now would
@@ -118,21 +132,25 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 			qlog_warn("stor: %s", handoffs_text(d, text, sizeof text));
 		}
 		pthread_mutex_unlock(&d->mu);
-		release = !e && left == 0;
-		if (left)	/* only here: the lease must not expire (lease.h) */
-			want |= LEASE_UNHANDED;
+		next = lease_next(next, left ? LEASE_EV_UNHANDED : e ? LEASE_EV_UNKNOWN
+				  : LEASE_EV_HANDED, &act);
 	}
-	if (release)
+	uint32_t want = l.flags;
+	if (next == LEASE_ST_UNHANDED)	/* only here: the lease must not expire (lease.h) */
+		want |= LEASE_UNHANDED;
+	if (act == LEASE_ACT_RELEASE)
 		want = (want & ~LEASE_UNHANDED) | LEASE_RELEASED;
-	if (!release && want == l.flags &&
+	if (act == LEASE_ACT_RENEW &&
 	    now - *last_beat < (int64_t)lease_period(d->cfg.fs.lease_timeout))
 		return;
+	if (act != LEASE_ACT_WRITE && act != LEASE_ACT_RENEW && act != LEASE_ACT_RELEASE)
+		return;	/* refused: nothing to write (the table has no such edge here) */
 	l.flags = want;
 	l.heartbeat = now;
 	r = lease_write(&c->os, &l, why, sizeof why);
 	if (r) {
 		qlog_warn("stor: %s", why);
-	} else if (release) {
+	} else if (act == LEASE_ACT_RELEASE) {
 		qlog_info("stor: uploads done after qsfs-fs stopped: writer lease released");
 		pthread_mutex_lock(&d->mu);
 		d->lease_state = "released";

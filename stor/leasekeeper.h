@@ -25,7 +25,9 @@ const char *handoffs_text(struct stord *d, char *buf, size_t len);
 
 /* Look at the lease once with c's handles (c->d the daemon): set
  * d->fenced, d->lease_state and the hand-off counts, and renew, mark or
- * release this node's lease as qsfs-fs's stop requires. *last_beat: the
+ * release this node's lease as qsfs-fs's stop requires, all as lease.h's
+ * table (lease_next) decides for the state lease_classify finds and the
+ * queue's events (JOBS or EMPTY, then the count's). *last_beat: the
  * unix s of this caller's last renewal. Blocks on the backends and on
  * reading the cache directory; takes d->mu (not held). */
 void lease_tick(struct ctx *c, int64_t *last_beat);
