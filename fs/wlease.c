@@ -67,33 +67,35 @@ int wlease_take(const struct qsfs_config *cfg, bool takeover, struct wlease **ou
 			 "writes this volume, start with --takeover", why);
 		goto fail;
 	}
-	if (!r && lease_blocks(&cur, w->me, now, &age)) {
-		lease_describe(&cur, now, who, sizeof who);
-		if (!takeover) {
-			if (cur.flags & LEASE_UNHANDED)
-				snprintf(err, errlen, "volume %s is held by another writer: %s. Its "
-					 "qsfs-fs stopped before it could hand its last segments to "
-					 "qsfs-stor, so they exist only on that host and the lease does "
-					 "not expire: start qsfs-stor and qsfs-wait-hooks (or qsfs-fs) "
-					 "there to upload them; if that host is gone for good, start with "
-					 "--takeover (that data is lost)", cfg->volume, who);
-			else
-				snprintf(err, errlen, "volume %s is held by another writer: %s. It "
-					 "expires %lld s after that host's last heartbeat; if that host is "
-					 "gone for good, start with --takeover (any data it has not "
-					 "uploaded is lost)", cfg->volume, who,
-					 (long long)(cur.timeout - age));
-			r = -EBUSY;
-			goto fail;
-		}
-		qlog_warn("fs: --takeover: taking volume %s from %s", cfg->volume, who);
-	} else if (!r && !lease_held_by(&cur, w->me) && cur.seq &&
-		   !(cur.flags & LEASE_RELEASED)) {
-		lease_describe(&cur, now, who, sizeof who);
-		qlog_warn("fs: the writer lease of %s expired (%s): taking it", cfg->volume, who);
+	/* a lease that cannot be read is taken as none (only with takeover) */
+	enum lease_state s = lease_classify(r ? NULL : &cur, w->me, now);
+	enum lease_action act;
+	enum lease_state next = lease_next(s, takeover ? LEASE_EV_TAKEOVER : LEASE_EV_TAKE, &act);
+	age = now - cur.heartbeat;
+	lease_describe(&cur, now, who, sizeof who);
+	if (act == LEASE_ACT_REFUSE) {	/* another holder's live lease */
+		if (s == LEASE_ST_OTHER_UNHANDED)
+			snprintf(err, errlen, "volume %s is held by another writer: %s. Its "
+				 "qsfs-fs stopped before it could hand its last segments to "
+				 "qsfs-stor, so they exist only on that host and the lease does "
+				 "not expire: start qsfs-stor and qsfs-wait-hooks (or qsfs-fs) "
+				 "there to upload them; if that host is gone for good, start with "
+				 "--takeover (that data is lost)", cfg->volume, who);
+		else
+			snprintf(err, errlen, "volume %s is held by another writer: %s. It "
+				 "expires %lld s after that host's last heartbeat; if that host is "
+				 "gone for good, start with --takeover (any data it has not "
+				 "uploaded is lost)", cfg->volume, who,
+				 (long long)(cur.timeout - age));
+		r = -EBUSY;
+		goto fail;
 	}
+	if (s == LEASE_ST_OTHER || s == LEASE_ST_OTHER_UNHANDED)
+		qlog_warn("fs: --takeover: taking volume %s from %s", cfg->volume, who);
+	else if (s == LEASE_ST_OTHER_EXPIRED)
+		qlog_warn("fs: the writer lease of %s expired (%s): taking it", cfg->volume, who);
 	w->l.seq = r ? 0 : cur.seq;
-	fill(w, LEASE_MOUNTED);
+	fill(w, lease_state_flags(next));
 	r = lease_write(&w->vc.os, &w->l, why, sizeof why);
 	if (r) {
 		snprintf(err, errlen, "cannot take the volume's writer lease: %s", why);
@@ -141,22 +143,28 @@ unsigned wlease_period(const struct wlease *w)
 	return lease_period(w->timeout);
 }
 
-/* Rewrite our lease with flags: -ESTALE (err names the new holder) when
- * another holder has it now, else lease_read's and lease_write's errors. */
-static int set_flags(struct wlease *w, uint32_t flags, char *err, size_t errlen)
+/* Rewrite our lease as event ev (RENEW, STOP, STOP_UNHANDED, GIVE_UP)
+ * makes it (lease.h's table): -ESTALE (err names the new holder) when the
+ * table fences us (another holder has it now), else lease_read's and
+ * lease_write's errors. Blocks on the backends; no lock. */
+static int set_flags(struct wlease *w, enum lease_event ev, char *err, size_t errlen)
 {
 	struct lease cur;
 	char why[600];
 	int r = lease_read(&w->vc.os, &cur, why, sizeof why);
-	if (!r && !lease_held_by(&cur, w->me)) {
+	int64_t now = (int64_t)time(NULL);
+	enum lease_action act = LEASE_ACT_NONE;
+	enum lease_state next = r ? LEASE_ST_NONE
+			      : lease_next(lease_classify(&cur, w->me, now), ev, &act);
+	if (!r && act != LEASE_ACT_WRITE) {	/* fenced */
 		char who[300];
-		lease_describe(&cur, (int64_t)time(NULL), who, sizeof who);
+		lease_describe(&cur, now, who, sizeof who);
 		snprintf(err, errlen, "another writer has taken the volume: %s", who);
 		return -ESTALE;
 	}
 	if (!r) {
 		w->l.seq = cur.seq;
-		fill(w, flags);
+		fill(w, lease_state_flags(next));
 		r = lease_write(&w->vc.os, &w->l, why, sizeof why);
 	}
 	if (r)
@@ -166,13 +174,13 @@ static int set_flags(struct wlease *w, uint32_t flags, char *err, size_t errlen)
 
 int wlease_renew(struct wlease *w, char *err, size_t errlen)
 {
-	return set_flags(w, LEASE_MOUNTED, err, errlen);
+	return set_flags(w, LEASE_EV_RENEW, err, errlen);
 }
 
 void wlease_unmount(struct wlease *w, bool unhanded)
 {
 	char err[1000];
-	int r = set_flags(w, unhanded ? LEASE_UNHANDED : 0, err, sizeof err);
+	int r = set_flags(w, unhanded ? LEASE_EV_STOP_UNHANDED : LEASE_EV_STOP, err, sizeof err);
 	if (r && r != -ESTALE)	/* not ours any more: nothing to clear */
 		qlog_warn("fs: clean stop: the writer lease keeps its mounted flag until it "
 			  "expires: %s", err);
@@ -181,7 +189,7 @@ void wlease_unmount(struct wlease *w, bool unhanded)
 void wlease_release(struct wlease *w)
 {
 	char err[1000];
-	int r = set_flags(w, LEASE_RELEASED, err, sizeof err);
+	int r = set_flags(w, LEASE_EV_GIVE_UP, err, sizeof err);
 	if (r && r != -ESTALE)
 		qlog_warn("fs: the writer lease cannot be released; it expires on its own: %s",
 			  err);

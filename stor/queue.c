@@ -1,0 +1,297 @@
+/* stor/queue.c - see queue.h */
+#include "queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "degraded.h"
+#include "volcat.h"
+#include "../common/fsutil.h"
+#include "../common/qlog.h"
+
+/* The wait before retrying a job that failed fails times: 2 s .. 64 s,
+ * in ns. */
+static uint64_t backoff_ns(unsigned fails)
+{
+	uint64_t s = 1ull << (fails < 6 ? fails : 6);	/* 2 s .. 64 s */
+	return s * 1000000000ull;
+}
+
+struct job *find_job(struct stord *d, const char *name)
+{
+	for (struct job *j = d->jobs; j; j = j->next)
+		if (!strcmp(j->name, name))
+			return j;
+	return NULL;
+}
+
+/* Add or refresh a job. mu held. */
+int queue_job(struct stord *d, const char *name, uint64_t size, int64_t since)
+{
+	struct job *j = find_job(d, name);
+	if (j) {
+		j->size = size;
+		j->fails = 0;
+		j->next_ns = 0;
+		if (j->busy)
+			j->again = true;	/* the spool file was replaced meanwhile */
+	} else {
+		j = calloc(1, sizeof *j);
+		if (!j)
+			return -ENOMEM;
+		snprintf(j->name, sizeof j->name, "%s", name);
+		j->del = spool_is_delete(name, j->obj);
+		if (!j->del)
+			snprintf(j->obj, sizeof j->obj, "%s", name);
+		if (!j->del && name[0] == 'c') {
+			uint64_t sz;
+			uint8_t hdr[CAT_CKPT_HDR];
+			int fd = spool_open_job(d->spool, name, &sz);
+			if (fd >= 0 && pread(fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr)
+				j->upto = catalog_ckpt_upto(hdr);
+			if (fd >= 0)
+				close(fd);
+		}
+		d->ndeletes += j->del;
+		j->size = size;
+		j->since = since;
+		struct job **t = &d->jobs;
+		while (*t)
+			t = &(*t)->next;
+		*t = j;
+		d->njobs++;
+	}
+	pthread_cond_signal(&d->work);
+	return 0;
+}
+
+void drop_job(struct stord *d, struct job *j)
+{
+	for (struct job **t = &d->jobs; *t; t = &(*t)->next) {
+		if (*t == j) {
+			*t = j->next;
+			break;
+		}
+	}
+	d->njobs--;
+	d->ndeletes -= j->del;
+	free(j);
+}
+
+/* mu held */
+bool job_of(struct stord *d, const char *name)
+{
+	char del[OBJ_NAME_MAX + 8];
+	snprintf(del, sizeof del, "%s.del", name);
+	return find_job(d, name) || find_job(d, del);
+}
+
+/* The deletion of object obj (a job NAME.del): a segment leaves the catalog
+ * first (so scrub and restores stop looking for it), then its keys leave
+ * the backends; a checkpoint only once the catalog the backends hold no
+ * longer lists it. Returns 0 when done, else a negative errno with why
+ * (the job is retried). mu not held. */
+static int run_delete(struct ctx *c, const char *obj, char *why, size_t whylen)
+{
+	struct stord *d = c->d;
+	uint64_t trimmed[TRIMMED_BATCH];
+	size_t ntrimmed = 0;
+	int r = 0;
+	pthread_mutex_lock(&d->cat_mu);
+	if (obj[0] == 's') {
+		r = catalog_remove(&d->cat, obj);
+		if (r < 0)
+			snprintf(why, whylen, "%s: cannot remove it from the volume catalog: %s",
+				 obj, strerror(-r));
+		else if (r == 1 || !d->cat_saved)
+			r = cat_save(d, &c->os, trimmed, &ntrimmed, why, whylen);
+	} else if (catalog_lists(&d->cat, obj)) {
+		snprintf(why, whylen, "%s: still in the catalog's checkpoint window (a restore may "
+			 "need it): not deleted", obj);
+		r = -EBUSY;
+	} else if (!d->cat_saved) {
+		snprintf(why, whylen, "%s: the volume catalog's last write failed, so the backends "
+			 "may still list it: deleted once the catalog is written", obj);
+		r = -EAGAIN;
+	}
+	pthread_mutex_unlock(&d->cat_mu);
+	journal_trimmed(d, trimmed, ntrimmed);
+	if (r < 0)
+		return r;
+	/* the catalog no longer lists it, so a pass that starts on it now
+	 * skips it; one already on it is waited for */
+	pthread_mutex_lock(&d->mu);
+	bool busy = !strcmp(d->scrubbing, obj);
+	pthread_mutex_unlock(&d->mu);
+	if (busy) {
+		snprintf(why, whylen, "%s: a scrub pass is checking it", obj);
+		return -EINPROGRESS;
+	}
+	return obj_delete(&c->os, obj, why, whylen);
+}
+
+/* A deletion attempt of job j ended with r (why). mu held. */
+static void delete_done(struct stord *d, struct job *j, int r, const char *why)
+{
+	j->busy = false;
+	if (!r && j->again) {
+		j->again = false;	/* asked again meanwhile: once more */
+	} else if (!r) {
+		int e = spool_done(d->spool, j->name);
+		if (e)
+			qlog_err("stor: %s deleted but its journal entry cannot be removed: %s",
+				 j->obj, strerror(-e));
+		d->deleted++;
+		qlog_debug("stor: %s deleted", j->obj);
+		drop_job(d, j);
+		if (!d->njobs)
+			pthread_cond_broadcast(&d->lease_cv);
+	} else if (r == -EINPROGRESS) {
+		j->next_ns = fs_now_ns() + 200000000ull;	/* soon: not a failure */
+	} else {
+		j->fails++;
+		d->delete_failures++;
+		j->next_ns = fs_now_ns() + backoff_ns(j->fails);
+		snprintf(d->delete_error, sizeof d->delete_error, "%s", why);
+		qlog_warn("stor: deletion of %s failed (attempt %u, next in %llu s): %s", j->obj,
+			  j->fails, (unsigned long long)(backoff_ns(j->fails) / 1000000000ull), why);
+	}
+	pthread_cond_broadcast(&d->changed);
+}
+
+void *worker_main(void *arg)
+{
+	struct ctx *c = arg;
+	struct stord *d = c->d;
+	/* Uploads are background work: this thread (and the shard writers it
+	 * starts, which inherit it) yields the CPU to the filesystem. Linux
+	 * applies PRIO_PROCESS with a thread id to that thread only. */
+	if (d->cfg.stor.upload_nice) {	/* relative to the daemon's own nice */
+		errno = 0;
+		int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+		int want = (errno ? 0 : base) + (int)d->cfg.stor.upload_nice;
+		if (want > 19)
+			want = 19;
+		if (setpriority(PRIO_PROCESS, (id_t)gettid(), want) < 0)
+			qlog_warn("stor: cannot lower the upload threads' priority to nice %d: %s",
+				  want, strerror(errno));
+	}
+	pthread_mutex_lock(&d->mu);
+	while (!d->stop) {
+		uint64_t now = fs_now_ns(), wake = now + 1000000000ull;
+		struct job *j = NULL;
+		for (struct job *t = d->fenced ? NULL : d->jobs; t && !j; t = t->next) {
+			if (t->busy || (t->del && find_job(d, t->obj)))
+				continue;	/* an upload of it goes first */
+			if (!strcmp(t->obj, d->leak_claim))
+				continue;	/* a leak fix is on it (woken after) */
+			if (t->upto > atomic_load(&d->cat_hi))
+				continue;	/* its segments first (the catalog wakes us) */
+			if (t->next_ns <= now)
+				j = t;
+			else if (t->next_ns < wake)
+				wake = t->next_ns;
+		}
+		if (!j) {
+			struct timespec ts = fs_abstime(wake - now);
+			pthread_cond_timedwait(&d->work, &d->mu, &ts);
+			continue;
+		}
+		j->busy = true;
+		if (j->del) {
+			char obj[OBJ_NAME_MAX];
+			snprintf(obj, sizeof obj, "%s", j->obj);
+			pthread_mutex_unlock(&d->mu);
+			char why[1024] = "";
+			int r = run_delete(c, obj, why, sizeof why);
+			pthread_mutex_lock(&d->mu);
+			delete_done(d, j, r, why);
+			continue;
+		}
+		d->in_flight++;
+		char name[OBJ_NAME_MAX];
+		snprintf(name, sizeof name, "%s", j->name);
+		pthread_mutex_unlock(&d->mu);
+
+		char why[1024] = "", damage[1024] = "";
+		uint64_t id, size = 0;
+		int r = object_name_parse(name, &id);
+		int fd = r ? r : spool_open_job(d->spool, name, &size);
+		if (fd >= 0) {
+			uint8_t hdr[CAT_CKPT_HDR] = { 0 };
+			if (pread(fd, hdr, sizeof hdr, 0) < 0)
+				memset(hdr, 0, sizeof hdr);
+			r = obj_put(&c->os, c->codec, name, id, fd, size, why, sizeof why, damage,
+				    sizeof damage);
+			close(fd);
+			if (!r)
+				r = catalog_note(d, &c->os, name, hdr, why, sizeof why);
+			if (!r && damage[0])	/* stored with min_shards: repair it later */
+				note_damage(d, name, damage);
+		} else {
+			r = fd;
+			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
+				 strerror(-fd));
+		}
+
+		pthread_mutex_lock(&d->mu);
+		d->in_flight--;
+		j->busy = false;
+		if (!r && j->again) {
+			j->again = false;	/* upload the new contents too */
+		} else if (!r) {
+			int e = spool_done(d->spool, name);
+			if (e)
+				qlog_err("stor: %s uploaded but its journal entry cannot be removed: %s",
+					 name, strerror(-e));
+			d->stored++;
+			drop_job(d, j);
+			if (!d->njobs)
+				pthread_cond_broadcast(&d->lease_cv);	/* release it now? */
+			qlog_debug("stor: %s stored", name);
+		} else if (fd == -ENOENT) {
+			qlog_err("stor: %s dropped: its journal file vanished", name);
+			drop_job(d, j);
+		} else {
+			j->fails++;
+			d->failures++;
+			j->next_ns = fs_now_ns() + backoff_ns(j->fails);
+			snprintf(d->last_error, sizeof d->last_error, "%s", why);
+			qlog_warn("stor: upload of %s failed (attempt %u, next in %llu s): %s", name,
+				  j->fails, (unsigned long long)(backoff_ns(j->fails) / 1000000000ull),
+				  why);
+		}
+		pthread_cond_broadcast(&d->changed);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* What spool_cb is given: the daemon, and the jobs queued so far. */
+struct resume {
+	struct stord *d;
+	unsigned n;
+};
+
+/* spool_list's callback at start: queue the job and count it. */
+static void spool_cb(void *arg, const char *name, uint64_t size, int64_t mtime)
+{
+	struct resume *rs = arg;
+	queue_job(rs->d, name, size, mtime);
+	rs->n++;
+}
+
+unsigned queue_resume(struct stord *d)
+{
+	struct resume rs = { d, 0 };
+	spool_list(d->spool, spool_cb, &rs);
+	return rs.n;
+}
