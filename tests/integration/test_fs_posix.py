@@ -456,6 +456,34 @@ def test_statfs_reports_size_and_usage(d):
         time.sleep(0.05)
 
 
+def test_st_blocks_count_what_is_allocated(d):
+    """du of a sparse file shows what it holds, not its size: a 1 GiB file
+    with one 4 KiB write is one 64 KiB block, a punch frees it, a file
+    written full shows its size (512-byte units, rounded up)."""
+    p = d / "sparse"
+    with open(p, "wb") as f:
+        f.truncate(1 << 30)
+    assert os.stat(p).st_blocks == 0
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.pwrite(fd, os.urandom(4096), 500 << 20)
+        os.fsync(fd)
+        st = os.stat(p)
+        assert st.st_size == 1 << 30
+        assert 0 < st.st_blocks <= BLOCK // 512, st.st_blocks
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 500 << 20, BLOCK)
+        assert os.stat(p).st_blocks == 0
+    finally:
+        os.close(fd)
+    full = d / "full"
+    size = 3 * BLOCK + 1000
+    full.write_bytes(os.urandom(size))
+    assert os.stat(full).st_blocks == (size + 511) // 512
+    du = subprocess.run(["du", "-k", str(p), str(full)], capture_output=True, text=True,
+                        check=True).stdout.split()
+    assert du[0] == "0" and int(du[2]) == (size + 1023) // 1024, du
+
+
 def test_fallocate(d):
     p = d / "fa"
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
