@@ -484,6 +484,24 @@ def test_st_blocks_count_what_is_allocated(d):
     assert du[0] == "0" and int(du[2]) == (size + 1023) // 1024, du
 
 
+def test_df_i_counts_files(d):
+    """df -i: 100 new files are 100 more used inodes, and removing them
+    gives them back (once the kernel forgets them)."""
+    def used():
+        sv = os.statvfs(d)
+        return sv.f_files - sv.f_ffree
+    before = used()
+    for i in range(100):
+        (d / f"f{i}").write_bytes(b"x" * 100)
+    assert used() - before == 100
+    for i in range(100):
+        (d / f"f{i}").unlink()
+    deadline = time.monotonic() + 30
+    while used() != before:
+        assert time.monotonic() < deadline, (used(), before)
+        time.sleep(0.05)
+
+
 def test_fallocate(d):
     p = d / "fa"
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
