@@ -320,6 +320,14 @@ def test_xattrs(d):
     (d / "dir").mkdir()
     os.setxattr(d / "dir", "user.on_dir", b"1")
     assert os.getxattr(d / "dir", "user.on_dir") == b"1"
+    # and with the tools a user has (Debian's attr: scripts/install-deps.sh)
+    subprocess.run(["setfattr", "-n", "user.tool", "-v", "by-setfattr", str(p)], check=True)
+    assert os.getxattr(p, "user.tool") == b"by-setfattr"
+    got = subprocess.run(["getfattr", "-n", "user.tool", "--only-values", str(p)],
+                         capture_output=True, check=True).stdout
+    assert got == b"by-setfattr", got
+    subprocess.run(["setfattr", "-x", "user.tool", str(p)], check=True)
+    assert errno_of(os.getxattr, p, "user.tool") == errno.ENODATA
 
 
 def test_permissions_as_nobody(d):
