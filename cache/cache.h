@@ -271,9 +271,9 @@ int cache_segments(struct cache *c,
  * Cleaning a sealed segment moves each of its live records (the ones the
  * index still points to) to the end of the log, so that the segment holds
  * only garbage: a *dead* segment, live bytes 0, which the second half
- * (removing it locally and from the backends once no retained checkpoint
- * refers to it) can drop. Not yet wired into qsfs-fs: without that second
- * half, moving records only adds to the log. */
+ * (cache_remove_dead below: removing it locally and from the backends once
+ * no retained checkpoint refers to it) drops. qsfs-fs's collector
+ * (fs/collector.c) runs both. */
 
 struct cache_clean_result {
 	uint64_t records;	/* live records moved */

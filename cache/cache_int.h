@@ -267,8 +267,16 @@ uint64_t hook_backoff_ms(const struct cache *c, unsigned fails);
 int worker_start(struct cache *c);
 /* Ask for a pass; with wait, block until a pass that started after the
  * request has finished. force tries every pending hook regardless of its
- * retry delay. */
+ * retry delay. Without wait it first evicts under the limit itself, in the
+ * caller's thread (no lock held): every such caller has just changed what
+ * is local or evictable (a seal, a confirm, a fetch), and the worker may be
+ * busy for minutes with hand-off hooks, during which local bytes and
+ * over_limit (the writers' backpressure) would go stale. */
 void worker_kick(struct cache *c, bool wait, bool force);
+/* Ask for a pass, and nothing else: at open, where nothing is known yet
+ * about which segments are being read, the first eviction is the worker's
+ * (after the first reads have marked theirs). */
+void worker_wake(struct cache *c);
 void worker_stop(struct cache *c);
 /* Evict under the limit. Needs c->lock (write). Returns segments evicted. */
 int evict_locked(struct cache *c);

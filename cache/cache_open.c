@@ -1041,7 +1041,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 		r = worker_start(c);
 		if (r)
 			goto fail;
-		worker_kick(c, false, false);
+		worker_wake(c);
 	}
 	c->open_ns = fs_now_ns() - t0;
 	qlog_info("cache: opened %s (volume %s, %zu keys, %" PRIu64 " segments replayed, "

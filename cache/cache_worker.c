@@ -149,14 +149,29 @@ static uint64_t handoffs(struct cache *c, bool force)
 }
 
 struct cand {
-	uint64_t id, last_read;
+	uint64_t id, last_read, size;
 };
 
+/* Least recently read first. */
 static int cand_cmp(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
 	return x->last_read < y->last_read ? -1 : x->last_read > y->last_read;
 }
+
+/* Eviction, least recently read first, down to max_size. When that cannot
+ * be reached (what may not be evicted - data not yet uploaded, the active
+ * segment, segments being read - is over the limit by itself), evicting
+ * every other segment would not reach it either, and would only make the
+ * reads of the moment fetch their segments back again and again (a hot
+ * segment came back six times in one run): the most recently read of them
+ * stay, up to max_size / EVICT_READ_RESERVE or the one read last, whichever
+ * is more. over_limit is set then, which makes writers wait (qsfs-fs) until
+ * uploads are confirmed; the reserve does not count there, so it never
+ * holds writers back. So local segment bytes stay under max(max_size, the
+ * unevictable bytes) + that reserve, and under max_size whenever the
+ * unevictable bytes are. */
+#define EVICT_READ_RESERVE 4	/* max_size / 4 */
 
 int evict_locked(struct cache *c)
 {
@@ -175,6 +190,7 @@ int evict_locked(struct cache *c)
 	if (!v)
 		return -ENOMEM;
 	size_t n = 0;
+	uint64_t evictable = 0;
 	for (uint64_t id = 1; id <= c->last_seg; id++) {
 		struct seg *s = c->segs[id];
 		/* never: the active one, unconfirmed ones, ones whose hand-off
@@ -185,11 +201,21 @@ int evict_locked(struct cache *c)
 		    (c->handoff_on && !(s->flags & SF_HANDED)) ||
 		    id > c->written_upto || atomic_load(&s->pins))
 			continue;
-		v[n++] = (struct cand){ id, atomic_load(&s->last_read) };
+		v[n++] = (struct cand){ id, atomic_load(&s->last_read), s->size };
+		evictable += s->size;
 	}
 	qsort(v, n, sizeof *v, cand_cmp);
+	/* what may stay: nothing when evicting can reach the limit, else the
+	 * read reserve */
+	uint64_t pinned = used - evictable;
+	uint64_t keep = 0;
+	if (pinned > c->o.max_size && n) {
+		keep = c->o.max_size / EVICT_READ_RESERVE;
+		if (keep < v[n - 1].size)	/* the segment read last, at least */
+			keep = v[n - 1].size;
+	}
 	int evicted = 0;
-	for (size_t i = 0; i < n && used > c->o.max_size; i++) {
+	for (size_t i = 0; i < n && used > c->o.max_size && evictable > keep; i++) {
 		struct seg *s = c->segs[v[i].id];
 		char name[SEG_NAME_LEN];
 		seg_name(s->id, name);
@@ -202,6 +228,7 @@ int evict_locked(struct cache *c)
 		s->fd = -1;
 		seg_step(c, s, SE_EVICT);	/* candidates are confirmed and local */
 		used -= s->size;
+		evictable -= s->size;
 		evicted++;
 		c->evicted++;
 		qlog_debug("cache: evicted segment %" PRIu64, s->id);
@@ -209,7 +236,9 @@ int evict_locked(struct cache *c)
 	free(v);
 	if (evicted)
 		fs_fsync_dir(c->dirfd);
-	bool over = used > c->o.max_size;
+	/* the reserve is room that could be made: it does not count */
+	uint64_t kept = evictable < keep ? evictable : keep;
+	bool over = used - kept > c->o.max_size;
 	if (over && !c->over_limit)
 		qlog_warn("cache: %s holds %" PRIu64 " bytes of segments, over its limit of %"
 			  PRIu64 ", and nothing more can be evicted (the rest is active, "
@@ -269,10 +298,8 @@ int worker_start(struct cache *c)
 	return 0;
 }
 
-void worker_kick(struct cache *c, bool wait, bool force)
+static void kick(struct cache *c, bool wait, bool force)
 {
-	if (!c->worker_started)
-		return;
 	pthread_mutex_lock(&c->wmu);
 	uint64_t g = ++c->req_gen;
 	if (force)
@@ -281,6 +308,24 @@ void worker_kick(struct cache *c, bool wait, bool force)
 	while (wait && c->done_gen < g && !c->stop)
 		pthread_cond_wait(&c->idle_cv, &c->wmu);
 	pthread_mutex_unlock(&c->wmu);
+}
+
+void worker_kick(struct cache *c, bool wait, bool force)
+{
+	if (!c->worker_started)
+		return;
+	if (!wait && c->o.max_size) {
+		pthread_rwlock_wrlock(&c->lock);
+		evict_locked(c);
+		pthread_rwlock_unlock(&c->lock);
+	}
+	kick(c, wait, force);
+}
+
+void worker_wake(struct cache *c)
+{
+	if (c->worker_started)
+		kick(c, false, false);
 }
 
 void worker_stop(struct cache *c)

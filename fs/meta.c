@@ -87,11 +87,13 @@ void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE])
 	put_le64(out + 48, (uint64_t)r->mtime);
 	put_le64(out + 56, (uint64_t)r->ctime);
 	put_le64(out + 64, r->parent);
+	put_le64(out + 72, r->blocks);
 }
 
 int inode_decode(const uint8_t *in, size_t len, struct inode_rec *r)
 {
-	if (len != FS_INODE_SIZE || get_le32(in) != FS_INODE_VERSION)
+	bool v1 = len == FS_INODE_SIZE_V1 && get_le32(in) == 1;
+	if (!v1 && (len != FS_INODE_SIZE || get_le32(in) != FS_INODE_VERSION))
 		return -EIO;
 	r->mode = get_le32(in + 4);
 	r->uid = get_le32(in + 8);
@@ -103,5 +105,6 @@ int inode_decode(const uint8_t *in, size_t len, struct inode_rec *r)
 	r->mtime = (int64_t)get_le64(in + 48);
 	r->ctime = (int64_t)get_le64(in + 56);
 	r->parent = get_le64(in + 64);
+	r->blocks = v1 ? FS_BLOCKS_UNKNOWN : get_le64(in + 72);
 	return 0;
 }

@@ -27,6 +27,13 @@
  *   0 u32 version  4 u32 mode  8 u32 uid  12 u32 gid  16 u32 nlink
  *   20 u32 0  24 u64 size  32 u64 rdev  40 i64 atime  48 i64 mtime
  *   56 i64 ctime (ns since the epoch)  64 u64 parent (directories)
+ *   72 u64 blocks: how many data blocks of the inode are allocated (have
+ *      a base or an extent), what st_blocks is made of. Every batch that
+ *      allocates or frees a block carries the record with its new count
+ *      (fs/qfs_data.c), so after a crash the count still matches the keys.
+ * Version 1 records (72 bytes, before blocks) are still read: their count
+ * is taken from the block keys when they are loaded (one walk of the
+ * index, no I/O), and written with the next change of the record.
  */
 #ifndef QSFS_FS_META_H
 #define QSFS_FS_META_H
@@ -37,12 +44,16 @@
 #include <sys/stat.h>
 
 #define FS_BLOCK (64u * 1024)
-#define FS_INODE_SIZE 72u
-#define FS_INODE_VERSION 1u
+#define FS_INODE_SIZE 80u
+#define FS_INODE_VERSION 2u
+#define FS_INODE_SIZE_V1 72u	/* version 1: no block count */
+#define FS_BLOCKS_UNKNOWN UINT64_MAX	/* decoded from a version-1 record */
 /* 2: blocks may have extents ('B' ino block off); a version-1 reader would
- * ignore them, so a mount that can write raises 1 to 2 and older binaries
- * refuse the volume instead of reading stale data. */
-#define FS_SUPER_VERSION 2u
+ * ignore them. 3: inode records may be version 2 (with their block count),
+ * which a version-2 reader cannot decode. So a mount that can write raises
+ * the version to this one and older binaries refuse the volume instead of
+ * reading stale data or failing on every inode. */
+#define FS_SUPER_VERSION 3u
 #define FS_NAME_MAX 255u
 #define FS_KEY_MAX 255u		/* the log's key limit */
 #define FS_XATTR_NAME_MAX (FS_KEY_MAX - 9)	/* 246: xattr names are keys */
@@ -56,6 +67,7 @@ struct inode_rec {
 	uint64_t size, rdev;
 	int64_t atime, mtime, ctime;
 	uint64_t parent;
+	uint64_t blocks;	/* allocated data blocks (FS_BLOCK each) */
 };
 
 /* Key builders: write the key into k (FS_KEY_MAX bytes), return its length
@@ -72,7 +84,8 @@ size_t key_orphan(uint8_t *k, uint64_t ino);
 size_t key_trunc(uint8_t *k, uint64_t ino);
 
 void inode_encode(const struct inode_rec *r, uint8_t out[FS_INODE_SIZE]);
-/* Returns 0 or -EIO (wrong length or version). */
+/* Returns 0 or -EIO (wrong length or version). A version-1 record gives
+ * blocks FS_BLOCKS_UNKNOWN (the caller counts them). */
 int inode_decode(const uint8_t *in, size_t len, struct inode_rec *r);
 
 /* Directory entry value: u64 ino (LE), u8 file type (S_IFMT >> 12), then

@@ -105,12 +105,12 @@ int qfs_setattr(struct qfs *fs, uint64_t ino, const struct stat *in, unsigned se
 		 * logged and finished at the next mount (the 'T' key), and a
 		 * grow before then cuts first */
 		if (!e && shrink)
-			n->tail_clean = trunc_finish(fs, ino, r.size) == 0;
+			n->tail_clean = trunc_finish(fs, ino, &n->rec, r.size) == 0;
 	} else {
 		txn_free(&t);
 	}
-	if (!e)
-		rec_to_stat(ino, &r, out);
+	if (!e)	/* r as committed, with the block count the cut left */
+		rec_to_stat(ino, &n->rec, out);
 	pthread_rwlock_unlock(&n->lock);
 	return e;
 }

@@ -6,7 +6,9 @@
  * a base value overlaid with up to EXT_MAX extents (extent.h): a write that
  * covers all a block holds becomes its base; a smaller one appends an
  * extent of what it writes (and trims the extents it overlaps), so a write
- * costs the log about its own size. Every change of a block is one batch.
+ * costs the log about its own size. Every change of a block is one batch,
+ * and one that allocates or frees a block carries the inode record with
+ * its new block count (qfs_int.h, "allocated-block count").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +63,72 @@ static int block_load(struct qfs *fs, uint64_t ino, uint64_t b, struct ext_block
 	return 0;
 }
 
+/* Does block b (as eb lists it) hold anything: a base or an extent? */
+static bool block_present(const struct ext_block *eb)
+{
+	return eb->has_base || eb->n;
+}
+
+int blocks_count(struct qfs *fs, uint64_t ino, uint64_t *out)
+{
+	uint8_t p[16];
+	size_t pl = key_block_prefix(p, ino);
+	struct cache_keyinfo *ki = malloc(256 * sizeof *ki);
+	if (!ki)
+		return -ENOMEM;
+	uint64_t n = 0, last = UINT64_MAX;
+	uint8_t after[FS_KEY_MAX];
+	size_t afterlen = 0;
+	ssize_t got;
+	do {
+		got = cache_keys(fs->c, p, pl, afterlen ? after : NULL, afterlen, ki, 256);
+		for (ssize_t i = 0; i < got; i++) {
+			if (ki[i].klen != 17 && ki[i].klen != 19)
+				continue;
+			uint64_t b = get_be64(ki[i].key + 9);
+			n += b != last;	/* a block's keys are together */
+			last = b;
+		}
+		if (got > 0) {
+			afterlen = ki[got - 1].klen;
+			memcpy(after, ki[got - 1].key, afterlen);
+		}
+	} while (got == 256);
+	free(ki);
+	if (got < 0)
+		return (int)got;
+	*out = n;
+	return 0;
+}
+
+/* Append ops[0..n) as one batch. When they allocate (delta 1) or free
+ * blocks of ino, the inode record *rec (as the log holds it) with its new
+ * count goes into the same batch (ops has room for it), and *rec takes
+ * the count once the batch is in. */
+static int blocks_apply(struct qfs *fs, uint64_t ino, struct inode_rec *rec,
+			struct cache_op *ops, size_t n, int64_t delta)
+{
+	if (!n)
+		return 0;
+	struct inode_rec r = *rec;
+	uint8_t k[16], v[FS_INODE_SIZE];
+	if (delta) {
+		if (delta < 0 && (uint64_t)-delta > r.blocks) {	/* never: a bug */
+			qlog_err("fs: inode %llu: its block count %llu is lower than the blocks it "
+				 "frees", (unsigned long long)ino, (unsigned long long)r.blocks);
+			r.blocks = 0;
+		} else {
+			r.blocks += (uint64_t)delta;
+		}
+		inode_encode(&r, v);
+		ops[n++] = (struct cache_op){ false, k, key_inode(k, ino), v, sizeof v };
+	}
+	int e = cache_apply(fs->c, ops, n);	/* n == 1: a plain record */
+	if (!e)
+		rec->blocks = r.blocks;
+	return e;
+}
+
 /* Read one key's value into buf (cap bytes): its length, or -EIO when it
  * is longer than cap or gone (the keys were listed under the inode's lock). */
 static ssize_t get_exact(struct qfs *fs, const uint8_t *k, size_t kl, uint8_t *buf, size_t cap)
@@ -107,12 +175,13 @@ static ssize_t block_read(struct qfs *fs, uint64_t ino, uint64_t b, uint8_t *buf
 }
 
 /* Replace block b of ino (as eb lists it) by buf[0, len) as its base, with
- * no extents (len 0: no base either): one atomic batch. */
-static int block_rewrite(struct qfs *fs, uint64_t ino, uint64_t b, const struct ext_block *eb,
-			 const uint8_t *buf, size_t len)
+ * no extents (len 0: no base either): one atomic batch, with ino's record
+ * *rec when the block comes or goes. */
+static int block_rewrite(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t b,
+			 const struct ext_block *eb, const uint8_t *buf, size_t len)
 {
 	uint8_t keys[EXT_MAX + 1][32];
-	struct cache_op ops[EXT_MAX + 1];
+	struct cache_op ops[EXT_MAX + 2];
 	size_t n = 0;
 	if (len || eb->has_base) {
 		ops[n] = (struct cache_op){ !len, keys[n], key_block(keys[n], ino, b),
@@ -122,18 +191,19 @@ static int block_rewrite(struct qfs *fs, uint64_t ino, uint64_t b, const struct 
 	for (size_t i = 0; i < eb->n; i++, n++)
 		ops[n] = (struct cache_op){ true, keys[n], key_extent(keys[n], ino, b, eb->e[i].off),
 					    NULL, 0 };
-	return n ? cache_apply(fs->c, ops, n) : 0;	/* n == 1: a plain record */
+	return blocks_apply(fs, ino, rec, ops, n, (int64_t)(len > 0) - block_present(eb));
 }
 
 /* Write [in, in + len) of block b of ino, as eb lists it (block_load),
  * from data, appending about len bytes (extent.h): as the base, as an
  * extent with the trims of those it overlaps, or as a fold of the whole
  * block. limit is where the file ends inside this block (>= in + len): a
- * fold's base never passes it. One atomic batch. *tmp: FS_BLOCK bytes of
- * scratch, allocated on first need (the caller frees it). Returns 0 or
- * -errno. */
-static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, const struct ext_block *eb,
-		       size_t in, const void *data, size_t len, size_t limit, uint8_t **tmpp)
+ * fold's base never passes it. One atomic batch (with ino's record *rec
+ * when the block is new). *tmp: FS_BLOCK bytes of scratch, allocated on
+ * first need (the caller frees it). Returns 0 or -errno. */
+static int block_patch(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t b,
+		       const struct ext_block *eb, size_t in, const void *data, size_t len,
+		       size_t limit, uint8_t **tmpp)
 {
 	struct ext_plan p;
 	ext_plan(eb, (uint32_t)in, (uint32_t)(in + len), &p);
@@ -145,11 +215,11 @@ static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, const struct ex
 		if (have < 0)
 			return (int)have;
 		memcpy(tmp + in, data, len);
-		return block_rewrite(fs, ino, b, eb, tmp,
+		return block_rewrite(fs, ino, rec, b, eb, tmp,
 				     ext_fold_len(eb, (uint32_t)(in + len), (uint32_t)limit));
 	}
 	uint8_t keys[EXT_MAX + 3][32];
-	struct cache_op ops[EXT_MAX + 3];
+	struct cache_op ops[EXT_MAX + 4];
 	size_t n = 0;
 	/* the old bytes the trims keep: each trimmed extent, read once */
 	uint32_t loaded = UINT32_MAX;
@@ -171,15 +241,68 @@ static int block_patch(struct qfs *fs, uint64_t ino, uint64_t b, const struct ex
 		ops[n] = (struct cache_op){ o->kind == EXT_DEL, keys[n], kl,
 					    o->kind == EXT_DEL ? NULL : v, o->len };
 	}
-	return cache_apply(fs->c, ops, n);	/* n == 1: a plain record */
+	/* the write puts bytes in the block: it holds something after */
+	return blocks_apply(fs, ino, rec, ops, n, !block_present(eb));
 }
 
 /* Make block b of ino a hole: its base and extents go in one batch. */
-static int block_del(struct qfs *fs, uint64_t ino, uint64_t b)
+static int block_del(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t b)
 {
 	struct ext_block eb;
 	int r = block_load(fs, ino, b, &eb);
-	return r ? r : block_rewrite(fs, ino, b, &eb, NULL, 0);
+	return r ? r : block_rewrite(fs, ino, rec, b, &eb, NULL, 0);
+}
+
+/* Delete every block at or after block `from` of ino, a few blocks a
+ * batch, each batch with the record *rec and its lowered count. */
+#define DROP_KEYS 256u		/* keys listed at a time */
+#define DROP_BLOCKS 16u		/* blocks a batch */
+static int blocks_drop(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t from)
+{
+	uint8_t p[16], after[FS_KEY_MAX];
+	size_t pl = key_block_prefix(p, ino), afterlen = 0;
+	if (from)	/* after the last key block from - 1 may have */
+		afterlen = key_extent(after, ino, from - 1, 0xffff);
+	struct cache_keyinfo *ki = malloc(DROP_KEYS * sizeof *ki);
+	struct cache_op *ops = malloc((DROP_BLOCKS * (EXT_MAX + 1) + 1) * sizeof *ops);
+	int r = ki && ops ? 0 : -ENOMEM;
+	while (!r) {
+		ssize_t got = cache_keys(fs->c, p, pl, afterlen ? after : NULL, afterlen, ki,
+					 DROP_KEYS);
+		if (got <= 0) {
+			r = (int)got;
+			break;
+		}
+		/* whole blocks only: a full listing may end inside one */
+		size_t end = (size_t)got;
+		if (end == DROP_KEYS) {
+			uint64_t lastb = get_be64(ki[end - 1].key + 9);
+			while (end && get_be64(ki[end - 1].key + 9) == lastb)
+				end--;
+			if (!end)	/* never (E2: 17 keys a block at most) */
+				end = (size_t)got;
+		}
+		size_t n = 0, blocks = 0;
+		for (size_t i = 0; i < end && !r; i++) {
+			uint64_t b = get_be64(ki[i].key + 9);
+			bool first = !i || get_be64(ki[i - 1].key + 9) != b;
+			if (first && blocks == DROP_BLOCKS) {
+				r = blocks_apply(fs, ino, rec, ops, n, -(int64_t)blocks);
+				n = blocks = 0;
+			}
+			blocks += first;
+			ops[n++] = (struct cache_op){ true, ki[i].key, ki[i].klen, NULL, 0 };
+		}
+		if (!r)
+			r = blocks_apply(fs, ino, rec, ops, n, -(int64_t)blocks);
+		if (!r) {
+			afterlen = ki[end - 1].klen;
+			memcpy(after, ki[end - 1].key, afterlen);
+		}
+	}
+	free(ki);
+	free(ops);
+	return r;
 }
 
 /* Fold block b of ino into one base record when its extents overlap at
@@ -216,7 +339,7 @@ static ssize_t compact_block(struct qfs *fs, uint64_t ino, uint64_t b, uint32_t 
 	if (go) {
 		buf = malloc(FS_BLOCK);
 		ssize_t len = buf ? block_fill(fs, ino, b, &eb, buf) : -ENOMEM;
-		r = len < 0 ? (int)len : block_rewrite(fs, ino, b, &eb, buf, (size_t)len);
+		r = len < 0 ? (int)len : block_rewrite(fs, ino, &n->rec, b, &eb, buf, (size_t)len);
 		ret = r ? r : len ? len : 1;	/* > 0 even for an empty fold */
 	}
 	pthread_rwlock_unlock(&n->lock);
@@ -339,11 +462,12 @@ ssize_t qfs_read(struct qfs *fs, uint64_t ino, void *buf, size_t len, off_t off)
 	return (ssize_t)done;
 }
 
-/* Write len bytes at off into the blocks of ino; size is the file size after
+/* Write len bytes at off into the blocks of n; size is the file size after
  * the write (for trimming the last block). n->lock held for writing. */
-static int write_blocks(struct qfs *fs, uint64_t ino, const uint8_t *buf, size_t len,
+static int write_blocks(struct qfs *fs, struct node *n, const uint8_t *buf, size_t len,
 			uint64_t off, uint64_t size)
 {
+	uint64_t ino = n->ino;
 	uint8_t *tmp = NULL;
 	int r = 0;
 	size_t done = 0;
@@ -356,7 +480,7 @@ static int write_blocks(struct qfs *fs, uint64_t ino, const uint8_t *buf, size_t
 		struct ext_block eb;
 		r = block_load(fs, ino, b, &eb);
 		if (!r)
-			r = block_patch(fs, ino, b, &eb, in, buf + done, take,
+			r = block_patch(fs, ino, &n->rec, b, &eb, in, buf + done, take,
 					limit < FS_BLOCK ? (size_t)limit : FS_BLOCK, &tmp);
 		done += take;
 	}
@@ -386,7 +510,7 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	if (end > rec.size)
 		rec.size = end;
 	if (!r)
-		r = write_blocks(fs, ino, buf, len, (uint64_t)off, rec.size);
+		r = write_blocks(fs, n, buf, len, (uint64_t)off, rec.size);
 	if (!r) {
 		rec.mtime = rec.ctime = qfs_now();
 		r = node_store(fs, n, &rec);
@@ -397,10 +521,10 @@ ssize_t qfs_write(struct qfs *fs, uint64_t ino, const void *buf, size_t len, off
 	return r ? r : (ssize_t)len;
 }
 
-int data_cut(struct qfs *fs, uint64_t ino, uint64_t size)
+int data_cut(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t size)
 {
 	uint64_t keep = (size + FS_BLOCK - 1) / FS_BLOCK;	/* blocks that stay */
-	int r = blocks_drop(fs, ino, keep);
+	int r = blocks_drop(fs, ino, rec, keep);
 	if (r || size % FS_BLOCK == 0)
 		return r;
 	/* the new last block: cut its value at the new size, so growing later
@@ -415,7 +539,7 @@ int data_cut(struct qfs *fs, uint64_t ino, uint64_t size)
 	if (!tmp)
 		return -ENOMEM;
 	ssize_t have = block_fill(fs, ino, b, &eb, tmp);
-	r = have < 0 ? (int)have : block_rewrite(fs, ino, b, &eb, tmp, cut);
+	r = have < 0 ? (int)have : block_rewrite(fs, ino, rec, b, &eb, tmp, cut);
 	free(tmp);
 	return r;
 }
@@ -424,14 +548,14 @@ int tail_clean(struct qfs *fs, struct node *n)
 {
 	if (n->tail_clean)
 		return 0;
-	int r = data_cut(fs, n->ino, n->rec.size);
+	int r = data_cut(fs, n->ino, &n->rec, n->rec.size);
 	n->tail_clean = !r;
 	return r;
 }
 
-int trunc_finish(struct qfs *fs, uint64_t ino, uint64_t size)
+int trunc_finish(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t size)
 {
-	int r = data_cut(fs, ino, size);
+	int r = data_cut(fs, ino, rec, size);
 	if (!r) {
 		uint8_t k[16];
 		size_t kl = key_trunc(k, ino);
@@ -446,7 +570,8 @@ int trunc_finish(struct qfs *fs, uint64_t ino, uint64_t size)
 }
 
 /* Zero [from, to) inside block b (a partial block of a punched range). */
-static int zero_range(struct qfs *fs, uint64_t ino, uint64_t b, size_t from, size_t to)
+static int zero_range(struct qfs *fs, uint64_t ino, struct inode_rec *rec, uint64_t b,
+		      size_t from, size_t to)
 {
 	struct ext_block eb;
 	int r = block_load(fs, ino, b, &eb);
@@ -455,7 +580,7 @@ static int zero_range(struct qfs *fs, uint64_t ino, uint64_t b, size_t from, siz
 		to = have;
 	uint8_t *tmp = NULL;
 	if (!r && from < to)
-		r = block_patch(fs, ino, b, &eb, from, zeros, to - from, have, &tmp);
+		r = block_patch(fs, ino, rec, b, &eb, from, zeros, to - from, have, &tmp);
 	free(tmp);
 	return r;
 }
@@ -485,9 +610,10 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 		for (uint64_t b = start / FS_BLOCK; !r && b * FS_BLOCK < end; b++) {
 			uint64_t bs = b * FS_BLOCK, be = bs + FS_BLOCK;
 			if (start <= bs && end >= be)
-				r = block_del(fs, ino, b);
+				r = block_del(fs, ino, &n->rec, b);
 			else
-				r = zero_range(fs, ino, b, (size_t)(start > bs ? start - bs : 0),
+				r = zero_range(fs, ino, &n->rec, b,
+					       (size_t)(start > bs ? start - bs : 0),
 					       (size_t)((end < be ? end : be) - bs));
 		}
 	} else {
@@ -505,8 +631,8 @@ int qfs_fallocate(struct qfs *fs, uint64_t ino, int mode, off_t off, off_t len)
 			r = block_load(fs, ino, b, &eb);
 			size_t have = r ? 0 : ext_block_len(&eb);
 			if (!r && have < want)
-				r = block_patch(fs, ino, b, &eb, have, zeros, (size_t)want - have,
-						(size_t)want, &tmp);
+				r = block_patch(fs, ino, &n->rec, b, &eb, have, zeros,
+						(size_t)want - have, (size_t)want, &tmp);
 		}
 		free(tmp);
 		rec.size = size;

@@ -25,9 +25,14 @@ int rec_load(struct qfs *fs, uint64_t ino, struct inode_rec *r)
 	ssize_t n = cache_get(fs->c, k, kl, v, sizeof v);
 	if (n < 0)
 		return (int)n;
-	if (inode_decode(v, (size_t)n, r)) {
+	if (n > (ssize_t)sizeof v || inode_decode(v, (size_t)n, r)) {
 		qlog_err("fs: inode %llu: bad inode record (%zd bytes)", (unsigned long long)ino, n);
 		return -EIO;
+	}
+	if (r->blocks == FS_BLOCKS_UNKNOWN) {	/* a version-1 record */
+		int e = blocks_count(fs, ino, &r->blocks);
+		if (e)
+			return e;
 	}
 	return 0;
 }
@@ -78,18 +83,22 @@ int rec_store(struct qfs *fs, uint64_t ino, const struct inode_rec *r)
 
 int node_store(struct qfs *fs, struct node *n, const struct inode_rec *r)
 {
-	int e = rec_store(fs, n->ino, r);
+	struct inode_rec w = *r;
+	w.blocks = n->rec.blocks;	/* the data's batches keep it (qfs_int.h) */
+	int e = rec_store(fs, n->ino, &w);
 	if (!e)
-		n->rec = *r;
+		n->rec = w;
 	return e;
 }
 
 int node_commit(struct qfs *fs, struct node *n, struct txn *t, const struct inode_rec *r)
 {
-	txn_rec(t, n->ino, r);
+	struct inode_rec w = *r;
+	w.blocks = n->rec.blocks;
+	txn_rec(t, n->ino, &w);
 	int e = txn_commit(t, fs->c);
 	if (!e)
-		n->rec = *r;
+		n->rec = w;
 	return e;
 }
 
@@ -104,7 +113,13 @@ void rec_to_stat(uint64_t ino, const struct inode_rec *r, struct stat *st)
 	st->st_rdev = r->rdev;
 	st->st_size = (off_t)r->size;
 	st->st_blksize = FS_BLOCK;
-	st->st_blocks = (blkcnt_t)((r->size + 511) / 512);
+	/* 512-byte units allocated: the allocated blocks, but no more than
+	 * the size rounded up, since a block holds its bytes only up to the
+	 * last one written (a 100-byte file takes about 100 bytes, not 64 KiB) */
+	uint64_t alloc = r->blocks * (FS_BLOCK / 512), used = (r->size + 511) / 512;
+	if (r->blocks > UINT64_MAX / (FS_BLOCK / 512) || alloc > used)
+		alloc = used;
+	st->st_blocks = (blkcnt_t)alloc;
 	st->st_atim.tv_sec = r->atime / 1000000000;
 	st->st_atim.tv_nsec = r->atime % 1000000000;
 	st->st_mtim.tv_sec = r->mtime / 1000000000;
@@ -247,18 +262,14 @@ static int drop_prefix(struct qfs *fs, const uint8_t *prefix, size_t plen,
 	return r;
 }
 
-int blocks_drop(struct qfs *fs, uint64_t ino, uint64_t from)
-{
-	uint8_t p[16], k[FS_KEY_MAX];
-	size_t pl = key_block_prefix(p, ino), kl = key_block(k, ino, from);
-	return drop_prefix(fs, p, pl, k, kl, from);
-}
-
 int inode_purge(struct qfs *fs, uint64_t ino)
 {
+	/* the blocks go without their count: the record goes after them, and
+	 * nothing reads an inode being purged (unlinked, held by nobody) */
 	uint8_t k[16];
-	int r = blocks_drop(fs, ino, 0);
-	size_t kl = key_xattr_prefix(k, ino);
+	size_t kl = key_block_prefix(k, ino);
+	int r = drop_prefix(fs, k, kl, NULL, 0, 0);
+	kl = key_xattr_prefix(k, ino);
 	if (!r)
 		r = drop_prefix(fs, k, kl, NULL, 0, 0);
 	kl = key_inode(k, ino);
@@ -340,7 +351,7 @@ static int trunc_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *v
 		return e;
 	qlog_info("fs: finishing the truncate of inode %llu to %llu bytes, interrupted by a crash",
 		  (unsigned long long)ino, (unsigned long long)r.size);
-	return trunc_finish(fs, ino, r.size);
+	return trunc_finish(fs, ino, &r, r.size);
 }
 
 int qfs_open(const struct qfs_opts *o, struct qfs **out)

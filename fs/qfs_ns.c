@@ -377,6 +377,7 @@ int qfs_mknod(struct qfs *fs, uint64_t parent, const char *name, mode_t mode, de
 		uint8_t k[32];
 		size_t kl = key_block(k, ino, 0);
 		r.size = strlen(target);
+		r.blocks = 1;	/* the target is its block 0 */
 		txn_put(&ch.t, k, kl, target, r.size);
 	}
 	if (!e) {

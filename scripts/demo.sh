@@ -47,4 +47,4 @@ qc inspect --verify | tail -4
 step "statistics"
 qc stats
 
-printf '\nDemo data is in %s. The filesystem (fs/) and the storage daemon (stor/)\nbuild on this log in the next issues.\n' "$work"
+printf '\nDemo data is in %s. The filesystem (fs/) and the storage daemon (stor/)\nbuild on this log: ./dev up runs the whole stack.\n' "$work"

@@ -8,7 +8,9 @@ pkgs=(
 	libzstd-dev libcmocka-dev libyaml-dev libxxhash-dev
 	libisal2	# liberasurecode loads ISA-L for the MDS Cauchy code (isa_l_rs_cauchy)
 	libjson-c-dev
-	redis-server python3 python3-pytest acl
+	redis-server python3 python3-pytest
+	acl attr	# setfacl/getfacl, setfattr/getfattr: the tests drive ACLs and xattrs with them
+	procps		# pgrep: the quick start and the container test find zinit with it
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -15,7 +15,8 @@
 # most 60 s).
 # stop: SIGTERM to zinit, which stops fs, then wait-hooks, then stor; stor
 # uploads everything queued before it exits. Follows the log until zinit has
-# exited and reports whether every service stopped cleanly (exit 0).
+# exited (each line once, in the order written) and reports whether every
+# service stopped cleanly (exit 0).
 # Both are safe to repeat: start when it runs already, stop when it does not,
 # say so.
 #
@@ -27,7 +28,9 @@
 #                 lines prefixed with "NAME: "
 #   zinit.sock    zinit's control socket (zinit -s ... list | log | status NAME)
 #   zinit.pid, zinit.exit   the running zinit; its exit status once it ended
-#   env           `. $DIR/env` puts the tools on PATH with this configuration
+#   env           `. $DIR/env` puts the tools on PATH and exports QSFS_CONFIG
+#                 and ZINIT_SOCKET, so qsfs-ctl and zinit need no -c or -s
+#                 (in scripts too: no aliases)
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 dir=${QSFS_QS_DIR:-/var/tmp/qsfs-quickstart}
@@ -101,8 +104,7 @@ start() {
 		echo "# . $dir/env: the qsfs tools of this quick start on PATH"
 		echo "export PATH=\"$bin:\$PATH\""
 		echo "export QSFS_CONFIG='$conf'"
-		echo "export ZINIT_SOCKET='$sock'"
-		echo "alias qsfs-ctl='qsfs-ctl -c $conf'"
+		echo "export ZINIT_SOCKET='$sock'"	# zinit's client, without -s
 	} > "$dir/env"
 
 	touch "$log"
@@ -205,11 +207,8 @@ stop() {
 		[ -f "$exitf" ] && break
 		sleep 0.1
 	done
-	echo
-	bold "== the drain"
-	tail -n "+$from" "$log" |
-		grep -E '^fs: .*unmount|^wait-hooks: .*(journal|left|fail)|^stor: .*(pending jobs|drained|kept|cannot drain|drain_timeout)|zinit: .*(exited|killed|SIGKILL|complete)' |
-		sed 's/qsfs [a-z]*: //; s/^/  /'
+	# (the log just followed says how the drain went: each line once, in
+	# the order written; no second digest of it)
 	local st
 	st=$(cat "$exitf" 2>/dev/null || echo unknown)
 	echo

@@ -480,10 +480,27 @@ static void test_ended(struct sup *s, size_t i, int status, int64_t now)
 		v->test_delay_ms = SUP_TEST_MAX_DELAY_MS;
 }
 
+/* Read what service i wrote and zinit has not read yet (all of it, once
+ * nothing holds its pipe open any more). */
+static void read_output_of(struct sup *s, size_t i)
+{
+	for (struct stream **l = &s->streams; *l;) {
+		if ((*l)->svc == i && !read_stream(s, *l, 1 << 20)) {
+			close_stream(s, l);
+			continue;
+		}
+		l = &(*l)->next;
+	}
+}
+
 bool sup_child_exited(struct sup *s, pid_t pid, int status, int64_t now)
 {
 	for (size_t i = 0; i < s->set.n; i++) {
 		if (s->svc[i].pid == pid) {
+			/* its last lines before the line that says it ended: the
+			 * event loop may see the exit before the output still in
+			 * the pipe, and the two went out of order (./dev down) */
+			read_output_of(s, i);
 			run_ended(s, i, status, now);
 			return true;
 		}

@@ -320,6 +320,14 @@ def test_xattrs(d):
     (d / "dir").mkdir()
     os.setxattr(d / "dir", "user.on_dir", b"1")
     assert os.getxattr(d / "dir", "user.on_dir") == b"1"
+    # and with the tools a user has (Debian's attr: scripts/install-deps.sh)
+    subprocess.run(["setfattr", "-n", "user.tool", "-v", "by-setfattr", str(p)], check=True)
+    assert os.getxattr(p, "user.tool") == b"by-setfattr"
+    got = subprocess.run(["getfattr", "-n", "user.tool", "--only-values", str(p)],
+                         capture_output=True, check=True).stdout
+    assert got == b"by-setfattr", got
+    subprocess.run(["setfattr", "-x", "user.tool", str(p)], check=True)
+    assert errno_of(os.getxattr, p, "user.tool") == errno.ENODATA
 
 
 def test_permissions_as_nobody(d):
@@ -453,6 +461,52 @@ def test_statfs_reports_size_and_usage(d):
     deadline = time.monotonic() + 30
     while os.statvfs(d).f_ffree - sv2.f_ffree != 1:
         assert time.monotonic() < deadline, (os.statvfs(d).f_ffree, sv2.f_ffree)
+        time.sleep(0.05)
+
+
+def test_st_blocks_count_what_is_allocated(d):
+    """du of a sparse file shows what it holds, not its size: a 1 GiB file
+    with one 4 KiB write is one 64 KiB block, a punch frees it, a file
+    written full shows its size (512-byte units, rounded up)."""
+    p = d / "sparse"
+    with open(p, "wb") as f:
+        f.truncate(1 << 30)
+    assert os.stat(p).st_blocks == 0
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.pwrite(fd, os.urandom(4096), 500 << 20)
+        os.fsync(fd)
+        st = os.stat(p)
+        assert st.st_size == 1 << 30
+        assert 0 < st.st_blocks <= BLOCK // 512, st.st_blocks
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 500 << 20, BLOCK)
+        assert os.stat(p).st_blocks == 0
+    finally:
+        os.close(fd)
+    full = d / "full"
+    size = 3 * BLOCK + 1000
+    full.write_bytes(os.urandom(size))
+    assert os.stat(full).st_blocks == (size + 511) // 512
+    du = subprocess.run(["du", "-k", str(p), str(full)], capture_output=True, text=True,
+                        check=True).stdout.split()
+    assert du[0] == "0" and int(du[2]) == (size + 1023) // 1024, du
+
+
+def test_df_i_counts_files(d):
+    """df -i: 100 new files are 100 more used inodes, and removing them
+    gives them back (once the kernel forgets them)."""
+    def used():
+        sv = os.statvfs(d)
+        return sv.f_files - sv.f_ffree
+    before = used()
+    for i in range(100):
+        (d / f"f{i}").write_bytes(b"x" * 100)
+    assert used() - before == 100
+    for i in range(100):
+        (d / f"f{i}").unlink()
+    deadline = time.monotonic() + 30
+    while used() != before:
+        assert time.monotonic() < deadline, (used(), before)
         time.sleep(0.05)
 
 

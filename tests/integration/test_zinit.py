@@ -82,12 +82,16 @@ class Zinit:
             a += ["--ready-timeout", str(ready_timeout)]
         return a
 
-    def start(self, container=True, ready_timeout=None, prefix=(), wait_socket=True):
+    def start(self, container=True, ready_timeout=None, prefix=(), wait_socket=True,
+              merged=False):
+        """merged: stderr (zinit's own messages) into the stdout file, in the
+        order written, as a log file gets them."""
         self.out = open(self.out_path, "wb")
         self.err = open(self.err_path, "wb")
         self.proc = subprocess.Popen([*prefix, *self.argv(container, ready_timeout)],
-                                     stdout=self.out, stderr=self.err, env=self.env(),
-                                     stdin=subprocess.DEVNULL)
+                                     stdout=self.out,
+                                     stderr=subprocess.STDOUT if merged else self.err,
+                                     env=self.env(), stdin=subprocess.DEVNULL)
         if wait_socket:
             wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None,
                      what="the control socket")
@@ -201,6 +205,29 @@ def test_start_order_follows_after_and_output_is_prefixed(zi):
     lines = zi.stdout().splitlines()
     assert "init: init says hi" in lines
     assert "init: init warns" in lines          # stderr too
+
+
+def test_last_output_comes_before_the_exit_line(zi):
+    """A service's output ends up in the log before zinit's line saying the
+    service ended, each line once (the quick start's log showed a service's
+    last lines after its exit, and ./dev down looked out of order)."""
+    for i in range(5):
+        zi.service(f"talker{i}", """\
+            exec: sh -c 'i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; echo done'
+            oneshot: true
+            """)
+    zi.start(merged=True)
+    for i in range(5):
+        zi.wait_state(f"talker{i}", "success")
+    zi.ctl("shutdown")
+    assert zi.wait_exit() == 0
+    out = zi.stdout().splitlines()
+    for i in range(5):
+        mine = [n for n, line in enumerate(out) if line.startswith(f"talker{i}: ")]
+        assert [out[n] for n in mine] == [f"talker{i}: line {k}" for k in range(2000)] + [
+            f"talker{i}: done"]
+        ended = [n for n, line in enumerate(out) if f"zinit: talker{i}: exited" in line]
+        assert len(ended) == 1 and ended[0] > mine[-1], out[mine[-1] - 2:ended[0] + 2]
 
 
 def test_dependent_waits_until_test_passes(zi):

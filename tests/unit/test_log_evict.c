@@ -1,6 +1,7 @@
 /* tests/unit/test_log_evict.c - eviction never removes unconfirmed or
  * active segments, respects the limit when it can, evicts least recently
- * read first, and says so when it cannot get under the limit. */
+ * read first, keeps the reads' segments under a write backlog, and says so
+ * when it cannot get under the limit. */
 #include "testutil.h"
 
 #include <errno.h>
@@ -295,6 +296,123 @@ static void test_bad_local_copy_is_fetched_again(void **state)
 	free(top);
 }
 
+/* Segment ids the hook fetched (one per line in TOP/fetches): all, and id. */
+static int fetches_of(const char *top, uint64_t id, int *all)
+{
+	char *f = tu_path(top, "fetches");
+	FILE *fp = fopen(f, "r");
+	int n = 0;
+	char line[64];
+	*all = 0;
+	while (fp && fgets(line, sizeof line, fp)) {
+		(*all)++;
+		n += strtoull(line, NULL, 10) == id;
+	}
+	if (fp)
+		fclose(fp);
+	free(f);
+	return n;
+}
+
+/* The limit under a write backlog, with one hot key read among cold ones.
+ * Hand-offs are slow (the worker spends its time in the segment-sealed
+ * hook) and new data keeps coming, as when qsfs-fs writes while stor
+ * uploads. Eviction used to run only in the worker's pass, after those
+ * hooks: fetched-back segments piled up far over the limit, and
+ * over_limit (the writers' backpressure) stayed false meanwhile. Once
+ * eviction kept up, the data not yet uploaded, over the limit by itself,
+ * made every pass evict every other segment, and the hot one was fetched
+ * back round after round. Now what eviction can free stays within
+ * max_size plus the read reserve, over_limit is set, the hot segment is
+ * fetched once, and once the backlog is uploaded the limit holds again. */
+static void test_hot_segment_under_a_write_backlog(void **state)
+{
+	(void)state;
+	const uint64_t max = 8 * SEG;
+	char *top = tu_mkdtemp();
+	char *dir = tu_path(top, "cache");
+	char *slow = tu_path(top, "slow");
+	char *hook = tu_script(top, "hook",
+		"t=$(dirname \"$0\"); d=$t/remote; mkdir -p \"$d\"\n"
+		"case \"$1\" in\n"
+		"segment-sealed) [ -e \"$t/slow\" ] && sleep 0.3; cp \"$3\" \"$d/\" ;;\n"
+		"segment-missing) echo \"$2\" >> \"$t/fetches\"\n"
+		"  cp \"$d/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
+		"esac\n");
+	struct cache *c = open_limited(dir, max, hook);
+	fill(c, 120);	/* 20 segments; e00000 (the hot key) in segment 1 */
+	cache_seal(c);
+	cache_quiesce(c);
+	struct segs g = list(c);
+	for (int i = 0; i < g.n; i++)
+		if (g.v[i].state == SEG_SEALED)
+			assert_int_equal(cache_confirm(c, g.v[i].id), 0);
+	cache_quiesce(c);
+	/* the backlog: ten segments written, none uploaded yet */
+	FILE *f = fopen(slow, "w");
+	assert_non_null(f);
+	fclose(f);
+	uint8_t v[10000];
+	memset(v, 7, sizeof v);
+	int w = 0;
+	for (; w < 60; w++) {
+		char k[16];
+		snprintf(k, sizeof k, "w%05d", w);
+		tu_put(c, k, v, sizeof v);
+	}
+	int all0, hot0 = fetches_of(top, 1, &all0);
+	int cold = 6;
+	uint64_t peak = 0;
+	for (int round = 0; round < 60; round++) {
+		for (int j = 0; j < 4; j++) {	/* two thirds of a segment a round */
+			char k[16];
+			snprintf(k, sizeof k, "w%05d", w++);
+			tu_put(c, k, v, sizeof v);
+		}
+		assert_int_equal(cache_get(c, "e00000", 6, v, sizeof v), 10000);
+		assert_int_equal(v[0], 0);
+		char k[16];	/* a cold key, a segment on each round */
+		snprintf(k, sizeof k, "e%05d", cold);
+		cold = cold + 6 < 120 ? cold + 6 : 6 + (cold + 1) % 6;
+		assert_int_equal(cache_get(c, k, strlen(k), v, sizeof v), 10000);
+		struct cache_stats st;
+		cache_stats(c, &st);
+		uint64_t segs = st.local_bytes - st.checkpoint_bytes;
+		assert_true(st.pinned_bytes > max);	/* the case at hand */
+		/* at most the reserve, and the segment just fetched (its
+		 * reader held it while the fetch evicted), over what may not
+		 * be evicted; and the writers are told to wait */
+		assert_true(segs <= st.pinned_bytes + max / 4 + SEG);
+		assert_true(st.over_limit);
+		if (segs > peak)
+			peak = segs;
+	}
+	int all, hot = fetches_of(top, 1, &all);
+	print_message("# under the backlog: peak %.1f segments of local bytes against a limit "
+		      "of %.1f; %d fetches, %d of the hot segment\n", (double)peak / SEG,
+		      (double)max / SEG, all - all0, hot - hot0);
+	assert_true(all - all0 >= 50);	/* the cold keys come and go */
+	assert_true(hot - hot0 <= 1);
+	/* uploaded at last: under the limit again */
+	unlink(slow);
+	cache_quiesce(c);
+	g = list(c);
+	for (int i = 0; i < g.n; i++)
+		if (g.v[i].state == SEG_SEALED)
+			assert_int_equal(cache_confirm(c, g.v[i].id), 0);
+	cache_quiesce(c);
+	struct cache_stats st;
+	cache_stats(c, &st);
+	assert_true(st.local_bytes - st.checkpoint_bytes <= max);
+	assert_false(st.over_limit);
+	assert_int_equal(cache_close(c), 0);
+	free(hook);
+	free(slow);
+	free(dir);
+	tu_rmrf(top);
+	free(top);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -303,6 +421,7 @@ int main(void)
 		cmocka_unit_test(test_least_recently_read_goes_first),
 		cmocka_unit_test(test_bad_local_copy_is_fetched_again),
 		cmocka_unit_test(test_evicted_segments_come_back_through_hook),
+		cmocka_unit_test(test_hot_segment_under_a_write_backlog),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,7 +136,27 @@ static void test_write_cost(void **state)
 struct model {
 	uint8_t b[FSIZE + BLK];
 	uint64_t size;
+	bool alloc[FSIZE / BLK + 2];	/* blocks holding something */
 };
+
+/* The blocks [from, to) of the model are allocated (or freed). */
+static void model_alloc(struct model *m, uint64_t from, uint64_t to, bool on)
+{
+	for (uint64_t b = from; b < to && b < FSIZE / BLK + 2; b++)
+		m->alloc[b] = on;
+}
+
+/* st_blocks as the model has it: the allocated blocks, at most the size
+ * rounded up to 512 bytes. */
+static blkcnt_t model_blocks(const struct model *m)
+{
+	uint64_t n = 0;
+	for (size_t b = 0; b < FSIZE / BLK + 2; b++)
+		n += m->alloc[b];
+	n *= BLK / 512;
+	uint64_t used = (m->size + 511) / 512;
+	return (blkcnt_t)(n < used ? n : used);
+}
 
 static void check_file(struct rig *r, uint64_t ino, const struct model *m, const char *when,
 		       int step)
@@ -146,6 +166,9 @@ static void check_file(struct rig *r, uint64_t ino, const struct model *m, const
 	if ((uint64_t)st.st_size != m->size)
 		fail_msg("step %d (%s): size %lld, model %llu", step, when, (long long)st.st_size,
 			 (unsigned long long)m->size);
+	if (st.st_blocks != model_blocks(m))
+		fail_msg("step %d (%s): st_blocks %lld, model %lld", step, when,
+			 (long long)st.st_blocks, (long long)model_blocks(m));
 	static uint8_t got[FSIZE + BLK];
 	ssize_t n = qfs_read(r->fs, ino, got, sizeof got, 0);
 	assert_int_equal(n, (ssize_t)m->size);
@@ -194,6 +217,7 @@ static void test_random_against_model(void **state)
 			memcpy(m.b + off, data, len);
 			if (off + len > m.size)
 				m.size = off + len;
+			model_alloc(&m, off / BLK, (off + len + BLK - 1) / BLK, true);
 		} else if (op < 75) {
 			what = "punch";
 			len = 1 + (uint64_t)rand() % (2 * BLK);
@@ -202,6 +226,9 @@ static void test_random_against_model(void **state)
 			uint64_t end = off + len < m.size ? off + len : m.size;
 			if (off < end)
 				memset(m.b + off, 0, end - off);
+			/* whole blocks go; a part of one is written as zeros */
+			if (off < end)
+				model_alloc(&m, (off + BLK - 1) / BLK, end / BLK, false);
 		} else if (op < 85) {
 			what = "allocate";
 			len = 1 + (uint64_t)rand() % BLK;
@@ -212,6 +239,7 @@ static void test_random_against_model(void **state)
 			assert_int_equal(qfs_fallocate(r.fs, ino, 0, (off_t)off, (off_t)len), 0);
 			if (off + len > m.size)
 				m.size = off + len;
+			model_alloc(&m, off / BLK, (off + len + BLK - 1) / BLK, true);
 		} else if (op < 95) {
 			what = "truncate";
 			struct stat in = { .st_size = (off_t)off }, out;
@@ -219,6 +247,7 @@ static void test_random_against_model(void **state)
 			if (off < m.size)
 				memset(m.b + off, 0, m.size - off);
 			m.size = off;
+			model_alloc(&m, (off + BLK - 1) / BLK, FSIZE / BLK + 2, false);
 		} else if (op < 96) {
 			/* compaction: a sweep step folding fragmented blocks (all,
 			 * or only wasteful ones, within a budget) */
@@ -277,9 +306,10 @@ static void test_random_against_model(void **state)
 	free(r.dir);
 }
 
-/* A volume of the previous format (superblock version 1) is raised to 2 at
- * the first mount that can write, so an older qsfs-fs, which would ignore
- * extents, refuses it; a version from the future is refused. */
+/* A volume of a previous format (superblock version 1, or 2) is raised to
+ * 3 at the first mount that can write, so an older qsfs-fs, which would
+ * ignore extents or could not read the inode records with their block
+ * count, refuses it; a version from the future is refused. */
 static void test_superblock_version(void **state)
 {
 	(void)state;
@@ -289,19 +319,85 @@ static void test_superblock_version(void **state)
 	r.c = tu_open(r.dir, r.segsize, NULL);
 	uint8_t k = 'S', v[16];
 	assert_int_equal(cache_get(r.c, &k, 1, v, sizeof v), 16);
-	assert_int_equal(get_le32(v), 2);
-	put_le32(v, 1);
-	assert_int_equal(cache_put(r.c, &k, 1, v, sizeof v), 0);
+	assert_int_equal(get_le32(v), 3);
 	struct qfs_opts o = { .cache = r.c, .cache_dir = r.dir };
-	assert_int_equal(qfs_open(&o, &r.fs), 0);
-	assert_int_equal(cache_get(r.c, &k, 1, v, sizeof v), 16);
-	assert_int_equal(get_le32(v), 2);
-	qfs_close(r.fs);
-	put_le32(v, 3);
+	for (uint32_t old = 1; old <= 2; old++) {
+		put_le32(v, old);
+		assert_int_equal(cache_put(r.c, &k, 1, v, sizeof v), 0);
+		assert_int_equal(qfs_open(&o, &r.fs), 0);
+		assert_int_equal(cache_get(r.c, &k, 1, v, sizeof v), 16);
+		assert_int_equal(get_le32(v), 3);
+		qfs_close(r.fs);
+	}
+	put_le32(v, 4);
 	assert_int_equal(cache_put(r.c, &k, 1, v, sizeof v), 0);
 	tu_capture_begin();
 	assert_int_equal(qfs_open(&o, &r.fs), -EIO);
 	free(tu_capture_end());
+	assert_int_equal(cache_close(r.c), 0);
+	tu_rmrf(r.dir);
+	free(r.dir);
+}
+
+/* st_blocks counts what is allocated: a 1 GiB file with one 4 KiB write
+ * is one block, a punch frees it, a file written full is its size; the
+ * count survives a reopen. An inode record of the previous version (no
+ * count) gets it from the block keys, and keeps it exact from then on. */
+static void test_blocks_allocated(void **state)
+{
+	(void)state;
+	struct rig r = { .dir = tu_mkdtemp(), .segsize = 4 << 20 };
+	rig_open(&r);
+	uint64_t ino = mkfile(&r, "sparse");
+	struct stat in = { .st_size = 1ll << 30 }, st;
+	assert_int_equal(qfs_setattr(r.fs, ino, &in, QFS_SET_SIZE, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	static uint8_t buf[3 * BLK + 100];
+	fill(buf, sizeof buf);
+	assert_int_equal(qfs_write(r.fs, ino, buf, 4096, 500ll << 20), 4096);
+	assert_int_equal(qfs_getattr(r.fs, ino, &st), 0);
+	assert_int_equal(st.st_size, 1ll << 30);
+	assert_int_equal(st.st_blocks, BLK / 512);	/* one block: 64 KiB */
+	assert_int_equal(qfs_fallocate(r.fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       500ll << 20, BLK), 0);
+	assert_int_equal(qfs_getattr(r.fs, ino, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	uint64_t full = mkfile(&r, "full");
+	assert_int_equal(qfs_write(r.fs, full, buf, sizeof buf, 0), (ssize_t)sizeof buf);
+	assert_int_equal(qfs_getattr(r.fs, full, &st), 0);
+	assert_int_equal(st.st_blocks, (sizeof buf + 511) / 512);
+	qfs_forget(r.fs, ino, 1);
+	qfs_forget(r.fs, full, 1);
+	rig_close(&r);
+
+	/* the full file's record as the previous version wrote it */
+	r.c = tu_open(r.dir, r.segsize, NULL);
+	uint8_t k[9] = { 'I' }, v[80];
+	put_be64(k + 1, full);
+	assert_int_equal(cache_get(r.c, k, 9, v, sizeof v), 80);
+	assert_int_equal(get_le64(v + 72), 4);
+	put_le32(v, 1);
+	assert_int_equal(cache_put(r.c, k, 9, v, 72), 0);
+	assert_int_equal(cache_close(r.c), 0);
+	rig_open(&r);
+	assert_int_equal(qfs_lookup(r.fs, ROOT, "full", &st), 0);
+	assert_int_equal(st.st_blocks, (sizeof buf + 511) / 512);
+	assert_int_equal(qfs_lookup(r.fs, ROOT, "sparse", &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	/* a truncate frees two blocks, in the record's new version */
+	in.st_size = BLK + 1;
+	assert_int_equal(qfs_setattr(r.fs, full, &in, QFS_SET_SIZE, &st), 0);
+	assert_int_equal(st.st_blocks, (BLK + 1 + 511) / 512);
+	in.st_size = 10ll * BLK;
+	assert_int_equal(qfs_setattr(r.fs, full, &in, QFS_SET_SIZE, &st), 0);
+	assert_int_equal(st.st_blocks, 2 * BLK / 512);	/* blocks 0 and 1 */
+	qfs_forget(r.fs, full, 1);
+	qfs_forget(r.fs, ino, 1);
+	rig_close(&r);
+	r.c = tu_open(r.dir, r.segsize, NULL);
+	assert_int_equal(cache_get(r.c, k, 9, v, sizeof v), 80);
+	assert_int_equal(get_le32(v), 2);
+	assert_int_equal(get_le64(v + 72), 2);
 	assert_int_equal(cache_close(r.c), 0);
 	tu_rmrf(r.dir);
 	free(r.dir);
@@ -341,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_write_cost),
 		cmocka_unit_test(test_random_against_model),
 		cmocka_unit_test(test_superblock_version),
+		cmocka_unit_test(test_blocks_allocated),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
