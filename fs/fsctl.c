@@ -18,6 +18,7 @@
 
 #include "../cache/cache.h"
 #include "../common/ctlsock.h"
+#include "../common/fsproto.h"
 #include "../common/qlog.h"
 #include "meta.h"
 
@@ -368,20 +369,23 @@ static void *conn_main(void *arg)
 	char *nl = memchr(line, '\n', got);
 	if (nl)
 		*nl = 0;
+	enum fs_op op;
+	const char *gc_arg;
+	char err[128];
 	if (!nl)
 		dprintf(cn->fd, "ERR request too long or not a line\n");
-	else if (!strcmp(line, "WARMUP"))
+	else if (fsproto_parse(line, &op, &gc_arg, err, sizeof err))
+		dprintf(cn->fd, "ERR %s\n", err);
+	else if (op == FS_WARMUP)
 		do_warmup(x, cn->fd, nl + 1, got - (size_t)(nl + 1 - line));
-	else if (!strcmp(line, "PING"))
+	else if (op == FS_PING)
 		dprintf(cn->fd, "OK %s\n", x->mnt);
-	else if (!strcmp(line, "SEAL"))
+	else if (op == FS_SEAL)
 		do_seal(x, cn->fd);
-	else if (!strcmp(line, "STATUS"))
+	else if (op == FS_STATUS)
 		do_status(x, cn->fd);
-	else if (!strcmp(line, "GC") || !strncmp(line, "GC ", 3))
-		do_gc(x, cn->fd, line[2] ? line + 3 : "");
 	else
-		dprintf(cn->fd, "ERR unknown request '%.64s' (PING, SEAL, STATUS, WARMUP, GC)\n", line);
+		do_gc(x, cn->fd, gc_arg);
 	pthread_mutex_lock(&x->mu);
 	conn_unlink(cn);	/* off the list before the fd is closed */
 	close(cn->fd);

@@ -2,13 +2,16 @@
  * CACHE_DIR/fs.sock, mode 0600): what `qsfs-ctl drain`, `qsfs-ctl ready`
  * and the container's shutdown waiter ask the mounted filesystem.
  *
- * One request line per connection, one reply line (WARMUP: several):
+ * One request line per connection (the words: common/fsproto.h), one
+ * reply line (WARMUP, GC: several):
  *   PING     "OK MOUNTPOINT" (the filesystem is mounted and serving)
  *   SEAL     make everything written so far durable, seal the active
  *            segment even if partly filled, and run the hand-off hooks
  *            once; replies {"sealed":ID,"hooks_pending":N} (ID 0: nothing
  *            was written since the last seal)
- *   STATUS   {"hooks_pending":N,"hooks_running":N,"active_records":N,
+ *   STATUS   the filesystem's whole status as of now (fs/monitor.h: what
+ *            fs-status.json holds) with the log's live counters
+ *            {"hooks_pending":N,"hooks_running":N,"active_records":N,
  *            "active_age_s":S,"segments_unconfirmed":N,"removes_pending":N}
  *   WARMUP   followed by inode numbers, one per line, until the client
  *            shuts down its side (none: the whole volume): fetch every

@@ -53,6 +53,7 @@
 #include "../common/config.h"
 #include "../common/ctlsock.h"
 #include "../common/storclient.h"
+#include "../common/fsproto.h"
 #include "../common/units.h"
 
 static void usage(FILE *f)
@@ -129,6 +130,15 @@ static int cmd_format(const struct qsfs_config *cfg, bool force)
 	return r ? 1 : 0;
 }
 
+/* One request to qsfs-fs's control socket (its reply in *reply). 0, or
+ * -errno when qsfs-fs does not answer within CTLSOCK_TIMEOUT_S. */
+static int fs_request(const struct qsfs_config *cfg, enum fs_op op, char **reply)
+{
+	char req[32];
+	fsproto_format(op, 0, req, sizeof req);
+	return ctlsock_request(cfg->fs.socket, req, CTLSOCK_TIMEOUT_S, reply);
+}
+
 /* The filesystem's status: asked of qsfs-fs now when it answers on its
  * socket (current to the moment), else its status file (written every few
  * seconds), if a live qsfs-fs wrote it; else NULL. */
@@ -136,7 +146,7 @@ static json_object *fs_status(const struct qsfs_config *cfg)
 {
 	const char *cache_dir = cfg->cache.dir;
 	char *reply = NULL;
-	if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0) {
+	if (fs_request(cfg, FS_STATUS, &reply) == 0) {
 		json_object *live = json_tokener_parse(reply);
 		free(reply);
 		json_object *v;
@@ -366,7 +376,7 @@ static int cmd_drain(const struct qsfs_config *cfg, struct storclient *cl, doubl
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char *reply = NULL;
-	bool fs_up = ctlsock_request(cfg->fs.socket, "SEAL\n", CTLSOCK_TIMEOUT_S, &reply) == 0;
+	bool fs_up = fs_request(cfg, FS_SEAL, &reply) == 0;
 	if (fs_up) {
 		long long id = reply_num(reply, "sealed");
 		if (id < 0) {
@@ -387,7 +397,7 @@ static int cmd_drain(const struct qsfs_config *cfg, struct storclient *cl, doubl
 		long long hooks = 0;
 		if (fs_up) {
 			reply = NULL;
-			if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0)
+			if (fs_request(cfg, FS_STATUS, &reply) == 0)
 				hooks = reply_num(reply, "hooks_pending");
 			else
 				fs_up = false;	/* it stopped: its clean stop ran the hooks */
@@ -535,7 +545,7 @@ static int warm_visit(const char *path, const struct stat *st, int type, struct 
 static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
 {
 	char *reply = NULL;
-	int r = ctlsock_request(cfg->fs.socket, "PING\n", CTLSOCK_TIMEOUT_S, &reply);
+	int r = fs_request(cfg, FS_PING, &reply);
 	if (r || strncmp(reply, "OK ", 3)) {
 		fprintf(stderr, "qsfs-ctl: warmup: qsfs-fs is not running (cannot connect to %s: %s)\n",
 			cfg->fs.socket, r ? strerror(-r) : reply);
@@ -583,7 +593,9 @@ static int cmd_warmup(const struct qsfs_config *cfg, char **paths, int npaths)
 		return 3;
 	}
 	FILE *in = fdopen(s, "r");
-	if (!in || dprintf(s, "WARMUP\n") < 0 || (W.len && send(s, W.buf, W.len, MSG_NOSIGNAL) !=
+	char req[32];
+	if (!in || fsproto_format(FS_WARMUP, 0, req, sizeof req) < 0 || dprintf(s, "%s", req) < 0 ||
+	    (W.len && send(s, W.buf, W.len, MSG_NOSIGNAL) !=
 						      (ssize_t)W.len) || shutdown(s, SHUT_WR) < 0) {
 		fprintf(stderr, "qsfs-ctl: warmup: sending the request: %s\n", strerror(errno));
 		if (in)
@@ -642,7 +654,8 @@ static int cmd_gc(const struct qsfs_config *cfg, struct storclient *cl, unsigned
 		return 3;
 	}
 	FILE *in = fdopen(s, "r");
-	if (!in || dprintf(s, "GC %u\n", timeout) < 0) {
+	char req[32];
+	if (!in || fsproto_format(FS_GC, timeout, req, sizeof req) < 0 || dprintf(s, "%s", req) < 0) {
 		fprintf(stderr, "qsfs-ctl: gc: sending the request: %s\n", strerror(errno));
 		if (in)
 			fclose(in);
@@ -698,7 +711,7 @@ static int cmd_gc(const struct qsfs_config *cfg, struct storclient *cl, unsigned
 	for (unsigned i = 0; i < timeout * 5; i++) {
 		char *reply = NULL;
 		long long fs_left = 0, stor_left = 0;
-		if (ctlsock_request(cfg->fs.socket, "STATUS\n", CTLSOCK_TIMEOUT_S, &reply) == 0)
+		if (fs_request(cfg, FS_STATUS, &reply) == 0)
 			fs_left = reply_num(reply, "removes_pending");
 		free(reply);
 		reply = NULL;
@@ -747,7 +760,7 @@ static bool mount_answers(const char *mnt, unsigned timeout_s)
 static int cmd_ready(const struct qsfs_config *cfg, struct storclient *cl)
 {
 	char *reply = NULL;
-	int r = ctlsock_request(cfg->fs.socket, "PING\n", CTLSOCK_TIMEOUT_S, &reply);
+	int r = fs_request(cfg, FS_PING, &reply);
 	if (r || strncmp(reply, "OK ", 3)) {
 		printf("not ready: qsfs-fs does not answer on %s (%s)\n", cfg->fs.socket,
 		       r ? strerror(-r) : reply);

@@ -28,6 +28,7 @@
 
 #include "testutil.h"
 #include "../../common/ctlsock.h"
+#include "../../common/fsproto.h"
 #include "../../common/storclient.h"
 #include "../../common/storproto.h"
 
@@ -190,6 +191,34 @@ static void test_confirms_text_round_trips(void **state)
 	memset(seen, 0, 100);
 	assert_int_equal(storproto_confirms_each("", 1, 100, mark, NULL), 0);
 	free(seen);
+}
+
+/* qsfs-fs's socket: the words round-trip, GC carries its seconds. */
+static void test_fs_requests(void **state)
+{
+	(void)state;
+	char buf[64], err[128];
+	for (int op = 0; op < FS_NOPS; op++) {
+		int n = fsproto_format((enum fs_op)op, 0, buf, sizeof buf);
+		assert_true(n > 0 && buf[n - 1] == '\n');
+		buf[n - 1] = 0;
+		enum fs_op back;
+		const char *arg;
+		assert_int_equal(fsproto_parse(buf, &back, &arg, err, sizeof err), 0);
+		assert_int_equal(back, op);
+		assert_string_equal(arg, "");
+	}
+	enum fs_op op;
+	const char *arg;
+	assert_true(fsproto_format(FS_GC, 90, buf, sizeof buf) > 0);
+	assert_string_equal(buf, "GC 90\n");
+	assert_int_equal(fsproto_parse("GC 90", &op, &arg, err, sizeof err), 0);
+	assert_int_equal(op, FS_GC);
+	assert_string_equal(arg, "90");
+	assert_int_equal(fsproto_parse("SEALX", &op, &arg, err, sizeof err), -EINVAL);
+	assert_non_null(strstr(err, "unknown request 'SEALX'"));
+	assert_int_equal(fsproto_parse("PING now", &op, &arg, err, sizeof err), -EINVAL);
+	assert_int_equal(fsproto_format(FS_STATUS, 0, buf, 4), -ENAMETOOLONG);
 }
 
 /* --- the client against servers that misbehave ---------------------------------- */
@@ -377,6 +406,7 @@ int main(void)
 		cmocka_unit_test(test_every_request_round_trips),
 		cmocka_unit_test(test_bad_requests_are_refused_with_their_usage),
 		cmocka_unit_test(test_confirms_text_round_trips),
+		cmocka_unit_test(test_fs_requests),
 		cmocka_unit_test(test_a_daemon_that_never_answers_times_out),
 		cmocka_unit_test(test_one_kept_connection_for_many_calls),
 		cmocka_unit_test(test_a_closed_kept_connection_is_opened_again),
