@@ -366,10 +366,57 @@ static void conn_error(struct backend *b, const char *what)
  * connection is dropped. */
 static int redis_connect(struct backend *b);
 
+/* The most a reply may hold: a value (BACKEND_MAX_VALUE) and the protocol
+ * around it. SCAN and STRLEN replies are far smaller. */
+#define REPLY_MAX ((size_t)BACKEND_MAX_VALUE + (64u << 10))
+
+/* redisGetReply with a bound: a reply whose bytes buffered so far exceed
+ * REPLY_MAX is refused as a protocol error before more memory is taken
+ * for it (hiredis buffers a bulk string whole before it builds the reply,
+ * so a hostile "$4000000000" would otherwise grow the buffer for as long
+ * as the peer sends). Returns REDIS_OK with *reply, or REDIS_ERR with the
+ * context's error set. */
+static int get_reply_bounded(redisContext *c, void **reply)
+{
+	*reply = NULL;
+	if (redisGetReplyFromReader(c, reply) == REDIS_ERR)
+		return REDIS_ERR;
+	if (*reply)
+		return REDIS_OK;
+	int done = 0;
+	do {
+		if (redisBufferWrite(c, &done) == REDIS_ERR)
+			return REDIS_ERR;
+	} while (!done);
+	do {
+		if (redisBufferRead(c) == REDIS_ERR)
+			return REDIS_ERR;
+		if (c->reader->len - c->reader->pos > REPLY_MAX) {
+			c->err = REDIS_ERR_PROTOCOL;
+			snprintf(c->errstr, sizeof c->errstr, "a reply larger than %zu bytes "
+				 "(refused before it was read whole)", REPLY_MAX);
+			return REDIS_ERR;
+		}
+		if (redisGetReplyFromReader(c, reply) == REDIS_ERR)
+			return REDIS_ERR;
+	} while (!*reply);
+	return REDIS_OK;
+}
+
+/* redisCommandArgv, with the reply bounded (get_reply_bounded). */
+static redisReply *command_argv(redisContext *c, int argc, const char **argv, const size_t *lens)
+{
+	void *r = NULL;
+	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK ||
+	    get_reply_bounded(c, &r) != REDIS_OK)
+		return NULL;
+	return r;
+}
+
 static redisReply *command(struct backend *b, int argc, const char **argv, const size_t *lens)
 {
 	bool reused = b->rc_used;
-	redisReply *r = redisCommandArgv(b->rc, argc, argv, lens);
+	redisReply *r = command_argv(b->rc, argc, argv, lens);
 	if (!r && reused && b->rc->err == REDIS_ERR_EOF) {
 		/* A connection kept from earlier that the server has closed
 		 * meanwhile (it restarted, or dropped idle clients): one new
@@ -383,7 +430,7 @@ static redisReply *command(struct backend *b, int argc, const char **argv, const
 		b->retry_at_ns = 0;
 		if (redis_connect(b))
 			return NULL;	/* it said why */
-		r = redisCommandArgv(b->rc, argc, argv, lens);
+		r = command_argv(b->rc, argc, argv, lens);
 	}
 	if (!r) {
 		conn_error(b, argv[0]);
@@ -588,7 +635,7 @@ static int redis_scan(struct backend *b, const char *prefix,
 		bool failed = false;
 		for (size_t i = 0; i < keys->elements; i++) {
 			redisReply *k = keys->element[i], *n = NULL;
-			if (redisGetReply(b->rc, (void **)&n) != REDIS_OK || !n) {
+			if (get_reply_bounded(b->rc, (void **)&n) != REDIS_OK || !n) {
 				conn_error(b, "STRLEN");
 				redisFree(b->rc);
 				b->rc = NULL;

@@ -388,6 +388,63 @@ static void test_hostile_peer(void **state)
 	}
 }
 
+/* A peer that announces a 4 GB value and then sends bytes for as long as
+ * anyone reads them. */
+struct flood {
+	int lfd;
+	size_t sent;
+};
+
+static void *flood_main(void *arg)
+{
+	struct flood *f = arg;
+	int c = accept(f->lfd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	char buf[65536];
+	if (read(c, buf, sizeof buf) > 0 && write(c, "$4000000000\r\n", 14) == 14) {
+		memset(buf, 'x', sizeof buf);
+		for (;;) {
+			ssize_t k = write(c, buf, sizeof buf);
+			if (k <= 0)
+				break;
+			f->sent += (size_t)k;
+		}
+	}
+	close(c);
+	return NULL;
+}
+
+static void test_a_huge_reply_is_refused_early(void **state)
+{
+	(void)state;
+	struct flood f = { 0 };
+	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
+	listen(f.lfd, 4);
+	socklen_t l = sizeof a;
+	getsockname(f.lfd, (struct sockaddr *)&a, &l);
+	pthread_t th;
+	pthread_create(&th, NULL, flood_main, &f);
+	char url[64];
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+	struct backend *b = open_url(url);
+	uint8_t *v = NULL;
+	size_t n;
+	assert_int_equal(backend_get(b, "k", &v, &n), -EIO);
+	assert_null(v);
+	struct backend_health h = backend_health(b);
+	if (!strstr(h.last_error, "a reply larger than"))
+		fail_msg("the error does not say why: %s", h.last_error);
+	backend_close(b);	/* the flood's writes now fail */
+	pthread_join(th, NULL);
+	close(f.lfd);
+	/* what was read before the refusal: one value's worth, not gigabytes
+	 * (the rest sat in socket buffers) */
+	assert_true(f.sent < (64u << 20));
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -398,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_dir_scan),
 		cmocka_unit_test(test_redis_scan),
 		cmocka_unit_test(test_hostile_peer),
+		cmocka_unit_test(test_a_huge_reply_is_refused_early),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
