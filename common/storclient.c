@@ -2,10 +2,12 @@
 #include "storclient.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +28,21 @@ struct storclient {
 	bool kept_busy;
 	unsigned timeout_ms, retrieve_ms;
 	_Atomic uint64_t connects;
+	/* storclient_cancel_fetches: set, and the pipe made readable (its
+	 * read end is polled with a RETRIEVE's socket) */
+	atomic_bool fetches_cancelled;
+	int cancel_pipe[2];
 };
 
 struct storclient *storclient_new(const char *path)
 {
 	struct storclient *cl = calloc(1, sizeof *cl);
 	if (!cl || !(cl->path = strdup(path))) {
+		free(cl);
+		return NULL;
+	}
+	if (pipe2(cl->cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		free(cl->path);
 		free(cl);
 		return NULL;
 	}
@@ -48,6 +59,8 @@ void storclient_free(struct storclient *cl)
 		return;
 	if (cl->kept >= 0)
 		close(cl->kept);
+	close(cl->cancel_pipe[0]);
+	close(cl->cancel_pipe[1]);
 	pthread_mutex_destroy(&cl->mu);
 	free(cl->path);
 	free(cl);
@@ -76,15 +89,26 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Wait until fd is ready for ev before the deadline. 0, -ETIMEDOUT, -errno. */
-static int wait_fd(int fd, short ev, uint64_t deadline)
+void storclient_cancel_fetches(struct storclient *cl)
+{
+	atomic_store(&cl->fetches_cancelled, true);
+	ssize_t k = write(cl->cancel_pipe[1], "x", 1);	/* full: already readable */
+	(void)k;
+}
+
+/* Wait until fd is ready for ev before the deadline; cancel_fd (-1: none)
+ * readable cancels the wait. 0, -ETIMEDOUT, -ECANCELED, -errno. */
+static int wait_fd(int fd, short ev, uint64_t deadline, int cancel_fd)
 {
 	for (;;) {
 		uint64_t now = now_ms();
 		if (now >= deadline)
 			return -ETIMEDOUT;
-		struct pollfd p = { fd, ev, 0 };
-		int n = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+		struct pollfd p[2] = { { fd, ev, 0 }, { cancel_fd, POLLIN, 0 } };
+		int n = poll(p, cancel_fd >= 0 ? 2 : 1,
+			     (int)(deadline - now > 60000 ? 60000 : deadline - now));
+		if (n > 0 && cancel_fd >= 0 && (p[1].revents & POLLIN))
+			return -ECANCELED;
 		if (n > 0)
 			return 0;
 		if (n < 0 && errno != EINTR)
@@ -94,12 +118,12 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 
 /* Send the request line and read one reply line. *got: whether any byte of
  * a reply came (a kept connection the daemon closed fails with none). */
-static int exchange(int fd, const char *req, size_t len, uint64_t deadline, char **reply,
-		    bool *got)
+static int exchange(int fd, const char *req, size_t len, uint64_t deadline, int cancel_fd,
+		    char **reply, bool *got)
 {
 	*got = false;
 	for (size_t off = 0; off < len;) {
-		int r = wait_fd(fd, POLLOUT, deadline);
+		int r = wait_fd(fd, POLLOUT, deadline, cancel_fd);
 		if (r)
 			return r;
 		ssize_t k = send(fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -127,7 +151,7 @@ static int exchange(int fd, const char *req, size_t len, uint64_t deadline, char
 			buf = nb;
 			cap *= 2;
 		}
-		int r = wait_fd(fd, POLLIN, deadline);
+		int r = wait_fd(fd, POLLIN, deadline, cancel_fd);
 		if (r) {
 			free(buf);
 			return r;
@@ -180,6 +204,12 @@ int storclient_call(struct storclient *cl, const struct stor_req *rq, unsigned t
 	if (len < 0)
 		return len == -ENAMETOOLONG ? -EINVAL : len;
 	uint64_t deadline = now_ms() + (timeout_ms ? timeout_ms : cl->timeout_ms);
+	int cancel_fd = -1;
+	if (rq->op == STOR_RETRIEVE) {
+		if (atomic_load(&cl->fetches_cancelled))
+			return -ECANCELED;
+		cancel_fd = cl->cancel_pipe[0];
+	}
 	/* the kept connection, unless another call has it or this one may
 	 * take long (a RETRIEVE would hold it for minutes) */
 	int fd = -1;
@@ -207,7 +237,7 @@ int storclient_call(struct storclient *cl, const struct stor_req *rq, unsigned t
 			atomic_fetch_add(&cl->connects, 1);
 		}
 		bool got;
-		r = exchange(fd, req, (size_t)len, deadline, reply, &got);
+		r = exchange(fd, req, (size_t)len, deadline, cancel_fd, reply, &got);
 		if (r && reused && !got && attempt == 0 && r != -ETIMEDOUT) {
 			/* the daemon closed the kept connection (it restarted, or
 			 * stopped): a request it never answered is sent again */
@@ -254,6 +284,9 @@ const char *storclient_strerror(const struct storclient *cl, int r, char *buf, s
 		break;
 	case -ETIMEDOUT:
 		snprintf(buf, len, "qsfs-stor did not answer in time on %s", cl->path);
+		break;
+	case -ECANCELED:
+		snprintf(buf, len, "cancelled: qsfs-fs is stopping");
 		break;
 	case -EPROTO:
 		snprintf(buf, len, "qsfs-stor on %s answered something that is not a reply of "

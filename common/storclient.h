@@ -49,6 +49,7 @@ void storclient_set_timeout(struct storclient *cl, unsigned ms, unsigned retriev
  *   -EREMOTEIO    stor answered "ERR message" (*reply holds it whole)
  *   -EPROTO       the reply is not of the kind rq gets (or not a line)
  *   -ETIMEDOUT    no whole reply within the timeout
+ *   -ECANCELED    a RETRIEVE after storclient_cancel_fetches
  *   -ENOENT, -ECONNREFUSED  stor is not running (no socket / nobody on it)
  *   -EACCES       the socket may not be used by this user
  *   -EINVAL       rq is not a valid request (storproto_format)
@@ -64,6 +65,13 @@ const char *storclient_strerror(const struct storclient *cl, int r, char *buf, s
 
 /* The socket path. */
 const char *storclient_path(const struct storclient *cl);
+
+/* Cancel the fetches: every RETRIEVE in flight returns -ECANCELED at
+ * once, and every later one fails so without being sent (a stop must not
+ * wait for a cold read on slow backends). Other requests are not touched:
+ * a clean stop still hands off its last segment. Async-signal-safe (an
+ * atomic store and a write to a pipe): a SIGTERM handler may call it. */
+void storclient_cancel_fetches(struct storclient *cl);
 
 /* Connections opened so far (for status and benchmarks). */
 uint64_t storclient_connects(const struct storclient *cl);

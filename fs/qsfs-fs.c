@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <mntent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <spawn.h>
@@ -60,6 +61,52 @@
 #include "../common/qlog.h"
 
 #define FS_MIN_SEGMENT (128u * 1024)	/* a 64 KiB block record must fit */
+
+/* A stop cancels fetches in flight: a reader blocked on a cold read (slow
+ * backends) would otherwise hold the FUSE session open, and so the stop,
+ * for up to cache.hook_timeout. libfuse's own handler (fuse_set_signal_
+ * handlers: it ends the session) runs first, then the client's fetches are
+ * cancelled (async-signal-safe); their readers get EIO. Only what a signal
+ * handler must reach is file-level: libfuse's handlers, saved to be put
+ * back, and the client. */
+static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
+static struct sigaction fuse_handlers[3];
+static struct storclient *volatile stop_client;
+
+static void stop_handler(int sig)
+{
+	for (int i = 0; i < 3; i++)
+		if (stop_signals[i] == sig && fuse_handlers[i].sa_handler != SIG_DFL &&
+		    fuse_handlers[i].sa_handler != SIG_IGN)
+			fuse_handlers[i].sa_handler(sig);
+	struct storclient *cl = stop_client;
+	if (cl)
+		storclient_cancel_fetches(cl);
+}
+
+/* Put stop_handler in front of libfuse's handlers (installed already). */
+static void stop_cancels_fetches(struct storclient *cl)
+{
+	if (!cl)
+		return;	/* a hook program's fetch is bounded by its timeout */
+	stop_client = cl;
+	for (int i = 0; i < 3; i++) {
+		struct sigaction sa = { .sa_handler = stop_handler };
+		sigemptyset(&sa.sa_mask);
+		sigaction(stop_signals[i], &sa, &fuse_handlers[i]);
+	}
+}
+
+/* Give libfuse its handlers back (so that fuse_remove_signal_handlers
+ * recognises and removes them). */
+static void stop_cancels_nothing(void)
+{
+	if (!stop_client)
+		return;
+	for (int i = 0; i < 3; i++)
+		sigaction(stop_signals[i], &fuse_handlers[i], NULL);
+	stop_client = NULL;
+}
 
 /* The collector's compaction step (collector_opts.defrag): one step of a
  * qfs_defrag sweep; the background folds only blocks whose extents hide
@@ -433,6 +480,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "qsfs-fs: cannot install signal handlers\n");
 		goto out_session;
 	}
+	stop_cancels_fetches(stor);
 	if (fuse_session_mount(se, mnt)) {
 		fprintf(stderr, "qsfs-fs: cannot mount on %s\n", mnt);
 		goto out_signals;
@@ -491,6 +539,7 @@ int main(int argc, char **argv)
 	collector_stop(gc);	/* last: the monitor's status reads it */
 	code = r < 0 ? 1 : 0;
 out_signals:
+	stop_cancels_nothing();
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);

@@ -137,3 +137,45 @@ def test_status_is_current_and_never_ok_while_the_fs_is_not(tmp_path):
         vol.kill9()
     finally:
         vol.close()
+
+
+def test_a_stop_cancels_a_cold_read(tmp_path):
+    """A reader blocked on a segment coming back from slow backends (here:
+    a stopped stor) does not hold up a SIGTERM for the fetch's timeout."""
+    import threading
+    vol = Volume(tmp_path, segment_size="1MiB", max_size="3MiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        for i in range(8):
+            (vol.mnt / f"f{i}").write_bytes(os.urandom(900 << 10))
+        vol.ctl("drain", "--timeout", "120")
+        wait_for(lambda: fs_file(vol)["segments_local"] < fs_file(vol)["segments"], 60,
+                 "eviction")
+        vol.stor.send_signal(signal.SIGSTOP)
+        got = {}
+
+        def read():
+            try:
+                got["data"] = (vol.mnt / "f0").read_bytes()
+            except OSError as e:
+                got["err"] = e.errno
+
+        t = threading.Thread(target=read)
+        t.start()
+        try:
+            time.sleep(2)
+            assert t.is_alive(), got  # blocked on the fetch (hook_timeout is 60 s)
+            t0 = time.monotonic()
+            vol.fs.send_signal(signal.SIGTERM)
+            t.join(timeout=20)
+            assert not t.is_alive(), "the read still waits after SIGTERM"
+            assert time.monotonic() - t0 < 15
+            assert got.get("err") is not None, got  # EIO: the fetch was cancelled
+        finally:
+            vol.stor.send_signal(signal.SIGCONT)
+        assert vol.fs.wait(timeout=120) == 0
+        vol.fs = None
+        assert "cancelled: qsfs-fs is stopping" in vol.fs_log.read_text()
+    finally:
+        vol.close()
