@@ -61,6 +61,7 @@ static const struct field stor_fields[] = {
 	{ "drain_timeout", T_UINT, OFF(stor.drain_timeout), false, 0, 31536000, NULL },
 	{ "upload_nice", T_UINT, OFF(stor.upload_nice), false, 0, 19, NULL },
 	{ "scrub_interval", T_UINT, OFF(stor.scrub_interval), false, 0, 31536000, NULL },
+	{ "check_interval", T_UINT, OFF(stor.check_interval), false, 0, 31536000, NULL },
 	{ "scrub_rate", T_SIZE, OFF(stor.scrub_rate), false, 1 << 20, 0, NULL },
 	{ "min_shards", T_UINT, OFF(stor.min_shards), false, 0, 48, NULL },
 	{ "backends", T_BACKENDS, 0, true, 0, 0, NULL },
@@ -313,6 +314,7 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	cfg->stor.compression = 1;
 	cfg->stor.upload_nice = 10;
 	cfg->stor.scrub_interval = 7 * 86400;
+	cfg->stor.check_interval = 600;
 	cfg->stor.scrub_rate = 100ull << 20;
 	struct ctx x = { .file = path, .err = err, .errlen = errlen, .cfg = cfg };
 	yaml_document_t doc;

@@ -87,6 +87,11 @@ struct qsfs_config {
 		 * scrub_rate bytes per second (default 100 MiB) */
 		unsigned scrub_interval;
 		uint64_t scrub_rate;
+		/* the cheap pass (is every piece of every object there?) also
+		 * runs every check_interval seconds (default 600, 0 = only
+		 * when a backend comes back or changes): a backend wiped while
+		 * it kept answering is noticed and repaired within minutes */
+		unsigned check_interval;
 		/* opt-in: with fewer than k+m backends usable, a store may
 		 * succeed with this many shards (k+1..k+m) and the object is
 		 * marked degraded until a repair; 0 (default) = a store waits

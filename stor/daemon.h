@@ -81,6 +81,7 @@ struct degraded {
 struct scrub_state {
 	pthread_cond_t cv;	/* with mu: a pass requested, stop; paces the probe too */
 	bool requested, check_requested, running;
+	bool check_periodic;	/* the check requested is stor.check_interval's */
 	enum obj_verify_mode mode;	/* of the running (or last) pass */
 	int64_t started, finished;	/* unix s of the last pass (0: never); finished
 					 * is set at start too, to time the first one */

@@ -41,6 +41,7 @@ void request_check(struct stord *d, const char *why)
 	if (!S->check_requested && why)
 		qlog_info("stor: %s: checking every object's shards", why);
 	S->check_requested = true;
+	S->check_periodic = false;	/* asked for: a full report */
 	pthread_cond_broadcast(&S->cv);
 }
 
@@ -263,12 +264,23 @@ void *scrub_main(void *arg)
 			if (d->cfg.stor.scrub_interval && S->finished &&
 			    now - S->finished >= (int64_t)d->cfg.stor.scrub_interval)
 				S->requested = true;
+			/* since the last pass of any kind (finished is set at
+			 * the start too) */
+			if (d->cfg.stor.check_interval && S->finished && !S->check_requested &&
+			    now - S->finished >= (int64_t)d->cfg.stor.check_interval) {
+				S->check_requested = S->check_periodic = true;	/* quiet */
+				continue;
+			}
 			if (d->ndegraded && !health_down(d->health) &&
 			    now - S->finished >= CHECK_DEGRADED_S)
 				request_check(d, NULL);	/* objects degraded, every backend up */
 			continue;
 		}
 		S->mode = S->requested ? OBJ_VERIFY_READ : OBJ_VERIFY_EXISTS;
+		/* a periodic check: logged only when it finds something, and no
+		 * leak check after it (that lists every key of every backend) */
+		bool periodic = S->mode == OBJ_VERIFY_EXISTS && S->check_periodic;
+		S->check_periodic = false;
 		S->requested = false;
 		S->check_requested = false;	/* a scrub checks everything too */
 		S->running = true;
@@ -285,7 +297,10 @@ void *scrub_main(void *arg)
 		S->total = n;
 		pthread_mutex_unlock(&d->mu);
 		const char *what = mode == OBJ_VERIFY_READ ? "scrub" : "check";
-		qlog_info("stor: %s: %zu objects", what, n);
+		if (periodic)
+			qlog_debug("stor: %s: %zu objects (every stor.check_interval)", what, n);
+		else
+			qlog_info("stor: %s: %zu objects", what, n);
 		S->t0_ns = fs_now_ns();
 		S->rate_bytes = 0;
 		size_t i = 0;
@@ -319,7 +334,11 @@ void *scrub_main(void *arg)
 		free(names);
 		if (i == n) {
 			forget_unlisted(d);
-			leak_check_run(c, false, NULL);	/* the remote bytes, for STATUS */
+			/* the remote bytes, for STATUS: it lists every key on
+			 * every backend, so after a scrub (or a check asked for),
+			 * not after each periodic check */
+			if (mode == OBJ_VERIFY_READ || !periodic)
+				leak_check_run(c, false, NULL);
 		}
 		pthread_mutex_lock(&d->mu);
 		S->running = false;
@@ -328,8 +347,9 @@ void *scrub_main(void *arg)
 			S->full = S->cur_full;
 			S->unreadable = S->cur_unreadable;
 			memcpy(S->spare, S->cur_spare, sizeof S->spare);
-			qlog_info("stor: %s: %llu objects checked, %llu bad shards, %llu objects "
-				  "repaired, %llu waiting for backends, %llu failed", what,
+			qlog(periodic && !S->bad_shards && !S->failed && !S->waiting ? QLOG_DEBUG
+			     : QLOG_INFO, "stor: %s: %llu objects checked, %llu bad shards, %llu "
+			     "objects repaired, %llu waiting for backends, %llu failed", what,
 				  (unsigned long long)S->done, (unsigned long long)S->bad_shards,
 				  (unsigned long long)S->repaired, (unsigned long long)S->waiting,
 				  (unsigned long long)S->failed);

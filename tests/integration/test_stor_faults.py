@@ -366,3 +366,26 @@ def test_backend_errors_name_the_real_cause(tmp_path, servers):
         if s.proc:
             s.proc.kill()
             s.proc.wait()
+
+
+def test_a_wiped_backend_is_noticed_and_repaired_within_minutes(tmp_path, servers):
+    """FLUSHALL on a backend that keeps answering: the health probe sees
+    nothing wrong, and the next scrub may be days away. The cheap check pass
+    (stor.check_interval) finds the missing pieces and rebuilds them."""
+    rs = servers[:6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs], extra_stor="  check_interval: 3")
+    try:
+        vol.start_stor()
+        objs = store_objects(vol, tmp_path, [f"s{i}" for i in range(1, 7)])
+        vol.ctl("drain", "--timeout", "60")
+        assert all(keys_of(rs[2], n) for n in objs)
+        wiped = int(time.time())
+        redis_cmd(rs[2].port, "FLUSHALL")
+        assert dbsize(rs[2].port) == 0
+        wait_for(lambda: healed(vol, wiped + 1) and all(keys_of(rs[2], n) for n in objs), 60,
+                 "the wiped backend noticed and its pieces rebuilt")
+        assert "objects repaired" in vol.stor_log.read_text()
+        check_objects(vol, tmp_path, objs)
+        assert vol.stop_stor() == 0
+    finally:
+        vol.close()
