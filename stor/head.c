@@ -147,6 +147,70 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 	return 0;
 }
 
+/* Does head h (HEAD_SIZE bytes) belong to volume v: its id, opening with
+ * v's metadata key? */
+static bool head_is(const struct qsfs_config *cfg, const uint8_t *h, const struct volume *v)
+{
+	if (memcmp(h, HEAD_MAGIC, 8) || h[8] != 1 || memcmp(h + 16, v->id, 16))
+		return false;
+	uint8_t plain[HEAD_SEALED], ad[HEAD_CLEAR + 64];
+	size_t adlen;
+	ad_of(h, cfg->volume, ad, &adlen);
+	return crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL,
+							  h + HEAD_CLEAR + NONCE,
+							  HEAD_SEALED + TAG, ad, adlen,
+							  h + HEAD_CLEAR, v->meta_key) == 0 &&
+	       !memcmp(plain, HEAD_OK, 8);
+}
+
+int head_repair(const struct qsfs_config *cfg, struct backend **b, size_t n,
+		const struct volume *v, char *why, size_t whylen)
+{
+	char key[128];
+	head_key(cfg, key, sizeof key);
+	uint8_t good[HEAD_SIZE];
+	bool have = false, *missing = calloc(n ? n : 1, sizeof *missing);
+	if (!missing)
+		return -ENOMEM;
+	size_t used = 0;
+	int conflict = 0;
+	if (why && whylen)
+		why[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *h;
+		size_t len;
+		int r = backend_get(b[i], key, &h, &len);
+		if (r == -ENOENT) {
+			missing[i] = true;
+			continue;
+		}
+		if (r)
+			continue;	/* down: its copy is looked at next time */
+		if (len == HEAD_SIZE && head_is(cfg, h, v)) {
+			memcpy(good, h, HEAD_SIZE);
+			have = true;
+		} else if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8)) {
+			conflict = -EEXIST;	/* another volume's head: never overwritten */
+			if (why && used < whylen)
+				used += (size_t)snprintf(why + used, whylen - used, "%s%s holds the "
+							 "head of another volume named '%s'",
+							 used ? "; " : "", backend_name(b[i]),
+							 cfg->volume);
+		} else {
+			missing[i] = true;	/* garbage where the head should be */
+		}
+		free(h);
+	}
+	int written = 0;
+	for (size_t i = 0; i < n && have; i++)
+		if (missing[i] && backend_put(b[i], key, good, sizeof good) == 0)
+			written++;
+	free(missing);
+	if (!have)
+		return -ENOENT;
+	return conflict ? conflict : written;
+}
+
 int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 	      struct volume *v, char *err, size_t errlen)
 {

@@ -51,6 +51,19 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 int head_open(const struct qsfs_config *cfg, struct backend **b, size_t n,
 	      struct volume *v, char *err, size_t errlen);
 
+/* Copy v's head onto every backend of b[0..n) that has none (a backend
+ * replaced, wiped or new), so that the volume stays findable however many
+ * of its backends are replaced over its life: with only the original
+ * majority holding it, losing that majority hid the volume. The copy
+ * written is one that opens with v's key and names v's id. A backend
+ * holding another volume's head under this name is never overwritten; it
+ * is named in why (two volumes were formatted with this name). Returns the
+ * number of backends written (0: nothing was missing), -ENOENT when no
+ * backend has a copy of v's head to copy, or -EEXIST for a conflicting
+ * head (the others are still repaired). Blocks on every backend. */
+int head_repair(const struct qsfs_config *cfg, struct backend **b, size_t n,
+		const struct volume *v, char *why, size_t whylen);
+
 void volume_free(struct volume *v);
 
 /* A process's own connection to a volume: backend handles, the opened

@@ -12,6 +12,8 @@
 
 #include "daemon.h"
 #include "degraded.h"
+#include "head.h"
+#include "volcat.h"
 #include "leaks.h"
 #include "queue.h"
 #include "../common/fsutil.h"
@@ -250,6 +252,39 @@ int leak_check_run(struct ctx *c, bool fix, json_object **out)
 	return r;
 }
 
+/* The volume's small replicated records on every usable backend, after a
+ * complete pass: the head (head_repair) and the catalog (written again: a
+ * write goes to every backend, so one wiped or replaced gets it back). The
+ * lease needs nothing: its holder rewrites it every renewal. A fenced node
+ * writes nothing (its catalog is not the volume's). Blocks on the
+ * backends; takes d->mu, then d->cat_mu (neither held). */
+static void repair_records(struct ctx *c)
+{
+	struct stord *d = c->d;
+	pthread_mutex_lock(&d->mu);
+	bool fenced = d->fenced;
+	pthread_mutex_unlock(&d->mu);
+	if (fenced)
+		return;
+	char why[1024];
+	int r = head_repair(&d->cfg, c->b, d->cfg.stor.nbackends, &d->vol, why, sizeof why);
+	if (r > 0)
+		qlog_info("stor: the volume head was missing on %d backends: copied there", r);
+	else if (r == -EEXIST)
+		qlog_warn("stor: %s; left as it is", why);
+	else if (r < 0)
+		qlog_warn("stor: the volume head cannot be repaired: %s",
+			  r == -ENOENT ? "no backend answering holds a copy" : strerror(-r));
+	uint64_t trimmed[TRIMMED_BATCH];
+	size_t ntrimmed = 0;
+	pthread_mutex_lock(&d->cat_mu);
+	r = cat_save(d, &c->os, trimmed, &ntrimmed, why, sizeof why);
+	pthread_mutex_unlock(&d->cat_mu);
+	journal_trimmed(d, trimmed, ntrimmed);
+	if (r)
+		qlog_warn("stor: the volume catalog cannot be written again after a pass: %s", why);
+}
+
 void *scrub_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -334,6 +369,7 @@ void *scrub_main(void *arg)
 		free(names);
 		if (i == n) {
 			forget_unlisted(d);
+			repair_records(c);
 			/* the remote bytes, for STATUS: it lists every key on
 			 * every backend, so after a scrub (or a check asked for),
 			 * not after each periodic check */

@@ -385,6 +385,10 @@ def test_a_wiped_backend_is_noticed_and_repaired_within_minutes(tmp_path, server
         wait_for(lambda: healed(vol, wiped + 1) and all(keys_of(rs[2], n) for n in objs), 60,
                  "the wiped backend noticed and its pieces rebuilt")
         assert "objects repaired" in vol.stor_log.read_text()
+        # the volume's small records too: the head and the catalog
+        wait_for(lambda: redis_cmd(rs[2].port, "EXISTS", "qsfs/head/testfs") == ":1" and
+                 "/catalog" in redis_cmd(rs[2].port, "KEYS", "*/catalog"), 30,
+                 "the head and the catalog back on the wiped backend")
         check_objects(vol, tmp_path, objs)
         assert vol.stop_stor() == 0
     finally:
