@@ -116,6 +116,13 @@ struct stord {
 	bool draining, stop;		/* mu (draining: also read by main alone) */
 	struct degraded *degraded;	/* mu: objects read with shards missing or bad */
 	size_t ndegraded;		/* mu */
+	/* acknowledged objects whose journal entry vanished with no copy
+	 * left in the cache to journal again: their data never reached the
+	 * backends. Kept in STATE_DIR/lost (one name a line) until the
+	 * operator removes it; while any is known the lease is not released
+	 * as if all were well. (mu) */
+	unsigned nlost;
+	char lost_names[256];		/* the first few, for messages */
 	struct ctx *workers, *retrievers;	/* main (a retriever's busy: mu) */
 	unsigned nworkers;		/* main */
 	struct spool *spool;		/* main (the spool has its own lock) */

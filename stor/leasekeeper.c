@@ -66,7 +66,9 @@ void lease_tick(struct ctx *c, int64_t *last_beat)
 	enum lease_state s = lease_classify(r ? NULL : &l, have_me ? me : NULL, now), next;
 	enum lease_action act;
 	pthread_mutex_lock(&d->mu);
-	unsigned njobs = d->njobs + d->in_flight;
+	/* objects lost before upload keep the lease too: releasing it would
+	 * say this node handed everything over */
+	unsigned njobs = d->njobs + d->in_flight + d->nlost;
 	next = lease_next(s, njobs ? LEASE_EV_JOBS : LEASE_EV_EMPTY, &act);
 	bool was = d->fenced;
 	d->fenced = act == LEASE_ACT_FENCE;

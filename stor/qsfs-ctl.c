@@ -408,6 +408,14 @@ static int cmd_drain(const struct qsfs_config *cfg, struct storclient *cl, doubl
 			return r;
 		json_object *o = json_tokener_parse(reply), *v;
 		long long jobs = jnum(o, "pending_jobs", -1), bytes = jnum(o, "pending_bytes", 0);
+		if (jnum(o, "lost_objects", 0) > 0) {	/* never "nothing pending" then */
+			fprintf(stderr, "%sqsfs-ctl: drain: %lld acknowledged objects were lost before "
+				"they reached the backends (qsfs-ctl status says which)\n",
+				tty ? "\n" : "", jnum(o, "lost_objects", 0));
+			json_object_put(o);
+			free(reply);
+			return 1;
+		}
 		if (!fs_up) {	/* what a stopped qsfs-fs could not hand off */
 			hooks = jnum(o, "handoffs_left", 0);
 			if (hooks > 0 && !left_told)

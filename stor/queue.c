@@ -2,6 +2,7 @@
 #include "queue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,9 +17,81 @@
 #include "volcat.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
+#include "../common/storproto.h"
 
 /* The wait before retrying a job that failed fails times: 2 s .. 64 s,
  * in ns. */
+/* Note object name as lost (STATE_DIR/lost, and d's count); d->mu not
+ * held. */
+static void note_lost(struct stord *d, const char *name)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/lost", d->cfg.stor.state_dir);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || dprintf(fd, "%s\n", name) < 0 || fsync(fd) < 0)
+		qlog_err("stor: cannot record %s as lost in %s: %s", name, path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_lock(&d->mu);
+	d->nlost++;
+	size_t l = strlen(d->lost_names);
+	if (l + strlen(name) + 3 < sizeof d->lost_names)
+		snprintf(d->lost_names + l, sizeof d->lost_names - l, "%s%s", l ? ", " : "", name);
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* The journal file of upload job name vanished (removed by hand, a broken
+ * disk): the job is not dropped in silence. When the cache still holds the
+ * object (this host's qsfs-fs cache: seg-N.qseg, ckpt-N.qckp), it is
+ * journaled again from there: -EAGAIN, upload it now. Otherwise its data
+ * is lost before it reached the backends: recorded (note_lost), logged as
+ * an error naming it, and -ENOENT. d->mu not held; blocks on the spool's
+ * fsyncs. */
+static int journal_vanished(struct stord *d, const char *name)
+{
+	char kind;
+	uint64_t id;
+	if (!storproto_object_name(name, &kind, &id))
+		return -ENOENT;
+	char path[4200];
+	snprintf(path, sizeof path, kind == 's' ? "%s/seg-%016llx.qseg" : "%s/ckpt-%016llx.qckp",
+		 d->cfg.cache.dir, (unsigned long long)id);
+	int r = access(path, R_OK) == 0 ? spool_add(d->spool, name, path) : -errno;
+	if (!r) {
+		qlog_warn("stor: the journal file of %s vanished from %s/spool; journaled again "
+			  "from the cache (%s)", name, d->cfg.stor.state_dir, path);
+		return -EAGAIN;
+	}
+	qlog_err("stor: %s LOST: its journal file vanished from %s/spool and the cache has no "
+		 "copy (%s: %s); its data never reached the backends", name,
+		 d->cfg.stor.state_dir, path, strerror(-r));
+	note_lost(d, name);
+	return -ENOENT;
+}
+
+void lost_load(struct stord *d)
+{
+	char path[4200], line[128];
+	snprintf(path, sizeof path, "%s/lost", d->cfg.stor.state_dir);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (!line[0])
+			continue;
+		d->nlost++;
+		size_t l = strlen(d->lost_names);
+		if (l + strlen(line) + 3 < sizeof d->lost_names)
+			snprintf(d->lost_names + l, sizeof d->lost_names - l, "%s%s", l ? ", " : "",
+				 line);
+	}
+	fclose(f);
+	if (d->nlost)
+		qlog_err("stor: %u objects were lost before upload (%s): see %s", d->nlost,
+			 d->lost_names, path);
+}
+
 static uint64_t backoff_ns(unsigned fails)
 {
 	uint64_t s = 1ull << (fails < 6 ? fails : 6);	/* 2 s .. 64 s */
@@ -240,6 +313,8 @@ void *worker_main(void *arg)
 			r = fd;
 			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
 				 strerror(-fd));
+			if (fd == -ENOENT)
+				r = journal_vanished(d, name);
 		}
 
 		pthread_mutex_lock(&d->mu);
@@ -257,9 +332,12 @@ void *worker_main(void *arg)
 			if (!d->njobs)
 				pthread_cond_broadcast(&d->lease_cv);	/* release it now? */
 			qlog_debug("stor: %s stored", name);
+		} else if (r == -EAGAIN) {
+			j->next_ns = 0;	/* journaled again from the cache: now */
 		} else if (fd == -ENOENT) {
-			qlog_err("stor: %s dropped: its journal file vanished", name);
-			drop_job(d, j);
+			drop_job(d, j);	/* lost: journal_vanished said so, loudly */
+			if (!d->njobs)
+				pthread_cond_broadcast(&d->lease_cv);
 		} else {
 			j->fails++;
 			d->failures++;

@@ -47,4 +47,8 @@ unsigned queue_resume(struct stord *d);
  * takes d->mu, d->cat_mu (never both). */
 void *worker_main(void *arg);
 
+/* Read STATE_DIR/lost (objects lost before upload, queue.c) into d's
+ * count at start. */
+void lost_load(struct stord *d);
+
 #endif

@@ -219,6 +219,14 @@ void do_status(struct stord *d, int cfd)
 			 format_size(d->leaks.leaked_bytes, sz, sizeof sz));
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	json_object_object_add(o, "lost_objects", json_object_new_uint64(d->nlost));
+	if (d->nlost) {
+		snprintf(line, sizeof line, "DATA LOST: %u acknowledged objects never reached the "
+			 "backends (their journal entries and their cache copies vanished): %s. The "
+			 "writer lease is kept; once dealt with, remove %s/lost", d->nlost,
+			 d->lost_names, d->cfg.stor.state_dir);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
 	json_object_object_add(o, "degraded_objects", json_object_new_int64((int64_t)d->ndegraded));
 	json_object_object_add(o, "degraded", dg);
 	json_object_object_add(o, "state", json_object_new_string(

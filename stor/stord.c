@@ -162,6 +162,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	load_degraded(d);
+	lost_load(d);
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	d->nworkers = d->cfg.stor.workers ? d->cfg.stor.workers : (unsigned)(cores > 0 ? cores : 1);
 	if (d->nworkers > MAX_WORKERS)

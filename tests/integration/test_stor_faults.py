@@ -393,3 +393,44 @@ def test_a_wiped_backend_is_noticed_and_repaired_within_minutes(tmp_path, server
         assert vol.stop_stor() == 0
     finally:
         vol.close()
+
+
+def test_a_vanished_journal_entry_is_journaled_again_or_reported_lost(tmp_path, servers):
+    """Journal files removed under a running stor while their uploads wait:
+    one whose object the cache still holds is journaled again from there and
+    uploaded; one with no copy left is reported lost, loudly and for good
+    (status, drain, the lease), never dropped in silence."""
+    rs = servers[:6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs])
+    try:
+        vol.start_stor()
+        for r in rs[:3]:
+            r.stop()  # uploads fail and wait
+        objs = store_objects(vol, tmp_path, ["s7", "s8"])
+        spool = tmp_path / "stor" / "spool"
+        assert sorted(p.name for p in spool.iterdir()) == ["s7", "s8"]
+        vol.cache.mkdir(exist_ok=True)
+        (vol.cache / "seg-0000000000000007.qseg").write_bytes(objs["s7"])  # the cache's copy
+        for p in spool.iterdir():
+            p.unlink()
+        (tmp_path / "s8").unlink()  # no copy of s8 anywhere
+        for r in rs[:3]:
+            r.start()
+        wait_for(lambda: status(vol)["lost_objects"] == 1 and status(vol)["pending_jobs"] == 0,
+                 120, "the vanished jobs dealt with")
+        st = status(vol)
+        assert st["state"] == "degraded", st
+        assert any("DATA LOST" in p and "s8" in p for p in st["problems"]), st["problems"]
+        assert vol.ctl("confirmed", "s7", check=False).stdout.strip() == "yes"
+        check_objects(vol, tmp_path, {"s7": objs["s7"]})
+        p = vol.ctl("drain", "--timeout", "10", check=False)
+        assert p.returncode == 1 and "lost before" in p.stderr, p.stdout + p.stderr
+        log = vol.stor_log.read_text()
+        assert "journaled again from the cache" in log and "s8 LOST" in log
+        # for good: a restart still says so
+        assert vol.stop_stor() == 0
+        vol.start_stor()
+        assert status(vol)["lost_objects"] == 1
+        assert vol.stop_stor() == 0
+    finally:
+        vol.close()
