@@ -350,7 +350,9 @@ static int dir_exists(struct backend *b, const char *key)
 static void conn_error(struct backend *b, const char *what)
 {
 	const redisContext *rc = b->rc;
-	if (rc->err == REDIS_ERR_IO && (strstr(rc->errstr, "temporarily unavailable") ||
+	if (rc->err == REDIS_ERR_IO && strstr(rc->errstr, "too slow"))
+		set_error(b, "%s: %s", what, rc->errstr);
+	else if (rc->err == REDIS_ERR_IO && (strstr(rc->errstr, "temporarily unavailable") ||
 					strstr(rc->errstr, "timed out")))
 		set_error(b, "%s: no answer within %u ms (timeout)", what, b->timeout_ms);
 	else if (rc->err == REDIS_ERR_EOF)
@@ -370,14 +372,22 @@ static int redis_connect(struct backend *b);
  * around it. SCAN and STRLEN replies are far smaller. */
 #define REPLY_MAX ((size_t)BACKEND_MAX_VALUE + (64u << 10))
 
-/* redisGetReply with a bound: a reply whose bytes buffered so far exceed
- * REPLY_MAX is refused as a protocol error before more memory is taken
- * for it (hiredis buffers a bulk string whole before it builds the reply,
- * so a hostile "$4000000000" would otherwise grow the buffer for as long
- * as the peer sends). Returns REDIS_OK with *reply, or REDIS_ERR with the
- * context's error set. */
-static int get_reply_bounded(redisContext *c, void **reply)
+/* The slowest a reply may come once it has taken longer than the
+ * backend's timeout: a peer that trickles (a few KB/s) never trips the
+ * per-read timeout, and would hold a read of an object for as long as it
+ * likes although k other backends have their shards at hand. */
+#define REPLY_MIN_RATE (64u << 10)	/* bytes per second */
+
+/* redisGetReply with bounds. Size: a reply whose bytes buffered so far
+ * exceed REPLY_MAX is refused as a protocol error before more memory is
+ * taken for it (hiredis buffers a bulk string whole before it builds the
+ * reply, so a hostile "$4000000000" would otherwise grow the buffer for as
+ * long as the peer sends). Time: past timeout_ms, a reply arriving slower
+ * than REPLY_MIN_RATE is given up as a timeout ("too slow"). Returns
+ * REDIS_OK with *reply, or REDIS_ERR with the context's error set. */
+static int get_reply_bounded(redisContext *c, unsigned timeout_ms, void **reply)
 {
+	uint64_t t0 = fs_now_ns();
 	*reply = NULL;
 	if (redisGetReplyFromReader(c, reply) == REDIS_ERR)
 		return REDIS_ERR;
@@ -391,10 +401,19 @@ static int get_reply_bounded(redisContext *c, void **reply)
 	do {
 		if (redisBufferRead(c) == REDIS_ERR)
 			return REDIS_ERR;
-		if (c->reader->len - c->reader->pos > REPLY_MAX) {
+		size_t have = c->reader->len - c->reader->pos;
+		if (have > REPLY_MAX) {
 			c->err = REDIS_ERR_PROTOCOL;
 			snprintf(c->errstr, sizeof c->errstr, "a reply larger than %zu bytes "
 				 "(refused before it was read whole)", REPLY_MAX);
+			return REDIS_ERR;
+		}
+		uint64_t ms = (fs_now_ns() - t0) / 1000000;
+		if (ms > timeout_ms && (double)have * 1000.0 / (double)ms < REPLY_MIN_RATE) {
+			c->err = REDIS_ERR_IO;
+			snprintf(c->errstr, sizeof c->errstr, "too slow: %zu bytes of the reply in "
+				 "%llu ms (timed out: less than %u KiB/s)", have,
+				 (unsigned long long)ms, REPLY_MIN_RATE >> 10);
 			return REDIS_ERR;
 		}
 		if (redisGetReplyFromReader(c, reply) == REDIS_ERR)
@@ -404,11 +423,12 @@ static int get_reply_bounded(redisContext *c, void **reply)
 }
 
 /* redisCommandArgv, with the reply bounded (get_reply_bounded). */
-static redisReply *command_argv(redisContext *c, int argc, const char **argv, const size_t *lens)
+static redisReply *command_argv(redisContext *c, unsigned timeout_ms, int argc,
+				  const char **argv, const size_t *lens)
 {
 	void *r = NULL;
 	if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK ||
-	    get_reply_bounded(c, &r) != REDIS_OK)
+	    get_reply_bounded(c, timeout_ms, &r) != REDIS_OK)
 		return NULL;
 	return r;
 }
@@ -416,7 +436,7 @@ static redisReply *command_argv(redisContext *c, int argc, const char **argv, co
 static redisReply *command(struct backend *b, int argc, const char **argv, const size_t *lens)
 {
 	bool reused = b->rc_used;
-	redisReply *r = command_argv(b->rc, argc, argv, lens);
+	redisReply *r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
 	if (!r && reused && b->rc->err == REDIS_ERR_EOF) {
 		/* A connection kept from earlier that the server has closed
 		 * meanwhile (it restarted, or dropped idle clients): one new
@@ -430,7 +450,7 @@ static redisReply *command(struct backend *b, int argc, const char **argv, const
 		b->retry_at_ns = 0;
 		if (redis_connect(b))
 			return NULL;	/* it said why */
-		r = command_argv(b->rc, argc, argv, lens);
+		r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
 	}
 	if (!r) {
 		conn_error(b, argv[0]);
@@ -635,7 +655,7 @@ static int redis_scan(struct backend *b, const char *prefix,
 		bool failed = false;
 		for (size_t i = 0; i < keys->elements; i++) {
 			redisReply *k = keys->element[i], *n = NULL;
-			if (get_reply_bounded(b->rc, (void **)&n) != REDIS_OK || !n) {
+			if (get_reply_bounded(b->rc, b->timeout_ms, (void **)&n) != REDIS_OK || !n) {
 				conn_error(b, "STRLEN");
 				redisFree(b->rc);
 				b->rc = NULL;

@@ -445,6 +445,60 @@ static void test_a_huge_reply_is_refused_early(void **state)
 	assert_true(f.sent < (64u << 20));
 }
 
+/* A peer that sends a 1 MiB value at 10 KB/s: every read gets bytes
+ * within the timeout, so only a bound on the whole reply's time ends it. */
+static void *trickle_main(void *arg)
+{
+	struct flood *f = arg;
+	int c = accept(f->lfd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	char buf[1024];
+	if (read(c, buf, sizeof buf) > 0 && write(c, "$1048576\r\n", 11) == 11) {
+		memset(buf, 'x', sizeof buf);
+		for (int i = 0; i < 1024; i++) {
+			if (write(c, buf, sizeof buf) <= 0)
+				break;
+			f->sent += sizeof buf;
+			usleep(100 * 1000);
+		}
+	}
+	close(c);
+	return NULL;
+}
+
+static void test_a_trickling_reply_is_given_up(void **state)
+{
+	(void)state;
+	struct flood f = { 0 };
+	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
+	listen(f.lfd, 4);
+	socklen_t l = sizeof a;
+	getsockname(f.lfd, (struct sockaddr *)&a, &l);
+	pthread_t th;
+	pthread_create(&th, NULL, trickle_main, &f);
+	char url[64];
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+	struct backend *b = open_url(url);	/* 2 s timeout */
+	uint8_t *v = NULL;
+	size_t n;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(backend_get(b, "k", &v, &n), -EIO);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_null(v);
+	/* given up soon after the timeout, not after the 100 s the value takes */
+	assert_true(t1.tv_sec - t0.tv_sec < 10);
+	struct backend_health h = backend_health(b);
+	if (!strstr(h.last_error, "too slow"))
+		fail_msg("the error does not say why: %s", h.last_error);
+	backend_close(b);
+	pthread_join(th, NULL);
+	close(f.lfd);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -456,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_redis_scan),
 		cmocka_unit_test(test_hostile_peer),
 		cmocka_unit_test(test_a_huge_reply_is_refused_early),
+		cmocka_unit_test(test_a_trickling_reply_is_given_up),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
