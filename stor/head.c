@@ -64,6 +64,82 @@ static void ad_of(const uint8_t *clear, const char *name, uint8_t *ad, size_t *a
 	*adlen = HEAD_CLEAR + n;
 }
 
+/* What format's scan of a backend found: the volume ids heads name, and
+ * the volume ids that have a catalog (data). */
+#define SCAN_IDS 64
+struct vol_scan {
+	char heads[SCAN_IDS][33], data[SCAN_IDS][33];
+	size_t nheads, ndata;
+	struct backend *b;
+};
+
+static void add_id(char (*ids)[33], size_t *n, const char *id)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp(ids[i], id))
+			return;
+	if (*n < SCAN_IDS)
+		snprintf(ids[(*n)++], 33, "%s", id);
+}
+
+static int scan_cb(void *arg, const char *key, uint64_t size)
+{
+	struct vol_scan *vs = arg;
+	size_t l = strlen(key);
+	if (!strncmp(key, "qsfs/head/", 10) && size == HEAD_SIZE) {
+		uint8_t *h;
+		size_t len;
+		if (backend_get(vs->b, key, &h, &len) == 0) {
+			if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8)) {
+				char hex[33];
+				for (int i = 0; i < 16; i++)
+					snprintf(hex + 2 * i, 3, "%02x", h[16 + i]);
+				add_id(vs->heads, &vs->nheads, hex);
+			}
+			free(h);
+		}
+	} else if (l == 32 + 8 && !strcmp(key + 32, "/catalog") &&
+		   strspn(key, "0123456789abcdef") == 32) {
+		char hex[33];
+		snprintf(hex, sizeof hex, "%.32s", key);
+		add_id(vs->data, &vs->ndata, hex);
+	}
+	return 0;
+}
+
+/* A volume whose data (its catalog) is on backend b but whose head no
+ * backend of b[0..n) holds: formatting would hide it for good (its head
+ * lost with the backends that held it). Returns 1 and says which in err,
+ * 0 when there is none (or b cannot be listed: format's own checks
+ * decide then). Blocks: lists every key of every backend. */
+static int orphan_volume(struct backend **b, size_t n, char *err, size_t errlen)
+{
+	struct vol_scan *vs = calloc(1, sizeof *vs);
+	if (!vs)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		vs->b = b[i];
+		backend_scan(b[i], "", scan_cb, vs);
+	}
+	int r = 0;
+	for (size_t d = 0; d < vs->ndata && !r; d++) {
+		bool named = false;
+		for (size_t h = 0; h < vs->nheads; h++)
+			named |= !strcmp(vs->data[d], vs->heads[h]);
+		if (!named) {
+			snprintf(err, errlen, "the backends hold the data of volume %s (its catalog) "
+				 "but no volume head names it: its head was lost with the backends "
+				 "that held it. Formatting now would hide that data for good. Put its "
+				 "head back (any copy of the key qsfs/head/NAME from an old backend), "
+				 "or run format with --force if that data is to be given up",
+				 vs->data[d]);
+			r = 1;
+		}
+	}
+	free(vs);
+	return r;
+}
+
 int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, bool force,
 		struct volume *v, size_t *placed, char *missing, size_t missinglen, char *err,
 		size_t errlen)
@@ -102,6 +178,8 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 			 "create a volume", reachable, n);
 		return -EIO;
 	}
+	if (!force && orphan_volume(b, n, err, errlen))
+		return -EEXIST;
 	randombytes_buf(v->id, sizeof v->id);
 	randombytes_buf(v->salt, sizeof v->salt);
 	v->created = (uint64_t)time(NULL);

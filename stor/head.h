@@ -36,7 +36,8 @@ struct volume {
 };
 
 /* Create the volume on backends b[0..n): fresh id and salt, key from cfg.
- * Refuses (-EEXIST) when any backend already has a head for the name,
+ * Refuses (-EEXIST) when any backend already has a head for the name, or
+ * holds the data of a volume no head names (formatting would hide it),
  * unless force. err says what happened, naming backends. On success
  * *placed is the number of backends that took the head (a majority at
  * least) and missing (may be NULL) names the others with their errors,

@@ -434,3 +434,34 @@ def test_a_vanished_journal_entry_is_journaled_again_or_reported_lost(tmp_path, 
         assert vol.stop_stor() == 0
     finally:
         vol.close()
+
+
+def test_format_never_hides_a_volume_whose_data_it_sees(tmp_path):
+    """Every head of a volume lost (the backends that held it replaced),
+    its data still there: format refuses to make a new volume over it."""
+    vol = Volume(tmp_path)
+    try:
+        vol.start_stor()
+        store_objects(vol, tmp_path, ["s1"])
+        vol.ctl("drain", "--timeout", "60")
+        assert vol.stop_stor() == 0
+        # another volume on the same backends: the first one's data has its
+        # head, so nothing would be hidden and the second one is made
+        (tmp_path / "other").mkdir()
+        vol2 = Volume(tmp_path / "other", backends=vol.backends, format=False)
+        vol2.conf.write_text(vol2.conf.read_text().replace("volume: testfs", "volume: other"))
+        p = vol2.ctl("format", check=False)
+        assert p.returncode == 0, p.stderr
+        heads = list(tmp_path.glob("backend*/qsfs/head/testfs"))
+        assert len(heads) == 6, heads
+        for h in heads:
+            h.unlink()
+        p = vol.ctl("format", check=False)
+        assert p.returncode != 0, p.stdout
+        assert "no volume head names it" in p.stderr, p.stderr
+        assert not list(tmp_path.glob("backend*/qsfs/head/testfs"))  # nothing written
+        p = vol.ctl("format", "--force", check=False)
+        assert p.returncode == 0, p.stderr
+
+    finally:
+        vol.close()
