@@ -29,8 +29,11 @@ Per variant: N segments written (64 KiB + fsync each) and drained; then
   conn/min idle     connections opened in --idle seconds, per minute, with
                     every segment confirmed
   conn/min pending  the same with N more segments handed off but not
-                    uploadable (the backends moved away), so none of them
-                    is confirmed
+                    uploadable (the backends moved away, a file in their
+                    place), so none of them is confirmed
+  floor             STORE straight on stor's socket from this script, one
+                    kept connection (what a hand-off cannot go below: stor
+                    journals the object with a hard link and fsyncs)
 """
 import argparse
 import json
@@ -208,6 +211,26 @@ class Stack:
         self.proxy.close()
 
 
+def store_floor(s, n=200):
+    """The floor under a hand-off: STORE straight on stor's socket, one
+    kept connection, no qsfs-fs (stor journals it: a hard link and two
+    fsyncs). Mean ms."""
+    f = s.work / "obj"
+    f.write_bytes(os.urandom(128 << 10))
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(str(s.work / "stor.sock"))
+    t0 = time.monotonic()
+    for i in range(n):
+        c.sendall(f"STORE s{10_000_000 + i} {f}\n".encode())
+        reply = b""
+        while not reply.endswith(b"\n"):
+            reply += c.recv(4096)
+        assert reply == b"OK\n", reply
+    el = time.monotonic() - t0
+    c.close()
+    return el * 1000 / n
+
+
 def variant(parent, build, mode, a):
     work = Path(tempfile.mkdtemp(prefix="handoff-", dir=parent))
     s = Stack(work, build, mode, a.segments)
@@ -234,6 +257,8 @@ def variant(parent, build, mode, a):
                   x.get("segments_unconfirmed", 0) >= a.segments * 0.9)
         r["pending"] = s.idle(a.idle)
         r["unconfirmed"] = s.status().get("segments_unconfirmed")
+        if mode == "stor":
+            r["floor"] = store_floor(s)
         return r
     finally:
         s.close()
@@ -265,6 +290,9 @@ def main():
         print(f"{r['mode']:10} {r['handoffs'] if r['handoffs'] is not None else '-':>9} "
               f"{lat:>10} {extra:>15} {r['wall']:>13.1f} "
               f"{r.get('idle', float('nan')):>13.1f} {r.get('pending', float('nan')):>16.1f}")
+    fl = [r["floor"] for r in res if "floor" in r]
+    if fl:
+        print(f"floor: STORE on stor's socket alone (journal link + fsyncs): {fl[0]:.2f} ms")
     return 0
 
 
