@@ -230,8 +230,13 @@ int storclient_call(struct storclient *cl, const struct stor_req *rq, unsigned t
 			/* non-blocking: a daemon whose backlog is full (it hangs)
 			 * fails the connect instead of blocking it */
 			fd = ctlsock_connect_flags(cl->path, SOCK_NONBLOCK);
+			while (fd == -EAGAIN && now_ms() + 10 < deadline) {
+				/* the backlog is full: stor is busy, not gone */
+				nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+				fd = ctlsock_connect_flags(cl->path, SOCK_NONBLOCK);
+			}
 			if (fd < 0) {
-				r = fd;
+				r = fd == -EAGAIN ? -ETIMEDOUT : fd;
 				break;
 			}
 			atomic_fetch_add(&cl->connects, 1);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "qfs.h"
 #include "wlease.h"
@@ -77,7 +78,14 @@ static void *heartbeat_main(void *arg)
 	uint64_t period = (uint64_t)wlease_period(hb->lease) * 1000000000ull;
 	pthread_mutex_lock(&hb->mu);
 	while (!hb->stop && !hb->fenced) {
-		struct timespec ts = fs_abstime(period);
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(period / 1000000000ull);
+		ts.tv_nsec += (long)(period % 1000000000ull);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
 		while (!hb->stop && pthread_cond_timedwait(&hb->cv, &hb->mu, &ts) != ETIMEDOUT)
 			;
 		if (hb->stop)
@@ -101,7 +109,13 @@ int heartbeat_start(struct wlease *lease, struct cache *c, struct qfs *fs,
 	hb->fs = fs;
 	pthread_mutex_init(&hb->mu, NULL);
 	pthread_mutex_init(&hb->notify_mu, NULL);
-	pthread_cond_init(&hb->cv, NULL);	/* fs_abstime: CLOCK_REALTIME, the default */
+	/* CLOCK_MONOTONIC: a step of the wall clock (NTP) must not postpone a
+	 * renewal past the lease's timeout */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&hb->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	int r = pthread_create(&hb->th, NULL, heartbeat_main, hb);
 	if (r) {
 		pthread_cond_destroy(&hb->cv);

@@ -71,29 +71,40 @@
  * back, and the client. */
 static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
 static struct sigaction fuse_handlers[3];
+static bool chained[3];		/* stop_handler is in front of libfuse's */
 static struct storclient *volatile stop_client;
 
 static void stop_handler(int sig)
 {
+	int saved = errno;
 	for (int i = 0; i < 3; i++)
-		if (stop_signals[i] == sig && fuse_handlers[i].sa_handler != SIG_DFL &&
-		    fuse_handlers[i].sa_handler != SIG_IGN)
+		if (stop_signals[i] == sig && chained[i])
 			fuse_handlers[i].sa_handler(sig);
 	struct storclient *cl = stop_client;
 	if (cl)
 		storclient_cancel_fetches(cl);
+	errno = saved;
 }
 
-/* Put stop_handler in front of libfuse's handlers (installed already). */
+/* Put stop_handler in front of libfuse's handlers (installed already), on
+ * the signals libfuse handles: one it left alone (ignored, as under nohup
+ * or in a background job) must not cancel fetches of a mount that goes on
+ * serving. */
 static void stop_cancels_fetches(struct storclient *cl)
 {
 	if (!cl)
 		return;	/* a hook program's fetch is bounded by its timeout */
 	stop_client = cl;
 	for (int i = 0; i < 3; i++) {
+		struct sigaction cur;
+		if (sigaction(stop_signals[i], NULL, &cur) || cur.sa_handler == SIG_DFL ||
+		    cur.sa_handler == SIG_IGN || (cur.sa_flags & SA_SIGINFO))
+			continue;
 		struct sigaction sa = { .sa_handler = stop_handler };
 		sigemptyset(&sa.sa_mask);
-		sigaction(stop_signals[i], &sa, &fuse_handlers[i]);
+		fuse_handlers[i] = cur;
+		chained[i] = true;
+		sigaction(stop_signals[i], &sa, NULL);
 	}
 }
 
@@ -101,10 +112,11 @@ static void stop_cancels_fetches(struct storclient *cl)
  * recognises and removes them). */
 static void stop_cancels_nothing(void)
 {
-	if (!stop_client)
-		return;
 	for (int i = 0; i < 3; i++)
-		sigaction(stop_signals[i], &fuse_handlers[i], NULL);
+		if (chained[i]) {
+			sigaction(stop_signals[i], &fuse_handlers[i], NULL);
+			chained[i] = false;
+		}
 	stop_client = NULL;
 }
 

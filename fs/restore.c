@@ -30,7 +30,9 @@ static int fetch(struct storclient *stor, const char *dir, const char *name, con
 {
 	char path[4400], why[1024];
 	snprintf(path, sizeof path, "%s/%s", dir, file);
-	int r = storclient_retrieve(stor, name, path, 0, why, sizeof why);
+	/* a big full checkpoint on slow backends may take long: an hour, not
+	 * cache.hook_timeout (a restore that gives up starts over next time) */
+	int r = storclient_retrieve(stor, name, path, 3600 * 1000u, why, sizeof why);
 	if (r)
 		snprintf(err, errlen, "restore: fetching %s: %s", name, why);
 	return r == -EREMOTEIO ? -EIO : r;

@@ -83,6 +83,8 @@ struct scrub_state {
 	bool requested, check_requested, running;
 	bool check_periodic;	/* the check requested is stor.check_interval's */
 	enum obj_verify_mode mode;	/* of the running (or last) pass */
+	int64_t scrubbed;	/* unix s the last complete scrub (a reading pass)
+				 * ended, or the start: scrub_interval counts from it */
 	int64_t started, finished;	/* unix s of the last pass (0: never); finished
 					 * is set at start too, to time the first one */
 	int64_t completed;	/* unix s the last complete pass ended (0: none
@@ -116,6 +118,11 @@ struct stord {
 	bool draining, stop;		/* mu (draining: also read by main alone) */
 	struct degraded *degraded;	/* mu: objects read with shards missing or bad */
 	size_t ndegraded;		/* mu */
+	/* the control connections being served (serve.c), so that the stop
+	 * can cut them off and wait for their threads before it frees what
+	 * they use (mu; changed is broadcast when one ends) */
+	int *conn_fds;
+	size_t nconns, conns_cap;
 	/* acknowledged objects whose journal entry vanished with no copy
 	 * left in the cache to journal again: their data never reached the
 	 * backends. Kept in STATE_DIR/lost (one name a line) until the

@@ -70,7 +70,9 @@ static void ad_of(const uint8_t *clear, const char *name, uint8_t *ad, size_t *a
 struct vol_scan {
 	char heads[SCAN_IDS][33], data[SCAN_IDS][33];
 	size_t nheads, ndata;
-	struct backend *b;
+	char headkeys[SCAN_IDS][128];	/* read after the listing (no call on the
+					 * backend from inside its scan) */
+	size_t nheadkeys;
 };
 
 static void add_id(char (*ids)[33], size_t *n, const char *id)
@@ -86,18 +88,9 @@ static int scan_cb(void *arg, const char *key, uint64_t size)
 {
 	struct vol_scan *vs = arg;
 	size_t l = strlen(key);
-	if (!strncmp(key, "qsfs/head/", 10) && size == HEAD_SIZE) {
-		uint8_t *h;
-		size_t len;
-		if (backend_get(vs->b, key, &h, &len) == 0) {
-			if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8)) {
-				char hex[33];
-				for (int i = 0; i < 16; i++)
-					snprintf(hex + 2 * i, 3, "%02x", h[16 + i]);
-				add_id(vs->heads, &vs->nheads, hex);
-			}
-			free(h);
-		}
+	if (!strncmp(key, "qsfs/head/", 10) && size == HEAD_SIZE && l < 128) {
+		if (vs->nheadkeys < SCAN_IDS)
+			snprintf(vs->headkeys[vs->nheadkeys++], 128, "%s", key);
 	} else if (l == 32 + 8 && !strcmp(key + 32, "/catalog") &&
 		   strspn(key, "0123456789abcdef") == 32) {
 		char hex[33];
@@ -107,19 +100,33 @@ static int scan_cb(void *arg, const char *key, uint64_t size)
 	return 0;
 }
 
-/* A volume whose data (its catalog) is on backend b but whose head no
- * backend of b[0..n) holds: formatting would hide it for good (its head
- * lost with the backends that held it). Returns 1 and says which in err,
- * 0 when there is none (or b cannot be listed: format's own checks
- * decide then). Blocks: lists every key of every backend. */
+/* A volume whose data (its catalog) is on a backend of b[0..n) but whose
+ * head none holds: formatting would hide it for good (its head lost with
+ * the backends that held it). Returns 1 and says which in err, 0 when
+ * there is none (a backend that cannot be listed tells nothing: format's
+ * own checks decide then). Blocks: lists every key of every backend. */
 static int orphan_volume(struct backend **b, size_t n, char *err, size_t errlen)
 {
 	struct vol_scan *vs = calloc(1, sizeof *vs);
 	if (!vs)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		vs->b = b[i];
-		backend_scan(b[i], "", scan_cb, vs);
+		vs->nheadkeys = 0;
+		if (backend_scan(b[i], "", scan_cb, vs))
+			continue;
+		for (size_t k = 0; k < vs->nheadkeys; k++) {
+			uint8_t *h;
+			size_t len;
+			if (backend_get(b[i], vs->headkeys[k], &h, &len))
+				continue;
+			if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8)) {
+				char hex[33];
+				for (int j = 0; j < 16; j++)
+					snprintf(hex + 2 * j, 3, "%02x", h[16 + j]);
+				add_id(vs->heads, &vs->nheads, hex);
+			}
+			free(h);
+		}
 	}
 	int r = 0;
 	for (size_t d = 0; d < vs->ndata && !r; d++) {
@@ -267,7 +274,8 @@ int head_repair(const struct qsfs_config *cfg, struct backend **b, size_t n,
 		if (len == HEAD_SIZE && head_is(cfg, h, v)) {
 			memcpy(good, h, HEAD_SIZE);
 			have = true;
-		} else if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8)) {
+		} else if (len == HEAD_SIZE && !memcmp(h, HEAD_MAGIC, 8) &&
+			   memcmp(h + 16, v->id, 16)) {
 			conflict = -EEXIST;	/* another volume's head: never overwritten */
 			if (why && used < whylen)
 				used += (size_t)snprintf(why + used, whylen - used, "%s%s holds the "
@@ -275,7 +283,7 @@ int head_repair(const struct qsfs_config *cfg, struct backend **b, size_t n,
 							 used ? "; " : "", backend_name(b[i]),
 							 cfg->volume);
 		} else {
-			missing[i] = true;	/* garbage where the head should be */
+			missing[i] = true;	/* garbage, or a damaged copy of v's head */
 		}
 		free(h);
 	}

@@ -28,10 +28,14 @@ static void note_lost(struct stord *d, const char *name)
 	char path[4200];
 	snprintf(path, sizeof path, "%s/lost", d->cfg.stor.state_dir);
 	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || dprintf(fd, "%s\n", name) < 0 || fsync(fd) < 0)
+	int dfd = open(d->cfg.stor.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || dprintf(fd, "%s\n", name) < 0 || fsync(fd) < 0 || dfd < 0 ||
+	    fs_fsync_dir(dfd) < 0)	/* the file may be new */
 		qlog_err("stor: cannot record %s as lost in %s: %s", name, path, strerror(errno));
 	if (fd >= 0)
 		close(fd);
+	if (dfd >= 0)
+		close(dfd);
 	pthread_mutex_lock(&d->mu);
 	d->nlost++;
 	size_t l = strlen(d->lost_names);
@@ -57,6 +61,12 @@ static int journal_vanished(struct stord *d, const char *name)
 	snprintf(path, sizeof path, kind == 's' ? "%s/seg-%016llx.qseg" : "%s/ckpt-%016llx.qckp",
 		 d->cfg.cache.dir, (unsigned long long)id);
 	int r = access(path, R_OK) == 0 ? spool_add(d->spool, name, path) : -errno;
+	uint64_t size;
+	int fd;
+	if (r && (fd = spool_open_job(d->spool, name, &size)) >= 0) {
+		close(fd);	/* a new STORE of it came meanwhile (the job's again) */
+		return -EAGAIN;
+	}
 	if (!r) {
 		qlog_warn("stor: the journal file of %s vanished from %s/spool; journaled again "
 			  "from the cache (%s)", name, d->cfg.stor.state_dir, path);

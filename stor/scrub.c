@@ -275,8 +275,24 @@ static void repair_records(struct ctx *c)
 	else if (r < 0)
 		qlog_warn("stor: the volume head cannot be repaired: %s",
 			  r == -ENOENT ? "no backend answering holds a copy" : strerror(-r));
+	/* the catalog: written again only where a usable backend lacks it (a
+	 * rewrite on every pass could, in the moment after a move of the
+	 * lease, put this node's older catalog over the new writer's) */
+	char key[64];
+	snprintf(key, sizeof key, "%s/catalog", d->vol.idhex);
+	bool lacking = false;
+	for (size_t i = 0; i < d->cfg.stor.nbackends && !lacking; i++)
+		lacking = health_usable(d->health, i) && backend_exists(c->b[i], key) == 0;
+	if (!lacking)
+		return;
 	uint64_t trimmed[TRIMMED_BATCH];
 	size_t ntrimmed = 0;
+	pthread_mutex_lock(&d->mu);
+	fenced = d->fenced;	/* again, just before the write */
+	pthread_mutex_unlock(&d->mu);
+	if (fenced)
+		return;
+	qlog_info("stor: the volume catalog is missing on a backend: written again");
 	pthread_mutex_lock(&d->cat_mu);
 	r = cat_save(d, &c->os, trimmed, &ntrimmed, why, sizeof why);
 	pthread_mutex_unlock(&d->cat_mu);
@@ -296,8 +312,9 @@ void *scrub_main(void *arg)
 			struct timespec ts = fs_abstime(5 * 1000000000ull);
 			pthread_cond_timedwait(&S->cv, &d->mu, &ts);
 			int64_t now = (int64_t)time(NULL);
-			if (d->cfg.stor.scrub_interval && S->finished &&
-			    now - S->finished >= (int64_t)d->cfg.stor.scrub_interval)
+			/* from the last scrub: the checks in between read nothing */
+			if (d->cfg.stor.scrub_interval && S->scrubbed &&
+			    now - S->scrubbed >= (int64_t)d->cfg.stor.scrub_interval)
 				S->requested = true;
 			/* since the last pass of any kind (finished is set at
 			 * the start too) */
@@ -380,6 +397,8 @@ void *scrub_main(void *arg)
 		S->running = false;
 		if (i == n) {	/* a complete pass: its counts are the redundancy */
 			S->finished = S->completed = (int64_t)time(NULL);
+			if (mode == OBJ_VERIFY_READ)
+				S->scrubbed = S->finished;
 			S->full = S->cur_full;
 			S->unreadable = S->cur_unreadable;
 			memcpy(S->spare, S->cur_spare, sizeof S->spare);

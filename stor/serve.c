@@ -1,6 +1,8 @@
 /* stor/serve.c - see serve.h */
 #include "serve.h"
 
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -62,9 +64,14 @@ static void do_retrieve(struct stord *d, int cfd, const char *name, const char *
 		dprintf(cfd, "ERR usage: RETRIEVE s<id>|c<id> /absolute/path\n");
 		return;
 	}
+	/* a temp name of its own: a RETRIEVE its client gave up on may still
+	 * run when the same object is asked for again; ".tmp" at the end, so a
+	 * cache's open removes one a crash left */
 	char tmp[4200];
-	snprintf(tmp, sizeof tmp, "%s.stor-tmp", path);
-	int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	snprintf(tmp, sizeof tmp, "%s.stor-XXXXXX.tmp", path);
+	int fd = mkostemps(tmp, 4, O_CLOEXEC);
+	if (fd >= 0)
+		fchmod(fd, 0644);
 	if (fd < 0) {
 		dprintf(cfd, "ERR cannot create %s: %s\n", tmp, strerror(errno));
 		return;
@@ -351,8 +358,29 @@ static void *conn_main(void *arg)
 		else
 			serve(d, cfd, &rq);
 	}
-	close(cfd);
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = 0; i < d->nconns; i++)
+		if (d->conn_fds[i] == cfd) {
+			d->conn_fds[i] = d->conn_fds[--d->nconns];
+			break;
+		}
+	pthread_cond_broadcast(&d->changed);
+	close(cfd);	/* after it left the list: the stop's shutdown never hits a reused fd */
+	pthread_mutex_unlock(&d->mu);
 	return NULL;
+}
+
+int serve_stop(struct stord *d, unsigned wait_ms)
+{
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = 0; i < d->nconns; i++)
+		shutdown(d->conn_fds[i], SHUT_RDWR);
+	struct timespec ts = fs_abstime((uint64_t)wait_ms * 1000000ull);
+	while (d->nconns && pthread_cond_timedwait(&d->changed, &d->mu, &ts) != ETIMEDOUT)
+		;
+	int left = (int)d->nconns;
+	pthread_mutex_unlock(&d->mu);
+	return left;
 }
 
 void serve_conn(struct stord *d, int cfd)
@@ -364,7 +392,27 @@ void serve_conn(struct stord *d, int cfd)
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (cn)
 		*cn = (struct conn){ d, cfd };
-	if (!cn || pthread_create(&t, &at, conn_main, cn)) {
+	pthread_mutex_lock(&d->mu);
+	bool listed = false;
+	if (cn && d->nconns == d->conns_cap) {
+		size_t nc = d->conns_cap ? d->conns_cap * 2 : 16;
+		int *v = realloc(d->conn_fds, nc * sizeof *v);
+		if (v) {
+			d->conn_fds = v;
+			d->conns_cap = nc;
+		}
+	}
+	if (cn && d->nconns < d->conns_cap) {
+		d->conn_fds[d->nconns++] = cfd;
+		listed = true;
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (!listed || pthread_create(&t, &at, conn_main, cn)) {
+		if (listed) {
+			pthread_mutex_lock(&d->mu);
+			d->nconns--;	/* the last one: this fd */
+			pthread_mutex_unlock(&d->mu);
+		}
 		free(cn);
 		close(cfd);
 	}

@@ -38,4 +38,10 @@ struct stord;
  * no lock. */
 void serve_conn(struct stord *d, int cfd);
 
+/* At stop, after the listening socket is closed: shut every control
+ * connection down (a client's request in progress gets no reply) and wait
+ * up to wait_ms for their threads to end. Returns how many are still
+ * running (then what they use must not be freed). Takes d->mu. */
+int serve_stop(struct stord *d, unsigned wait_ms);
+
 #endif

@@ -210,6 +210,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d->scrub.finished = (int64_t)time(NULL);	/* the first periodic pass: one interval on */
+	d->scrub.scrubbed = d->scrub.finished;
 	check_backend_change(d);
 	if (d->ndegraded) {
 		pthread_mutex_lock(&d->mu);
@@ -298,6 +299,14 @@ int main(int argc, char **argv)
 	unlink(d->cfg.stor.socket);
 	if (code)
 		_exit(code);	/* workers may be mid-upload: the journal keeps their jobs */
+	/* clients keep connections open (qsfs-fs's kept one): cut them off
+	 * and let their threads end before anything they use is freed; one
+	 * still busy (a long RETRIEVE) means exiting without the frees */
+	if (serve_stop(d, 10000)) {
+		qlog_warn("stor: a control request is still being served; exiting without "
+			  "waiting for it");
+		_exit(0);
+	}
 	pthread_mutex_lock(&d->mu);
 	d->stop = true;
 	pthread_cond_broadcast(&d->work);
@@ -325,6 +334,7 @@ int main(int argc, char **argv)
 	while (d->jobs)
 		drop_job(d, d->jobs);
 	free(d->degraded);
+	free(d->conn_fds);
 	catalog_free(&d->cat);
 	close(sfd);
 	close(lfd);

@@ -27,8 +27,9 @@ def local_segments(vol):
 
 def test_write_evict_read_back_through_redis(tmp_path, redises):
     slow_ctl = tmp_path / "slow-ctl"
+    # through the hook (the extension point): its qsfs-ctl can be slowed
     vol = Volume(tmp_path, backends=[f"redis://127.0.0.1:{r.port}/0" for r in redises],
-                 segment_size="4MiB", max_size="12MiB")
+                 segment_size="4MiB", max_size="12MiB", hook=True)
     # qsfs-ctl behind a wrapper that makes every retrieve take 4 s while the
     # file /tmp/.../slow exists: a cold fetch we can watch
     slow_flag = tmp_path / "slow"
