@@ -308,6 +308,7 @@ void *worker_main(void *arg)
 		uint64_t id, size = 0;
 		int r = object_name_parse(name, &id);
 		int fd = r ? r : spool_open_job(d->spool, name, &size);
+		bool rejournaled = false;
 		if (fd >= 0) {
 			uint8_t hdr[CAT_CKPT_HDR] = { 0 };
 			if (pread(fd, hdr, sizeof hdr, 0) < 0)
@@ -323,8 +324,10 @@ void *worker_main(void *arg)
 			r = fd;
 			snprintf(why, sizeof why, "%s: its journal file cannot be read: %s", name,
 				 strerror(-fd));
-			if (fd == -ENOENT)
+			if (fd == -ENOENT) {
 				r = journal_vanished(d, name);
+				rejournaled = r == -EAGAIN;
+			}
 		}
 
 		pthread_mutex_lock(&d->mu);
@@ -342,7 +345,7 @@ void *worker_main(void *arg)
 			if (!d->njobs)
 				pthread_cond_broadcast(&d->lease_cv);	/* release it now? */
 			qlog_debug("stor: %s stored", name);
-		} else if (r == -EAGAIN) {
+		} else if (rejournaled) {
 			j->next_ns = 0;	/* journaled again from the cache: now */
 		} else if (fd == -ENOENT) {
 			drop_job(d, j);	/* lost: journal_vanished said so, loudly */
