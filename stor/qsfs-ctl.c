@@ -121,8 +121,9 @@ static int cmd_format(const struct qsfs_config *cfg, bool force)
 		       v.idhex, v.k, v.m, placed, cfg->stor.nbackends);
 		if (placed < cfg->stor.nbackends)
 			fprintf(stderr, "qsfs-ctl: format: warning: the volume's head is missing on "
-				"%s. The volume works while a majority of backends holds it; it "
-				"is not copied to these later\n", missing);
+				"%s. The volume works while a majority of backends holds it; "
+				"qsfs-stor copies it there after its next check pass "
+				"(stor.check_interval) once they answer\n", missing);
 		volume_free(&v);
 	}
 	for (size_t i = 0; i < cfg->stor.nbackends; i++)
