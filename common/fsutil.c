@@ -163,8 +163,13 @@ bool fs_parse_hex_name(const char *name, const char *prefix, const char *suffix,
 
 struct timespec fs_abstime(uint64_t ns)
 {
+	return fs_abstime_on(CLOCK_REALTIME, ns);
+}
+
+struct timespec fs_abstime_on(clockid_t clock, uint64_t ns)
+{
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(clock, &ts);
 	ts.tv_sec += (time_t)(ns / 1000000000ull);
 	ts.tv_nsec += (long)(ns % 1000000000ull);
 	if (ts.tv_nsec >= 1000000000L) {

@@ -53,4 +53,8 @@ uint64_t fs_now_ns(void);
  * pthread_cond_timedwait. */
 struct timespec fs_abstime(uint64_t ns);
 
+/* The same on clock (CLOCK_MONOTONIC for a condition variable set to it
+ * with pthread_condattr_setclock). */
+struct timespec fs_abstime_on(clockid_t clock, uint64_t ns);
+
 #endif

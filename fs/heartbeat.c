@@ -78,14 +78,7 @@ static void *heartbeat_main(void *arg)
 	uint64_t period = (uint64_t)wlease_period(hb->lease) * 1000000000ull;
 	pthread_mutex_lock(&hb->mu);
 	while (!hb->stop && !hb->fenced) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += (time_t)(period / 1000000000ull);
-		ts.tv_nsec += (long)(period % 1000000000ull);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = fs_abstime_on(CLOCK_MONOTONIC, period);
 		while (!hb->stop && pthread_cond_timedwait(&hb->cv, &hb->mu, &ts) != ETIMEDOUT)
 			;
 		if (hb->stop)

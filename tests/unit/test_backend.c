@@ -327,6 +327,20 @@ static void test_redis_scan(void **state)
 	backend_close(b);
 }
 
+/* A TCP socket listening on 127.0.0.1 at a port the kernel picks; url gets
+ * the redis:// URL that reaches it. */
+static int listen_loopback(char *url, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	listen(fd, 4);
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	snprintf(url, len, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+	return fd;
+}
+
 /* A peer that answers every request with a fixed garbage reply. */
 struct hostile {
 	int lfd;
@@ -360,17 +374,10 @@ static void test_hostile_peer(void **state)
 	};
 	for (size_t i = 0; i < sizeof replies / sizeof *replies; i++) {
 		struct hostile h = { .reply = replies[i] };
-		h.lfd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = { .sin_family = AF_INET,
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		assert_int_equal(bind(h.lfd, (struct sockaddr *)&a, sizeof a), 0);
-		listen(h.lfd, 4);
-		socklen_t l = sizeof a;
-		getsockname(h.lfd, (struct sockaddr *)&a, &l);
+		char url[64];
+		h.lfd = listen_loopback(url, sizeof url);
 		pthread_t th;
 		pthread_create(&th, NULL, hostile_main, &h);
-		char url[64];
-		snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
 		struct backend *b = open_url(url);
 		uint8_t *v = NULL;
 		size_t n;
@@ -419,16 +426,10 @@ static void test_a_huge_reply_is_refused_early(void **state)
 {
 	(void)state;
 	struct flood f = { 0 };
-	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
-	listen(f.lfd, 4);
-	socklen_t l = sizeof a;
-	getsockname(f.lfd, (struct sockaddr *)&a, &l);
+	char url[64];
+	f.lfd = listen_loopback(url, sizeof url);
 	pthread_t th;
 	pthread_create(&th, NULL, flood_main, &f);
-	char url[64];
-	snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
 	struct backend *b = open_url(url);
 	uint8_t *v = NULL;
 	size_t n;
@@ -471,16 +472,10 @@ static void test_a_trickling_reply_is_given_up(void **state)
 {
 	(void)state;
 	struct flood f = { 0 };
-	f.lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
-	listen(f.lfd, 4);
-	socklen_t l = sizeof a;
-	getsockname(f.lfd, (struct sockaddr *)&a, &l);
+	char url[64];
+	f.lfd = listen_loopback(url, sizeof url);
 	pthread_t th;
 	pthread_create(&th, NULL, trickle_main, &f);
-	char url[64];
-	snprintf(url, sizeof url, "redis://127.0.0.1:%d", ntohs(a.sin_port));
 	struct backend *b = open_url(url);	/* 2 s timeout */
 	uint8_t *v = NULL;
 	size_t n;
