@@ -1024,6 +1024,8 @@ static enum seg_state state_of(const struct cache *c, const struct seg *s)
 {
 	if (s == c->active || !(s->flags & SF_SEALED))
 		return SEG_ACTIVE;
+	if (s->flags & SF_LOST)
+		return SEG_LOST;
 	if (!(s->flags & SF_CONFIRMED))
 		return SEG_SEALED;
 	return (s->flags & SF_LOCAL) ? SEG_CONFIRMED : SEG_EVICTED;
@@ -1036,6 +1038,7 @@ const char *cache_state_name(enum seg_state s)
 	case SEG_SEALED: return "sealed";
 	case SEG_CONFIRMED: return "confirmed";
 	case SEG_EVICTED: return "evicted";
+	case SEG_LOST: return "lost";
 	}
 	return "?";
 }
@@ -1123,9 +1126,15 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 			if (!evictable)
 				st->pinned_bytes += s->size;
 		}
-		if ((s->flags & SF_SEALED) && !(s->flags & SF_CONFIRMED))
+		if (s->flags & SF_LOST) {
+			if (st->segments_lost < sizeof st->lost_ids / sizeof *st->lost_ids)
+				st->lost_ids[st->segments_lost] = s->id;
+			st->segments_lost++;
+			st->lost_unreported += !(s->flags & SF_HANDED);
+		} else if ((s->flags & SF_SEALED) && !(s->flags & SF_CONFIRMED)) {
 			st->segments_unconfirmed++;
-		if (c->handoff_on && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
+		}
+		if (c->handoff_on && seg_handoff_due(s))
 			st->hooks_pending++;
 	}
 	st->hooks_running = atomic_load(&c->hooks_running);

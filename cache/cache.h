@@ -231,6 +231,7 @@ enum seg_state {
 	SEG_SEALED,	/* sealed, not yet confirmed remote */
 	SEG_CONFIRMED,	/* sealed and stored remotely, file still local */
 	SEG_EVICTED,	/* stored remotely, no local file */
+	SEG_LOST,	/* lost before it was handed off: its records are gone */
 };
 
 struct cache_seg_info {
@@ -379,7 +380,7 @@ struct cache_stats {
 	uint64_t active_seg;
 	uint64_t segments;		/* known segments (local or not) */
 	uint64_t segments_local;
-	uint64_t segments_unconfirmed;	/* sealed, not confirmed */
+	uint64_t segments_unconfirmed;	/* sealed, not confirmed (nor lost) */
 	uint64_t live_bytes, garbage_bytes;
 	uint64_t dead_segments, dead_bytes;	/* sealed, nothing live: awaiting
 						 * removal (counted in garbage) */
@@ -412,6 +413,10 @@ struct cache_stats {
 	uint64_t removed_segments;	/* removed by garbage collection, ever */
 	uint64_t removes_pending;	/* of them: deletion not yet handed off */
 	uint64_t removed_since_open, removed_bytes_since_open;
+	/* segments lost before they were handed off (cache_lost.c), the first
+	 * few of their ids, and how many of them storage has not yet
+	 * recorded */
+	uint64_t segments_lost, lost_ids[8], lost_unreported;
 };
 
 /* Fill *st (consistent snapshot). */
@@ -430,11 +435,15 @@ int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE]);
  * them locally: reads fetch them through the segment-missing hook), the
  * checkpoints ckpts[0..nckpts) as handed off, and the segments
  * removed[0..nremoved) as removed by garbage collection (their deletion
- * handed off), then write VOLUME. The checkpoint files and the segments
- * after them must already be in dir. Returns 0, -EEXIST when dir already
- * belongs to a volume, or -errno. */
+ * handed off), and the segments lost[0..nlost) (increasing; the catalog
+ * records them lost before upload) as lost with the loss reported (reads
+ * of them fail with EIO, the replay skips them), then write VOLUME. The
+ * checkpoint files and the segments after them (but the lost ones) must
+ * already be in dir. Returns 0, -EEXIST when dir already belongs to a
+ * volume, or -errno. */
 int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
-		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved);
+		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved,
+		const uint64_t *lost, size_t nlost);
 
 /* Name of a segment state ("active", "sealed", "confirmed", "evicted"). */
 const char *cache_state_name(enum seg_state s);

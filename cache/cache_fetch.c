@@ -128,10 +128,12 @@ int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
 	*pinned = NULL;
 	pthread_rwlock_rdlock(&c->lock);
 	struct seg *s = seg_find(c, id);
-	bool local = s && (s->flags & SF_LOCAL);
+	bool local = s && (s->flags & SF_LOCAL), lost = s && seg_lost_read(c, s);
 	pthread_rwlock_unlock(&c->lock);
 	if (!s)	/* removed by garbage collection since the caller looked */
 		return -ENOENT;
+	if (lost)	/* no copy anywhere: do not ask storage (cache_lost.c) */
+		return -EIO;
 	if (local)
 		return 0;
 	pthread_mutex_lock(&c->fmu);

@@ -34,6 +34,7 @@
 #define SF_HANDED    0x04u	/* segment-sealed hook succeeded */
 #define SF_CONFIRMED 0x08u	/* stored remotely (cache_confirm) */
 #define SF_DIRTY     0x10u	/* accounting changed since the last delta */
+#define SF_LOST      0x20u	/* lost before hand-off (seglife.h: LOST) */
 
 /* A segment removed by garbage collection (cache_gc.c): its facts are in
  * state.log (REMOVED, then DEL_HANDED once the segment-removed hook said
@@ -63,6 +64,7 @@ struct seg {
 	atomic_uint_fast64_t last_read;	/* LRU tick */
 	unsigned hook_fails;	/* under c->lock */
 	uint64_t hook_next_ns;
+	atomic_uint_fast64_t lost_told_ns;	/* a read of it (LOST) last logged */
 	bool fetching;		/* under c->fmu */
 	uint64_t fetch_gen;
 	int fetch_err;
@@ -218,6 +220,34 @@ int ensure_local(struct cache *c, uint64_t id, struct seg **pinned);
  * flags change as the table says. Returns 0, or -EINVAL (logged: a bug in
  * the caller) when the table refuses it; s is then unchanged. */
 int seg_step(struct cache *c, struct seg *s, enum seg_event e);
+
+/* Does sealed segment s still wait for its hand-off (segment-sealed, or
+ * segment-lost for a lost one)? Not once storage journaled it (HANDED). */
+static inline bool seg_handoff_due(const struct seg *s)
+{
+	return (s->flags & SF_SEALED) && !(s->flags & SF_HANDED);
+}
+
+/* cache_lost.c: segments lost before they were handed off. */
+
+/* Make sealed, never handed-off segment s LOST (seglife.h): its fd closed,
+ * the fact journaled (SLOG_SEG_LOST; not in a read-only open), and an
+ * error logged naming it, why (the cause, with the file's path), and the
+ * live bytes whose reads now fail. Nothing when it is already lost. c->lock
+ * held for writing; takes c->slog_mu; blocks on the journal's fdatasync. */
+void seg_lose(struct cache *c, struct seg *s, const char *why);
+
+/* Before the segment-sealed hand-off of s (sealed, not handed off): is its
+ * file there with the sealed size? 0 when it is, or when it vanished but
+ * the log still held it open and it was written again from that
+ * descriptor; else s is made LOST (seg_lose) and -ENOENT (-EIO when its
+ * state allows no loss: a bug, logged by seg_step). -ENOENT at once for a
+ * segment already lost. c->lock held for writing; blocks on disk. */
+int seg_check_file(struct cache *c, struct seg *s);
+
+/* Is s LOST? Then a read of it must fail with EIO: logged (naming it) the
+ * first time and then at most once a minute. Any lock on c->lock. */
+bool seg_lost_read(struct cache *c, struct seg *s);
 
 /* Run a hook (no lock held) with the documented environment, or call the
  * hand-off function in its place (cache_opts.handoff). */

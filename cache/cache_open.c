@@ -84,7 +84,8 @@ int cache_volume_read(int dirfd, uint8_t id[VOLUME_ID_SIZE])
 }
 
 int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64_t seg_upto,
-		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved)
+		const uint64_t *ckpts, size_t nckpts, const uint64_t *removed, size_t nremoved,
+		const uint64_t *lost, size_t nlost)
 {
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
@@ -98,18 +99,23 @@ int cache_adopt(const char *dir, const uint8_t volume_id[VOLUME_ID_SIZE], uint64
 	struct slog *sl = NULL;
 	struct slog_rec *recs = NULL;
 	size_t n = 0;
-	if (seg_upto > (1u << 30) || nckpts > (1u << 30) || nremoved > (1u << 30)) {
+	if (seg_upto > (1u << 30) || nckpts > (1u << 30) || nremoved > (1u << 30) ||
+	    nlost > (1u << 30)) {
 		r = -EINVAL;
 		goto out;
 	}
-	recs = malloc((2 * seg_upto + nckpts + nremoved + 1) * sizeof *recs);
+	recs = malloc((2 * seg_upto + nckpts + nremoved + nlost + 1) * sizeof *recs);
 	if (!recs) {
 		r = -ENOMEM;
 		goto out;
 	}
-	for (uint64_t id = 1; id <= seg_upto; id++) {
+	for (uint64_t id = 1, li = 0; id <= seg_upto; id++) {
+		while (li < nlost && lost[li] < id)
+			li++;
 		recs[n++] = (struct slog_rec){ id, SLOG_SEG_HANDED };
-		recs[n++] = (struct slog_rec){ id, SLOG_SEG_CONFIRMED };
+		/* lost: storage recorded the loss (HANDED), nothing to confirm */
+		recs[n++] = (struct slog_rec){ id, li < nlost && lost[li] == id ? SLOG_SEG_LOST
+								     : SLOG_SEG_CONFIRMED };
 	}
 	for (size_t i = 0; i < nckpts; i++)
 		recs[n++] = (struct slog_rec){ ckpts[i], SLOG_CKPT_HANDED };
@@ -551,10 +557,37 @@ static int fetch_for_replay(struct cache *c, uint64_t id)
 	return r;
 }
 
+/* Segment id, needed by the replay at open, is neither local nor
+ * retrievable and was never handed off: ask storage to record it lost (the
+ * segment-lost hand-off). 0 when storage recorded the loss (journaled
+ * here as LOST and HANDED, and the replay goes on without it); else a
+ * negative errno (the open fails, as before: storage may only be down). */
+static int lost_at_replay(struct cache *c, uint64_t id)
+{
+	if (c->o.read_only || !c->handoff_on)
+		return -EIO;
+	char ids[32];
+	snprintf(ids, sizeof ids, "%" PRIu64, id);
+	const char *args[] = { ids, NULL, NULL };
+	int h = run_hook(c, "segment-lost", args);
+	if (h) {
+		qlog_err("cache: segment %" PRIu64 " is needed to replay %s, is not local, cannot "
+			 "be fetched and was never handed off; storage did not record it lost "
+			 "(hand-off result %d)", id, c->dir, h);
+		return -EIO;
+	}
+	pthread_mutex_lock(&c->slog_mu);
+	int r = slog_append(c->slog, SLOG_SEG_LOST, id);
+	if (!r)
+		r = slog_append(c->slog, SLOG_SEG_HANDED, id);
+	pthread_mutex_unlock(&c->slog_mu);
+	return r;
+}
+
 /* --- the journal --------------------------------------------------------- */
 
 struct slog_load {
-	struct u64vec handed, ckpt_handed, confirmed, removed, del_handed;
+	struct u64vec handed, ckpt_handed, confirmed, removed, del_handed, lost;
 	int err;
 };
 
@@ -565,7 +598,8 @@ static void slog_cb(void *arg, const struct slog_rec *r)
 			   r->type == SLOG_CKPT_HANDED ? &l->ckpt_handed :
 			   r->type == SLOG_SEG_CONFIRMED ? &l->confirmed :
 			   r->type == SLOG_SEG_REMOVED ? &l->removed :
-			   r->type == SLOG_SEG_DEL_HANDED ? &l->del_handed : NULL;
+			   r->type == SLOG_SEG_DEL_HANDED ? &l->del_handed :
+			   r->type == SLOG_SEG_LOST ? &l->lost : NULL;
 	if (v && u64_push(v, r->id))
 		l->err = -ENOMEM;
 }
@@ -576,7 +610,8 @@ static void compact_slog(struct cache *c)
 	size_t live = 0;
 	for (uint64_t i = 1; i <= c->last_seg; i++)
 		if (c->segs[i])
-			live += !!(c->segs[i]->flags & SF_HANDED) + !!(c->segs[i]->flags & SF_CONFIRMED);
+			live += !!(c->segs[i]->flags & SF_HANDED) + !!(c->segs[i]->flags & SF_CONFIRMED) +
+				!!(c->segs[i]->flags & SF_LOST);
 	for (size_t i = 0; i < c->nckpts; i++)
 		live += c->ckpts[i].handed;
 	live += c->nremoved;	/* kept for good: one record each */
@@ -592,6 +627,8 @@ static void compact_slog(struct cache *c)
 			v[n++] = (struct slog_rec){ .id = i, .type = SLOG_SEG_HANDED };
 		if (s && (s->flags & SF_CONFIRMED))
 			v[n++] = (struct slog_rec){ .id = i, .type = SLOG_SEG_CONFIRMED };
+		if (s && (s->flags & SF_LOST))
+			v[n++] = (struct slog_rec){ .id = i, .type = SLOG_SEG_LOST };
 	}
 	for (size_t i = 0; i < c->nckpts; i++)
 		if (c->ckpts[i].handed)
@@ -773,6 +810,7 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 	free(sl.confirmed.v);
 	free(sl.removed.v);
 	free(sl.del_handed.v);
+	free(sl.lost.v);
 	free(segs.v);
 	free(ckpts.v);
 	close(dfd);
@@ -800,6 +838,7 @@ static int recover(struct cache *c)
 	u64_sort(&sl.handed);
 	u64_sort(&sl.ckpt_handed);
 	u64_sort(&sl.confirmed);
+	u64_sort(&sl.lost);
 
 	u64_sort(&sl.del_handed);
 	for (size_t i = 0; !r && i < sl.removed.n; i++)
@@ -853,7 +892,25 @@ static int recover(struct cache *c)
 	bool have_active = false;
 	for (uint64_t id = upto + 1; id <= last; id++) {
 		if (!u64_has(&segs, id)) {
-			r = fetch_for_replay(c, id);
+			bool lost = u64_has(&sl.lost, id);
+			r = lost ? 0 : fetch_for_replay(c, id);
+			if (r && !u64_has(&sl.handed, id) && lost_at_replay(c, id) == 0)
+				lost = true;	/* storage recorded it: replay goes on */
+			if (lost) {
+				struct seg *ls = seg_get_or_add(c, id);
+				if (!ls) {
+					r = -ENOMEM;
+					goto out;
+				}
+				ls->flags = SF_SEALED | SF_LOST;
+				if (u64_has(&sl.handed, id))
+					ls->flags |= SF_HANDED;
+				last_sealed = id;
+				qlog_err("cache: segment %" PRIu64 " was lost before it was handed "
+					 "off: replay goes on without its records", id);
+				r = 0;
+				continue;
+			}
 			if (r)
 				goto out;
 			close(c->segs[id]->fd);
@@ -896,6 +953,19 @@ static int recover(struct cache *c)
 	}
 	if (c->last_seg < last)
 		c->last_seg = last;
+	/* lost segments no file or checkpoint names (the newest ones, on a
+	 * restored node): known, so that no new segment takes their ids */
+	for (size_t i = 0; i < sl.lost.n; i++) {
+		uint64_t id = sl.lost.v[i];
+		if (seg_find(c, id) || removed_has(c, id))
+			continue;
+		struct seg *ls = seg_get_or_add(c, id);
+		if (!ls) {
+			r = -ENOMEM;
+			goto out;
+		}
+		ls->flags = SF_SEALED | SF_LOST;
+	}
 	/* hand-off state from the journal */
 	for (uint64_t id = 1; id <= c->last_seg; id++) {
 		struct seg *s = c->segs[id];
@@ -905,10 +975,23 @@ static int recover(struct cache *c)
 			s->flags |= SF_HANDED;
 		if (u64_has(&sl.confirmed, id))
 			s->flags |= SF_CONFIRMED;
-		if ((s->flags & SF_SEALED) && !(s->flags & SF_LOCAL) && !(s->flags & SF_CONFIRMED))
-			qlog_warn("cache: segment %" PRIu64 " is neither on local disk nor "
-				  "confirmed remote; reads of it depend on the segment-missing hook",
-				  id);
+		if (u64_has(&sl.lost, id) && !(s->flags & SF_CONFIRMED))
+			s->flags = (s->flags | SF_LOST) & ~SF_LOCAL;
+		if ((s->flags & SF_SEALED) && !(s->flags & (SF_LOCAL | SF_LOST)) &&
+		    !(s->flags & SF_CONFIRMED)) {
+			/* storage journaled it (HANDED): fetched from there; else
+			 * its only copy is gone */
+			if (!(s->flags & SF_HANDED) && c->handoff_on) {
+				char why[300];
+				snprintf(why, sizeof why, "its file is not in %s (or was set aside)",
+					 c->dir);
+				seg_lose(c, s, why);
+			} else {
+				qlog_warn("cache: segment %" PRIu64 " is neither on local disk nor "
+					  "confirmed remote; reads of it depend on the "
+					  "segment-missing hook", id);
+			}
+		}
 	}
 	for (size_t i = 0; i < c->nckpts; i++)
 		c->ckpts[i].handed = u64_has(&sl.ckpt_handed, c->ckpts[i].id);
@@ -937,6 +1020,7 @@ out:
 	free(sl.confirmed.v);
 	free(sl.removed.v);
 	free(sl.del_handed.v);
+	free(sl.lost.v);
 	return r;
 }
 

@@ -17,6 +17,7 @@
 #include "segment.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
+#include "../common/storproto.h"
 
 struct job {
 	bool ckpt;
@@ -45,7 +46,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 	}
 	for (uint64_t id = 1; id <= c->last_seg && !ckpts; id++) {
 		struct seg *s = c->segs[id];
-		if (!s || !(s->flags & SF_SEALED) || (s->flags & SF_HANDED))
+		if (!s || !seg_handoff_due(s))
 			continue;
 		if (force || s->hook_next_ns <= now)
 			jobs[n++] = (struct job){ false, id };
@@ -59,7 +60,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 	uint64_t unhanded = UINT64_MAX;
 	for (uint64_t id = 1; id <= c->last_seg && unhanded == UINT64_MAX; id++) {
 		struct seg *s = c->segs[id];
-		if (s && (s->flags & SF_SEALED) && !(s->flags & SF_HANDED))
+		if (s && seg_handoff_due(s))
 			unhanded = id;
 	}
 	for (size_t i = 0; i < c->nckpts && ckpts; i++) {
@@ -76,19 +77,33 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 	for (size_t i = 0; i < n; i++) {
 		char ids[32], name[CKPT_NAME_LEN], path[4200];
 		const char *event = jobs[i].ckpt ? "checkpoint-written" : "segment-sealed";
-		if (jobs[i].ckpt)
+		bool lost = false;
+		if (jobs[i].ckpt) {
 			ckpt_name(jobs[i].id, name);
-		else
+		} else {
 			seg_name(jobs[i].id, name);
+			/* a file gone before its hand-off: the segment is lost, and
+			 * its hand-off reports that instead (cache_lost.c) */
+			pthread_rwlock_wrlock(&c->lock);
+			struct seg *s = c->segs[jobs[i].id];
+			lost = s && seg_check_file(c, s) == -ENOENT;
+			pthread_rwlock_unlock(&c->lock);
+			if (lost)
+				event = "segment-lost";
+		}
 		cache_path(c, name, path, sizeof path);
 		snprintf(ids, sizeof ids, "%" PRIu64, jobs[i].id);
-		const char *args[] = { ids, path, NULL };
+		const char *args[] = { ids, lost ? NULL : path, NULL };
 		int h = run_hook(c, event, args);
+		/* storage has the "lost" segment after all: it was only evicted */
+		bool stored = lost && h == STORPROTO_HOOK_STORED;
 		int jr = 0;
-		if (h == 0) {
+		if (h == 0 || stored) {
 			pthread_mutex_lock(&c->slog_mu);
 			jr = slog_append(c->slog, jobs[i].ckpt ? SLOG_CKPT_HANDED : SLOG_SEG_HANDED,
 					 jobs[i].id);
+			if (!jr && stored)
+				jr = slog_append(c->slog, SLOG_SEG_CONFIRMED, jobs[i].id);
 			pthread_mutex_unlock(&c->slog_mu);
 			if (jr)
 				qlog_err("cache: cannot record the hand-off of %s: %s; it will be "
@@ -113,12 +128,18 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 			fails = &s->hook_fails;
 			due = &s->hook_next_ns;
 		}
-		if (h == 0 && !jr) {
+		if ((h == 0 || stored) && !jr) {
 			if (done_flag)
 				*done_flag = true;
 			else
-				seg_step(c, s, SE_HAND_OFF);
+				seg_step(c, s, stored ? SE_CONFIRM : SE_HAND_OFF);
 			*fails = 0;
+			if (stored)
+				qlog_warn("cache: storage has segment %" PRIu64 " stored after all: "
+					  "it was not lost, only evicted", jobs[i].id);
+			else if (lost)
+				qlog_err("cache: storage recorded the loss of segment %" PRIu64,
+					 jobs[i].id);
 		} else {
 			(*fails)++;
 			c->hooks_failed += h != 0;

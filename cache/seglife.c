@@ -5,13 +5,15 @@
 
 #define R SL_REFUSED
 static const enum seg_life table[SL_NSTATES][SE_NEVENTS] = {
-	/*               SEAL       HAND_OFF      CONFIRM       EVICT        FETCH         SET_ASIDE    REMOVE */
-	[SL_ACTIVE] = { SL_SEALED, R, R, R, R, R, R },
-	[SL_SEALED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, SL_REMOVED },
-	[SL_HANDED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, R },
-	[SL_CONFIRMED] = { R, SL_CONFIRMED, SL_CONFIRMED, SL_EVICTED, R, SL_EVICTED, SL_REMOVED },
-	[SL_EVICTED] = { R, SL_EVICTED, SL_EVICTED, R, SL_CONFIRMED, R, SL_REMOVED },
-	[SL_REMOVED] = { R, R, R, R, R, R, R },
+	/*               SEAL       HAND_OFF      CONFIRM       EVICT        FETCH         SET_ASIDE    REMOVE      LOSE */
+	[SL_ACTIVE] = { SL_SEALED, R, R, R, R, R, R, R },
+	[SL_SEALED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, SL_REMOVED, SL_LOST },
+	[SL_HANDED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, R, R },
+	[SL_CONFIRMED] = { R, SL_CONFIRMED, SL_CONFIRMED, SL_EVICTED, R, SL_EVICTED, SL_REMOVED, R },
+	[SL_EVICTED] = { R, SL_EVICTED, SL_EVICTED, R, SL_CONFIRMED, R, SL_REMOVED, R },
+	[SL_REMOVED] = { R, R, R, R, R, R, R, R },
+	[SL_LOST] = { R, SL_LOST_NOTED, SL_EVICTED, R, R, R, R, SL_LOST },
+	[SL_LOST_NOTED] = { R, SL_LOST_NOTED, R, R, R, R, R, SL_LOST_NOTED },
 };
 #undef R
 
@@ -30,6 +32,8 @@ enum seg_life seglife_of(unsigned flags, bool removed)
 		return SL_REMOVED;
 	if (!(flags & SF_SEALED))
 		return SL_ACTIVE;
+	if (flags & SF_LOST)
+		return flags & SF_HANDED ? SL_LOST_NOTED : SL_LOST;
 	if (flags & SF_CONFIRMED)
 		return flags & SF_LOCAL ? SL_CONFIRMED : SL_EVICTED;
 	return flags & SF_HANDED ? SL_HANDED : SL_SEALED;
@@ -42,8 +46,11 @@ unsigned seglife_flags(unsigned flags, enum seg_event e)
 		return flags | SF_SEALED;
 	case SE_HAND_OFF:
 		return flags | SF_HANDED;
-	case SE_CONFIRM:
-		return flags | SF_CONFIRMED;
+	case SE_CONFIRM:	/* from LOST: storage had it after all, so it was
+				 * handed off too */
+		return (flags | SF_CONFIRMED | (flags & SF_LOST ? SF_HANDED : 0)) & ~SF_LOST;
+	case SE_LOSE:
+		return (flags | SF_LOST) & ~SF_LOCAL;
 	case SE_EVICT:
 	case SE_SET_ASIDE:
 	case SE_REMOVE:
@@ -58,13 +65,14 @@ unsigned seglife_flags(unsigned flags, enum seg_event e)
 const char *seglife_state_name(enum seg_life s)
 {
 	static const char *const n[SL_NSTATES] = { "active", "sealed", "handed off", "confirmed",
-						    "evicted", "removed" };
+						    "evicted", "removed", "lost",
+						    "lost (storage told)" };
 	return s >= 0 && s < SL_NSTATES ? n[s] : "refused";
 }
 
 const char *seglife_event_name(enum seg_event e)
 {
 	static const char *const n[SE_NEVENTS] = { "seal", "hand-off", "confirm", "evict",
-						    "fetch", "set aside", "remove" };
+						    "fetch", "set aside", "remove", "lose" };
 	return e >= 0 && e < SE_NEVENTS ? n[e] : "?";
 }

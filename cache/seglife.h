@@ -5,13 +5,15 @@
  * Every change of those flags at run time goes through seglife_next (via
  * cache.c's seg_step), so this table is what the code does:
  *
- *   state \ event  SEAL    HAND_OFF  CONFIRM    EVICT    FETCH      SET_ASIDE REMOVE
- *   ACTIVE         SEALED  -         -          -        -          -         -
- *   SEALED         -       HANDED    CONFIRMED  -        -          -         REMOVED*
- *   HANDED         -       HANDED    CONFIRMED  -        -          -         -
- *   CONFIRMED      -       CONFIRMED CONFIRMED  EVICTED  -          EVICTED   REMOVED
- *   EVICTED        -       EVICTED   EVICTED    -        CONFIRMED  -         REMOVED
- *   REMOVED        -       -         -          -        -          -         -
+ *   state \ event  SEAL    HAND_OFF   CONFIRM    EVICT    FETCH      SET_ASIDE REMOVE   LOSE
+ *   ACTIVE         SEALED  -          -          -        -          -         -        -
+ *   SEALED         -       HANDED     CONFIRMED  -        -          -         REMOVED* LOST
+ *   HANDED         -       HANDED     CONFIRMED  -        -          -         -        -
+ *   CONFIRMED      -       CONFIRMED  CONFIRMED  EVICTED  -          EVICTED   REMOVED  -
+ *   EVICTED        -       EVICTED    EVICTED    -        CONFIRMED  -         REMOVED  -
+ *   REMOVED        -       -          -          -        -          -         -        -
+ *   LOST           -       LOST_NOTED EVICTED    -        -          -         -        LOST
+ *   LOST_NOTED     -       LOST_NOTED -          -        -          -         -        LOST_NOTED
  *   (- : refused, the state is unchanged and the caller has a bug;
  *    * : only when nothing is handed off (a local-only log): with hand-offs
  *        on, a segment may go only once storage has it)
@@ -24,6 +26,14 @@
  *   EVICTED    confirmed, file deleted locally; a read fetches it back
  *   REMOVED    garbage collection removed it (nothing live; state.log
  *              says so); terminal
+ *   LOST       sealed, never handed off, and its file is gone (deleted,
+ *              or set aside as damaged): what it held exists nowhere this
+ *              host knows of; reads of its records fail with EIO naming
+ *              it. Its hand-off (the segment-lost event) asks storage to
+ *              record the loss
+ *   LOST_NOTED storage recorded the loss (its catalog passes the
+ *              segment, so later checkpoints may go); terminal while the
+ *              log is open
  *
  * CONFIRM of a SEALED segment is not a mistake: storage may have it
  * although the HANDED fact was lost (a crash between storage's answer and
@@ -46,6 +56,8 @@ enum seg_life {
 	SL_CONFIRMED,
 	SL_EVICTED,
 	SL_REMOVED,
+	SL_LOST,
+	SL_LOST_NOTED,
 	SL_NSTATES,
 	SL_REFUSED = -1
 };
@@ -58,6 +70,7 @@ enum seg_event {
 	SE_FETCH,
 	SE_SET_ASIDE,
 	SE_REMOVE,
+	SE_LOSE,
 	SE_NEVENTS
 };
 

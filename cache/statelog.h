@@ -22,6 +22,8 @@ enum slog_type {
 	SLOG_SEG_REMOVED = 4,	/* removed by garbage collection (cache_gc.c) */
 	SLOG_SEG_DEL_HANDED = 5,	/* its remote deletion handed off (implies
 					 * removed) */
+	SLOG_SEG_LOST = 6,	/* lost before hand-off (seglife.h: LOST); with
+				 * SEG_HANDED: storage recorded the loss */
 };
 
 struct slog_rec {

@@ -367,6 +367,25 @@ int storclient_delete(struct storclient *cl, const char *name, char *why, size_t
 	return named(cl, STOR_DELETE, name, NULL, 0, why, whylen);
 }
 
+int storclient_lost(struct storclient *cl, const char *name, bool *stored, char *why,
+		    size_t whylen)
+{
+	struct stor_req rq = { .op = STOR_LOST };
+	if (snprintf(rq.name, sizeof rq.name, "%s", name) >= (int)sizeof rq.name)
+		return -EINVAL;
+	char *reply = NULL;
+	int r = call_why(cl, &rq, 0, &reply, why, whylen);
+	if (!r && strcmp(reply, "OK LOST") && strcmp(reply, "OK STORED")) {
+		r = -EPROTO;
+		if (why)
+			snprintf(why, whylen, "qsfs-stor answered LOST %s with '%.100s'", name, reply);
+	}
+	if (!r)
+		*stored = !strcmp(reply, "OK STORED");
+	free(reply);
+	return r;
+}
+
 int storclient_gcfloor(struct storclient *cl, uint64_t *floor)
 {
 	struct stor_req rq = { .op = STOR_GCFLOOR };
@@ -437,6 +456,18 @@ int storclient_handoff(void *arg, const char *event, const char *const *args)
 	     missing = !strcmp(event, "segment-missing"), removed = !strcmp(event, "segment-removed");
 	if (!strcmp(event, "ready") || !strcmp(event, "closing"))
 		return 0;
+	if (!strcmp(event, "segment-lost")) {
+		bool stored = false;
+		if (!args || !args[0])
+			return 2;
+		snprintf(name, sizeof name, "s%s", args[0]);
+		int r = storclient_lost(cl, name, &stored, why, sizeof why);
+		if (r) {
+			qlog_warn("fs: reporting %s lost: %s", name, why);
+			return 1;
+		}
+		return stored ? STORPROTO_HOOK_STORED : 0;
+	}
 	if (!sealed && !ckpt && !missing && !removed)
 		return 2;
 	if (!args || !args[0] || (!removed && !args[1]))

@@ -85,6 +85,11 @@ int storclient_store(struct storclient *cl, const char *name, const char *path, 
 int storclient_retrieve(struct storclient *cl, const char *name, const char *path,
 			unsigned timeout_ms, char *why, size_t whylen);
 int storclient_delete(struct storclient *cl, const char *name, char *why, size_t whylen);
+/* Report segment name lost before hand-off (LOST). 0 with *stored false:
+ * stor journaled the loss; 0 with *stored true: stor has it stored after
+ * all (nothing was lost). */
+int storclient_lost(struct storclient *cl, const char *name, bool *stored, char *why,
+		    size_t whylen);
 int storclient_lease(struct storclient *cl);
 int storclient_gcfloor(struct storclient *cl, uint64_t *floor);
 /* Calls fn for every segment id in lo..hi that stor says is safely remote

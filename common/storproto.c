@@ -30,6 +30,7 @@ static const struct {
 	[STOR_REPAIR] = { "REPAIR", A_NONE, STOR_REPLY_OK, "REPAIR" },
 	[STOR_LEASE] = { "LEASE", A_NONE, STOR_REPLY_OK, "LEASE" },
 	[STOR_GCCHECK] = { "GCCHECK", A_FIX, STOR_REPLY_JSON, "GCCHECK [FIX]" },
+	[STOR_LOST] = { "LOST", A_NAME, STOR_REPLY_OK, "LOST s<id>" },
 };
 
 const char *storproto_word(enum stor_op op)

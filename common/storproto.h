@@ -30,6 +30,11 @@
  *   SCRUB | REPAIR        start a scrub pass: "OK" or "OK already running"
  *   LEASE                 look at the writer lease now: "OK"
  *   GCCHECK [FIX]         the leak check, JSON
+ *   LOST NAME             segment NAME was lost before it was handed off
+ *                         (its writer lost its file): "OK LOST" once the
+ *                         loss is journaled (the catalog records it, status
+ *                         names it), "OK STORED" when stor has it stored
+ *                         after all; ERR while an upload of it is queued
  * NAME is an object name: s<id> (a segment) or c<id> (a checkpoint), id
  * a decimal number > 0. PATH is absolute and may not hold a newline.
  */
@@ -43,6 +48,9 @@
 #define STORPROTO_LINE_MAX 8192		/* a request line, newline included */
 #define STORPROTO_NAME_MAX 24	/* s or c, up to 21 digits, NUL */
 #define STORPROTO_CONFIRMS_SPAN 1000000ull
+/* The exit status of the segment-lost hand-off (hooks/README.md) that says
+ * "storage has this segment stored after all": LOST answered OK STORED. */
+#define STORPROTO_HOOK_STORED 3
 
 enum stor_op {
 	STOR_PING,
@@ -58,6 +66,7 @@ enum stor_op {
 	STOR_REPAIR,
 	STOR_LEASE,
 	STOR_GCCHECK,
+	STOR_LOST,
 	STOR_NOPS
 };
 
@@ -66,7 +75,7 @@ enum stor_reply { STOR_REPLY_OK, STOR_REPLY_YESNO, STOR_REPLY_JSON };
 
 struct stor_req {
 	enum stor_op op;
-	char name[STORPROTO_NAME_MAX];	/* STORE, RETRIEVE, DELETE, CONFIRMED */
+	char name[STORPROTO_NAME_MAX];	/* STORE, RETRIEVE, DELETE, CONFIRMED, LOST */
 	const char *path;		/* STORE, RETRIEVE (parse: points into the line) */
 	uint64_t lo, hi;		/* CONFIRMS */
 	bool fix;			/* GCCHECK */

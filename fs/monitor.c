@@ -146,6 +146,20 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 			 (unsigned long long)st.local_repairs, x->o.cache_dir);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	if (st.segments_lost) {
+		char ids[200] = "";
+		size_t shown = st.segments_lost < 8 ? st.segments_lost : 8;
+		for (size_t i = 0, l = 0; i < shown && l < sizeof ids; i++)
+			l += (size_t)snprintf(ids + l, sizeof ids - l, "%s%llu", i ? ", " : "",
+					      (unsigned long long)st.lost_ids[i]);
+		snprintf(line, sizeof line, "DATA LOST: %llu segments (%s%s) were lost before they "
+			 "were handed off (their files vanished from %s); reads of the records "
+			 "in them fail with EIO%s", (unsigned long long)st.segments_lost, ids,
+			 st.segments_lost > shown ? ", ..." : "", x->o.cache_dir,
+			 st.lost_unreported ? "; storage has not yet recorded the loss, so later "
+			 "checkpoints wait" : "");
+		json_object_array_add(problems, json_object_new_string(line));
+	}
 	if (st.over_limit) {
 		format_size(st.local_bytes, ls, sizeof ls);
 		format_size(st.max_size, ms, sizeof ms);
@@ -176,6 +190,7 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 	json_object_object_add(o, "segments_local", json_object_new_int64((int64_t)st.segments_local));
 	json_object_object_add(o, "segments_unconfirmed",
 			       json_object_new_int64((int64_t)st.segments_unconfirmed));
+	json_object_object_add(o, "segments_lost", json_object_new_uint64(st.segments_lost));
 	json_object_object_add(o, "hooks_pending", json_object_new_int64((int64_t)st.hooks_pending));
 	json_object_object_add(o, "hooks_failed", json_object_new_int64((int64_t)st.hooks_failed));
 	json_object_object_add(o, "handoffs_done", json_object_new_uint64(st.handoffs_done));

@@ -140,6 +140,8 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	/* the segments sealed after the newest checkpoint: replayed at open */
 	uint64_t fetched = 0;
 	for (uint64_t id = upto + 1; id <= seg_hi && !r; id++) {
+		if (catalog_lost(&cat, id))
+			continue;	/* no object: the replay skips it */
 		char name[32], file[SEG_NAME_LEN];
 		snprintf(name, sizeof name, "s%" PRIu64, id);
 		seg_name(id, file);
@@ -175,10 +177,15 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 		for (uint64_t id = cat.rm[i].first; id <= cat.rm[i].last; id++)
 			rm[k++] = id;
 	if (!r) {
-		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, rm, nrm);
+		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, rm, nrm,
+				cat.lost, cat.nlost);
 		if (r)
 			snprintf(err, errlen, "restore: cannot prepare %s: %s", cache_dir, strerror(-r));
 	}
+	if (!r && cat.nlost)
+		qlog_err("fs: restore: the volume catalog records %zu segments lost before they "
+			 "were uploaded (the first: %" PRIu64 "); reads of what they held fail "
+			 "with EIO", cat.nlost, cat.lost[0]);
 	if (!r) {
 		struct timespec t1;
 		clock_gettime(CLOCK_MONOTONIC, &t1);

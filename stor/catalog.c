@@ -12,7 +12,7 @@
 #include "../common/endian.h"
 
 #define CAT_MAGIC "QSFSCAT1"
-#define CAT_VERSION 2u	/* written; 1 is still read */
+#define CAT_VERSION 3u	/* written; 1 and 2 are still read */
 #define CAT_HDR_V1 40u
 #define CAT_HDR 48u
 #define CAT_CK_V1 16u	/* bytes of a checkpoint entry */
@@ -21,11 +21,11 @@
 
 static const char CAT_WHAT[] = "the volume catalog";
 
-/* The catalog's plaintext (version 2) with sequence number seq (replica.c
+/* The catalog's plaintext (version 3) with sequence number seq (replica.c
  * seals it). */
 static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *outlen)
 {
-	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * CAT_CK + c->nrm * 16;
+	size_t plen = CAT_HDR + c->nextra * 8 + c->nck * CAT_CK + c->nrm * 16 + c->nlost * 8;
 	uint8_t *p = calloc(1, plen);
 	if (!p)
 		return -ENOMEM;
@@ -36,6 +36,7 @@ static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *
 	put_le32(p + 32, (uint32_t)c->nextra);
 	put_le32(p + 36, (uint32_t)c->nck);
 	put_le32(p + 40, (uint32_t)c->nrm);
+	put_le32(p + 44, (uint32_t)c->nlost);
 	uint8_t *q = p + CAT_HDR;
 	for (size_t i = 0; i < c->nextra; i++, q += 8)
 		put_le64(q, c->extra[i]);
@@ -48,6 +49,8 @@ static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *
 		put_le64(q, c->rm[i].first);
 		put_le64(q + 8, c->rm[i].last);
 	}
+	for (size_t i = 0; i < c->nlost; i++, q += 8)
+		put_le64(q, c->lost[i]);
 	*out = p;
 	*outlen = plen;
 	return 0;
@@ -66,15 +69,17 @@ static int check(const uint8_t *p, size_t plen)
 	if (plen < CAT_HDR_V1)
 		return -EBADMSG;
 	uint32_t v = get_le32(p + 8);
-	if (v != 1 && v != CAT_VERSION)
+	if (v < 1 || v > CAT_VERSION)
 		return -EBADMSG;
 	size_t hdr, cksz;
 	layout(v, &hdr, &cksz);
-	if (plen < hdr || get_le32(p + 12) || (v >= 2 && get_le32(p + 44)))
+	if (plen < hdr || get_le32(p + 12) || (v == 2 && get_le32(p + 44)))
 		return -EBADMSG;
-	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36), nr = v >= 2 ? get_le32(p + 40) : 0;
+	uint32_t ne = get_le32(p + 32), nc = get_le32(p + 36), nr = v >= 2 ? get_le32(p + 40) : 0,
+		 nl = v >= 3 ? get_le32(p + 44) : 0;
 	if (ne > CAT_MAX_ENTRIES || nc > CAT_MAX_ENTRIES || nr > CAT_MAX_ENTRIES ||
-	    plen != hdr + (size_t)ne * 8 + (size_t)nc * cksz + (size_t)nr * 16)
+	    nl > CAT_MAX_ENTRIES ||
+	    plen != hdr + (size_t)ne * 8 + (size_t)nc * cksz + (size_t)nr * 16 + (size_t)nl * 8)
 		return -EBADMSG;
 	const uint8_t *q = p + hdr;
 	uint64_t prev = get_le64(p + 24);
@@ -96,6 +101,11 @@ static int check(const uint8_t *p, size_t plen)
 		if (!first || first > last || (i && first <= get_le64(q - 8) + 1))
 			return -EBADMSG;
 	}
+	for (uint32_t i = 0; i < nl; i++, q += 8) {
+		uint64_t id = get_le64(q);
+		if (!id || (i && id <= get_le64(q - 8)))
+			return -EBADMSG;	/* increasing, as written */
+	}
 	return 0;
 }
 
@@ -110,7 +120,7 @@ int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen
 	if (r)
 		return r;
 	uint32_t v = get_le32(p + 8), ne = get_le32(p + 32), nc = get_le32(p + 36),
-		 nr = v >= 2 ? get_le32(p + 40) : 0;
+		 nr = v >= 2 ? get_le32(p + 40) : 0, nl = v >= 3 ? get_le32(p + 44) : 0;
 	size_t hdr, cksz;
 	layout(v, &hdr, &cksz);
 	c->seq = get_le64(p + 16);
@@ -118,7 +128,8 @@ int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen
 	c->extra = malloc((ne ? ne : 1) * sizeof *c->extra);
 	c->ck = malloc((nc ? nc : 1) * sizeof *c->ck);
 	c->rm = malloc((nr ? nr : 1) * sizeof *c->rm);
-	if (!c->extra || !c->ck || !c->rm) {
+	c->lost = malloc((nl ? nl : 1) * sizeof *c->lost);
+	if (!c->extra || !c->ck || !c->rm || !c->lost) {
 		free(p);
 		catalog_free(c);
 		return -ENOMEM;
@@ -126,6 +137,7 @@ int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen
 	c->capextra = ne ? ne : 1;
 	c->capck = nc ? nc : 1;
 	c->caprm = nr ? nr : 1;
+	c->caplost = nl ? nl : 1;
 	const uint8_t *q = p + hdr;
 	for (uint32_t i = 0; i < ne; i++, q += 8)
 		c->extra[i] = get_le64(q);
@@ -134,6 +146,9 @@ int catalog_load(struct objstore *s, struct catalog *c, char *why, size_t whylen
 					      v >= 2 ? get_le64(q + 16) : 0 };
 	for (uint32_t i = 0; i < nr; i++, q += 16)
 		c->rm[i] = (struct cat_range){ get_le64(q), get_le64(q + 8) };
+	for (uint32_t i = 0; i < nl; i++, q += 8)
+		c->lost[i] = get_le64(q);
+	c->nlost = nl;
 	c->nextra = ne;
 	c->nck = nc;
 	c->nrm = nr;
@@ -328,6 +343,45 @@ int catalog_remove(struct catalog *c, const char *name)
 	return 0;
 }
 
+bool catalog_lost(const struct catalog *c, uint64_t seg)
+{
+	size_t lo = 0, hi = c->nlost;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->lost[mid] < seg)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < c->nlost && c->lost[lo] == seg;
+}
+
+int catalog_lose(struct catalog *c, const char *name)
+{
+	uint64_t id;
+	if (name_id(name, &id) || name[0] != 's')
+		return -EINVAL;
+	if (catalog_lost(c, id))
+		return 0;
+	if (catalog_has(c, name) || catalog_removed(c, id))
+		return -EEXIST;	/* stored (or stored and removed): not lost */
+	uint64_t *nl = grow(c->lost, c->nlost, &c->caplost, sizeof *c->lost);
+	if (!nl)
+		return -ENOMEM;
+	c->lost = nl;
+	/* its place in the run of segments: seg_hi may pass it now */
+	int r = add_segment(c, id);
+	if (r < 0)
+		return r;
+	size_t i = c->nlost;
+	while (i > 0 && c->lost[i - 1] > id)
+		i--;
+	memmove(c->lost + i + 1, c->lost + i, (c->nlost - i) * sizeof *c->lost);
+	c->lost[i] = id;
+	c->nlost++;
+	return 1;
+}
+
 size_t catalog_take_trimmed(struct catalog *c, uint64_t *ids, size_t max)
 {
 	size_t n = c->ntrimmed < max ? c->ntrimmed : max;
@@ -370,7 +424,7 @@ bool catalog_has(const struct catalog *c, const char *name)
 	if (name_id(name, &id))
 		return false;
 	if (name[0] == 's') {
-		if (catalog_removed(c, id))
+		if (catalog_removed(c, id) || catalog_lost(c, id))
 			return false;
 		if (id <= c->seg_hi)
 			return true;
@@ -394,7 +448,8 @@ int catalog_dup(const struct catalog *c, struct catalog *out)
 	out->extra = malloc((c->nextra ? c->nextra : 1) * sizeof *out->extra);
 	out->ck = malloc((c->nck ? c->nck : 1) * sizeof *out->ck);
 	out->rm = malloc((c->nrm ? c->nrm : 1) * sizeof *out->rm);
-	if (!out->extra || !out->ck || !out->rm) {
+	out->lost = malloc((c->nlost ? c->nlost : 1) * sizeof *out->lost);
+	if (!out->extra || !out->ck || !out->rm || !out->lost) {
 		catalog_free(out);
 		return -ENOMEM;
 	}
@@ -407,6 +462,9 @@ int catalog_dup(const struct catalog *c, struct catalog *out)
 	out->nextra = out->capextra = c->nextra;
 	out->nck = out->capck = c->nck;
 	out->nrm = out->caprm = c->nrm;
+	if (c->nlost)
+		memcpy(out->lost, c->lost, c->nlost * sizeof *out->lost);
+	out->nlost = out->caplost = c->nlost;
 	return 0;
 }
 
@@ -415,6 +473,7 @@ void catalog_free(struct catalog *c)
 	free(c->extra);
 	free(c->ck);
 	free(c->rm);
+	free(c->lost);
 	free(c->trimmed);
 	memset(c, 0, sizeof *c);
 }

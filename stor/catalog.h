@@ -7,12 +7,14 @@
  * number from a majority of backends. Sealed with XChaCha20-Poly1305 under
  * the METADATA subkey (random nonce first; AD = "QSFSCAT1" + volume id), so
  * backends see neither object names nor counts in clear. Plaintext,
- * little-endian, version 2 (written always; version 1, a 40-byte header
- * without nremoved, 16-byte checkpoint entries without upto, is still read,
- * its checkpoints with upto 0):
- *   0  "QSFSCAT1"   8 u32 version (2)   12 u32 0
+ * little-endian, version 3 (written always; version 2 is the same with
+ * nlost 0 and no lost ids; version 1, a 40-byte header without nremoved,
+ * 16-byte checkpoint entries without upto, is still read, its checkpoints
+ * with upto 0):
+ *   0  "QSFSCAT1"   8 u32 version (3)   12 u32 0
  *   16 u64 sequence number            24 u64 seg_hi: segments 1..seg_hi stored
- *   32 u32 nextra   36 u32 nckpt   40 u32 nremoved   44 u32 0
+ *                                        or lost
+ *   32 u32 nextra   36 u32 nckpt   40 u32 nremoved   44 u32 nlost
  *   48 nextra x u64: stored segments above seg_hi, increasing
  *      nckpt x { u64 id, u32 kind (1 full, 2 delta), u32 0, u64 upto },
  *      increasing ids: stored checkpoints from the second newest full on
@@ -22,7 +24,12 @@
  *      segment id the checkpoint covers (from its clear header)
  *      nremoved x { u64 first, u64 last }: removed (deleted) segments,
  *      increasing, disjoint and not adjacent (touching ranges are merged)
- * A removed segment is neither listed nor added again.
+ *      nlost x u64: segments lost before upload (the host that wrote them
+ *      lost its copy before handing it off), increasing
+ * A removed segment is neither listed nor added again. A lost segment has
+ * no object: it takes its place in the run of segments (seg_hi passes it,
+ * so the checkpoints after it may go and a restore replays past it) but is
+ * neither listed nor stored; what it held is gone, and status says so.
  * Only qsfs-stor writes it (one daemon per volume); all access to one
  * struct catalog is serialised by its owner.
  */
@@ -57,6 +64,8 @@ struct catalog {
 	size_t nck, capck;
 	struct cat_range *rm;	/* removed segments, sorted, disjoint, not adjacent */
 	size_t nrm, caprm;
+	uint64_t *lost;		/* segments lost before upload, sorted */
+	size_t nlost, caplost;
 	uint64_t *trimmed;	/* checkpoints trimmed out of the window since the
 				 * last catalog_take_trimmed (not persisted) */
 	size_t ntrimmed, captrimmed;
@@ -93,6 +102,17 @@ int catalog_remove(struct catalog *c, const char *name);
 /* Is segment id seg in a removed range? */
 bool catalog_removed(const struct catalog *c, uint64_t seg);
 
+/* Record segment name ("s<id>") as lost before upload: it joins the lost
+ * ids and the run of segments (seg_hi passes it once the segments before
+ * it are there). Returns 1 when the catalog changed, 0 when it was already
+ * lost, -EEXIST when the catalog has it stored (or removed after it was
+ * stored: it was not lost), -EINVAL for a name that is not a segment's,
+ * -ENOMEM. */
+int catalog_lose(struct catalog *c, const char *name);
+
+/* Is segment id seg recorded as lost before upload? O(log nlost). */
+bool catalog_lost(const struct catalog *c, uint64_t seg);
+
 /* Up to max ids of the checkpoints trimmed out of the window since the
  * last call, into ids (increasing); those returned are forgotten. Returns
  * how many. */
@@ -105,7 +125,7 @@ size_t catalog_take_trimmed(struct catalog *c, uint64_t *ids, size_t max);
  * concerned: no restore from them replays it. */
 uint64_t catalog_gc_floor(const struct catalog *c);
 
-/* Does the catalog list object name as stored? (A removed segment: no; a
+/* Does the catalog list object name as stored? (A removed or lost segment: no; a
  * checkpoint older than the window: yes, stored but no longer listed.) */
 bool catalog_has(const struct catalog *c, const char *name);
 

@@ -53,9 +53,10 @@ struct ctx {
 
 /* A queued job (mu): an upload of a spooled object or a deletion. */
 struct job {
-	char name[OBJ_NAME_MAX];	/* the spool's name: NAME, or NAME.del */
+	char name[OBJ_NAME_MAX];	/* the spool's name: NAME, NAME.del or NAME.lost */
 	char obj[OBJ_NAME_MAX];		/* the object's name */
-	bool del;			/* a deletion (NAME.del), else an upload */
+	bool del;			/* a deletion (NAME.del) */
+	bool lost;			/* a loss to record (NAME.lost); neither: an upload */
 	/* a checkpoint upload: the segment its state covers (its clear header);
 	 * it is stored only once the catalog holds every segment up to it, so
 	 * that no checkpoint on the backends refers to a segment they lack */

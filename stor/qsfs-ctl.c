@@ -4,6 +4,7 @@
  *   qsfs-ctl [-c CONFIG] store NAME PATH       (NAME: s<segment id> | c<checkpoint id>)
  *   qsfs-ctl [-c CONFIG] retrieve NAME PATH
  *   qsfs-ctl [-c CONFIG] delete NAME           queue the deletion of an object
+ *   qsfs-ctl [-c CONFIG] lost s<id>            report a segment lost before upload
  *                                              from the backends (exit 0 once
  *                                              journaled)
  *   qsfs-ctl [-c CONFIG] gcfloor               the catalog's GC floor
@@ -63,6 +64,9 @@ static void usage(FILE *f)
 		   "  store NAME PATH         queue an upload (NAME: s<id> or c<id>)\n"
 		   "  retrieve NAME PATH      fetch an object into PATH\n"
 		   "  delete NAME             queue the deletion of an object from the backends\n"
+		   "  lost s<id>              report a segment lost before it was handed off (the\n"
+		   "                          segment-lost hook event): the catalog records the\n"
+		   "                          loss; exit 3 when stor has it stored after all\n"
 		   "  gcfloor                 the segment id up to which dead segments may be\n"
 		   "                          deleted (the older full checkpoint's coverage)\n"
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"
@@ -976,6 +980,25 @@ int main(int argc, char **argv)
 				fprintf(stderr, "qsfs-ctl: delete %s: %s\n", args[0],
 					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
 				ret = 1;
+			}
+		}
+	} else if (!strcmp(cmd, "lost") && nargs == 1) {
+		if (object_name_parse(args[0], &id) || args[0][0] != 's') {
+			fprintf(stderr, "qsfs-ctl: lost: NAME is s<id>\n");
+			ret = 2;
+		} else {
+			struct stor_req rq = { .op = STOR_LOST };
+			snprintf(rq.name, sizeof rq.name, "%s", args[0]);
+			ret = request(cl, &rq, 0, &reply);
+			if (!ret && !strcmp(reply, "OK STORED")) {
+				printf("%s is stored: nothing was lost\n", args[0]);
+				ret = STORPROTO_HOOK_STORED;
+			} else if (!ret && strcmp(reply, "OK LOST")) {
+				fprintf(stderr, "qsfs-ctl: lost %s: %s\n", args[0],
+					strncmp(reply, "ERR ", 4) ? reply : reply + 4);
+				ret = 1;
+			} else if (!ret) {
+				printf("%s recorded as lost before upload\n", args[0]);
 			}
 		}
 	} else if (!strcmp(cmd, "gcfloor") && nargs == 0) {

@@ -76,6 +76,9 @@ static int journal_vanished(struct stord *d, const char *name)
 		 "copy (%s: %s); its data never reached the backends", name,
 		 d->cfg.stor.state_dir, path, strerror(-r));
 	note_lost(d, name);
+	char why[512];
+	if (kind == 's' && queue_lost(d, name, why, sizeof why))	/* the catalog passes it */
+		qlog_err("stor: %s", why);
 	return -ENOENT;
 }
 
@@ -132,9 +135,10 @@ int queue_job(struct stord *d, const char *name, uint64_t size, int64_t since)
 			return -ENOMEM;
 		snprintf(j->name, sizeof j->name, "%s", name);
 		j->del = spool_is_delete(name, j->obj);
-		if (!j->del)
+		j->lost = !j->del && spool_is_lost(name, j->obj);
+		if (!j->del && !j->lost)
 			snprintf(j->obj, sizeof j->obj, "%s", name);
-		if (!j->del && name[0] == 'c') {
+		if (!j->del && !j->lost && name[0] == 'c') {
 			uint64_t sz;
 			uint8_t hdr[CAT_CKPT_HDR];
 			int fd = spool_open_job(d->spool, name, &sz);
@@ -172,9 +176,55 @@ void drop_job(struct stord *d, struct job *j)
 /* mu held */
 bool job_of(struct stord *d, const char *name)
 {
-	char del[OBJ_NAME_MAX + 8];
+	char del[OBJ_NAME_MAX + 8], lost[OBJ_NAME_MAX + 8];
 	snprintf(del, sizeof del, "%s.del", name);
-	return find_job(d, name) || find_job(d, del);
+	snprintf(lost, sizeof lost, "%s.lost", name);
+	return find_job(d, name) || find_job(d, del) || find_job(d, lost);
+}
+
+int queue_lost(struct stord *d, const char *name, char *why, size_t whylen)
+{
+	char job[OBJ_NAME_MAX + 8];
+	snprintf(job, sizeof job, "%s.lost", name);
+	int r = spool_add_lost(d->spool, name);
+	if (r) {
+		snprintf(why, whylen, "cannot journal the loss of %s in %s/spool: %s", name,
+			 d->cfg.stor.state_dir, strerror(-r));
+		return r;
+	}
+	pthread_mutex_lock(&d->mu);
+	r = queue_job(d, job, 0, (int64_t)time(NULL));
+	pthread_mutex_unlock(&d->mu);
+	if (r)
+		snprintf(why, whylen, "cannot queue the loss of %s: %s", name, strerror(-r));
+	return r;
+}
+
+/* Record segment obj (a job NAME.lost) as lost in the catalog and write it
+ * out, so that seg_hi passes it and the checkpoints after it may go.
+ * Returns 0 when done (also when the catalog has it stored after all: then
+ * nothing was lost), else a negative errno with why (retried). mu not
+ * held; takes d->cat_mu. */
+static int run_lost(struct ctx *c, const char *obj, char *why, size_t whylen)
+{
+	struct stord *d = c->d;
+	uint64_t trimmed[TRIMMED_BATCH];
+	size_t ntrimmed = 0;
+	pthread_mutex_lock(&d->cat_mu);
+	int r = catalog_lose(&d->cat, obj);
+	if (r == -EEXIST) {
+		qlog_warn("stor: %s was reported lost, but the catalog has it stored: nothing "
+			  "was lost", obj);
+		r = 0;
+	} else if (r < 0) {
+		snprintf(why, whylen, "%s: cannot record its loss in the volume catalog: %s", obj,
+			 strerror(-r));
+	} else if (r == 1 || !d->cat_saved) {
+		r = cat_save(d, &c->os, trimmed, &ntrimmed, why, whylen);
+	}
+	pthread_mutex_unlock(&d->cat_mu);
+	journal_trimmed(d, trimmed, ntrimmed);
+	return r;
 }
 
 /* The deletion of object obj (a job NAME.del): a segment leaves the catalog
@@ -250,6 +300,30 @@ static void delete_done(struct stord *d, struct job *j, int r, const char *why)
 	pthread_cond_broadcast(&d->changed);
 }
 
+/* The recording of a loss (job j) ended with r (why). mu held. */
+static void lost_done(struct stord *d, struct job *j, int r, const char *why)
+{
+	j->busy = false;
+	if (!r) {
+		int e = spool_done(d->spool, j->name);
+		if (e)
+			qlog_err("stor: the loss of %s is in the catalog but its journal entry "
+				 "cannot be removed: %s", j->obj, strerror(-e));
+		qlog_info("stor: the volume catalog records %s as lost", j->obj);
+		drop_job(d, j);
+		if (!d->njobs)
+			pthread_cond_broadcast(&d->lease_cv);
+	} else {
+		j->fails++;
+		j->next_ns = fs_now_ns() + backoff_ns(j->fails);
+		snprintf(d->last_error, sizeof d->last_error, "%s", why);
+		qlog_warn("stor: recording the loss of %s failed (attempt %u, next in %llu s): %s",
+			  j->obj, j->fails,
+			  (unsigned long long)(backoff_ns(j->fails) / 1000000000ull), why);
+	}
+	pthread_cond_broadcast(&d->changed);
+}
+
 void *worker_main(void *arg)
 {
 	struct ctx *c = arg;
@@ -289,6 +363,16 @@ void *worker_main(void *arg)
 			continue;
 		}
 		j->busy = true;
+		if (j->lost) {
+			char obj[OBJ_NAME_MAX];
+			snprintf(obj, sizeof obj, "%s", j->obj);
+			pthread_mutex_unlock(&d->mu);
+			char why[1024] = "";
+			int r = run_lost(c, obj, why, sizeof why);
+			pthread_mutex_lock(&d->mu);
+			lost_done(d, j, r, why);
+			continue;
+		}
 		if (j->del) {
 			char obj[OBJ_NAME_MAX];
 			snprintf(obj, sizeof obj, "%s", j->obj);

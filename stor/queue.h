@@ -15,16 +15,17 @@
 #define QSFS_STOR_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct job;
 struct stord;
 
-/* The job of spool name (NAME or NAME.del), or NULL. Does not block;
+/* The job of spool name (NAME, NAME.del or NAME.lost), or NULL. Does not block;
  * d->mu held. */
 struct job *find_job(struct stord *d, const char *name);
 
-/* Has object name a job (upload or deletion) queued or in flight? Does
+/* Has object name a job (upload, deletion or loss) queued or in flight? Does
  * not block; d->mu held. */
 bool job_of(struct stord *d, const char *name);
 
@@ -34,6 +35,12 @@ bool job_of(struct stord *d, const char *name);
  * reads its upto from the spool file. Wakes a worker. 0 or -ENOMEM. Does
  * not block on the network; d->mu held (or no thread started yet). */
 int queue_job(struct stord *d, const char *name, uint64_t size, int64_t since);
+
+/* Durably journal (spool NAME.lost) and queue the recording of segment
+ * name as lost before upload (a worker writes it into the catalog). 0, or
+ * a negative errno with why. Blocks on the spool's fsyncs; takes d->mu
+ * (not held). */
+int queue_lost(struct stord *d, const char *name, char *why, size_t whylen);
 
 /* Unlink and free job j. d->mu held. */
 void drop_job(struct stord *d, struct job *j);

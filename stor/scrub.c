@@ -56,10 +56,11 @@ static char (*scrub_names(struct stord *d, size_t *n))[OBJ_NAME_MAX]
 	char (*v)[OBJ_NAME_MAX] = calloc(cnt ? cnt : 1, OBJ_NAME_MAX);
 	size_t k = 0;
 	for (uint64_t id = 1; v && id <= d->cat.seg_hi; id++)
-		if (!catalog_removed(&d->cat, id))	/* deleted: nothing to check */
+		if (!catalog_removed(&d->cat, id) && !catalog_lost(&d->cat, id))	/* nothing to check */
 			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)id);
 	for (size_t i = 0; v && i < d->cat.nextra; i++)
-		if (!catalog_removed(&d->cat, d->cat.extra[i]))
+		if (!catalog_removed(&d->cat, d->cat.extra[i]) &&
+		    !catalog_lost(&d->cat, d->cat.extra[i]))
 			snprintf(v[k++], OBJ_NAME_MAX, "s%llu", (unsigned long long)d->cat.extra[i]);
 	for (size_t i = 0; v && i < d->cat.nck; i++)
 		snprintf(v[k++], OBJ_NAME_MAX, "c%llu", (unsigned long long)d->cat.ck[i].id);

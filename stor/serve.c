@@ -64,6 +64,14 @@ static void do_retrieve(struct stord *d, int cfd, const char *name, const char *
 		dprintf(cfd, "ERR usage: RETRIEVE s<id>|c<id> /absolute/path\n");
 		return;
 	}
+	pthread_mutex_lock(&d->cat_mu);
+	bool lost = name[0] == 's' && catalog_lost(&d->cat, id);
+	pthread_mutex_unlock(&d->cat_mu);
+	if (lost) {
+		dprintf(cfd, "ERR %s was lost before it was uploaded (the volume catalog records "
+			"the loss): what it held is gone\n", name);
+		return;
+	}
 	/* a temp name of its own: a RETRIEVE its client gave up on may still
 	 * run when the same object is asked for again; ".tmp" at the end, so a
 	 * cache's open removes one a crash left */
@@ -123,7 +131,8 @@ static void do_retrieve(struct stord *d, int cfd, const char *name, const char *
 static void do_catalog(struct stord *d, int cfd)
 {
 	json_object *o = json_object_new_object(), *ex = json_object_new_array(),
-		    *ck = json_object_new_array(), *rm = json_object_new_array();
+		    *ck = json_object_new_array(), *rm = json_object_new_array(),
+		    *lost = json_object_new_array();
 	pthread_mutex_lock(&d->cat_mu);
 	json_object_object_add(o, "volume", json_object_new_string(d->vol.idhex));
 	json_object_object_add(o, "seq", json_object_new_uint64(d->cat.seq));
@@ -144,11 +153,14 @@ static void do_catalog(struct stord *d, int cfd)
 		json_object_array_add(r, json_object_new_uint64(d->cat.rm[i].last));
 		json_object_array_add(rm, r);
 	}
+	for (size_t i = 0; i < d->cat.nlost; i++)
+		json_object_array_add(lost, json_object_new_uint64(d->cat.lost[i]));
 	json_object_object_add(o, "gc_floor", json_object_new_uint64(catalog_gc_floor(&d->cat)));
 	pthread_mutex_unlock(&d->cat_mu);
 	json_object_object_add(o, "segments_extra", ex);
 	json_object_object_add(o, "checkpoints", ck);
 	json_object_object_add(o, "segments_removed", rm);
+	json_object_object_add(o, "segments_lost", lost);
 	dprintf(cfd, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 }
@@ -158,19 +170,23 @@ static void do_catalog(struct stord *d, int cfd)
  * (its upload would leave keys no catalog lists). */
 static int store_allowed(struct stord *d, int cfd, const char *name)
 {
-	char job[OBJ_NAME_MAX + 8];
+	char job[OBJ_NAME_MAX + 8], lostjob[OBJ_NAME_MAX + 8];
 	snprintf(job, sizeof job, "%s.del", name);
+	snprintf(lostjob, sizeof lostjob, "%s.lost", name);
 	pthread_mutex_lock(&d->mu);
 	bool deleting = find_job(d, job) != NULL;
+	bool lost = find_job(d, lostjob) != NULL;
 	pthread_mutex_unlock(&d->mu);
 	uint64_t id;
 	object_name_parse(name, &id);
 	pthread_mutex_lock(&d->cat_mu);
 	bool removed = name[0] == 's' && catalog_removed(&d->cat, id);
+	lost |= name[0] == 's' && catalog_lost(&d->cat, id);
 	pthread_mutex_unlock(&d->cat_mu);
-	if (deleting || removed) {
+	if (deleting || removed || lost) {
 		dprintf(cfd, "ERR %s %s: not stored\n", name, deleting ? "is being deleted" :
-			"was deleted (the catalog lists it as removed)");
+			removed ? "was deleted (the catalog lists it as removed)" :
+			"was reported lost before upload (the catalog records the loss)");
 		return 1;
 	}
 	return 0;
@@ -218,6 +234,53 @@ static void do_delete(struct stord *d, int cfd, const char *name)
 		return;
 	}
 	dprintf(cfd, "OK\n");
+}
+
+/* LOST NAME: the writer lost segment name before handing it off. Stored
+ * after all (the catalog has it): OK STORED. An upload of it queued: ERR
+ * (it will be stored; asked again, OK STORED). Else the loss is journaled
+ * (NAME.lost) and queued: a worker records it in the catalog, which then
+ * passes the segment. Blocks on the spool's fsyncs; takes d->cat_mu, then
+ * d->mu (neither held). */
+static void do_lost(struct stord *d, int cfd, const char *name)
+{
+	uint64_t id;
+	if (object_name_parse(name, &id) || name[0] != 's') {
+		dprintf(cfd, "ERR usage: LOST s<id>\n");
+		return;
+	}
+	pthread_mutex_lock(&d->cat_mu);
+	bool stored = catalog_has(&d->cat, name) || catalog_removed(&d->cat, id),
+	     known = catalog_lost(&d->cat, id);
+	pthread_mutex_unlock(&d->cat_mu);
+	if (stored || known) {
+		dprintf(cfd, "OK %s\n", stored ? "STORED" : "LOST");
+		return;
+	}
+	char job[OBJ_NAME_MAX + 8];
+	snprintf(job, sizeof job, "%s.lost", name);
+	/* mu across the journal write: a STORE of name cannot slip in between
+	 * the check and the queue */
+	pthread_mutex_lock(&d->mu);
+	if (find_job(d, name)) {
+		pthread_mutex_unlock(&d->mu);
+		dprintf(cfd, "ERR %s has an upload queued: it is not lost; ask again once it is "
+			"stored\n", name);
+		return;
+	}
+	int r = find_job(d, job) ? 0 : spool_add_lost(d->spool, name);
+	if (!r)
+		r = queue_job(d, job, 0, (int64_t)time(NULL));
+	pthread_mutex_unlock(&d->mu);
+	if (r) {
+		qlog_err("stor: cannot journal the loss of %s in %s/spool: %s", name,
+			 d->cfg.stor.state_dir, strerror(-r));
+		dprintf(cfd, "ERR cannot journal the loss of %s: %s\n", name, strerror(-r));
+		return;
+	}
+	qlog_err("stor: %s LOST: its writer lost it before handing it off; the volume catalog "
+		 "records the loss, and reads of what it held fail", name);
+	dprintf(cfd, "OK LOST\n");
 }
 
 /* GCCHECK [FIX]: on this connection's thread, with handles of its own.
@@ -322,6 +385,9 @@ static void serve(struct stord *d, int cfd, const struct stor_req *rq)
 		break;
 	case STOR_RETRIEVE:
 		do_retrieve(d, cfd, rq->name, rq->path);
+		break;
+	case STOR_LOST:
+		do_lost(d, cfd, rq->name);
 		break;
 	case STOR_NOPS:
 		break;

@@ -132,13 +132,16 @@ int spool_add(struct spool *s, const char *name, const char *path)
 }
 
 #define DEL_SUFFIX ".del"
+#define LOST_SUFFIX ".lost"
 
-bool spool_is_delete(const char *job, char *obj)
+/* Is job a marker job "NAME<suffix>" with a valid object name? If so, and
+ * obj is not NULL, the object's name goes to obj. */
+static bool is_marker(const char *job, const char *suffix, char *obj)
 {
-	size_t n = strlen(job), sl = sizeof DEL_SUFFIX - 1;
+	size_t n = strlen(job), sl = strlen(suffix);
 	char name[32];
 	uint64_t id;
-	if (n <= sl || n - sl >= sizeof name || strcmp(job + n - sl, DEL_SUFFIX))
+	if (n <= sl || n - sl >= sizeof name || strcmp(job + n - sl, suffix))
 		return false;
 	memcpy(name, job, n - sl);
 	name[n - sl] = 0;
@@ -149,14 +152,26 @@ bool spool_is_delete(const char *job, char *obj)
 	return true;
 }
 
-int spool_add_delete(struct spool *s, const char *name)
+bool spool_is_delete(const char *job, char *obj)
+{
+	return is_marker(job, DEL_SUFFIX, obj);
+}
+
+bool spool_is_lost(const char *job, char *obj)
+{
+	return is_marker(job, LOST_SUFFIX, obj) && job[0] == 's';
+}
+
+/* Durably add the empty job file NAME<suffix>: temp, fsync, rename, fsync
+ * of the directory. */
+static int add_marker(struct spool *s, const char *name, const char *suffix)
 {
 	uint64_t id;
 	if (object_name_parse(name, &id))
 		return -EINVAL;
 	char tmp[64], final[64];
-	snprintf(tmp, sizeof tmp, ".%s%s.tmp", name, DEL_SUFFIX);
-	snprintf(final, sizeof final, "%s%s", name, DEL_SUFFIX);
+	snprintf(tmp, sizeof tmp, ".%s%s.tmp", name, suffix);
+	snprintf(final, sizeof final, "%s%s", name, suffix);
 	int fd = openat(s->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
@@ -169,6 +184,16 @@ int spool_add_delete(struct spool *s, const char *name)
 	if (r)
 		unlinkat(s->dfd, tmp, 0);
 	return r;
+}
+
+int spool_add_delete(struct spool *s, const char *name)
+{
+	return add_marker(s, name, DEL_SUFFIX);
+}
+
+int spool_add_lost(struct spool *s, const char *name)
+{
+	return name[0] == 's' ? add_marker(s, name, LOST_SUFFIX) : -EINVAL;
 }
 
 int spool_done(struct spool *s, const char *name)
@@ -195,7 +220,8 @@ int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t
 	while ((e = readdir(d))) {
 		uint64_t id;
 		struct stat st;
-		if ((object_name_parse(e->d_name, &id) && !spool_is_delete(e->d_name, NULL)) ||
+		if ((object_name_parse(e->d_name, &id) && !spool_is_delete(e->d_name, NULL) &&
+		     !spool_is_lost(e->d_name, NULL)) ||
 		    fstatat(s->dfd, e->d_name, &st, 0))
 			continue;
 		cb(arg, e->d_name, (uint64_t)st.st_size, (int64_t)st.st_mtime);

@@ -12,6 +12,10 @@
  * A DELETE job is an empty file STATE_DIR/spool/NAME.del, made durable the
  * same way (temp, fsync, rename, fsync of the directory) and removed the
  * same way once the object is gone from the backends.
+ *
+ * A LOST job is an empty file STATE_DIR/spool/NAME.lost (segments only),
+ * made and removed the same way: the writer lost segment NAME before it
+ * handed it off, and the catalog must record the loss (catalog.h).
  */
 #ifndef QSFS_STOR_SPOOL_H
 #define QSFS_STOR_SPOOL_H
@@ -34,15 +38,21 @@ int spool_add(struct spool *s, const char *name, const char *path);
  * fsync. */
 int spool_add_delete(struct spool *s, const char *name);
 
+/* Durably add a job recording segment name as lost: the file NAME.lost.
+ * Returns 0 once it is on disk, -EINVAL for a name that is not a
+ * segment's, else -errno. Blocks on fsync. */
+int spool_add_lost(struct spool *s, const char *name);
+
 /* The job is done: remove it durably (name: a job name as spool_list gives
- * it, NAME or NAME.del). */
+ * it, NAME, NAME.del or NAME.lost). */
 int spool_done(struct spool *s, const char *name);
 
 /* Open the job's file for reading (fd) and give its size. */
 int spool_open_job(struct spool *s, const char *name, uint64_t *size);
 
 /* Call cb for every job present (at start: the unfinished ones): a STORE
- * job with the object's name, a DELETE job with "NAME.del" (size 0). */
+ * job with the object's name, a DELETE job with "NAME.del", a LOST job
+ * with "NAME.lost" (size 0). */
 int spool_list(struct spool *s, void (*cb)(void *arg, const char *name, uint64_t size,
 					   int64_t mtime),
 	       void *arg);
@@ -55,5 +65,8 @@ int object_name_parse(const char *name, uint64_t *code_id);
  * and obj is not NULL, the object's name goes to obj (OBJ name size, at
  * least 32 bytes). */
 bool spool_is_delete(const char *job, char *obj);
+
+/* Is job name a LOST job ("s<id>.lost")? obj as for spool_is_delete. */
+bool spool_is_lost(const char *job, char *obj);
 
 #endif

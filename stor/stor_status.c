@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "backend.h"
@@ -65,17 +66,30 @@ static void scrub_status(struct stord *d, json_object *o, json_object *problems)
 void do_status(struct stord *d, int cfd)
 {
 	json_object *o = json_object_new_object();
+	/* the segments the catalog records lost (d->cat_mu before d->mu) */
+	char lostnames[300] = "";
+	pthread_mutex_lock(&d->cat_mu);
+	size_t nlostsegs = d->cat.nlost;
+	for (size_t i = 0, l = 0; i < d->cat.nlost && l + 24 < sizeof lostnames - 8; i++)
+		l += (size_t)snprintf(lostnames + l, sizeof lostnames - l, "%ss%llu", i ? ", " : "",
+				      (unsigned long long)d->cat.lost[i]);
+	if (nlostsegs && strlen(lostnames) + 30 >= sizeof lostnames - 8)
+		strcat(lostnames, ", ...");
+	pthread_mutex_unlock(&d->cat_mu);
 	pthread_mutex_lock(&d->mu);
+	unsigned lost_queued = 0;
+	for (struct job *j = d->jobs; j; j = j->next)
+		lost_queued += j->lost;
 	uint64_t bytes = 0;
 	int64_t oldest = 0, now = (int64_t)time(NULL);
 	for (struct job *j = d->jobs; j; j = j->next) {
-		if (j->del)
+		if (j->del || j->lost)
 			continue;	/* counted apart */
 		bytes += j->size;
 		if (!oldest || j->since < oldest)
 			oldest = j->since;
 	}
-	unsigned uploads = d->njobs - d->ndeletes;
+	unsigned uploads = d->njobs - d->ndeletes - lost_queued;
 	json_object_object_add(o, "volume", json_object_new_string(d->cfg.volume));
 	json_object_object_add(o, "volume_id", json_object_new_string(d->vol.idhex));
 	json_object_object_add(o, "pending_jobs", json_object_new_int64(uploads));
@@ -225,6 +239,15 @@ void do_status(struct stord *d, int cfd)
 			 "backends (their journal entries and their cache copies vanished): %s. The "
 			 "writer lease is kept; once dealt with, remove %s/lost", d->nlost,
 			 d->lost_names, d->cfg.stor.state_dir);
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+	json_object_object_add(o, "lost_segments", json_object_new_uint64(nlostsegs + lost_queued));
+	if (nlostsegs || lost_queued) {
+		snprintf(line, sizeof line, "DATA LOST: %zu segments were lost before they were "
+			 "uploaded (their writer lost its copy first)%s%s%s; reads of what they "
+			 "held fail with EIO", nlostsegs + lost_queued,
+			 nlostsegs ? ": the volume catalog records " : "", lostnames,
+			 lost_queued ? " (some not yet recorded in the catalog)" : "");
 		json_object_array_add(problems, json_object_new_string(line));
 	}
 	json_object_object_add(o, "degraded_objects", json_object_new_int64((int64_t)d->ndegraded));

@@ -38,6 +38,12 @@ static const struct edge allowed[] = {
 	{ SL_EVICTED, SE_CONFIRM, SL_EVICTED, -1 },
 	{ SL_EVICTED, SE_FETCH, SL_CONFIRMED, -1 },
 	{ SL_EVICTED, SE_REMOVE, SL_REMOVED, -1 },
+	{ SL_SEALED, SE_LOSE, SL_LOST, -1 },
+	{ SL_LOST, SE_LOSE, SL_LOST, -1 },
+	{ SL_LOST, SE_HAND_OFF, SL_LOST_NOTED, -1 },
+	{ SL_LOST, SE_CONFIRM, SL_EVICTED, -1 },	/* storage had it after all */
+	{ SL_LOST_NOTED, SE_HAND_OFF, SL_LOST_NOTED, -1 },
+	{ SL_LOST_NOTED, SE_LOSE, SL_LOST_NOTED, -1 },
 };
 
 static enum seg_life expected(enum seg_life s, enum seg_event e, bool on)
@@ -71,7 +77,7 @@ static void test_every_edge(void **state)
 				else
 					n_allowed++;
 			}
-	assert_int_equal(n_allowed, 2 * 14 + 1);	/* 14 edges both ways, 1 off only */
+	assert_int_equal(n_allowed, 2 * 20 + 1);	/* 20 edges both ways, 1 off only */
 	assert_int_equal(n_refused, 2 * SL_NSTATES * SE_NEVENTS - n_allowed);
 	/* out of range: refused, never an index past the table */
 	assert_int_equal(seglife_next(SL_NSTATES, SE_SEAL, true), SL_REFUSED);
@@ -94,6 +100,9 @@ static const struct {
 	{ SL_CONFIRMED, SF_LOCAL | SF_SEALED | SF_CONFIRMED },
 	{ SL_EVICTED, SF_SEALED | SF_HANDED | SF_CONFIRMED },
 	{ SL_EVICTED, SF_SEALED | SF_CONFIRMED | SF_DIRTY },
+	{ SL_LOST, SF_SEALED | SF_LOST },
+	{ SL_LOST, SF_SEALED | SF_LOST | SF_DIRTY },
+	{ SL_LOST_NOTED, SF_SEALED | SF_LOST | SF_HANDED },
 };
 
 static void test_flags_agree_with_the_table(void **state)
@@ -119,6 +128,8 @@ static void test_flags_agree_with_the_table(void **state)
 				assert_int_equal(nf & SF_DIRTY, f & SF_DIRTY);
 			}
 	}
+	/* a lost segment has no file */
+	assert_int_equal(seglife_flags(SF_LOCAL | SF_SEALED, SE_LOSE) & SF_LOCAL, 0);
 	/* removal takes the file away */
 	assert_int_equal(seglife_flags(SF_LOCAL | SF_SEALED | SF_CONFIRMED, SE_REMOVE) & SF_LOCAL, 0);
 }

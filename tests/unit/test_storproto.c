@@ -70,6 +70,9 @@ static void test_every_request_round_trips(void **state)
 		case STOR_CONFIRMED:
 			snprintf(rq.name, sizeof rq.name, "c7");
 			break;
+		case STOR_LOST:
+			snprintf(rq.name, sizeof rq.name, "s7");
+			break;
 		case STOR_CONFIRMS:
 			rq.lo = 0;
 			rq.hi = STORPROTO_CONFIRMS_SPAN - 1;
