@@ -465,3 +465,84 @@ def test_format_never_hides_a_volume_whose_data_it_sees(tmp_path):
 
     finally:
         vol.close()
+
+
+def fs_status(vol):
+    """qsfs-fs's part of qsfs-ctl status --json, with the problems of both."""
+    st = json.loads(vol.ctl("status", "--json").stdout)
+    fs = st.get("fs") or {}
+    fs["state"] = st["state"]
+    fs["problems"] = st["problems"] + fs.get("problems", [])
+    return fs
+
+
+def test_a_segment_lost_before_upload_costs_only_its_records(tmp_path, servers):
+    """A sealed segment never handed off (stor was down) whose file is gone
+    when qsfs-fs starts again: the volume still mounts, reads of what that
+    segment held fail with EIO, everything else reads back; the loss is
+    reported to stor, the catalog records it, later checkpoints reach the
+    backends, status names the segment on this node and on a fresh one, and
+    a fresh node restores everything else."""
+    rs = servers[:6]
+    vol = Volume(tmp_path, backends=[url(r) for r in rs], segment_size="1MiB")
+    rng = random.Random(19)
+    try:
+        vol.start_stor()
+        vol.mount()
+        before = rng.randbytes(3 * MIB)
+        (vol.mnt / "before").write_bytes(before)
+        vol.ctl("drain", "--timeout", "120")  # sealed, uploaded, confirmed
+        segs0 = {int(p.name[4:20], 16) for p in vol.cache.glob("seg-*.qseg")}
+        assert vol.stop_stor() == 0  # hand-offs now fail and wait
+        during = rng.randbytes(3 * MIB)
+        with open(vol.mnt / "during", "wb") as f:
+            f.write(during)
+            os.fsync(f.fileno())
+        after = b"small file after the loss"
+        (vol.mnt / "small").write_bytes(after)
+        os.sync()
+        new = sorted(int(p.name[4:20], 16) for p in vol.cache.glob("seg-*.qseg")
+                     if int(p.name[4:20], 16) not in segs0)
+        assert len(new) >= 3, new  # two sealed by "during", one active
+        vol.kill9()
+        lost = new[0]
+        (vol.cache / f"seg-{lost:016x}.qseg").unlink()  # its only copy
+
+        vol.start_stor()
+        vol.mount()
+        wait_for(lambda: fs_status(vol)["segments_lost"] == 1 and
+                 fs_status(vol)["hooks_pending"] == 0, 120, "the loss reported")
+        assert (vol.mnt / "before").read_bytes() == before
+        assert (vol.mnt / "small").read_bytes() == after
+        with pytest.raises(OSError) as e:
+            (vol.mnt / "during").read_bytes()
+        assert e.value.errno == 5  # EIO
+        st = fs_status(vol)
+        assert st["state"] == "degraded", st
+        assert any("DATA LOST" in p and str(lost) in p for p in st["problems"]), st["problems"]
+        cat = json.loads(vol.ctl("catalog").stdout)
+        assert cat["segments_lost"] == [lost], cat
+        assert cat["segments_upto"] >= new[-2], cat  # the run passed the lost one
+        log = vol.fs_log.read_text()
+        assert f"segment {lost} LOST before it was handed off" in log, log[-3000:]
+        assert f"s{lost} LOST" in vol.stor_log.read_text()
+        vol.ctl("drain", "--timeout", "120")  # everything else is uploaded
+        assert vol.unmount() == 0
+        assert vol.stop_stor() == 0
+
+        # a fresh node: everything but the lost records comes back
+        vol.mount_as_fresh_node()
+        assert (vol.mnt / "before").read_bytes() == before
+        assert (vol.mnt / "small").read_bytes() == after
+        with pytest.raises(OSError) as e:
+            (vol.mnt / "during").read_bytes()
+        assert e.value.errno == 5
+        st = status(vol)  # stor's, from the catalog
+        assert st["lost_segments"] == 1, st
+        assert any("DATA LOST" in p and f"s{lost}" in p for p in st["problems"]), st["problems"]
+        (vol.mnt / "new").write_bytes(b"the restored node writes on")
+        vol.remount()
+        assert (vol.mnt / "new").read_bytes() == b"the restored node writes on"
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
