@@ -637,7 +637,7 @@ static int seg_open_fd(struct cache *c, uint64_t id)
 }
 
 /* A record of sealed segment s failed its checks on local disk, read
- * through fd. If the backends hold the segment (confirmed) and a hook can
+ * through fd. If storage holds the segment (confirmed, or handed off) and a hook can
  * fetch it, set the local file aside as seg-N.qseg.corrupt (kept for
  * inspection) so the next read fetches a good copy. Readers still using
  * the old fd may go on with it (and land here too): it is kept open, on a
@@ -656,13 +656,17 @@ static int set_aside(struct cache *c, struct seg *s, int fd)
 	pthread_rwlock_wrlock(&c->lock);
 	if (s->fd != fd) {
 		r = 0;	/* another reader set it aside already */
-	} else if (s != c->active && (s->flags & SF_SEALED) && (s->flags & SF_CONFIRMED)) {
+	} else if (s != c->active && (s->flags & SF_SEALED) &&
+		   (s->flags & (SF_CONFIRMED | SF_HANDED))) {
+		/* storage has it: on the backends (confirmed) or in its journal
+		 * or already uploaded (handed off); a fetched copy is verified
+		 * whole before it replaces this one */
 		int *v = realloc(c->stale_fds, (c->nstale_fds + 1) * sizeof *v);
 		if (v && renameat(c->dirfd, name, c->dirfd, bad) == 0) {
 			c->stale_fds = v;
 			c->stale_fds[c->nstale_fds++] = s->fd;
 			s->fd = -1;
-			seg_step(c, s, SE_SET_ASIDE);	/* confirmed: checked above */
+			seg_step(c, s, SE_SET_ASIDE);	/* confirmed or handed: checked above */
 			c->local_repairs++;
 			fs_fsync_dir(c->dirfd);
 			r = 0;
@@ -674,7 +678,7 @@ static int set_aside(struct cache *c, struct seg *s, int fd)
 	pthread_rwlock_unlock(&c->lock);
 	if (now)
 		qlog_warn("cache: segment %" PRIu64 " failed its checks on local disk; set aside "
-			  "as %s/%s, fetching the copy the backends hold", s->id, c->dir, bad);
+			  "as %s/%s, fetching the copy storage holds", s->id, c->dir, bad);
 	return r;
 }
 

@@ -144,8 +144,8 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n);
 
 /* Read key's value. Copies min(vlen, cap) bytes into buf and returns the
  * full value length (so a short buffer can be detected). The record's
- * checksum is verified on every read. When a record of a sealed segment the
- * backends hold (confirmed) fails its checks, the local file is set aside
+ * checksum is verified on every read. When a record of a sealed segment
+ * storage holds (confirmed, or handed off) fails its checks, the local file is set aside
  * as seg-N.qseg.corrupt and the segment fetched again through the
  * segment-missing hook, once per call (stats: local_repairs); otherwise, or
  * if the fetched copy fails too, -EIO naming the segment and offset. */

@@ -8,12 +8,13 @@ static const enum seg_life table[SL_NSTATES][SE_NEVENTS] = {
 	/*               SEAL       HAND_OFF      CONFIRM       EVICT        FETCH         SET_ASIDE    REMOVE      LOSE */
 	[SL_ACTIVE] = { SL_SEALED, R, R, R, R, R, R, R },
 	[SL_SEALED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, SL_REMOVED, SL_LOST },
-	[SL_HANDED] = { R, SL_HANDED, SL_CONFIRMED, R, R, R, R, R },
+	[SL_HANDED] = { R, SL_HANDED, SL_CONFIRMED, R, R, SL_AWAY, R, R },
 	[SL_CONFIRMED] = { R, SL_CONFIRMED, SL_CONFIRMED, SL_EVICTED, R, SL_EVICTED, SL_REMOVED, R },
 	[SL_EVICTED] = { R, SL_EVICTED, SL_EVICTED, R, SL_CONFIRMED, R, SL_REMOVED, R },
 	[SL_REMOVED] = { R, R, R, R, R, R, R, R },
 	[SL_LOST] = { R, SL_LOST_NOTED, SL_EVICTED, R, R, R, R, SL_LOST },
 	[SL_LOST_NOTED] = { R, SL_LOST_NOTED, R, R, R, R, R, SL_LOST_NOTED },
+	[SL_AWAY] = { R, SL_AWAY, SL_EVICTED, R, SL_HANDED, R, R, R },
 };
 #undef R
 
@@ -36,7 +37,9 @@ enum seg_life seglife_of(unsigned flags, bool removed)
 		return flags & SF_HANDED ? SL_LOST_NOTED : SL_LOST;
 	if (flags & SF_CONFIRMED)
 		return flags & SF_LOCAL ? SL_CONFIRMED : SL_EVICTED;
-	return flags & SF_HANDED ? SL_HANDED : SL_SEALED;
+	if (flags & SF_HANDED)
+		return flags & SF_LOCAL ? SL_HANDED : SL_AWAY;
+	return SL_SEALED;
 }
 
 unsigned seglife_flags(unsigned flags, enum seg_event e)
@@ -66,7 +69,7 @@ const char *seglife_state_name(enum seg_life s)
 {
 	static const char *const n[SL_NSTATES] = { "active", "sealed", "handed off", "confirmed",
 						    "evicted", "removed", "lost",
-						    "lost (storage told)" };
+						    "lost (storage told)", "handed off, not local" };
 	return s >= 0 && s < SL_NSTATES ? n[s] : "refused";
 }
 

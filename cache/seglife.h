@@ -8,7 +8,8 @@
  *   state \ event  SEAL    HAND_OFF   CONFIRM    EVICT    FETCH      SET_ASIDE REMOVE   LOSE
  *   ACTIVE         SEALED  -          -          -        -          -         -        -
  *   SEALED         -       HANDED     CONFIRMED  -        -          -         REMOVED* LOST
- *   HANDED         -       HANDED     CONFIRMED  -        -          -         -        -
+ *   HANDED         -       HANDED     CONFIRMED  -        -          AWAY      -        -
+ *   AWAY           -       AWAY       EVICTED    -        HANDED     -         -        -
  *   CONFIRMED      -       CONFIRMED  CONFIRMED  EVICTED  -          EVICTED   REMOVED  -
  *   EVICTED        -       EVICTED    EVICTED    -        CONFIRMED  -         REMOVED  -
  *   REMOVED        -       -          -          -        -          -         -        -
@@ -21,7 +22,10 @@
  *   ACTIVE     being appended to; the only segment that is ever written
  *   SEALED     sealed (read-only for good), not yet handed to storage
  *   HANDED     storage journaled it (the segment-sealed hand-off said so);
- *              not yet known to be stored
+ *              not yet known to be stored; its file is local
+ *   AWAY       handed off, not yet known to be stored, and its file is
+ *              not local (it failed its checks and was set aside, or went
+ *              before a restart): storage's copy is fetched on read
  *   CONFIRMED  storage has it (all shards and the catalog); file local
  *   EVICTED    confirmed, file deleted locally; a read fetches it back
  *   REMOVED    garbage collection removed it (nothing live; state.log
@@ -58,6 +62,7 @@ enum seg_life {
 	SL_REMOVED,
 	SL_LOST,
 	SL_LOST_NOTED,
+	SL_AWAY,
 	SL_NSTATES,
 	SL_REFUSED = -1
 };

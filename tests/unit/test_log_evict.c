@@ -277,15 +277,24 @@ static void test_bad_local_copy_is_fetched_again(void **state)
 		assert_int_equal(cache_get(c, k, strlen(k), v, sizeof v), 10000);
 		assert_int_equal(v[9999], i & 0xff);
 	}
-	/* segment 2 is not confirmed: no good copy to trust, EIO */
+	/* segment 2 is handed off, not yet confirmed, and storage's copy is
+	 * bad too: the fetched copy fails its checks, so EIO naming it */
+	char *remote2 = tu_path(top, "remote/seg-0000000000000002.qseg");
+	tu_flip(remote2, 64 + 16 + 6 + 600);
 	tu_flip(seg2, 64 + 16 + 6 + 500);
 	tu_capture_begin();
 	assert_int_equal(cache_get(c, "e00006", 6, v, sizeof v), -EIO);
 	log = tu_capture_end();
 	assert_non_null(strstr(log, "corrupt record in segment 2"));
 	free(log);
+	/* with a good copy in storage, a handed-off segment is fetched like a
+	 * confirmed one: a good copy anywhere is used before an error */
+	tu_flip(remote2, 64 + 16 + 6 + 600);	/* flipped back */
+	assert_int_equal(cache_get(c, "e00006", 6, v, sizeof v), 10000);
+	assert_int_equal(v[500], 6);
 	cache_stats(c, &st);
-	assert_int_equal(st.local_repairs, 1);
+	assert_int_equal(st.local_repairs, 2);
+	free(remote2);
 	assert_int_equal(cache_close(c), 0);
 	free(bad);
 	free(seg1);

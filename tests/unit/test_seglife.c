@@ -29,6 +29,10 @@ static const struct edge allowed[] = {
 	{ SL_SEALED, SE_REMOVE, SL_REMOVED, 0 },	/* local-only log */
 	{ SL_HANDED, SE_HAND_OFF, SL_HANDED, -1 },
 	{ SL_HANDED, SE_CONFIRM, SL_CONFIRMED, -1 },
+	{ SL_HANDED, SE_SET_ASIDE, SL_AWAY, -1 },	/* storage's copy is fetched */
+	{ SL_AWAY, SE_HAND_OFF, SL_AWAY, -1 },
+	{ SL_AWAY, SE_CONFIRM, SL_EVICTED, -1 },
+	{ SL_AWAY, SE_FETCH, SL_HANDED, -1 },
 	{ SL_CONFIRMED, SE_HAND_OFF, SL_CONFIRMED, -1 },
 	{ SL_CONFIRMED, SE_CONFIRM, SL_CONFIRMED, -1 },
 	{ SL_CONFIRMED, SE_EVICT, SL_EVICTED, -1 },
@@ -77,7 +81,7 @@ static void test_every_edge(void **state)
 				else
 					n_allowed++;
 			}
-	assert_int_equal(n_allowed, 2 * 20 + 1);	/* 20 edges both ways, 1 off only */
+	assert_int_equal(n_allowed, 2 * 24 + 1);	/* 24 edges both ways, 1 off only */
 	assert_int_equal(n_refused, 2 * SL_NSTATES * SE_NEVENTS - n_allowed);
 	/* out of range: refused, never an index past the table */
 	assert_int_equal(seglife_next(SL_NSTATES, SE_SEAL, true), SL_REFUSED);
@@ -96,6 +100,7 @@ static const struct {
 	{ SL_ACTIVE, SF_LOCAL | SF_DIRTY },
 	{ SL_SEALED, SF_LOCAL | SF_SEALED },
 	{ SL_HANDED, SF_LOCAL | SF_SEALED | SF_HANDED },
+	{ SL_AWAY, SF_SEALED | SF_HANDED },	/* set aside, not yet fetched */
 	{ SL_CONFIRMED, SF_LOCAL | SF_SEALED | SF_HANDED | SF_CONFIRMED },
 	{ SL_CONFIRMED, SF_LOCAL | SF_SEALED | SF_CONFIRMED },
 	{ SL_EVICTED, SF_SEALED | SF_HANDED | SF_CONFIRMED },
