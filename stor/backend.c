@@ -1,5 +1,5 @@
-/* stor/backend.c - see backend.h; the kinds are in backend_dir.c and
- * backend_redis.c (backend_int.h) */
+/* stor/backend.c - see backend.h; the kinds are in backend_dir.c,
+ * backend_redis.c and backend_zdb.c (backend_int.h) */
 #include "backend.h"
 
 #include <errno.h>
@@ -24,6 +24,8 @@ static const struct backend_ops *ops_of(enum backend_kind kind)
 		return &backend_dir_ops;
 	case BACKEND_REDIS:
 		return &backend_redis_ops;
+	case BACKEND_ZDB:
+		return &backend_zdb_ops;
 	}
 	return NULL;
 }
@@ -211,6 +213,17 @@ int backend_scan(struct backend *b, const char *prefix,
 		return -EIO;
 	ok_latency(b, t0);
 	return 0;
+}
+
+int backend_usage(struct backend *b, uint64_t *used, uint64_t *limit)
+{
+	if (!b->ops->usage)
+		return -ENOTSUP;
+	uint64_t t0 = fs_now_ns();
+	int r = b->ops->usage(b, used, limit);
+	if (!r)
+		ok_latency(b, t0);
+	return r ? -EIO : 0;
 }
 
 int backend_ping(struct backend *b)

@@ -6,6 +6,7 @@
  *   backend_resp.c   the hiredis connection of a Redis-protocol backend:
  *                    connect with backoff, bounded replies (backend_resp.h)
  *   backend_redis.c  redis:// (redis-server, valkey) over backend_resp.c
+ *   backend_zdb.c    zdb:// (a 0-db namespace) over backend_resp.c
  *
  * A kind is a table of operations (struct backend_ops). backend.c checks
  * the arguments (valid key, value size), times the operation and records
@@ -46,6 +47,7 @@ struct backend_ops {
 
 extern const struct backend_ops backend_dir_ops;
 extern const struct backend_ops backend_redis_ops;
+extern const struct backend_ops backend_zdb_ops;
 
 struct backend {
 	enum backend_kind kind;
@@ -71,7 +73,8 @@ struct backend {
 void backend_set_error(struct backend *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* The backend answered but refused the operation (a full namespace):
+/* The backend answered but refused the operation (a full namespace, a
+ * read-only one):
  * record why (one more error), the state stays up. Takes b->hmu. */
 void backend_set_refused(struct backend *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

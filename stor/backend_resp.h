@@ -1,5 +1,5 @@
 /* stor/backend_resp.h - the connection of a Redis-protocol backend
- * (backend_int.h: redis://) over hiredis, and the commands whose replies
+ * (backend_int.h: redis://, zdb://) over hiredis, and the commands whose replies
  * every dialect gives alike.
  *
  * One connection per handle (b->rc), opened on first use and again after a
