@@ -479,8 +479,8 @@ class Zdb:
             cur = argv[1]
             if len(cur) != 17:
                 return err("Invalid key format")
-            idlen, _fileid, length, seq, crc = struct.unpack("<BIIII", cur)
-            if seq >= len(ns.records):
+            idlen, fileid, length, seq, crc = struct.unpack("<BIIII", cur)
+            if fileid != 0 or seq >= len(ns.records):  # one index file, id 0
                 return err("Invalid key format")
             r = ns.records[seq]
             if r.length != length or r.crc != crc or len(r.key) != idlen:
