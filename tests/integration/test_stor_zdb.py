@@ -317,3 +317,24 @@ def test_full_namespace_in_status(tmp_path, zdbs_one_small):
         assert vol.stop_stor() == 0
     finally:
         vol.close()
+
+
+def test_format_names_what_a_zdb_backend_refuses(tmp_path, zdbs):
+    """Issue 20's report: format saying only "only 0 of 6 backends answer".
+    Wrong namespace passwords are named with 0-db's answer."""
+    urls = [z.url() for z in zdbs]
+    urls[2] = urls[2].replace(zdbs[2].password, "wrong")
+    vol = Volume(tmp_path, backends=urls, format=False)
+    p = vol.ctl("format", check=False)
+    assert p.returncode == 0, p.stderr  # 5 of 6: a majority
+    name = f"zdb://:***@127.0.0.1:{zdbs[2].port}/{NS}"
+    assert f"the volume's head is missing on {name} (SELECT {NS} refused: Access denied " \
+        "(the namespace password in the URL is wrong))" in p.stderr, p.stderr
+    # all wrong, as redis:// to a 0-db: nothing answers, and each says why
+    urls = [f"redis://:{z.password}@127.0.0.1:{z.port}/{NS}" for z in zdbs]
+    (tmp_path / "redis").mkdir()
+    vol = Volume(tmp_path / "redis", backends=urls, format=False)
+    p = vol.ctl("format", check=False)
+    assert p.returncode == 1
+    assert "only 0 of 6 backends answer" in p.stderr, p.stderr
+    assert p.stderr.count(": AUTH refused: Access denied") == 6, p.stderr
