@@ -16,6 +16,9 @@
 
 #include "../common/endian.h"
 
+/* health.h calls a backend full with less room than a piece left */
+_Static_assert(HEALTH_FULL_ROOM >= OBJ_PIECE, "a backend with room for no piece is not full");
+
 #define META_MAGIC "QSFSMET1"
 #define META_VERSION 2u	/* 2 adds the generation; 1 is still read (generation 0) */
 #define META_NAME_MAX 256	/* a backend's display name */
