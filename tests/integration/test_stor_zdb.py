@@ -160,6 +160,16 @@ def status(vol):
     return json.loads(p.stdout)
 
 
+def problems(st):
+    """Status's problems but a slow backend (a 1 MiB piece over 0.5 s, on
+    a loaded test host with sanitizers)."""
+    return [p for p in st["problems"] if " is slow: " not in p]
+
+
+def answering(states):
+    return all(s in ("up", "slow") for s in states)
+
+
 def write_tree(mnt, rng):
     want = {}
     (mnt / "d").mkdir()
@@ -194,8 +204,8 @@ def test_volume_on_zdb_backends(tmp_path, zdbs):
                        for b, z in zip(st["backends"], zdbs))
         wait_for(space_matches, 30, "status to show each namespace's use")
         st = status(vol)
-        assert st["stor_state"] == "ok", st["problems"]
-        assert [b["state"] for b in st["backends"]] == ["up"] * 6
+        assert problems(st) == [], st["problems"]
+        assert answering(b["state"] for b in st["backends"]), st["backends"]
         assert not any(b["full"] for b in st["backends"])
         human = vol.ctl("status").stdout
         assert human.count("of its 256.0 MiB limit used") == 6, human
@@ -267,10 +277,11 @@ def test_full_namespace_in_status(tmp_path, zdbs_one_small):
         st = status(vol)
         assert st["stor_state"] == "degraded"
         assert st["backends"][5]["space"]["limit_bytes"] == 2 * MIB
+        assert problems(st), st
         assert "only 5 backends usable for 6 shards (1 full): uploads wait" in \
             "\n".join(st["problems"]), st["problems"]
         # the other five: up, no limit set
-        assert [b["state"] for b in st["backends"][:5]] == ["up"] * 5
+        assert answering(b["state"] for b in st["backends"][:5]), st["backends"]
         assert all(b["space"]["limit_bytes"] == 0 for b in st["backends"][:5])
         human = vol.ctl("status", check=False).stdout
         assert f"backend {name} is full: " in human and "no limit set" in human, human
@@ -292,7 +303,7 @@ def test_full_namespace_in_status(tmp_path, zdbs_one_small):
         small.ok("NSSET", NS, "maxsize", 64 * MIB)
         vol.ctl("drain", "--timeout", "120")
         assert f"backend {name} has room again" in vol.stor_log.read_text()
-        wait_for(lambda: status(vol)["stor_state"] == "ok", 30, "status ok again")
+        wait_for(lambda: problems(status(vol)) == [], 30, "status ok again")
         vol.ctl("retrieve", "s1", tmp_path / "back")
         assert (tmp_path / "back").read_bytes() == data
 
@@ -306,14 +317,14 @@ def test_full_namespace_in_status(tmp_path, zdbs_one_small):
         def nearly():
             st = status(vol)
             return any(p.startswith(f"backend {name0} is nearly full: ")
-                       for p in st["problems"]) and st["backends"][0]["state"] == "up"
+                       for p in st["problems"]) and answering([st["backends"][0]["state"]])
         wait_for(nearly, 30, "nearly full in status")
         # full by its use alone (NSINFO, no write refused)
         z0.ok("NSSET", NS, "maxsize", used)
         wait_for(lambda: status(vol)["backends"][0]["state"] == "full", 30,
                  "full by NSINFO in status")
         z0.ok("NSSET", NS, "maxsize", 0)
-        wait_for(lambda: status(vol)["stor_state"] == "ok", 30, "status ok again")
+        wait_for(lambda: problems(status(vol)) == [], 30, "status ok again")
         assert vol.stop_stor() == 0
     finally:
         vol.close()
