@@ -64,9 +64,9 @@ static void scrub_status(struct stord *d, json_object *o, json_object *problems)
 
 /* Backend name's room into its object b ("full", "space": the last usage
  * reading, or null when it cannot tell), and a problem line when it is
- * full or nearly full. */
+ * full or nearly full (none while it is down: the down line says enough). */
 static void backend_space(json_object *b, const struct health_space *sp, const char *name,
-			  json_object *problems)
+			  bool down, json_object *problems)
 {
 	json_object_object_add(b, "full", json_object_new_boolean(sp->full));
 	json_object *x = NULL;
@@ -82,14 +82,16 @@ static void backend_space(json_object *b, const struct health_space *sp, const c
 		format_size(sp->used, u, sizeof u);
 		format_size(sp->limit, l, sizeof l);
 	}
-	if (sp->full) {
+	if (down) {
+		return;
+	} else if (sp->full) {
 		if (sp->known && sp->limit)
 			snprintf(line, sizeof line, "backend %s is full: %s of its %s limit used; no new "
 				 "shards or object metadata go there (raise its limit or give it room)",
 				 name, u, l);
 		else
 			snprintf(line, sizeof line, "backend %s is full: %s; no new shards or object "
-				 "metadata go there (tried again from %d s after)", name, sp->why,
+				 "metadata go there (tried again every %d s)", name, sp->why,
 				 HEALTH_FULL_RETRY_S);
 		json_object_array_add(problems, json_object_new_string(line));
 	} else if (sp->known && sp->limit &&
@@ -164,7 +166,7 @@ void do_status(struct stord *d, int cfd)
 		json_object_object_add(b, "name", json_object_new_string(name));
 		json_object_object_add(b, "state", json_object_new_string(
 			sp.full && w.state != BACKEND_DOWN ? "full" : st[w.state]));
-		backend_space(b, &sp, name, problems);
+		backend_space(b, &sp, name, w.state == BACKEND_DOWN, problems);
 		full += sp.full && w.state != BACKEND_DOWN;
 		json_object_object_add(b, "latency_ms",
 				       json_object_new_double((double)w.latency_us / 1000.0));
