@@ -137,7 +137,8 @@ static int set_backends(struct ctx *x, const yaml_node_t *n, const char *name)
 		c->stor.nbackends++;
 		for (size_t i = 0; i + 1 < c->stor.nbackends; i++) {
 			struct backend_url *o = &c->stor.backends[i];
-			bool same = o->kind == u->kind &&
+			/* redis:// and zdb:// to one server and namespace are one */
+			bool same = (o->kind == BACKEND_DIR) == (u->kind == BACKEND_DIR) &&
 				    (u->kind == BACKEND_DIR ? !strcmp(o->path, u->path)
 							    : !strcmp(o->host, u->host) && o->port == u->port &&
 								      !strcmp(o->ns ? o->ns : "", u->ns ? u->ns : ""));

@@ -47,9 +47,11 @@ static int parse_dir(const char *s, struct backend_url *u, const char **why)
 	return u->path && u->display ? 0 : -ENOMEM;
 }
 
-static int parse_redis(const char *s, struct backend_url *u, const char **why)
+/* redis:// and zdb://: the scheme's name is scheme (without "://"). */
+static int parse_net(const char *s, const char *scheme, enum backend_kind kind,
+		     unsigned dflt_port, struct backend_url *u, const char **why)
 {
-	const char *p = s + strlen("redis://");
+	const char *p = s + strlen(scheme) + 3;
 	const char *end = p + strlen(p);
 	const char *slash = strchr(p, '/');
 	const char *auth_end = NULL;
@@ -57,8 +59,8 @@ static int parse_redis(const char *s, struct backend_url *u, const char **why)
 	for (const char *q = p; q < (slash ? slash : end); q++)
 		if (*q == '@')
 			auth_end = q;
-	u->kind = BACKEND_REDIS;
-	u->port = 6379;
+	u->kind = kind;
+	u->port = dflt_port;
 	if (auth_end) {
 		const char *colon = memchr(p, ':', (size_t)(auth_end - p));
 		if (!colon) {
@@ -118,6 +120,31 @@ static int parse_redis(const char *s, struct backend_url *u, const char **why)
 		if (!(u->ns = strdup(slash + 1)))
 			return -ENOMEM;
 	}
+	if (kind == BACKEND_ZDB) {
+		if (u->user) {
+			*why = "zdb:// takes no user name: write zdb://:PASSWORD@host/namespace "
+			       "(the namespace's password)";
+			return -EINVAL;
+		}
+		if (!u->ns) {
+			*why = "zdb:// needs a namespace: zdb://[:PASSWORD@]host[:port]/NAMESPACE";
+			return -EINVAL;
+		}
+		if (strlen(u->ns) > 128 || !strcmp(u->ns, ".") || !strcmp(u->ns, "..")) {
+			*why = "a 0-db namespace name is 1 to 128 bytes, not . or ..";
+			return -EINVAL;
+		}
+		for (const char *q = u->ns; *q; q++) {
+			if ((unsigned char)*q <= ' ' || *q == 0x7f) {
+				*why = "a 0-db namespace name has no spaces or control characters";
+				return -EINVAL;
+			}
+		}
+		if (u->password && strlen(u->password) > 255) {
+			*why = "0-db takes namespace passwords of at most 255 bytes";
+			return -EINVAL;
+		}
+	}
 	/* display form: the password hidden */
 	size_t dl = strlen(s) + 32;	/* + default port, "***", brackets */
 	u->display = malloc(dl);
@@ -126,7 +153,7 @@ static int parse_redis(const char *s, struct backend_url *u, const char **why)
 	char portbuf[8] = "";
 	snprintf(portbuf, sizeof portbuf, "%u", u->port);
 	int v6 = strchr(u->host, ':') != NULL;
-	snprintf(u->display, dl, "redis://%s%s%s%s%s%s:%s%s%s", u->user ? u->user : "",
+	snprintf(u->display, dl, "%s://%s%s%s%s%s%s:%s%s%s", scheme, u->user ? u->user : "",
 		 u->password ? ":***" : "", u->password || u->user ? "@" : "", v6 ? "[" : "",
 		 u->host, v6 ? "]" : "", portbuf, u->ns ? "/" : "", u->ns ? u->ns : "");
 	return 0;
@@ -140,9 +167,12 @@ int backend_url_parse(const char *s, struct backend_url *u, const char **why)
 	if (!strncmp(s, "dir://", 6))
 		r = parse_dir(s, u, why);
 	else if (!strncmp(s, "redis://", 8))
-		r = parse_redis(s, u, why);
+		r = parse_net(s, "redis", BACKEND_REDIS, 6379, u, why);
+	else if (!strncmp(s, "zdb://", 6))
+		r = parse_net(s, "zdb", BACKEND_ZDB, 9900, u, why);
 	else {
-		*why = "unknown scheme (use redis://host:port[/ns] or dir:///path)";
+		*why = "unknown scheme (use redis://host:port[/db], zdb://[:password@]host[:port]/"
+		       "namespace or dir:///path)";
 		r = -EINVAL;
 	}
 	if (r)

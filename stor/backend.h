@@ -1,5 +1,7 @@
-/* stor/backend.h - one place shards are stored: a Redis-protocol server
- * (redis-server, valkey, 0-db) or a local directory.
+/* stor/backend.h - one place shards are stored: a Redis server
+ * (redis://: redis-server, valkey), a 0-db namespace (zdb://, docs/ZDB.md)
+ * or a local directory (dir://). The kinds are in backend_*.c
+ * (backend_int.h).
  *
  * Keys are short printable names ([A-Za-z0-9._-/], no "..", at most 200
  * bytes); values are at most BACKEND_MAX_VALUE bytes (0-db's cap), so
@@ -39,7 +41,13 @@ int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backen
 void backend_close(struct backend *b);
 
 /* Store value under key, replacing any. dir://: written to a temp file,
- * fsynced, renamed. */
+ * fsynced, renamed. Returns 0; -EINVAL for a bad key or a value over
+ * BACKEND_MAX_VALUE (nothing sent); -ENOSPC when the backend has no room
+ * (zdb://: the namespace is at its size limit; dir://: the disk is full);
+ * -EACCES when zdb:// refuses writes to a read-only namespace; -EIO (or
+ * dir://'s -errno) when it fails. The health record says why, and a
+ * refusal (-ENOSPC, -EACCES from zdb://) leaves its state up: the backend
+ * answers, reads still work. */
 int backend_put(struct backend *b, const char *key, const void *val, size_t len);
 
 /* Fetch key into a malloc'd buffer. -ENOENT when absent; -EIO (and the
@@ -52,10 +60,17 @@ int backend_del(struct backend *b, const char *key);
 /* 1 when key exists, 0 when absent, -EIO when the backend fails. */
 int backend_exists(struct backend *b, const char *key);
 
-/* Is the backend there? redis: PING (connecting first, ignoring the
+/* Is the backend there? redis, zdb: PING (connecting first, ignoring the
  * reconnect backoff); dir: the directory exists and is writable. 0 or
  * -EIO (the health record says why). */
 int backend_ping(struct backend *b);
+
+/* The bytes the backend holds for its namespace and the most it may hold:
+ * zdb://: NSINFO's data_size_bytes and data_limits_bytes (*limit 0: no
+ * limit set; values only, 0-db's index is not counted). Returns 0; -ENOTSUP
+ * for the other kinds (nothing is asked); -EIO when it fails (the health
+ * record says why). Blocks: one request. */
+int backend_usage(struct backend *b, uint64_t *used, uint64_t *limit);
 
 /* dir:// only: remove the temp files (KEY.tmp-XXXXXX) that a put killed
  * half way left under the backend's directory, those older than min_age_s
@@ -67,8 +82,10 @@ int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s);
 
 /* Every key starting with prefix, with its value's size: cb(arg, key,
  * size) once per key (no order; a key written or removed meanwhile may or
- * may not be seen). redis: SCAN ... MATCH prefix* (glob characters in
- * prefix escaped) and STRLEN; dir://: a walk of the directories under the
+ * may not be seen, or be seen twice). redis: SCAN ... MATCH prefix* (glob
+ * characters in prefix escaped) and STRLEN; zdb: 0-db's SCAN walk of the
+ * whole namespace, keys matched against prefix here, sizes from its
+ * entries; dir://: a walk of the directories under the
  * backend's root that prefix names, skipping temp files (KEY.tmp-XXXXXX,
  * a put in flight or killed). cb returning non-zero stops the listing and
  * that value is returned. Returns 0, or -EIO when the backend fails (the

@@ -164,11 +164,18 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 		return -EIO;
 	char key[128];
 	head_key(cfg, key, sizeof key);
-	size_t reachable = 0;
+	size_t reachable = 0, sl = 0;
+	char silent[1536] = "";	/* the backends that do not answer, and why */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *val;
 		size_t len;
 		int r = backend_get(b[i], key, &val, &len);
+		if (r && r != -ENOENT && sl < sizeof silent) {
+			const char *e = backend_health(b[i]).last_error;
+			sl += (size_t)snprintf(silent + sl, sizeof silent - sl, "%s%s: %s",
+					       sl ? "; " : "", backend_name(b[i]),
+					       e[0] ? e : strerror(-r));
+		}
 		if (r == 0) {
 			free(val);
 			if (!force) {
@@ -182,7 +189,7 @@ int head_format(const struct qsfs_config *cfg, struct backend **b, size_t n, boo
 	}
 	if (reachable < n / 2 + 1) {
 		snprintf(err, errlen, "only %zu of %zu backends answer; a majority is needed to "
-			 "create a volume", reachable, n);
+			 "create a volume (%s)", reachable, n, silent);
 		return -EIO;
 	}
 	if (!force && orphan_volume(b, n, err, errlen))

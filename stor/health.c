@@ -5,12 +5,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct verdict {
 	bool down;
 	int64_t since;		/* unix s it went down */
 	char err[160];
+	struct health_space space;
 };
 
 struct health {
@@ -108,5 +110,100 @@ void health_get(struct health *h, size_t i, bool *down, int64_t *since, char *er
 	*down = h->v[i].down;
 	*since = h->v[i].since;
 	snprintf(err, errlen, "%s", h->v[i].err);
+	pthread_mutex_unlock(&h->mu);
+}
+
+bool health_writable(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return true;
+	pthread_mutex_lock(&h->mu);
+	bool ok = !h->v[i].down && !h->v[i].space.full;
+	pthread_mutex_unlock(&h->mu);
+	return ok;
+}
+
+/* Mark backend i full (why); true when it was not. mu held. */
+static bool mark_full(struct health *h, size_t i, const char *why)
+{
+	struct health_space *sp = &h->v[i].space;
+	bool was = sp->full;
+	if (!was) {
+		sp->full = true;
+		sp->full_since = (int64_t)time(NULL);
+	}
+	snprintf(sp->why, sizeof sp->why, "%s", why && why[0] ? why : "no room left");
+	return !was;
+}
+
+bool health_full(struct health *h, size_t i, const char *err)
+{
+	if (!h || i >= h->n)
+		return false;
+	pthread_mutex_lock(&h->mu);
+	bool now = mark_full(h, i, err);
+	pthread_mutex_unlock(&h->mu);
+	return now;
+}
+
+int health_usage(struct health *h, size_t i, uint64_t used, uint64_t limit)
+{
+	if (!h || i >= h->n)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	struct health_space *sp = &h->v[i].space;
+	sp->known = true;
+	sp->used = used;
+	sp->limit = limit;
+	sp->at = (int64_t)time(NULL);
+	bool full = limit && (used >= limit || limit - used < HEALTH_FULL_ROOM);
+	int change = 0;
+	if (full) {
+		char why[160];
+		snprintf(why, sizeof why, "%llu of its %llu bytes used", (unsigned long long)used,
+			 (unsigned long long)limit);
+		change = mark_full(h, i, why) ? 1 : 0;
+	} else if (sp->full) {
+		sp->full = false;
+		change = -1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return change;
+}
+
+int health_full_expire(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	struct health_space *sp = &h->v[i].space;
+	int change = 0;
+	if (sp->full && (int64_t)time(NULL) - sp->full_since >= HEALTH_FULL_RETRY_S) {
+		sp->full = false;
+		change = -1;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return change;
+}
+
+unsigned health_full_count(struct health *h)
+{
+	if (!h)
+		return 0;
+	unsigned n = 0;
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->n; i++)
+		n += h->v[i].space.full;
+	pthread_mutex_unlock(&h->mu);
+	return n;
+}
+
+void health_space(struct health *h, size_t i, struct health_space *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!h || i >= h->n)
+		return;
+	pthread_mutex_lock(&h->mu);
+	*out = h->v[i].space;
 	pthread_mutex_unlock(&h->mu);
 }

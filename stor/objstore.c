@@ -16,6 +16,9 @@
 
 #include "../common/endian.h"
 
+/* health.h calls a backend full with less room than a piece left */
+_Static_assert(HEALTH_FULL_ROOM >= OBJ_PIECE, "a backend with room for no piece is not full");
+
 #define META_MAGIC "QSFSMET1"
 #define META_VERSION 2u	/* 2 adds the generation; 1 is still read (generation 0) */
 #define META_NAME_MAX 256	/* a backend's display name */
@@ -98,6 +101,8 @@ static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 			 backend_name(b), e[0] ? e : strerror(-r));
 		if (r == -EIO)
 			health_fail(u->s->health, (size_t)w->bi, e);
+		else if (r == -ENOSPC)
+			health_full(u->s->health, (size_t)w->bi, e);
 		return r;
 	}
 	u->meta.sh[w->i].pieces++;
@@ -325,25 +330,30 @@ static size_t meta_put_all(struct objstore *s, const char *name, const uint8_t *
 	for (size_t i = 0; i < s->nbackends; i++) {
 		if (skip && skip[i])
 			continue;
-		int r = health_usable(s->health, i) ? backend_put(s->backends[i], key, mc, mclen)
-						    : -EHOSTDOWN;
+		bool skip_full = health_usable(s->health, i) && !health_writable(s->health, i);
+		int r = !health_usable(s->health, i) ? -EHOSTDOWN : skip_full ? -ENOSPC
+			: backend_put(s->backends[i], key, mc, mclen);
 		if (!r) {
 			ok++;
 			continue;
 		}
 		if (r == -EIO)
 			health_fail(s->health, i, backend_health(s->backends[i]).last_error);
+		else if (r == -ENOSPC && !skip_full)
+			health_full(s->health, i, backend_health(s->backends[i]).last_error);
 		if (fl < failedlen)
 			fl += (size_t)snprintf(failed + fl, failedlen - fl, "%s%s%s", fl ? ", " : "",
 					       backend_name(s->backends[i]),
-					       r == -EHOSTDOWN ? " (down)" : "");
+					       r == -EHOSTDOWN ? " (down)" : r == -ENOSPC ? " (full)"
+					       : "");
 	}
 	return ok;
 }
 
 /* Choose the backend of every shard (bi[i], -1: none): distinct usable
- * backends in turn from a start derived from name. Returns how many shards
- * got one (the first ones; data shards are placed first). */
+ * backends that are not full, in turn from a start derived from name.
+ * Returns how many shards got one (the first ones; data shards are placed
+ * first). */
 static unsigned place(struct objstore *s, const char *name, uint64_t gen, int *bi)
 {
 	unsigned n = s->k + s->m, placed = 0;
@@ -351,7 +361,7 @@ static unsigned place(struct objstore *s, const char *name, uint64_t gen, int *b
 					       s->nbackends) : 0;
 	for (size_t t = 0; t < s->nbackends && placed < n; t++) {
 		size_t i = (start + t) % s->nbackends;
-		if (health_usable(s->health, i))
+		if (health_writable(s->health, i))
 			bi[placed++] = (int)i;
 	}
 	for (unsigned i = placed; i < n; i++)
@@ -377,8 +387,8 @@ static int put_gen(struct objstore *s, struct codec *c, const char *name, uint64
 	unsigned placed = place(s, name, gen, bi);
 	if (placed < min_ok) {
 		snprintf(why, whylen, "object %s: only %u of %zu backends are usable, %u shards "
-			 "must be stored (%u down)", name, placed, s->nbackends, min_ok,
-			 health_down(s->health));
+			 "must be stored (%u down, %u full)", name, placed, s->nbackends, min_ok,
+			 health_down(s->health), health_full_count(s->health));
 		return -EAGAIN;
 	}
 	struct upload *u = calloc(1, sizeof *u);

@@ -15,7 +15,8 @@
  * Placement: the k+m shards of an object go to distinct backends, taken in
  * turn from a starting point derived from the object's name (so objects
  * spread over all backends when there are more than k+m) and skipping the
- * ones the health table (health.h) says are down. With fewer than k+m
+ * ones the health table (health.h) says are down or full. A write refused
+ * for lack of room (-ENOSPC) marks that backend full there. With fewer than k+m
  * usable, a store fails (the caller keeps the object and retries) unless
  * min_shards allows fewer: then the missing shards are recorded as not
  * stored (no backend, no pieces) and the object must be repaired.
@@ -56,7 +57,8 @@ struct objstore {
  * Returns 0 once every shard is written (or at least s->min_shards, see
  * above) and a majority of backends hold the metadata; else a negative
  * errno with why naming the object and what failed where (-EAGAIN: too few
- * backends usable to place it). On success damage (if not NULL) is empty,
+ * backends usable to place it; -ENOSPC: a backend refused a shard for lack
+ * of room). On success damage (if not NULL) is empty,
  * or says which shards were not stored and why: the object needs a repair.
  * Memory: the codec's stripe buffers plus two pieces per shard
  * (OBJ_PIECE). */

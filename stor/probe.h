@@ -4,10 +4,16 @@
  * directory), with its own handles and a short timeout (PROBE_TIMEOUT_MS),
  * and tells health.h. A backend that answers again after being down wakes
  * the uploads waiting for it and starts a check pass: it may have come
- * back empty.
+ * back empty. A backend that answers is also asked its use and limit
+ * (backend_usage: a 0-db namespace's NSINFO), which tells health.h whether
+ * it is full; one that cannot tell has its full verdict dropped after
+ * HEALTH_FULL_RETRY_S. A backend that becomes full or has room again is
+ * logged once, and room again wakes the uploads waiting.
  */
 #ifndef QSFS_STOR_PROBE_H
 #define QSFS_STOR_PROBE_H
+
+#include <stdbool.h>
 
 #include "../common/config.h"
 
@@ -22,6 +28,7 @@ struct stord;
 struct probe {
 	struct stord *d;
 	struct backend *b[CONFIG_MAX_BACKENDS];
+	bool was_full[CONFIG_MAX_BACKENDS];	/* the probe thread's: as last logged */
 };
 
 /* The probe thread: arg is its struct probe. Probes every PROBE_S until

@@ -350,6 +350,22 @@ static void print_status(json_object *o, bool stor_down)
 				       format_size((uint64_t)json_object_get_int64(x), sz, sizeof sz), when);
 			else
 				printf("        stored: %s\n", asof ? "not listed by the last check" : when);
+			json_object *sp;	/* what the backend says it holds (0-db: NSINFO) */
+			if (json_object_object_get_ex(b, "space", &sp) && sp) {
+				json_object *u = NULL, *l = NULL;
+				json_object_object_get_ex(sp, "used_bytes", &u);
+				json_object_object_get_ex(sp, "limit_bytes", &l);
+				uint64_t used = (uint64_t)json_object_get_int64(u);
+				uint64_t limit = (uint64_t)json_object_get_int64(l);
+				char lb[32];
+				format_size(used, sz, sizeof sz);
+				if (limit)
+					printf("        space:  %s of its %s limit used (%.0f%%)\n", sz,
+					       format_size(limit, lb, sizeof lb),
+					       (double)used * 100.0 / (double)limit);
+				else
+					printf("        space:  %s used, no limit set\n", sz);
+			}
 		}
 	}
 #undef S

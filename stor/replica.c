@@ -48,12 +48,14 @@ int replica_store(struct objstore *s, const char *name, const char *what, const 
 								  NPUB + plen + ABYTES) : -EHOSTDOWN;
 		if (r == -EIO)
 			health_fail(s->health, i, backend_health(s->backends[i]).last_error);
+		else if (r == -ENOSPC)	/* tried all the same: it may fit over the old copy */
+			health_full(s->health, i, backend_health(s->backends[i]).last_error);
 		if (r == 0) {
 			ok++;
 		} else {
 			size_t l = strlen(failed);
-			snprintf(failed + l, sizeof failed - l, "%s%s", l ? ", " : "",
-				 backend_name(s->backends[i]));
+			snprintf(failed + l, sizeof failed - l, "%s%s%s", l ? ", " : "",
+				 backend_name(s->backends[i]), r == -ENOSPC ? " (full)" : "");
 		}
 	}
 	free(x);

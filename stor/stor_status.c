@@ -63,6 +63,47 @@ static void scrub_status(struct stord *d, json_object *o, json_object *problems)
 	}
 }
 
+/* Backend name's room into its object b ("full", "space": the last usage
+ * reading, or null when it cannot tell), and a problem line when it is
+ * full or nearly full (none while it is down: the down line says enough). */
+static void backend_space(json_object *b, const struct health_space *sp, const char *name,
+			  bool down, json_object *problems)
+{
+	json_object_object_add(b, "full", json_object_new_boolean(sp->full));
+	json_object *x = NULL;
+	if (sp->known) {
+		x = json_object_new_object();
+		json_object_object_add(x, "used_bytes", json_object_new_uint64(sp->used));
+		json_object_object_add(x, "limit_bytes", json_object_new_uint64(sp->limit));
+		json_object_object_add(x, "as_of", json_object_new_int64(sp->at));
+	}
+	json_object_object_add(b, "space", x);
+	char line[600], u[32], l[32];
+	if (sp->known) {
+		format_size(sp->used, u, sizeof u);
+		format_size(sp->limit, l, sizeof l);
+	}
+	if (down) {
+		return;
+	} else if (sp->full) {
+		if (sp->known && sp->limit)
+			snprintf(line, sizeof line, "backend %s is full: %s of its %s limit used; no new "
+				 "shards or object metadata go there (raise its limit or give it room)",
+				 name, u, l);
+		else
+			snprintf(line, sizeof line, "backend %s is full: %s; no new shards or object "
+				 "metadata go there (tried again every %d s)", name, sp->why,
+				 HEALTH_FULL_RETRY_S);
+		json_object_array_add(problems, json_object_new_string(line));
+	} else if (sp->known && sp->limit &&
+		   sp->used >= sp->limit / 100 * HEALTH_NEARLY_FULL_PCT +
+			       sp->limit % 100 * HEALTH_NEARLY_FULL_PCT / 100) {
+		snprintf(line, sizeof line, "backend %s is nearly full: %s of its %s limit used (%llu%%)",
+			 name, u, l, (unsigned long long)(sp->used * 100.0 / (double)sp->limit));
+		json_object_array_add(problems, json_object_new_string(line));
+	}
+}
+
 void do_status(struct stord *d, int cfd)
 {
 	json_object *o = json_object_new_object();
@@ -108,7 +149,7 @@ void do_status(struct stord *d, int cfd)
 	json_object_object_add(o, "draining", json_object_new_boolean(d->draining));
 	json_object *bs = json_object_new_array(), *problems = json_object_new_array();
 	char line[1400];
-	unsigned down = 0;
+	unsigned down = 0, full = 0;
 	for (size_t i = 0; i < d->cfg.stor.nbackends; i++) {
 		/* every handle of this backend: the most recent state, errors summed */
 		struct backend_health w = { 0 };
@@ -130,12 +171,17 @@ void do_status(struct stord *d, int cfd)
 		} else if (w.state == BACKEND_DOWN) {
 			w.state = BACKEND_UP;	/* a probe answered since that error */
 		}
+		struct health_space sp;
+		health_space(d->health, i, &sp);
 		json_object *b = json_object_new_object();
 		static const char *st[] = { "up", "slow", "down" };
 		const char *name = backend_name(d->workers[0].b[i]);
 		json_object_object_add(b, "down_since", json_object_new_int64(is_down ? since : 0));
 		json_object_object_add(b, "name", json_object_new_string(name));
-		json_object_object_add(b, "state", json_object_new_string(st[w.state]));
+		json_object_object_add(b, "state", json_object_new_string(
+			sp.full && w.state != BACKEND_DOWN ? "full" : st[w.state]));
+		backend_space(b, &sp, name, w.state == BACKEND_DOWN, problems);
+		full += sp.full && w.state != BACKEND_DOWN;
 		json_object_object_add(b, "latency_ms",
 				       json_object_new_double((double)w.latency_us / 1000.0));
 		json_object_object_add(b, "errors", json_object_new_int64((int64_t)errors));
@@ -152,15 +198,19 @@ void do_status(struct stord *d, int cfd)
 			json_object_array_add(problems, json_object_new_string(line));
 		}
 	}
-	size_t usable = d->cfg.stor.nbackends - down, n = d->vol.k + d->vol.m;
+	/* usable: may take shards (not down, not full) */
+	size_t usable = d->cfg.stor.nbackends - down - full, n = d->vol.k + d->vol.m;
 	if (usable < n) {
+		char fulls[32] = "";
+		if (full)
+			snprintf(fulls, sizeof fulls, " (%u full)", full);
 		if (d->min_shards && usable >= d->min_shards)
-			snprintf(line, sizeof line, "only %zu backends usable for %zu shards: objects "
+			snprintf(line, sizeof line, "only %zu backends usable for %zu shards%s: objects "
 				 "are stored with %zu shards (min_shards %u) and need a repair", usable,
-				 n, usable, d->min_shards);
+				 n, fulls, usable, d->min_shards);
 		else
-			snprintf(line, sizeof line, "only %zu backends usable for %zu shards: uploads "
-				 "wait (the data stays local)%s", usable, n, down > d->vol.m ?
+			snprintf(line, sizeof line, "only %zu backends usable for %zu shards%s: uploads "
+				 "wait (the data stays local)%s", usable, n, fulls, down > d->vol.m ?
 				 " and objects with shards on the down backends may be unreadable" : "");
 		json_object_array_add(problems, json_object_new_string(line));
 	}

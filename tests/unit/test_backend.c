@@ -1,14 +1,17 @@
-/* tests/unit/test_backend.c - dir:// and redis:// backends, the latter
- * against real redis-server processes on 127.0.0.1 started here, and a
- * hostile peer that answers garbage. */
+/* tests/unit/test_backend.c - dir://, redis:// and zdb:// backends: redis://
+ * against real redis-server processes on 127.0.0.1 started here, zdb://
+ * against the 0-db double (tests/zdbd.py), and a hostile peer that answers
+ * garbage in either dialect. */
 #include "testutil.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,8 +331,8 @@ static void test_redis_scan(void **state)
 }
 
 /* A TCP socket listening on 127.0.0.1 at a port the kernel picks; url gets
- * the redis:// URL that reaches it. */
-static int listen_loopback(char *url, size_t len)
+ * the URL of the dialect scheme ("redis" or "zdb") that reaches it. */
+static int listen_loopback(const char *scheme, char *url, size_t len)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -337,7 +340,8 @@ static int listen_loopback(char *url, size_t len)
 	listen(fd, 4);
 	socklen_t l = sizeof a;
 	getsockname(fd, (struct sockaddr *)&a, &l);
-	snprintf(url, len, "redis://127.0.0.1:%d", ntohs(a.sin_port));
+	snprintf(url, len, "%s://127.0.0.1:%d%s", scheme, ntohs(a.sin_port),
+		 strcmp(scheme, "zdb") ? "" : "/vol");
 	return fd;
 }
 
@@ -362,9 +366,12 @@ static void *hostile_main(void *arg)
 	}
 }
 
-static void test_hostile_peer(void **state)
+static const char *const dialects[] = { "redis", "zdb" };
+
+/* Every garbage reply fails a GET (and a SET but for "+OK") in dialect
+ * scheme, with the health record down. */
+static void hostile_peer(const char *scheme)
 {
-	(void)state;
 	const char *replies[] = {
 		"+OK\r\n",			/* a status where a value is due */
 		"$99999999999\r\nxx",		/* an absurd length */
@@ -375,7 +382,7 @@ static void test_hostile_peer(void **state)
 	for (size_t i = 0; i < sizeof replies / sizeof *replies; i++) {
 		struct hostile h = { .reply = replies[i] };
 		char url[64];
-		h.lfd = listen_loopback(url, sizeof url);
+		h.lfd = listen_loopback(scheme, url, sizeof url);
 		pthread_t th;
 		pthread_create(&th, NULL, hostile_main, &h);
 		struct backend *b = open_url(url);
@@ -385,7 +392,7 @@ static void test_hostile_peer(void **state)
 		assert_int_equal(r, -EIO);
 		assert_null(v);
 		assert_int_equal(backend_health(b).state, BACKEND_DOWN);
-		if (i != 0) {	/* "+OK" is a fine answer to SET */
+		if (i != 0) {	/* "+OK" is a fine answer to SET (and zdb's SELECT) */
 			assert_int_equal(backend_put(b, "k", "v", 1), -EIO);
 		}
 		backend_close(b);
@@ -393,6 +400,13 @@ static void test_hostile_peer(void **state)
 		close(h.lfd);
 		pthread_join(th, NULL);
 	}
+}
+
+static void test_hostile_peer(void **state)
+{
+	(void)state;
+	for (size_t d = 0; d < 2; d++)
+		hostile_peer(dialects[d]);
 }
 
 /* A peer that announces a 4 GB value and then sends bytes for as long as
@@ -422,12 +436,11 @@ static void *flood_main(void *arg)
 	return NULL;
 }
 
-static void test_a_huge_reply_is_refused_early(void **state)
+static void huge_reply(const char *scheme)
 {
-	(void)state;
 	struct flood f = { 0 };
 	char url[64];
-	f.lfd = listen_loopback(url, sizeof url);
+	f.lfd = listen_loopback(scheme, url, sizeof url);
 	pthread_t th;
 	pthread_create(&th, NULL, flood_main, &f);
 	struct backend *b = open_url(url);
@@ -444,6 +457,14 @@ static void test_a_huge_reply_is_refused_early(void **state)
 	/* what was read before the refusal: one value's worth, not gigabytes
 	 * (the rest sat in socket buffers) */
 	assert_true(f.sent < (64u << 20));
+}
+
+/* In both dialects (zdb's first request, SELECT, gets the flood). */
+static void test_a_huge_reply_is_refused_early(void **state)
+{
+	(void)state;
+	for (size_t d = 0; d < 2; d++)
+		huge_reply(dialects[d]);
 }
 
 /* A peer that sends a 1 MiB value at 10 KB/s: every read gets bytes
@@ -468,12 +489,11 @@ static void *trickle_main(void *arg)
 	return NULL;
 }
 
-static void test_a_trickling_reply_is_given_up(void **state)
+static void trickling_reply(const char *scheme)
 {
-	(void)state;
 	struct flood f = { 0 };
 	char url[64];
-	f.lfd = listen_loopback(url, sizeof url);
+	f.lfd = listen_loopback(scheme, url, sizeof url);
 	pthread_t th;
 	pthread_create(&th, NULL, trickle_main, &f);
 	struct backend *b = open_url(url);	/* 2 s timeout */
@@ -494,6 +514,321 @@ static void test_a_trickling_reply_is_given_up(void **state)
 	close(f.lfd);
 }
 
+static void test_a_trickling_reply_is_given_up(void **state)
+{
+	(void)state;
+	for (size_t d = 0; d < 2; d++)
+		trickling_reply(dialects[d]);
+}
+
+/* --- zdb:// against the 0-db double ------------------------------------------ */
+
+#define ZDB_ADMIN "admin-pw"
+
+/* A connection to the double at port, logged in as admin. */
+static redisContext *zdb_admin(int port)
+{
+	redisContext *c = redisConnect("127.0.0.1", port);
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	redisReply *r = redisCommand(c, "AUTH %s", ZDB_ADMIN);
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_STATUS);
+	freeReplyObject(r);
+	return c;
+}
+
+/* One admin command that must answer +OK. */
+static void zdb_ok(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	assert_non_null(r);
+	if (r->type != REDIS_REPLY_STATUS)
+		fail_msg("%s: %s", fmt, r->type == REDIS_REPLY_ERROR ? r->str : "not +OK");
+	freeReplyObject(r);
+}
+
+/* Namespace ns as docs/ZDB.md makes it: NSNEW, a password (NULL: none),
+ * not public (with a password), a size limit (0: none). */
+static void zdb_ns(int port, const char *ns, const char *password, unsigned long long maxsize)
+{
+	redisContext *c = zdb_admin(port);
+	zdb_ok(c, "NSNEW %s", ns);
+	if (password) {
+		zdb_ok(c, "NSSET %s password %s", ns, password);
+		zdb_ok(c, "NSSET %s public 0", ns);
+	}
+	if (maxsize)
+		zdb_ok(c, "NSSET %s maxsize %llu", ns, maxsize);
+	redisFree(c);
+}
+
+/* How many lines of the double's command log start with word. */
+static int logged(const char *log, const char *word)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return 0;
+	char line[256];
+	int n = 0;
+	size_t wl = strlen(word);
+	while (fgets(line, sizeof line, f))
+		n += !strncmp(line, word, wl) && line[wl] == ' ';
+	fclose(f);
+	return n;
+}
+
+/* The health record's last error must hold every one of the words. */
+static void error_says(struct backend *b, const char *w1, const char *w2)
+{
+	struct backend_health h = backend_health(b);
+	if (!strstr(h.last_error, w1) || (w2 && !strstr(h.last_error, w2)))
+		fail_msg("the error does not say '%s'%s%s: %s", w1, w2 ? " and " : "",
+			 w2 ? w2 : "", h.last_error);
+}
+
+static void test_zdb_backend(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp(), url[160];
+	char *log = tu_path(dir, "commands");
+	int port;
+	pid_t pid = tu_zdbd_start(0, ZDB_ADMIN, log, &port);
+	zdb_ns(port, "vol", "ns-pw", 0);
+	zdb_ns(port, "other", "other-pw", 0);
+	int auths = logged(log, "AUTH");	/* the admin's, making the namespaces */
+	snprintf(url, sizeof url, "zdb://:ns-pw@127.0.0.1:%d/vol", port);
+	struct backend *b = open_url(url);
+	assert_null(strstr(backend_name(b), "ns-pw"));
+	exercise(b);
+	/* a value stored again unchanged: 0-db answers nil, not the key */
+	assert_int_equal(backend_put(b, "same", "v", 1), 0);
+	assert_int_equal(backend_put(b, "same", "v", 1), 0);
+	/* namespaces are apart */
+	assert_int_equal(backend_put(b, "iso", "1", 1), 0);
+	snprintf(url, sizeof url, "zdb://:other-pw@127.0.0.1:%d/other", port);
+	struct backend *o = open_url(url);
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(o, "iso", &v, &n), -ENOENT);
+	backend_close(o);
+	/* the namespace password goes in SELECT only: AUTH is 0-db's admin
+	 * password, and a namespace password there is refused */
+	assert_int_equal(logged(log, "AUTH"), auths);
+	assert_true(logged(log, "SELECT") >= 2);
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
+
+	/* refused SELECTs: down, and the error says why */
+	static const struct { const char *pw, *ns, *w1, *w2; } bad[] = {
+		{ "wrong", "vol", "SELECT vol refused: Access denied", "password in the URL is wrong" },
+		{ NULL, "vol", "SELECT vol refused: Namespace protected and private",
+		  "zdb://:PASSWORD@" },
+		{ "x", "nothere", "SELECT nothere refused: Namespace not found", "NSNEW" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(url, sizeof url, "zdb://%s%s%s127.0.0.1:%d/%s", bad[i].pw ? ":" : "",
+			 bad[i].pw ? bad[i].pw : "", bad[i].pw ? "@" : "", port, bad[i].ns);
+		struct backend *x = open_url(url);
+		assert_int_equal(backend_put(x, "k", "v", 1), -EIO);
+		assert_int_equal(backend_health(x).state, BACKEND_DOWN);
+		error_says(x, bad[i].w1, bad[i].w2);
+		assert_int_equal(backend_ping(x), -EIO);
+		backend_close(x);
+	}
+	/* issue 20: redis:// to a 0-db sends AUTH with the namespace password
+	 * first, and 0-db refuses it (redis:// is left as it is) */
+	snprintf(url, sizeof url, "redis://:ns-pw@127.0.0.1:%d/vol", port);
+	struct backend *r = open_url(url);
+	assert_int_equal(backend_put(r, "k", "v", 1), -EIO);
+	error_says(r, "AUTH refused: Access denied", NULL);
+	backend_close(r);
+
+	/* the server dies: errors; back (empty: the double keeps nothing), a
+	 * new connection and SELECT again */
+	tu_redis_stop(pid);
+	assert_int_equal(backend_get(b, "iso", &v, &n), -EIO);
+	assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+	int again;
+	pid = tu_zdbd_start(port, ZDB_ADMIN, log, &again);
+	assert_int_equal(again, port);
+	zdb_ns(port, "vol", "ns-pw", 0);
+	int e = -EIO;
+	for (int i = 0; i < 100 && e; i++) {
+		usleep(100000);
+		e = backend_put(b, "again", "ok", 2);
+	}
+	assert_int_equal(e, 0);
+	/* and between two requests of a kept connection: no error reaches
+	 * the caller */
+	tu_redis_stop(pid);
+	pid = tu_zdbd_start(port, ZDB_ADMIN, log, &again);
+	zdb_ns(port, "vol", "ns-pw", 0);
+	auths = logged(log, "AUTH");
+	assert_int_equal(backend_put(b, "after", "restart", 7), 0);
+	assert_int_equal(backend_get(b, "after", &v, &n), 0);
+	assert_int_equal(n, 7);
+	free(v);
+	assert_int_equal(backend_health(b).state, BACKEND_UP);
+	assert_int_equal(logged(log, "AUTH"), auths);
+	backend_close(b);
+	tu_redis_stop(pid);
+	free(log);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* A namespace with a size limit: writes past it are refused with -ENOSPC
+ * and the error says the namespace is full; reads, overwrites within the
+ * space of the value replaced and deletions go on; backend_usage reports
+ * NSINFO's use and limit. */
+static void test_zdb_full_namespace(void **state)
+{
+	(void)state;
+	const size_t MB = 1 << 20;
+	int port;
+	pid_t pid = tu_zdbd_start(0, ZDB_ADMIN, NULL, &port);
+	zdb_ns(port, "vol", "ns-pw", 3 * MB);
+	char url[128];
+	snprintf(url, sizeof url, "zdb://:ns-pw@127.0.0.1:%d/vol", port);
+	struct backend *b = open_url(url);
+	uint64_t used = 1, limit = 0;
+	assert_int_equal(backend_usage(b, &used, &limit), 0);
+	assert_int_equal(used, 0);
+	assert_int_equal(limit, 3 * MB);
+	uint8_t *val = calloc(1, MB + 1);
+	memset(val, 1, MB);
+	assert_int_equal(backend_put(b, "p0", val, MB), 0);
+	assert_int_equal(backend_put(b, "p1", val, MB), 0);
+	assert_int_equal(backend_put(b, "p2", val, MB), 0);
+	assert_int_equal(backend_put(b, "p3", val, MB), -ENOSPC);
+	error_says(b, "the 0-db namespace vol is full", "No space left on this namespace");
+	assert_int_equal(backend_health(b).state, BACKEND_UP);	/* it answers: not down */
+	assert_int_equal(backend_usage(b, &used, &limit), 0);
+	assert_int_equal(used, 3 * MB);
+	assert_int_equal(limit, 3 * MB);
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(b, "p3", &v, &n), -ENOENT);
+	assert_int_equal(backend_get(b, "p2", &v, &n), 0);
+	free(v);
+	memset(val, 2, MB);
+	assert_int_equal(backend_put(b, "p1", val, MB), 0);	/* in p1's own space */
+	assert_int_equal(backend_put(b, "p1", val, MB + 1), -ENOSPC);
+	assert_int_equal(backend_del(b, "p0"), 0);
+	assert_int_equal(backend_put(b, "p3", val, MB), 0);
+	assert_int_equal(backend_usage(b, &used, &limit), 0);
+	assert_int_equal(used, 3 * MB);
+	/* no limit set: 0 */
+	zdb_ns(port, "nolimit", NULL, 0);
+	snprintf(url, sizeof url, "zdb://127.0.0.1:%d/nolimit", port);
+	struct backend *u = open_url(url);
+	assert_int_equal(backend_put(u, "k", "12345", 5), 0);
+	assert_int_equal(backend_usage(u, &used, &limit), 0);
+	assert_int_equal(used, 5);
+	assert_int_equal(limit, 0);
+	backend_close(u);
+	/* the other kinds have no usage to tell (and are not asked) */
+	struct backend *r = open_url("redis://127.0.0.1:1/0");
+	assert_int_equal(backend_usage(r, &used, &limit), -ENOTSUP);
+	assert_int_equal(backend_health(r).errors, 0);
+	backend_close(r);
+	char *dir = tu_mkdtemp();
+	snprintf(url, sizeof url, "dir://%s/b", dir);
+	struct backend *d = open_url(url);
+	assert_int_equal(backend_usage(d, &used, &limit), -ENOTSUP);
+	backend_close(d);
+	tu_rmrf(dir);
+	free(dir);
+	/* the server gone: -EIO */
+	tu_redis_stop(pid);
+	assert_int_equal(backend_usage(b, &used, &limit), -EIO);
+	assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+	free(val);
+	backend_close(b);
+}
+
+static void test_zdb_scan(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	char *log = tu_path(dir, "commands");
+	int port;
+	pid_t pid = tu_zdbd_start(0, ZDB_ADMIN, log, &port);
+	zdb_ns(port, "vol", NULL, 0);	/* public, no password */
+	zdb_ns(port, "other", NULL, 0);
+	char url[128];
+	snprintf(url, sizeof url, "zdb://127.0.0.1:%d/other", port);
+	struct backend *o = open_url(url);
+	assert_int_equal(backend_put(o, "v1/o/s1/0.0", "another namespace", 17), 0);
+	backend_close(o);
+	snprintf(url, sizeof url, "zdb://127.0.0.1:%d/vol", port);
+	struct backend *b = open_url(url);
+	scan_checks(b, 2500);	/* many SCAN rounds (the double gives 100 a round) */
+	assert_true(logged(log, "SCAN") > 5 * 25);
+	assert_int_equal(logged(log, "STRLEN"), 0);	/* sizes come with 0-db's entries */
+	tu_redis_stop(pid);
+	static struct listing l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(backend_scan(b, "v1/", list_cb, &l), -EIO);
+	assert_int_equal(backend_health(b).state, BACKEND_DOWN);
+	backend_close(b);
+	free(log);
+	tu_rmrf(dir);
+	free(dir);
+}
+
+/* One value is at most 8 MiB on 0-db: a larger one is refused before it is
+ * sent (0-db would answer "Payload too big" and close the connection). */
+static void test_zdb_value_cap(void **state)
+{
+	(void)state;
+	char *dir = tu_mkdtemp();
+	char *log = tu_path(dir, "commands");
+	int port;
+	pid_t pid = tu_zdbd_start(0, ZDB_ADMIN, log, &port);
+	zdb_ns(port, "vol", "ns-pw", 0);
+	char url[128];
+	snprintf(url, sizeof url, "zdb://:ns-pw@127.0.0.1:%d/vol", port);
+	struct backend *b = open_url(url);
+	uint8_t *big = calloc(1, BACKEND_MAX_VALUE + 1);
+	assert_int_equal(backend_put(b, "big", big, BACKEND_MAX_VALUE), 0);
+	int sets = logged(log, "SET");
+	assert_int_equal(backend_put(b, "big", big, BACKEND_MAX_VALUE + 1), -EINVAL);
+	assert_int_equal(logged(log, "SET"), sets);	/* never sent */
+	assert_true(backend_health(b).state != BACKEND_DOWN);	/* (8 MiB may be slow) */
+	/* what the double does with one, as 0-db: refused on its length, and
+	 * the connection closed (a client still sending the value gets a
+	 * reset) */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	const char *req = "*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$8388609\r\n";
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	char reply[128];
+	size_t got = 0;
+	ssize_t k;
+	while (got < sizeof reply - 1 && (k = read(fd, reply + got, sizeof reply - 1 - got)) > 0)
+		got += (size_t)k;	/* to EOF: the double closes */
+	reply[got] = 0;
+	assert_string_equal(reply, "-Payload too big\r\n");
+	close(fd);
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(b, "big", &v, &n), 0);
+	assert_int_equal(n, BACKEND_MAX_VALUE);
+	free(v);
+	free(big);
+	backend_close(b);
+	tu_redis_stop(pid);
+	free(log);
+	tu_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -506,6 +841,10 @@ int main(void)
 		cmocka_unit_test(test_hostile_peer),
 		cmocka_unit_test(test_a_huge_reply_is_refused_early),
 		cmocka_unit_test(test_a_trickling_reply_is_given_up),
+		cmocka_unit_test(test_zdb_backend),
+		cmocka_unit_test(test_zdb_full_namespace),
+		cmocka_unit_test(test_zdb_scan),
+		cmocka_unit_test(test_zdb_value_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

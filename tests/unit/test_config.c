@@ -160,6 +160,11 @@ static void test_each_rule(void **state)
 		     "each need a distinct backend: configure at least 3");
 	expect_error("dir:///mnt/disk3/qsfs", "redis://127.0.0.1:6379/0",
 		     "qsfs.yaml:14: stor.backends: backend redis://127.0.0.1:6379/0 is listed twice");
+	/* the same 0-db server and namespace through both dialects */
+	expect_error("dir:///mnt/disk3/qsfs", "zdb://127.0.0.1:6380/myns",
+		     "qsfs.yaml:14: stor.backends: backend zdb://127.0.0.1:6380/myns is listed twice");
+	expect_error("dir:///mnt/disk3/qsfs", "zdb://127.0.0.1/",
+		     "qsfs.yaml:14: stor.backends: bad backend URL: zdb:// needs a namespace");
 	expect_error("dir:///mnt/disk3/qsfs", "ftp://host/x",
 		     "qsfs.yaml:14: stor.backends: bad backend URL: unknown scheme");
 	expect_error("dir:///mnt/disk3/qsfs", "redis://host:99999",
@@ -211,12 +216,35 @@ static void test_backend_urls(void **state)
 	assert_string_equal(u.display, "redis://bob:***@[::1]:9900/7");
 	assert_null(strstr(u.display, "p@ss"));
 	backend_url_free(&u);
+	/* 0-db: the namespace password, default port 9900 */
+	assert_int_equal(backend_url_parse("zdb://:ns%pw@zdb1.example:9901/vol1", &u, &why), 0);
+	assert_int_equal(u.kind, BACKEND_ZDB);
+	assert_null(u.user);
+	assert_string_equal(u.password, "ns%pw");
+	assert_string_equal(u.host, "zdb1.example");
+	assert_int_equal(u.port, 9901);
+	assert_string_equal(u.ns, "vol1");
+	assert_string_equal(u.display, "zdb://:***@zdb1.example:9901/vol1");
+	backend_url_free(&u);
+	assert_int_equal(backend_url_parse("zdb://[::1]/vol1", &u, &why), 0);
+	assert_int_equal(u.port, 9900);
+	assert_null(u.password);
+	assert_string_equal(u.display, "zdb://[::1]:9900/vol1");
+	backend_url_free(&u);
+	/* redis:// is still redis: 6379, any path kept as it is */
+	assert_int_equal(backend_url_parse("redis://:pw@h/myns", &u, &why), 0);
+	assert_int_equal(u.kind, BACKEND_REDIS);
+	assert_int_equal(u.port, 6379);
+	assert_string_equal(u.ns, "myns");
+	assert_string_equal(u.display, "redis://:***@h:6379/myns");
+	backend_url_free(&u);
 	assert_int_equal(backend_url_parse("dir:///a/b//", &u, &why), 0);
 	assert_string_equal(u.path, "/a/b");
 	backend_url_free(&u);
 	const char *bad[] = { "redis://", "redis://:6379", "redis://h:0", "redis://h:12x",
 			      "redis://[::1", "redis://h/a/b", "redis://user@h", "dir:///",
-			      "dir://", "http://h", "" };
+			      "dir://", "http://h", "", "zdb://h", "zdb://h/", "zdb://u:p@h/ns",
+			      "zdb://h/a/b", "zdb://h/a b", "zdb://h/..", "zdb://h:0/ns", "zdb://" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		if (backend_url_parse(bad[i], &u, &why) != -EINVAL) {
 			print_message("# accepted: %s\n", bad[i]);

@@ -221,6 +221,58 @@ void tu_redis_stop(pid_t pid)
 }
 
 
+pid_t tu_zdbd_start(int port, const char *admin, const char *cmdlog, int *port_out)
+{
+	const char *src = getenv("QSFS_SOURCE_DIR");
+	if (!src)
+		fail_msg("QSFS_SOURCE_DIR is not set (meson test sets it): cannot find tests/zdbd.py");
+	char script[1024], portfile[600], ports[16];
+	snprintf(script, sizeof script, "%s/tests/zdbd.py", src);
+	char *dir = tu_mkdtemp();
+	snprintf(portfile, sizeof portfile, "%s/port", dir);
+	snprintf(ports, sizeof ports, "%d", port);
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);	/* as tu_redis_start */
+		int devnull = open("/dev/null", O_WRONLY);
+		dup2(devnull, 1);
+		dup2(devnull, 2);
+		const char *argv[12] = { "python3", script, "--port", ports, "--port-file", portfile };
+		int n = 6;
+		if (admin) {
+			argv[n++] = "--admin";
+			argv[n++] = admin;
+		}
+		if (cmdlog) {
+			argv[n++] = "--command-log";
+			argv[n++] = cmdlog;
+		}
+		argv[n] = NULL;
+		execvp("python3", (char **)argv);
+		_exit(127);
+	}
+	int got = 0;
+	for (int i = 0; i < 500 && !got; i++) {	/* 10 s: python starts slowly under load */
+		FILE *f = fopen(portfile, "r");
+		if (f) {
+			if (fscanf(f, "%d", &got) != 1)
+				got = 0;
+			fclose(f);
+		}
+		if (!got) {
+			if (waitpid(pid, NULL, WNOHANG) == pid)
+				fail_msg("tests/zdbd.py exited at start (port %d)", port);
+			usleep(20000);
+		}
+	}
+	tu_rmrf(dir);
+	free(dir);
+	if (!got)
+		fail_msg("tests/zdbd.py did not start");
+	*port_out = got;
+	return pid;
+}
+
 void tu_redis_start_n(int n, int *ports, pid_t *pids)
 {
 	for (int i = 0; i < n; i++) {

@@ -57,6 +57,12 @@ void tu_seed(unsigned dflt);
 pid_t tu_redis_start(int port, const char *pass);
 /* SIGKILL it and reap it. */
 void tu_redis_stop(pid_t pid);
+/* Start the 0-db double (tests/zdbd.py, found through $QSFS_SOURCE_DIR)
+ * on 127.0.0.1:port (0: one the kernel picks), with admin password admin
+ * (NULL: none, every client is admin) and, when cmdlog is not NULL, the
+ * commands it receives appended there ("NAME ARGC" lines). Waits until it
+ * listens; *port_out gets its port. Stop it with tu_redis_stop. */
+pid_t tu_zdbd_start(int port, const char *admin, const char *cmdlog, int *port_out);
 /* n redis-servers (no password) on free ports: ports[i], pids[i]. */
 void tu_redis_start_n(int n, int *ports, pid_t *pids);
 /* Stop those of them still running (pid > 0); their pids become 0. */
