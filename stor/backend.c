@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,14 @@ struct backend {
 	unsigned failures;	/* consecutive connection failures */
 	pthread_mutex_t hmu;	/* h is read by the status thread */
 	struct backend_health h;
+	/* backend_cancel, from any thread, against the owner's operation: cmu
+	 * guards the three fields below. live_fd is rc's socket while rc is
+	 * connected; it is cleared under cmu before rc is freed (conn_drop),
+	 * so a cancel never shuts down a closed or reused descriptor. */
+	pthread_mutex_t cmu;
+	int live_fd;		/* -1: not connected */
+	bool in_op;		/* an operation is in progress */
+	bool cancelled;		/* backend_cancel hit it */
 };
 
 static char *dupornull(const char *s)
@@ -51,6 +60,8 @@ int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backen
 	b->port = u->port;
 	b->timeout_ms = timeout_ms ? timeout_ms : 5000;
 	pthread_mutex_init(&b->hmu, NULL);
+	pthread_mutex_init(&b->cmu, NULL);
+	b->live_fd = -1;
 	if (!b->name) {
 		backend_close(b);
 		return -ENOMEM;
@@ -74,6 +85,7 @@ void backend_close(struct backend *b)
 	free(b->ns);
 	free(b->path);
 	pthread_mutex_destroy(&b->hmu);
+	pthread_mutex_destroy(&b->cmu);
 	free(b);
 }
 
@@ -88,6 +100,77 @@ struct backend_health backend_health(const struct backend *b)
 	struct backend_health h = b->h;
 	pthread_mutex_unlock((pthread_mutex_t *)&b->hmu);
 	return h;
+}
+
+/* --- cancelling an operation (backend_cancel) ----------------------------- */
+
+/* Close b->rc (if any): first out of a cancel's reach, then freed. */
+static void conn_drop(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->live_fd = -1;
+	pthread_mutex_unlock(&b->cmu);
+	if (b->rc)
+		redisFree(b->rc);
+	b->rc = NULL;
+	b->rc_used = false;
+}
+
+/* An operation starts on the owner's thread: a cancel from now on is for
+ * it (one that came between operations is forgotten). */
+static void op_begin(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->in_op = true;
+	b->cancelled = false;
+	pthread_mutex_unlock(&b->cmu);
+}
+
+/* The operation ended with r: -ECANCELED for the failure a cancel caused
+ * (an answer that arrived before the cancel stands, but its connection,
+ * whose socket may be shut down now, is not kept). */
+static int op_end(struct backend *b, int r)
+{
+	pthread_mutex_lock(&b->cmu);
+	bool c = b->cancelled;
+	b->in_op = b->cancelled = false;
+	pthread_mutex_unlock(&b->cmu);
+	if (c && b->rc)
+		conn_drop(b);
+	return c && r == -EIO && b->kind != BACKEND_DIR ? -ECANCELED : r;
+}
+
+/* Was the operation in progress cancelled? (Its failure is then not the
+ * backend's: no error recorded, no reconnect backoff.) */
+static bool op_cancelled(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	bool c = b->cancelled;
+	pthread_mutex_unlock(&b->cmu);
+	return c;
+}
+
+/* b->rc just connected: from now on a cancel shuts its socket down; one
+ * that came during the connect (no socket to shut down yet) takes effect
+ * now. */
+static void conn_keep(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->live_fd = b->rc->fd;
+	if (b->cancelled)
+		shutdown(b->live_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&b->cmu);
+}
+
+void backend_cancel(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	if (b->in_op) {
+		b->cancelled = true;
+		if (b->live_fd >= 0)
+			shutdown(b->live_fd, SHUT_RDWR);	/* the blocked read returns */
+	}
+	pthread_mutex_unlock(&b->cmu);
 }
 
 static void set_error(struct backend *b, const char *fmt, ...)
@@ -445,26 +528,23 @@ static redisReply *command(struct backend *b, int argc, const char **argv, const
 {
 	bool reused = b->rc_used;
 	redisReply *r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
-	if (!r && reused && b->rc->err == REDIS_ERR_EOF) {
+	if (!r && reused && b->rc->err == REDIS_ERR_EOF && !op_cancelled(b)) {
 		/* A connection kept from earlier that the server has closed
 		 * meanwhile (it restarted, or dropped idle clients): one new
 		 * connection and the command again. Every command sent here is
 		 * idempotent (GET, SET of the same value, DEL, EXISTS, PING,
 		 * SCAN, STRLEN); a timeout is not retried (that would double
 		 * the wait). */
-		redisFree(b->rc);
-		b->rc = NULL;
-		b->rc_used = false;
+		conn_drop(b);
 		b->retry_at_ns = 0;
 		if (redis_connect(b))
 			return NULL;	/* it said why */
 		r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
 	}
 	if (!r) {
-		conn_error(b, argv[0]);
-		redisFree(b->rc);
-		b->rc = NULL;
-		b->rc_used = false;
+		if (!op_cancelled(b))	/* a cancel is not the backend's failure */
+			conn_error(b, argv[0]);
+		conn_drop(b);
 	} else {
 		b->rc_used = true;
 	}
@@ -485,6 +565,8 @@ static int redis_connect(struct backend *b)
 	if (!b->rc)
 		set_error(b, "cannot connect: out of memory");
 	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;
+	if (ok)
+		conn_keep(b);
 	if (ok && b->password) {
 		const char *argv[3] = { "AUTH", b->user ? b->user : b->password, b->password };
 		redisReply *r = command(b, b->user ? 3 : 2, argv, NULL);
@@ -506,11 +588,12 @@ static int redis_connect(struct backend *b)
 	if (!ok) {
 		/* no context, or a failed AUTH/SELECT (command() dropped it),
 		 * has said why already; keep that */
-		if (b->rc && b->rc->err)
+		bool cancelled = op_cancelled(b);
+		if (b->rc && b->rc->err && !cancelled)
 			conn_error(b, "cannot connect");
-		if (b->rc)
-			redisFree(b->rc);
-		b->rc = NULL;
+		conn_drop(b);
+		if (cancelled)
+			return -EIO;	/* cut short: no backoff, the backend did no wrong */
 		b->failures++;
 		/* to 1.6 s: the daemon's probe (health.h) decides when a backend
 		 * is back; a handle must not then refuse it for long */
@@ -664,9 +747,9 @@ static int redis_scan(struct backend *b, const char *prefix,
 		for (size_t i = 0; i < keys->elements; i++) {
 			redisReply *k = keys->element[i], *n = NULL;
 			if (get_reply_bounded(b->rc, b->timeout_ms, (void **)&n) != REDIS_OK || !n) {
-				conn_error(b, "STRLEN");
-				redisFree(b->rc);
-				b->rc = NULL;
+				if (!op_cancelled(b))
+					conn_error(b, "STRLEN");
+				conn_drop(b);
 				freeReplyObject(rep);
 				return -EIO;
 			}
@@ -696,7 +779,9 @@ int backend_put(struct backend *b, const char *key, const void *val, size_t len)
 	if (!valid_key(key) || len > BACKEND_MAX_VALUE)
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
+	op_begin(b);
 	int r = b->kind == BACKEND_DIR ? dir_put(b, key, val, len) : redis_put(b, key, val, len);
+	r = op_end(b, r);
 	if (r && b->kind == BACKEND_DIR)
 		set_error(b, "writing %s: %s", key, strerror(-r));
 	if (!r)
@@ -711,7 +796,9 @@ int backend_get(struct backend *b, const char *key, uint8_t **val, size_t *len)
 	*val = NULL;
 	*len = 0;
 	uint64_t t0 = fs_now_ns();
+	op_begin(b);
 	int r = b->kind == BACKEND_DIR ? dir_get(b, key, val, len) : redis_get(b, key, val, len);
+	r = op_end(b, r);
 	if (r && r != -ENOENT && b->kind == BACKEND_DIR)
 		set_error(b, "reading %s: %s", key, strerror(-r));
 	if (!r || r == -ENOENT)
@@ -724,7 +811,9 @@ int backend_del(struct backend *b, const char *key)
 	if (!valid_key(key))
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
+	op_begin(b);
 	int r = b->kind == BACKEND_DIR ? dir_del(b, key) : redis_del(b, key);
+	r = op_end(b, r);
 	if (r && b->kind == BACKEND_DIR)
 		set_error(b, "removing %s: %s", key, strerror(-r));
 	if (!r)
@@ -737,12 +826,14 @@ int backend_exists(struct backend *b, const char *key)
 	if (!valid_key(key))
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
+	op_begin(b);
 	int r = b->kind == BACKEND_DIR ? dir_exists(b, key) : redis_exists(b, key);
+	r = op_end(b, r);
 	if (r < 0 && b->kind == BACKEND_DIR)
 		set_error(b, "looking for %s: %s", key, strerror(-r));
 	if (r >= 0)
 		ok_latency(b, t0);
-	return r < 0 ? -EIO : r;
+	return r == -ECANCELED ? r : r < 0 ? -EIO : r;
 }
 
 /* backend_scan's callback, remembering whether it stopped the listing. */
@@ -768,10 +859,14 @@ int backend_scan(struct backend *b, const char *prefix,
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
 	struct scan_cb w = { cb, arg, 0 };
+	op_begin(b);
 	int r = b->kind == BACKEND_DIR ? dir_scan(b, prefix, scan_cb, &w)
 				       : redis_scan(b, prefix, scan_cb, &w);
+	r = op_end(b, r);
 	if (w.stop)
 		return w.stop;
+	if (r == -ECANCELED)
+		return r;
 	if (r && b->kind == BACKEND_DIR)
 		set_error(b, "listing %s*: %s", prefix, strerror(r < 0 ? -r : EIO));
 	if (r)
@@ -784,6 +879,7 @@ int backend_ping(struct backend *b)
 {
 	uint64_t t0 = fs_now_ns();
 	int r;
+	op_begin(b);
 	if (b->kind == BACKEND_DIR) {
 		struct stat st;
 		r = stat(b->path, &st) < 0 ? -errno : !S_ISDIR(st.st_mode) ? -ENOTDIR
@@ -793,7 +889,8 @@ int backend_ping(struct backend *b)
 	} else {
 		r = redis_ping(b);
 	}
+	r = op_end(b, r);
 	if (!r)
 		ok_latency(b, t0);
-	return r ? -EIO : 0;
+	return r == -ECANCELED ? r : r ? -EIO : 0;
 }
