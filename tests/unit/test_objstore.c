@@ -524,6 +524,63 @@ static void test_delete(void **state)
 	rig_close(&g);
 }
 
+/* Exchange the values of piece 0 of shards a and b of name (generation 0),
+ * each on its own backend. */
+static void swap_shards(struct rig *g, const char *name, int a, int b)
+{
+	char ka[128], kb[128];
+	snprintf(ka, sizeof ka, "%s/o/%s/%d.0", g->s.volhex, name, a);
+	snprintf(kb, sizeof kb, "%s/o/%s/%d.0", g->s.volhex, name, b);
+	int ha = home_of(g, name, a), hb = home_of(g, name, b);
+	assert_true(ha >= 0 && hb >= 0 && ha != hb);
+	uint8_t *va, *vb;
+	size_t na, nb;
+	assert_int_equal(backend_get(g->b[ha], ka, &va, &na), 0);
+	assert_int_equal(backend_get(g->b[hb], kb, &vb, &nb), 0);
+	assert_int_equal(backend_put(g->b[ha], ka, vb, nb), 0);
+	assert_int_equal(backend_put(g->b[hb], kb, va, na), 0);
+	free(va);
+	free(vb);
+}
+
+/* Shards swapped between keys (and so between backends): 0 with 1, 2 with
+ * 3. A read still decodes them (each fragment carries its index) and sees
+ * no damage, but only 2 of 6 match the metadata's checksums: fewer than k,
+ * which the scrub took for unreadable. The repair it now tries (a full
+ * decode, stored whole as the next generation) makes all six good. */
+static void test_swapped_shards_repaired(void **state)
+{
+	(void)state;
+	struct rig g;
+	rig_open(&g, KEY, 2);	/* two dir:// and four redis:// */
+	size_t size = 3 * STRIPE_SIZE + 7;
+	uint8_t *d;
+	int fd = object_file(size, &d);
+	char why[4096];
+	assert_int_equal(obj_put(&g.s, g.c, "s900", 900, fd, size, why, sizeof why, NULL, 0), 0);
+	swap_shards(&g, "s900", 0, 1);
+	swap_shards(&g, "s900", 2, 3);
+	assert_int_equal(get_and_check(&g, "s900", 900, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	struct obj_check ck;
+	assert_int_equal(obj_verify(&g.s, "s900", OBJ_VERIFY_READ, NULL, NULL, &ck, why,
+				    sizeof why), 0);
+	print_message("# %s\n", ck.damage);
+	assert_int_equal(ck.good, 2);
+	assert_int_equal(ck.bad_mask, 0xfu);
+	assert_non_null(strstr(ck.damage, "checksum mismatch"));
+	assert_int_equal(obj_repair(&g.s, g.c, "s900", 900, dir, why, sizeof why), 0);
+	assert_int_equal(obj_verify(&g.s, "s900", OBJ_VERIFY_READ, NULL, NULL, &ck, why,
+				    sizeof why), 0);
+	assert_int_equal(ck.good, 6);
+	assert_int_equal(ck.gen, 1);
+	assert_int_equal(get_and_check(&g, "s900", 900, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	free(d);
+	close(fd);
+	rig_close(&g);
+}
+
 /* --- a slow peer ---------------------------------------------------------------
  *
  * A TCP proxy in front of a redis-server that relays the server's replies at
@@ -731,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_check_and_meta_sync),
 		cmocka_unit_test(test_delete),
 		cmocka_unit_test(test_a_slow_backend_does_not_stall_reads),
+		cmocka_unit_test(test_swapped_shards_repaired),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
