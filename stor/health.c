@@ -8,11 +8,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/fsutil.h"
+
 struct verdict {
 	bool down;
 	int64_t since;		/* unix s it went down */
 	char err[160];
 	unsigned strikes;	/* lags in a row */
+	uint64_t lagged_ns;	/* monotonic time of the last lag */
 	bool slow;
 	int64_t slow_since;
 	char slow_why[200];
@@ -108,6 +111,7 @@ int health_lagged(struct health *h, size_t i, uint64_t lag_ms, const char *why)
 	pthread_mutex_lock(&h->mu);
 	struct verdict *v = &h->v[i];
 	v->strikes++;
+	v->lagged_ns = fs_now_ns();
 	int change = 0;
 	if (lag_ms >= HEALTH_SLOW_LAG_MS || v->strikes >= HEALTH_SLOW_STRIKES) {
 		change = !v->slow;
@@ -142,6 +146,17 @@ bool health_slow(struct health *h, size_t i)
 	bool slow = h->v[i].slow;
 	pthread_mutex_unlock(&h->mu);
 	return slow;
+}
+
+bool health_skip_wait(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return false;
+	pthread_mutex_lock(&h->mu);
+	bool skip = h->v[i].slow &&
+		    fs_now_ns() - h->v[i].lagged_ns < HEALTH_SLOW_RECHECK_S * 1000000000ull;
+	pthread_mutex_unlock(&h->mu);
+	return skip;
 }
 
 void health_get(struct health *h, size_t i, struct health_verdict *out)

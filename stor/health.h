@@ -30,6 +30,7 @@
 
 #define HEALTH_SLOW_LAG_MS 500	/* as a backend handle's "slow" (backend.h) */
 #define HEALTH_SLOW_STRIKES 2
+#define HEALTH_SLOW_RECHECK_S 10	/* see health_skip_wait */
 
 struct health;
 
@@ -72,6 +73,12 @@ int health_kept_up(struct health *h, size_t i);
 
 /* Is backend i slow now? */
 bool health_slow(struct health *h, size_t i);
+
+/* May a read skip waiting for backend i? True when it is slow and lagged
+ * within the last HEALTH_SLOW_RECHECK_S seconds; after that a read waits
+ * for it as for any other once, to see whether it keeps up again (if not,
+ * that lag starts the interval again). */
+bool health_skip_wait(struct health *h, size_t i);
 
 /* Backend i's verdict into *out (all clear for a NULL table). */
 void health_get(struct health *h, size_t i, struct health_verdict *out);

@@ -36,8 +36,15 @@
  *   kept up (health_kept_up), which clears a slow mark. Every fetcher is
  *   joined before the read returns: the handles are the caller's again.
  *   The floor of 50 ms keeps a scheduling hiccup on a busy host or a LAN
- *   round trip from costing a reconnect, at the price of up to 50 ms more
- *   for a small object (one piece per shard) while a backend is slow.
+ *   round trip from costing a reconnect or a lag. A backend already marked
+ *   slow is not waited for (health_skip_wait): its fetch in flight is cut
+ *   short at once, and if that is sooner than the bound it tells nothing
+ *   either way. So while a backend stays slow a small object (one piece
+ *   per shard) pays the 50 ms only on the read that finds it slow and on
+ *   one read every HEALTH_SLOW_RECHECK_S, which waits for it as for any
+ *   other so that it clears its mark once it keeps up again (as it also
+ *   does on any read whose pieces it delivered before the object was
+ *   done).
  *
  * Why threads per shard for the whole object, not a round of piece p of
  * every shard joined before round p+1 (the old way): a round waits for its
@@ -231,12 +238,14 @@ static uint64_t hedge_ns(struct fetchset *fs, uint64_t *median)
 
 /* The read is over: stop every fetcher, wait for them and free the set.
  * read_ok: the object was read, and a GET still in flight gets until
- * hedge_ns() after its start, then it is cancelled. A backend whose GET
- * was cancelled, or took longer than hedge_ns() (a needed shard that was
- * waited for), lagged (health_lagged); one whose GETs all answered within
- * it kept up (health_kept_up; not on a metadata fetch alone: too small to
- * show that it keeps up with pieces). Else (the read failed) GETs in flight
- * are cancelled at once and nothing is counted.
+ * hedge_ns() after its start, then it is cancelled (on a backend marked
+ * slow already: at once, see health_skip_wait). A backend whose GET was cancelled at or past
+ * hedge_ns(), or took longer (a needed shard that was waited for), lagged
+ * (health_lagged); one whose GETs all answered within it kept up
+ * (health_kept_up; not on a metadata fetch alone: too small to show that
+ * it keeps up with pieces); one cut short sooner gave no news. Else (the
+ * read failed) GETs in flight are cancelled at once and nothing is
+ * counted.
  * Blocks: at most hedge_ns() plus the time a cancelled GET takes to return
  * (at once on redis://; a dir:// read is not cut short). Takes set->mu;
  * logs a backend becoming slow, or keeping up again. */
@@ -254,7 +263,10 @@ static void fetchset_end(struct fetchset *fs, bool read_ok)
 			struct fetcher *f = &fs->f[i];
 			if (!f->started || !f->busy)
 				continue;
-			uint64_t due = read_ok ? f->t0 + window : 0;
+			/* a backend known to be slow is not waited for (but now
+			 * and then, to see whether it keeps up again) */
+			uint64_t due = read_ok && !health_skip_wait(fs->s->health, f->bi) ?
+				       f->t0 + window : 0;
 			if (!f->cancelled && now < due) {
 				wake = due < wake ? due : wake;
 				continue;
@@ -284,6 +296,8 @@ static void fetchset_end(struct fetchset *fs, bool read_ok)
 		pthread_cond_destroy(&f->cv);
 		if (!f->started || !read_ok)
 			continue;
+		if (f->cancelled && f->lag_ns < window)
+			continue;	/* a slow one, not waited for: no news of it */
 		const char *name = backend_name(f->b);
 		const char *what = f->shard == META_FETCH ? "metadata" : "piece";
 		char why[200];
