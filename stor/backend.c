@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "backend_int.h"
+#include "backend_resp.h"
 #include "../common/fsutil.h"
 
 static char *dupornull(const char *s)
@@ -48,6 +50,8 @@ int backend_open(const struct backend_url *u, unsigned timeout_ms, struct backen
 	b->port = u->port;
 	b->timeout_ms = timeout_ms ? timeout_ms : 5000;
 	pthread_mutex_init(&b->hmu, NULL);
+	pthread_mutex_init(&b->cmu, NULL);
+	b->live_fd = -1;
 	if (!b->name) {
 		backend_close(b);
 		return -ENOMEM;
@@ -60,8 +64,7 @@ void backend_close(struct backend *b)
 {
 	if (!b)
 		return;
-	if (b->rc)
-		redisFree(b->rc);
+	resp_drop(b);
 	free(b->name);
 	free(b->host);
 	free(b->user);
@@ -71,6 +74,7 @@ void backend_close(struct backend *b)
 	free(b->ns);
 	free(b->path);
 	pthread_mutex_destroy(&b->hmu);
+	pthread_mutex_destroy(&b->cmu);
 	free(b);
 }
 
@@ -85,6 +89,67 @@ struct backend_health backend_health(const struct backend *b)
 	struct backend_health h = b->h;
 	pthread_mutex_unlock((pthread_mutex_t *)&b->hmu);
 	return h;
+}
+
+/* --- cancelling an operation (backend_cancel) ----------------------------- */
+
+void backend_conn_gone(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->live_fd = -1;
+	pthread_mutex_unlock(&b->cmu);
+}
+
+void backend_conn_keep(struct backend *b, int fd)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->live_fd = fd;
+	if (b->cancelled)
+		shutdown(fd, SHUT_RDWR);
+	pthread_mutex_unlock(&b->cmu);
+}
+
+bool backend_op_cancelled(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	bool c = b->cancelled;
+	pthread_mutex_unlock(&b->cmu);
+	return c;
+}
+
+/* An operation starts on the owner's thread: a cancel from now on is for
+ * it (one that came between operations is forgotten). */
+static void op_begin(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	b->in_op = true;
+	b->cancelled = false;
+	pthread_mutex_unlock(&b->cmu);
+}
+
+/* The operation ended with r: -ECANCELED for the failure a cancel caused
+ * (an answer that arrived before the cancel stands, but its connection,
+ * whose socket may be shut down now, is not kept). */
+static int op_end(struct backend *b, int r)
+{
+	pthread_mutex_lock(&b->cmu);
+	bool c = b->cancelled;
+	b->in_op = b->cancelled = false;
+	pthread_mutex_unlock(&b->cmu);
+	if (c && b->rc)
+		resp_drop(b);
+	return c && r == -EIO && b->kind != BACKEND_DIR ? -ECANCELED : r;
+}
+
+void backend_cancel(struct backend *b)
+{
+	pthread_mutex_lock(&b->cmu);
+	if (b->in_op) {
+		b->cancelled = true;
+		if (b->live_fd >= 0)
+			shutdown(b->live_fd, SHUT_RDWR);	/* the blocked read returns */
+	}
+	pthread_mutex_unlock(&b->cmu);
 }
 
 static void record(struct backend *b, enum backend_state st, const char *fmt, va_list ap)
@@ -142,7 +207,8 @@ int backend_put(struct backend *b, const char *key, const void *val, size_t len)
 	if (!valid_key(key) || len > BACKEND_MAX_VALUE)
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->put(b, key, val, len);
+	op_begin(b);
+	int r = op_end(b, b->ops->put(b, key, val, len));
 	if (!r)
 		ok_latency(b, t0);
 	return r;
@@ -155,7 +221,8 @@ int backend_get(struct backend *b, const char *key, uint8_t **val, size_t *len)
 	*val = NULL;
 	*len = 0;
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->get(b, key, val, len);
+	op_begin(b);
+	int r = op_end(b, b->ops->get(b, key, val, len));
 	if (!r || r == -ENOENT)
 		ok_latency(b, t0);
 	return r;
@@ -166,7 +233,8 @@ int backend_del(struct backend *b, const char *key)
 	if (!valid_key(key))
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->del(b, key);
+	op_begin(b);
+	int r = op_end(b, b->ops->del(b, key));
 	if (!r)
 		ok_latency(b, t0);
 	return r;
@@ -177,10 +245,11 @@ int backend_exists(struct backend *b, const char *key)
 	if (!valid_key(key))
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->exists(b, key);
+	op_begin(b);
+	int r = op_end(b, b->ops->exists(b, key));
 	if (r >= 0)
 		ok_latency(b, t0);
-	return r < 0 ? -EIO : r;
+	return r == -ECANCELED ? r : r < 0 ? -EIO : r;
 }
 
 /* backend_scan's callback, remembering whether it stopped the listing. */
@@ -206,9 +275,12 @@ int backend_scan(struct backend *b, const char *prefix,
 		return -EINVAL;
 	uint64_t t0 = fs_now_ns();
 	struct scan_cb w = { cb, arg, 0 };
-	int r = b->ops->scan(b, prefix, scan_cb, &w);
+	op_begin(b);
+	int r = op_end(b, b->ops->scan(b, prefix, scan_cb, &w));
 	if (w.stop)
 		return w.stop;
+	if (r == -ECANCELED)
+		return r;
 	if (r)
 		return -EIO;
 	ok_latency(b, t0);
@@ -220,17 +292,19 @@ int backend_usage(struct backend *b, uint64_t *used, uint64_t *limit)
 	if (!b->ops->usage)
 		return -ENOTSUP;
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->usage(b, used, limit);
+	op_begin(b);
+	int r = op_end(b, b->ops->usage(b, used, limit));
 	if (!r)
 		ok_latency(b, t0);
-	return r ? -EIO : 0;
+	return r == -ECANCELED ? r : r ? -EIO : 0;
 }
 
 int backend_ping(struct backend *b)
 {
 	uint64_t t0 = fs_now_ns();
-	int r = b->ops->ping(b);
+	op_begin(b);
+	int r = op_end(b, b->ops->ping(b));
 	if (!r)
 		ok_latency(b, t0);
-	return r ? -EIO : 0;
+	return r == -ECANCELED ? r : r ? -EIO : 0;
 }

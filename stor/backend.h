@@ -10,7 +10,8 @@
  * A backend handle is used by one thread at a time (each worker holds its
  * own set). It keeps a health record: up / slow / down, the last error and
  * the last latency, for `qsfs-ctl status`; backend_health() may be called
- * from any thread.
+ * from any thread, and so may backend_cancel(). Every operation below may
+ * also return -ECANCELED: backend_cancel() cut it short.
  */
 #ifndef QSFS_STOR_BACKEND_H
 #define QSFS_STOR_BACKEND_H
@@ -93,6 +94,19 @@ int64_t backend_dir_sweep_tmp(const struct backend_url *u, unsigned min_age_s);
  * prefix that is not a valid key start. Blocks: O(keys). */
 int backend_scan(struct backend *b, const char *prefix,
 		 int (*cb)(void *arg, const char *key, uint64_t size), void *arg);
+
+/* Cut short the operation in progress on b, from any thread (the one
+ * exception to "one thread at a time"): redis:// shuts the connection's
+ * socket down, so the owner's blocked call returns at once with
+ * -ECANCELED (an answer that was already in stands); the handle connects
+ * again on its next use, without backoff, and no error is recorded in its
+ * health record. With no operation in progress it does nothing (the next
+ * one is not affected). dir://: a local read is not interrupted; the
+ * operation completes as it would have. Does not block (takes the
+ * handle's small cancel lock, never held across I/O). The process must
+ * ignore SIGPIPE, as qsfs-stor does: the owner may be writing when the
+ * socket is shut down. */
+void backend_cancel(struct backend *b);
 
 /* The URL with the password hidden, and the health record. */
 const char *backend_name(const struct backend *b);

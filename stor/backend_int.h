@@ -66,7 +66,29 @@ struct backend {
 	/* the health record, read by the status thread */
 	pthread_mutex_t hmu;
 	struct backend_health h;
+	/* backend_cancel, from any thread, against the owner's operation: cmu
+	 * guards the three fields below. live_fd is rc's socket while rc is
+	 * connected; it is cleared under cmu before rc is freed
+	 * (backend_conn_gone), so a cancel never shuts down a closed or
+	 * reused descriptor. */
+	pthread_mutex_t cmu;
+	int live_fd;		/* -1: not connected */
+	bool in_op;		/* an operation is in progress */
+	bool cancelled;		/* backend_cancel hit it */
 };
+
+/* Was the operation in progress cancelled (backend_cancel)? Its failure is
+ * then not the backend's: no error recorded, no reconnect backoff. Takes
+ * b->cmu. */
+bool backend_op_cancelled(struct backend *b);
+
+/* b->rc just connected on socket fd: from now on a cancel shuts it down;
+ * one that came during the connect takes effect now. Takes b->cmu. */
+void backend_conn_keep(struct backend *b, int fd);
+
+/* b->rc is about to be freed: out of a cancel's reach first. Takes
+ * b->cmu. */
+void backend_conn_gone(struct backend *b);
 
 /* The operation failed and the backend is taken for down or failing:
  * record why (state down, one more error). Takes b->hmu. */

@@ -27,9 +27,11 @@ static void conn_error(struct backend *b, const char *what)
 		backend_set_error(b, "%s: %s", what, rc->errstr[0] ? rc->errstr : "connection lost");
 }
 
-static void drop(struct backend *b)
+void resp_drop(struct backend *b)
 {
-	redisFree(b->rc);
+	backend_conn_gone(b);
+	if (b->rc)
+		redisFree(b->rc);
 	b->rc = NULL;
 	b->rc_used = false;
 }
@@ -101,22 +103,23 @@ redisReply *resp_command(struct backend *b, int argc, const char **argv, const s
 {
 	bool reused = b->rc_used;
 	redisReply *r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
-	if (!r && reused && b->rc->err == REDIS_ERR_EOF) {
+	if (!r && reused && b->rc->err == REDIS_ERR_EOF && !backend_op_cancelled(b)) {
 		/* A connection kept from earlier that the server has closed
 		 * meanwhile (it restarted, or dropped idle clients): one new
 		 * connection and the command again. Every command sent here is
 		 * idempotent (GET, SET of the same value, DEL, EXISTS, PING,
 		 * SCAN, STRLEN, NSINFO); a timeout is not retried (that would
 		 * double the wait). */
-		drop(b);
+		resp_drop(b);
 		b->retry_at_ns = 0;
 		if (resp_connect(b))
 			return NULL;	/* it said why */
 		r = command_argv(b->rc, b->timeout_ms, argc, argv, lens);
 	}
 	if (!r) {
-		conn_error(b, argv[0]);
-		drop(b);
+		if (!backend_op_cancelled(b))	/* a cancel is not the backend's failure */
+			conn_error(b, argv[0]);
+		resp_drop(b);
 	} else {
 		b->rc_used = true;
 	}
@@ -132,8 +135,9 @@ redisReply *resp_read(struct backend *b, const char *what)
 {
 	void *r = NULL;
 	if (get_reply_bounded(b->rc, b->timeout_ms, &r) != REDIS_OK || !r) {
-		conn_error(b, what);
-		drop(b);
+		if (!backend_op_cancelled(b))
+			conn_error(b, what);
+		resp_drop(b);
 		return NULL;
 	}
 	return r;
@@ -152,16 +156,20 @@ int resp_connect(struct backend *b)
 	if (!b->rc)
 		backend_set_error(b, "cannot connect: out of memory");
 	int ok = b->rc && !b->rc->err && redisSetTimeout(b->rc, tv) == REDIS_OK;
+	if (ok)
+		backend_conn_keep(b, b->rc->fd);
 	if (ok && b->ops->handshake)
 		ok = b->ops->handshake(b) == 0;
 	if (!ok) {
 		/* no context, or a failed handshake (resp_command dropped the
 		 * connection, or an error reply was recorded), has said why
 		 * already; keep that */
-		if (b->rc && b->rc->err)
+		bool cancelled = backend_op_cancelled(b);
+		if (b->rc && b->rc->err && !cancelled)
 			conn_error(b, "cannot connect");
-		if (b->rc)
-			drop(b);
+		resp_drop(b);
+		if (cancelled)
+			return -EIO;	/* cut short: no backoff, the backend did no wrong */
 		b->failures++;
 		/* to 1.6 s: the daemon's probe (health.h) decides when a backend
 		 * is back; a handle must not then refuse it for long */

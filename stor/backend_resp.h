@@ -66,4 +66,8 @@ int resp_exists(struct backend *b, const char *key);
  * answer, -EIO otherwise (recorded). */
 int resp_ping(struct backend *b);
 
+/* Close and free b's connection (if any), out of a cancel's reach first;
+ * the next operation connects again. */
+void resp_drop(struct backend *b);
+
 #endif

@@ -267,6 +267,7 @@ enum slot_state { SLOT_WAIT_HDR, SLOT_OK, SLOT_DEAD };
 struct slot {
 	enum slot_state st;
 	bool ended;		/* no more bytes will come */
+	bool abandoned;		/* given up on as slow: not damage */
 	unsigned index;		/* shard index, from the header */
 	uint8_t *buf;
 	size_t len, cap, off;
@@ -387,6 +388,11 @@ int codec_dec_feed(struct codec_dec *d, unsigned slot, const void *buf, size_t l
 	struct slot *sl = &d->sl[slot];
 	if (sl->st == SLOT_DEAD || d->done || !len)
 		return 0;
+	if (sl->off && sl->len + len > sl->cap) {	/* drop what was consumed first */
+		memmove(sl->buf, sl->buf + sl->off, sl->len - sl->off);
+		sl->len -= sl->off;
+		sl->off = 0;
+	}
 	if (sl->len + len > sl->cap) {
 		size_t cap = sl->cap ? sl->cap : 64 * 1024;
 		while (cap < sl->len + len)
@@ -418,6 +424,18 @@ void codec_dec_fail(struct codec_dec *d, unsigned slot, const char *why)
 	sl->ended = true;
 	if (sl->st != SLOT_DEAD)
 		slot_kill(sl, why);
+}
+
+void codec_dec_abandon(struct codec_dec *d, unsigned slot)
+{
+	struct slot *sl = &d->sl[slot];
+	sl->ended = true;
+	if (sl->st == SLOT_DEAD)
+		return;	/* failed before: that stays damage */
+	sl->abandoned = true;
+	char err[sizeof sl->err];
+	memcpy(err, sl->err, sizeof err);
+	slot_kill(sl, sl->bad_frags ? err : "given up on: slower than the other shards");
 }
 
 /* Advance slot sl to a complete record of stripe d->s. Returns its fragment
@@ -603,6 +621,30 @@ bool codec_dec_wants(const struct codec_dec *d, unsigned slot)
 	return !d->done && d->sl[slot].st != SLOT_DEAD;
 }
 
+bool codec_dec_hungry(const struct codec_dec *d, unsigned slot)
+{
+	const struct slot *sl = &d->sl[slot];
+	if (d->done || sl->st == SLOT_DEAD || sl->ended)
+		return false;
+	if (sl->st == SLOT_WAIT_HDR)
+		return true;
+	/* the records from off on, those of stripes already written skipped */
+	size_t off = sl->off;
+	for (uint64_t next = sl->next;; next++) {
+		size_t avail = sl->len - off;
+		if (avail < FRAG_HDR)
+			return true;
+		uint32_t l = get_le32(sl->buf + off);
+		if (l > 2 * STRIPE_SIZE)
+			return false;	/* corrupt: the next step drops the slot */
+		if (avail - FRAG_HDR < l)
+			return true;
+		if (next >= d->s)
+			return false;
+		off += FRAG_HDR + l;
+	}
+}
+
 uint64_t codec_dec_size(const struct codec_dec *d)
 {
 	return d->size;
@@ -614,7 +656,7 @@ unsigned codec_dec_damage(const struct codec_dec *d, char *buf, size_t n)
 	buf[0] = 0;
 	for (unsigned i = 0; i < d->n; i++) {
 		const struct slot *sl = &d->sl[i];
-		if (sl->st == SLOT_OK && !sl->bad_frags)
+		if ((sl->st == SLOT_OK || sl->abandoned) && !sl->bad_frags)
 			continue;
 		addwhy(buf, n, "%s%s: %s", bad ? "; " : "", sl->from,
 		       sl->err[0] ? sl->err : "missing");

@@ -100,6 +100,11 @@ int codec_dec_feed(struct codec_dec *d, unsigned slot, const void *buf, size_t l
 void codec_dec_end(struct codec_dec *d, unsigned slot);
 void codec_dec_fail(struct codec_dec *d, unsigned slot, const char *why);
 
+/* No more bytes for the slot because its source was given up on as slow
+ * (the object was written without it): it is dropped like a failed one,
+ * but codec_dec_damage does not count it (its data was not found bad). */
+void codec_dec_abandon(struct codec_dec *d, unsigned slot);
+
 /* Write every stripe that k slots now hold a good fragment of. Returns 1
  * when the whole object is written, 0 when more bytes are needed, or an
  * error with why set: -EIO when fewer than k slots can still give the next
@@ -112,6 +117,14 @@ int codec_dec_step(struct codec_dec *d, char *why, size_t whylen);
  * written or the slot was dropped (bad header, truncated, failed source),
  * so callers stop fetching for it. */
 bool codec_dec_wants(const struct codec_dec *d, unsigned slot);
+
+/* Whether the slot needs more bytes before it can give the stripe being
+ * decoded: it is wanted (codec_dec_wants) and not ended, and holds no
+ * complete fragment record of that stripe or a later one (nor its header).
+ * After codec_dec_step returned 0, some slot that is not ended is hungry;
+ * feeding a slot only when it is hungry keeps what the decoder holds to
+ * about one piece per slot, however far ahead its source is. */
+bool codec_dec_hungry(const struct codec_dec *d, unsigned slot);
 
 /* The object size the shard headers give (valid once step returned 1). */
 uint64_t codec_dec_size(const struct codec_dec *d);

@@ -8,11 +8,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/fsutil.h"
+
 struct verdict {
 	bool down;
 	int64_t since;		/* unix s it went down */
 	char err[160];
 	struct health_space space;
+	unsigned strikes;	/* lags in a row */
+	uint64_t lagged_ns;	/* monotonic time of the last lag */
+	bool slow;
+	int64_t slow_since;
+	char slow_why[200];
 };
 
 struct health {
@@ -98,18 +105,75 @@ unsigned health_down(struct health *h)
 	return n;
 }
 
-void health_get(struct health *h, size_t i, bool *down, int64_t *since, char *err, size_t errlen)
+int health_lagged(struct health *h, size_t i, uint64_t lag_ms, const char *why)
 {
-	*down = false;
-	*since = 0;
-	if (errlen)
-		err[0] = 0;
+	if (!h || i >= h->n)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	struct verdict *v = &h->v[i];
+	v->strikes++;
+	v->lagged_ns = fs_now_ns();
+	int change = 0;
+	if (lag_ms >= HEALTH_SLOW_LAG_MS || v->strikes >= HEALTH_SLOW_STRIKES) {
+		change = !v->slow;
+		if (!v->slow)
+			v->slow_since = (int64_t)time(NULL);
+		v->slow = true;
+	}
+	snprintf(v->slow_why, sizeof v->slow_why, "%s", why ? why : "");
+	pthread_mutex_unlock(&h->mu);
+	return change;
+}
+
+int health_kept_up(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return 0;
+	pthread_mutex_lock(&h->mu);
+	struct verdict *v = &h->v[i];
+	int change = v->slow;
+	v->slow = false;
+	v->slow_since = 0;
+	v->strikes = 0;
+	pthread_mutex_unlock(&h->mu);
+	return change;
+}
+
+bool health_slow(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return false;
+	pthread_mutex_lock(&h->mu);
+	bool slow = h->v[i].slow;
+	pthread_mutex_unlock(&h->mu);
+	return slow;
+}
+
+bool health_skip_wait(struct health *h, size_t i)
+{
+	if (!h || i >= h->n)
+		return false;
+	pthread_mutex_lock(&h->mu);
+	bool skip = h->v[i].slow &&
+		    fs_now_ns() - h->v[i].lagged_ns < HEALTH_SLOW_RECHECK_S * 1000000000ull;
+	pthread_mutex_unlock(&h->mu);
+	return skip;
+}
+
+void health_get(struct health *h, size_t i, struct health_verdict *out)
+{
+	memset(out, 0, sizeof *out);
 	if (!h || i >= h->n)
 		return;
 	pthread_mutex_lock(&h->mu);
-	*down = h->v[i].down;
-	*since = h->v[i].since;
-	snprintf(err, errlen, "%s", h->v[i].err);
+	const struct verdict *v = &h->v[i];
+	out->down = v->down;
+	out->since = v->since;
+	snprintf(out->err, sizeof out->err, "%s", v->err);
+	out->slow = v->slow;
+	out->slow_since = v->slow_since;
+	if (v->slow)
+		snprintf(out->slow_why, sizeof out->slow_why, "%s", v->slow_why);
 	pthread_mutex_unlock(&h->mu);
 }
 

@@ -17,6 +17,14 @@
  * overwrite of the same size fits in a full 0-db namespace). It is full
  * until a usage reading shows room, or, for a backend that cannot tell its
  * use, until HEALTH_FULL_RETRY_S have passed (then a write tries again).
+ * A backend may also be slow: reads fetch every shard in parallel and stop
+ * waiting for one that lags far behind the others (objstore.h), and each
+ * such lag counts against its backend here. It is slow once one lag lasted
+ * HEALTH_SLOW_LAG_MS or more, or after HEALTH_SLOW_STRIKES lags in a row
+ * (a single short lag may be a scheduling hiccup on a busy host), until a
+ * read in which it kept up. Slow is not down and says nothing against its
+ * data: it still takes shards and reads still ask it (so they see it keep
+ * up again); status shows it.
  *
  * All functions are thread-safe. A NULL table means "every backend usable"
  * (tools and tests without a daemon).
@@ -34,8 +42,21 @@
 #define HEALTH_NEARLY_FULL_PCT 90
 /* A full backend that cannot tell its use is tried again after this. */
 #define HEALTH_FULL_RETRY_S 60
+#define HEALTH_SLOW_LAG_MS 500	/* as a backend handle's "slow" (backend.h) */
+#define HEALTH_SLOW_STRIKES 2
+#define HEALTH_SLOW_RECHECK_S 10	/* see health_skip_wait */
 
 struct health;
+
+/* One backend's verdict, for status. */
+struct health_verdict {
+	bool down;
+	int64_t since;		/* unix s it went down (0: never) */
+	char err[160];		/* the error that marked it down */
+	bool slow;
+	int64_t slow_since;	/* unix s it became slow (0: not slow) */
+	char slow_why[200];	/* the last lag */
+};
 
 /* A table for n backends, all up. 0 or -ENOMEM. */
 int health_new(size_t n, struct health **out);
@@ -91,8 +112,24 @@ struct health_space {
 };
 void health_space(struct health *h, size_t i, struct health_space *out);
 
-/* Backend i: down or not, since when (unix s, 0 if never down), and the
- * error that marked it down. */
-void health_get(struct health *h, size_t i, bool *down, int64_t *since, char *err, size_t errlen);
+/* A read stopped waiting for backend i after lag_ms (why says what it
+ * waited for). Returns 1 when this made it slow, else 0. */
+int health_lagged(struct health *h, size_t i, uint64_t lag_ms, const char *why);
+
+/* Backend i kept up with the others in a read: its lags are forgotten and
+ * it is no longer slow. Returns 1 when it was slow, else 0. */
+int health_kept_up(struct health *h, size_t i);
+
+/* Is backend i slow now? */
+bool health_slow(struct health *h, size_t i);
+
+/* May a read skip waiting for backend i? True when it is slow and lagged
+ * within the last HEALTH_SLOW_RECHECK_S seconds; after that a read waits
+ * for it as for any other once, to see whether it keeps up again (if not,
+ * that lag starts the interval again). */
+bool health_skip_wait(struct health *h, size_t i);
+
+/* Backend i's verdict into *out (all clear for a NULL table). */
+void health_get(struct health *h, size_t i, struct health_verdict *out);
 
 #endif

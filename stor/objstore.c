@@ -1,5 +1,5 @@
-/* stor/objstore.c - see objstore.h */
-#include "objstore.h"
+/* stor/objstore.c - see objstore.h; the read path is in objstore_get.c */
+#include "objstore_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,20 +21,6 @@ _Static_assert(HEALTH_FULL_ROOM >= OBJ_PIECE, "a backend with room for no piece 
 
 #define META_MAGIC "QSFSMET1"
 #define META_VERSION 2u	/* 2 adds the generation; 1 is still read (generation 0) */
-#define META_NAME_MAX 256	/* a backend's display name */
-
-struct shard_meta {
-	char backend[META_NAME_MAX];
-	uint64_t len, sum;
-	uint32_t pieces;
-};
-
-struct obj_meta {
-	uint64_t size;
-	uint64_t gen;		/* bumped by each repair; shards live under it */
-	unsigned k, m;
-	struct shard_meta sh[SHARD_MAX];
-};
 
 /* --- upload: a sink that writes pieces as they fill ------------------------
  *
@@ -72,8 +58,8 @@ struct upload {
 	XXH3_state_t sums[SHARD_MAX];
 };
 
-static void shard_key(const struct objstore *s, const char *name, uint64_t gen, unsigned shard,
-		      uint32_t piece, char *key, size_t n)
+void objstore_shard_key(const struct objstore *s, const char *name, uint64_t gen,
+			unsigned shard, uint32_t piece, char *key, size_t n)
 {
 	if (gen)
 		snprintf(key, n, "%s/o/%s/%u.%u.g%llu", s->volhex, name, shard, piece,
@@ -82,7 +68,7 @@ static void shard_key(const struct objstore *s, const char *name, uint64_t gen, 
 		snprintf(key, n, "%s/o/%s/%u.%u", s->volhex, name, shard, piece);
 }
 
-static void meta_key(const struct objstore *s, const char *name, char *key, size_t n)
+void objstore_meta_key(const struct objstore *s, const char *name, char *key, size_t n)
 {
 	snprintf(key, n, "%s/m/%s", s->volhex, name);
 }
@@ -92,7 +78,7 @@ static int write_piece(struct shard_writer *w, const uint8_t *buf, size_t len)
 {
 	struct upload *u = w->u;
 	char key[128];
-	shard_key(u->s, u->name, u->gen, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
+	objstore_shard_key(u->s, u->name, u->gen, w->i, u->meta.sh[w->i].pieces, key, sizeof key);
 	struct backend *b = u->s->backends[w->bi];
 	int r = backend_put(b, key, buf, len);
 	if (r) {
@@ -270,8 +256,8 @@ static int meta_seal(const struct objstore *s, const char *name, const struct ob
 	return 0;
 }
 
-static int meta_open(const struct objstore *s, const char *name, const uint8_t *c, size_t clen,
-		     struct obj_meta *m)
+int objstore_meta_open(const struct objstore *s, const char *name, const uint8_t *c,
+		       size_t clen, struct obj_meta *m)
 {
 	size_t hdr = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
 	if (clen < hdr + crypto_aead_xchacha20poly1305_ietf_ABYTES + 18)
@@ -324,7 +310,7 @@ static size_t meta_put_all(struct objstore *s, const char *name, const uint8_t *
 			   size_t mclen, const bool *skip, char *failed, size_t failedlen)
 {
 	char key[128];
-	meta_key(s, name, key, sizeof key);
+	objstore_meta_key(s, name, key, sizeof key);
 	size_t ok = 0, fl = 0;
 	failed[0] = 0;
 	for (size_t i = 0; i < s->nbackends; i++) {
@@ -485,45 +471,14 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
 		       damagelen);
 }
 
-/* --- retrieval ------------------------------------------------------------- */
+/* --- metadata and placement ------------------------------------------------ */
 
-/* The index of the configured backend called name, or -1. */
-static int find_backend(struct objstore *s, const char *name)
+int objstore_find_backend(struct objstore *s, const char *name)
 {
 	for (size_t i = 0; name[0] && i < s->nbackends; i++)
 		if (!strcmp(backend_name(s->backends[i]), name))
 			return (int)i;
 	return -1;
-}
-
-/* One shard's piece p, fetched by its own thread in a round. */
-struct fetch {
-	struct objstore *s;
-	const char *name;
-	uint64_t gen;
-	unsigned shard;
-	uint32_t piece;
-	struct backend *b;
-	size_t bi;		/* its index (health) */
-	uint8_t *buf;
-	size_t len;
-	int r;
-	char err[200];
-};
-
-static void *fetch_piece(void *arg)
-{
-	struct fetch *f = arg;
-	char key[128];
-	shard_key(f->s, f->name, f->gen, f->shard, f->piece, key, sizeof key);
-	f->r = backend_get(f->b, key, &f->buf, &f->len);
-	if (f->r == -EIO)
-		health_fail(f->s->health, f->bi, backend_health(f->b).last_error);
-	if (f->r)
-		snprintf(f->err, sizeof f->err, "%s", f->r == -ENOENT ? "piece missing" :
-			 backend_health(f->b).last_error[0] ? backend_health(f->b).last_error
-							     : strerror(-f->r));
-	return NULL;
 }
 
 /* The metadata copy of name (its key in key) on backend i: 0, -ENOENT when
@@ -541,7 +496,7 @@ static int meta_at(struct objstore *s, size_t i, const char *key, const char *na
 		health_fail(s->health, i, backend_health(s->backends[i]).last_error);
 	if (g)
 		return g == -ENOENT ? -ENOENT : -EIO;
-	int r = meta_open(s, name, v, n, meta);
+	int r = objstore_meta_open(s, name, v, n, meta);
 	free(v);
 	return r ? -EBADMSG : 0;
 }
@@ -557,7 +512,7 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 		     size_t *current, char *why, size_t whylen)
 {
 	char key[128];
-	meta_key(s, name, key, sizeof key);
+	objstore_meta_key(s, name, key, sizeof key);
 	int undecryptable = 0;
 	size_t found = 0, cur = 0, answered = 0;
 	memset(meta, 0, sizeof *meta);
@@ -593,7 +548,7 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 int obj_placement(struct objstore *s, const char *name, struct obj_placement *out)
 {
 	char key[128];
-	meta_key(s, name, key, sizeof key);
+	objstore_meta_key(s, name, key, sizeof key);
 	struct obj_meta meta, one;
 	size_t answered = 0, undecryptable = 0;
 	bool found = false;
@@ -614,122 +569,11 @@ int obj_placement(struct objstore *s, const char *name, struct obj_placement *ou
 	out->m = meta.m;
 	out->gen = meta.gen;
 	for (unsigned i = 0; i < meta.k + meta.m && i < SHARD_MAX; i++) {
-		out->backend[i] = meta.sh[i].pieces ? find_backend(s, meta.sh[i].backend) : -1;
+		out->backend[i] = meta.sh[i].pieces ? objstore_find_backend(s, meta.sh[i].backend)
+						    : -1;
 		out->pieces[i] = meta.sh[i].pieces;
 	}
 	return 0;
-}
-
-/* Fetch object name, described by metadata m, into fd (obj_get). */
-static int get_from(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-		    const struct obj_meta *m, int fd, char *why, size_t whylen, char *damage,
-		    size_t damagelen)
-{
-	why[0] = 0;
-	if (damage)
-		damage[0] = 0;
-	int r;
-	unsigned n = m->k + m->m;
-	struct codec_dec *d;
-	r = codec_dec_new(c, code_id, fd, &d);
-	if (r) {
-		snprintf(why, whylen, "object %s: %s", name, strerror(-r));
-		return r;
-	}
-	int b[SHARD_MAX];
-	bool live[SHARD_MAX];
-	uint32_t rounds = 0;
-	unsigned nlive = 0, ndown = 0;
-	for (unsigned i = 0; i < n; i++) {
-		char from[META_NAME_MAX + 16];
-		snprintf(from, sizeof from, "shard %u on %s", i, m->sh[i].backend);
-		codec_dec_add(d, from);
-		b[i] = find_backend(s, m->sh[i].backend);
-		live[i] = true;
-		if (!m->sh[i].pieces) {
-			codec_dec_fail(d, i, "never stored (too few backends were usable)");
-			live[i] = false;
-		} else if (b[i] < 0) {
-			codec_dec_fail(d, i, "that backend is not configured");
-			live[i] = false;
-		} else if (m->sh[i].len > (uint64_t)m->sh[i].pieces * OBJ_PIECE_MAX) {
-			codec_dec_fail(d, i, "impossible shard length in the metadata");
-			live[i] = false;
-		}
-		nlive += live[i];
-		ndown += live[i] && !health_usable(s->health, (size_t)b[i]);
-	}
-	/* shards on backends that are down are skipped while enough others
-	 * remain: a hung backend would cost a timeout per piece */
-	for (unsigned i = 0; i < n; i++) {
-		if (live[i] && nlive - ndown >= m->k && !health_usable(s->health, (size_t)b[i])) {
-			codec_dec_fail(d, i, "its backend is down");
-			live[i] = false;
-		}
-		if (live[i] && m->sh[i].pieces > rounds)
-			rounds = m->sh[i].pieces;
-	}
-	/* Rounds: piece p of every live shard in parallel, fed in shard order,
-	 * then every stripe that became decodable is written. Memory: one piece
-	 * per shard in flight plus what the decoder holds (about the same). */
-	r = codec_dec_step(d, why, whylen);
-	for (uint32_t p = 0; p < rounds && r == 0; p++) {
-		struct fetch f[SHARD_MAX];
-		pthread_t th[SHARD_MAX];
-		bool go[SHARD_MAX] = { false }, started[SHARD_MAX] = { false };
-		for (unsigned i = 0; i < n; i++) {
-			go[i] = live[i] && p < m->sh[i].pieces && codec_dec_wants(d, i);
-			if (!go[i])
-				continue;
-			f[i] = (struct fetch){ .s = s, .name = name, .gen = m->gen, .shard = i,
-					       .piece = p, .b = s->backends[b[i]],
-					       .bi = (size_t)b[i] };
-			started[i] = pthread_create(&th[i], NULL, fetch_piece, &f[i]) == 0;
-			if (!started[i])
-				fetch_piece(&f[i]);
-		}
-		for (unsigned i = 0; i < n; i++) {
-			if (!go[i])
-				continue;
-			if (started[i])
-				pthread_join(th[i], NULL);
-			if (f[i].r) {
-				codec_dec_fail(d, i, f[i].err);
-				live[i] = false;
-			} else if (r == 0) {
-				r = codec_dec_feed(d, i, f[i].buf, f[i].len);
-				if (p + 1 == m->sh[i].pieces)
-					codec_dec_end(d, i);
-			}
-			free(f[i].buf);
-		}
-		if (r == 0)
-			r = codec_dec_step(d, why, whylen);
-		else
-			snprintf(why, whylen, "object %s: %s", name, strerror(-r));
-	}
-	if (r == 1 && codec_dec_size(d) != m->size) {
-		snprintf(why, whylen, "object %s: shards give %llu bytes, the metadata %llu",
-			 name, (unsigned long long)codec_dec_size(d),
-			 (unsigned long long)m->size);
-		r = -EBADMSG;
-	}
-	if (r == 0) {	/* every source ended and the decoder still wants bytes */
-		snprintf(why, whylen, "object %s: shards ended early", name);
-		r = -EIO;
-	}
-	if (r == 1 && damage)
-		codec_dec_damage(d, damage, damagelen);
-	codec_dec_free(d);
-	return r == 1 ? 0 : r;
-}
-
-int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
-	    int fd, char *why, size_t whylen, char *damage, size_t damagelen)
-{
-	struct obj_meta meta;
-	int r = read_meta(s, name, &meta, NULL, why, whylen);
-	return r ? r : get_from(s, c, name, code_id, &meta, fd, why, whylen, damage, damagelen);
 }
 
 /* --- scrub and repair ---------------------------------------------------- */
@@ -744,7 +588,7 @@ static const char *check_shard(struct objstore *s, const char *name, uint64_t ge
 {
 	if (!sm->pieces)
 		return "never stored (too few backends were usable)";
-	int bi = find_backend(s, sm->backend);
+	int bi = objstore_find_backend(s, sm->backend);
 	if (bi < 0)
 		return "its backend is not configured";
 	if (!health_usable(s->health, (size_t)bi))
@@ -755,7 +599,7 @@ static const char *check_shard(struct objstore *s, const char *name, uint64_t ge
 	uint64_t len = 0;
 	for (uint32_t p = 0; p < sm->pieces; p++) {
 		char key[128];
-		shard_key(s, name, gen, i, p, key, sizeof key);
+		objstore_shard_key(s, name, gen, i, p, key, sizeof key);
 		int e;
 		if (mode == OBJ_VERIFY_EXISTS) {
 			e = backend_exists(b, key);
@@ -828,7 +672,7 @@ int obj_sync_meta(struct objstore *s, const char *name, char *why, size_t whylen
 		return r;
 	/* the backends that already hold this generation are left alone */
 	char key[128];
-	meta_key(s, name, key, sizeof key);
+	objstore_meta_key(s, name, key, sizeof key);
 	bool *skip = calloc(s->nbackends ? s->nbackends : 1, sizeof *skip);
 	if (!skip)
 		return -ENOMEM;
@@ -873,7 +717,7 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
 	/* read what is left (any k good shards), then store it whole again as
 	 * the next generation: the old shards stay until its metadata is on a
 	 * majority, so the object is never less redundant than before */
-	r = get_from(s, c, name, code_id, &old, fd, why, whylen, NULL, 0);
+	r = objstore_get_from(s, c, name, code_id, &old, fd, why, whylen, NULL, 0);
 	if (!r)
 		r = put_gen(s, c, name, code_id, fd, old.size, old.gen + 1, old.k + old.m, why,
 			    whylen, NULL, 0);
@@ -881,12 +725,12 @@ int obj_repair(struct objstore *s, struct codec *c, const char *name, uint64_t c
 	if (r)
 		return r;
 	for (unsigned i = 0; i < old.k + old.m; i++) {
-		int bi = find_backend(s, old.sh[i].backend);
+		int bi = objstore_find_backend(s, old.sh[i].backend);
 		if (bi < 0 || !health_usable(s->health, (size_t)bi))
 			continue;	/* garbage left behind: never read again */
 		for (uint32_t p = 0; p < old.sh[i].pieces; p++) {
 			char key[128];
-			shard_key(s, name, old.gen, i, p, key, sizeof key);
+			objstore_shard_key(s, name, old.gen, i, p, key, sizeof key);
 			backend_del(s->backends[bi], key);
 		}
 	}
@@ -924,7 +768,7 @@ int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen)
 	if (strlen(name) >= OBJ_NAME_MAX || s->nbackends > 64)
 		return -EINVAL;
 	/* the newest metadata, every backend asked */
-	meta_key(s, name, key, sizeof key);
+	objstore_meta_key(s, name, key, sizeof key);
 	struct obj_meta meta, one;
 	bool found = false;
 	size_t undecryptable = 0;
@@ -957,12 +801,12 @@ int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen)
 				most = meta.sh[i].pieces;
 		/* the current generation, where its metadata says */
 		for (unsigned i = 0; i < n; i++) {
-			int bi = find_backend(s, meta.sh[i].backend);
+			int bi = objstore_find_backend(s, meta.sh[i].backend);
 			if (bi < 0)
 				continue;	/* not configured: nothing can reach it */
 			for (uint32_t p = 0; p < meta.sh[i].pieces; p++) {
 				char k[128];
-				shard_key(s, name, meta.gen, i, p, k, sizeof k);
+				objstore_shard_key(s, name, meta.gen, i, p, k, sizeof k);
 				if (del_key(s, (size_t)bi, k, &mask, failed, sizeof failed, &fl))
 					break;
 			}
@@ -975,7 +819,7 @@ int obj_delete(struct objstore *s, const char *name, char *why, size_t whylen)
 				for (unsigned i = 0; i < n && !bad; i++) {
 					for (uint32_t p = 0; p < most && !bad; p++) {
 						char k[128];
-						shard_key(s, name, g, i, p, k, sizeof k);
+						objstore_shard_key(s, name, g, i, p, k, sizeof k);
 						bad = del_key(s, bi, k, &mask, failed, sizeof failed,
 							      &fl) != 0;
 					}

@@ -65,13 +65,23 @@ struct objstore {
 int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, uint64_t size, char *why, size_t whylen, char *damage, size_t damagelen);
 
-/* Fetch object name into fd: metadata from the first backend that has a
- * valid copy, then the shards piece by piece, piece p of every shard in
- * parallel, each stripe written as soon as k good fragments of it have
- * arrived. Memory: about two pieces per shard (OBJ_PIECE) plus the codec's
- * stripe buffers, whatever the object's size. On success, damage (if not
- * NULL) is empty, or describes the shards that were missing or corrupt: the
- * object was read but has lost redundancy. */
+/* Fetch object name into fd (objstore_get.c): the newest metadata, asked
+ * of every usable backend at once (those marked slow only when the others
+ * do not make a majority), then every shard by a thread of its own, piece
+ * by piece; each stripe is written as soon as k good fragments of it have
+ * arrived, so the read goes at the pace of the k fastest shards and one
+ * slow backend does not hold it up. A shard that is needed (only k left)
+ * is waited for, up to its backend's timeout and minimum rate. Once the
+ * object is written, a fetch still in flight gets until max(50 ms, 4x the
+ * median fetch of this read) after its start; then it is cancelled
+ * (backend_cancel) and its backend counted as lagging in s->health
+ * (health_lagged: slow after a long lag or two in a row; a backend that
+ * keeps up is no longer slow). Blocks on the backends; every thread is
+ * joined before it returns. Memory: per shard the piece in flight and
+ * about one in the decoder (OBJ_PIECE), plus the codec's stripe buffers,
+ * whatever the object's size. On success, damage (if not NULL) is empty,
+ * or describes the shards that were missing or corrupt (not those given
+ * up on as slow): the object was read but has lost redundancy. */
 int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code_id,
 	    int fd, char *why, size_t whylen, char *damage, size_t damagelen);
 

@@ -108,9 +108,32 @@ static void scrub_one(struct ctx *c, const char *name, enum obj_verify_mode mode
 			note_damage(d, name, ck.damage);
 		}
 	} else if (need) {
-		snprintf(why, sizeof why, "%s: only %u of %u shards are good, %u needed: %s", name,
-			 ck.good, ck.k + ck.m, ck.k, ck.damage);
-		r = -EIO;
+		/* Fewer than k shards match the metadata's lengths and checksums,
+		 * yet they may all be there under the wrong keys (swapped between
+		 * keys or backends: a read still decodes them, each fragment
+		 * carries its index). Only a full decode tells: if it works, the
+		 * repair stores the object whole again; if it cannot be placed
+		 * yet (too few backends usable) it waits; else it is unreadable. */
+		char rwhy[1024];
+		r = obj_repair(&c->os, c->codec, name, id, d->cfg.stor.state_dir, rwhy, sizeof rwhy);
+		if (!r) {
+			qlog_info("stor: %s repaired: only %u of %u shards matched its metadata, but "
+				  "they decode (%s)", name, ck.good, ck.k + ck.m, ck.damage);
+			note_damage(d, name, "");
+			good = ck.k + ck.m;
+		} else if (r == -EAGAIN) {	/* decoded; the store found too few backends */
+			snprintf(why, sizeof why, "%s: %.800s; readable, not repaired yet: %.800s",
+				 name, ck.damage, rwhy);
+			note_damage(d, name, ck.damage);
+			good = ck.k;
+			wait = true;
+			r = 0;
+		} else {
+			snprintf(why, sizeof why, "%s: only %u of %u shards are good, %u needed, and "
+				 "they do not decode (%.800s): %.800s", name, ck.good, ck.k + ck.m,
+				 ck.k, rwhy, ck.damage);
+			r = -EIO;
+		}
 	} else if (r) {
 		qlog_err("stor: scrub: %s", why);
 	} else {

@@ -5,7 +5,9 @@
  * A pass walks every object the catalog lists (and so every stored segment
  * and the checkpoints a restore uses), checks it against its newest
  * metadata, and fixes what it finds: missing or bad shards by storing the
- * object again as the next generation (obj_repair, on usable backends),
+ * object again as the next generation (obj_repair, on usable backends;
+ * with fewer than k good shards too, as shards swapped between keys fail
+ * their checksums yet decode: only a failed decode makes it unreadable),
  * missing metadata copies by copying the newest one (obj_sync_meta).
  *   scrub  reads every shard (checksums), rate-limited to stor.scrub_rate:
  *          on SCRUB or REPAIR, and every stor.scrub_interval seconds;

@@ -161,13 +161,13 @@ void do_status(struct stord *d, int cfd)
 			if (h.updated_ns > w.updated_ns)
 				w = h;
 		}
-		bool is_down;
-		int64_t since;
-		char verdict[160];
-		health_get(d->health, i, &is_down, &since, verdict, sizeof verdict);
-		if (is_down) {	/* the daemon's verdict: no shards go there */
+		struct health_verdict v;
+		health_get(d->health, i, &v);
+		if (v.down) {	/* the daemon's verdict: no shards go there */
 			w.state = BACKEND_DOWN;
-			snprintf(w.last_error, sizeof w.last_error, "%s", verdict);
+			snprintf(w.last_error, sizeof w.last_error, "%s", v.err);
+		} else if (v.slow) {	/* reads stopped waiting for it */
+			w.state = BACKEND_SLOW;
 		} else if (w.state == BACKEND_DOWN) {
 			w.state = BACKEND_UP;	/* a probe answered since that error */
 		}
@@ -176,7 +176,10 @@ void do_status(struct stord *d, int cfd)
 		json_object *b = json_object_new_object();
 		static const char *st[] = { "up", "slow", "down" };
 		const char *name = backend_name(d->workers[0].b[i]);
-		json_object_object_add(b, "down_since", json_object_new_int64(is_down ? since : 0));
+		json_object_object_add(b, "down_since", json_object_new_int64(v.down ? v.since : 0));
+		json_object_object_add(b, "slow_since", json_object_new_int64(v.slow ? v.slow_since
+										      : 0));
+		json_object_object_add(b, "slow_why", json_object_new_string(v.slow_why));
 		json_object_object_add(b, "name", json_object_new_string(name));
 		json_object_object_add(b, "state", json_object_new_string(
 			sp.full && w.state != BACKEND_DOWN ? "full" : st[w.state]));
@@ -193,8 +196,8 @@ void do_status(struct stord *d, int cfd)
 		if (w.state != BACKEND_UP) {
 			down += w.state == BACKEND_DOWN;
 			snprintf(line, sizeof line, "backend %s is %s: %s", name, st[w.state],
-				 w.state == BACKEND_SLOW ? "its last operation took over 0.5 s"
-							 : w.last_error);
+				 w.state == BACKEND_DOWN ? w.last_error : v.slow ? v.slow_why
+				 : "its last operation took over 0.5 s");
 			json_object_array_add(problems, json_object_new_string(line));
 		}
 	}

@@ -10,12 +10,15 @@
   shards, marked degraded, and repaired by themselves once it is back.
 - A backend replaced in the config: after the restart its shards are
   rebuilt on the new one and status is back to full redundancy.
+- One backend trickling its replies: reads do not wait for it, and status
+  names it slow.
 """
 import hashlib
 import json
 import os
 import random
 import shutil
+import socket
 import threading
 import time
 
@@ -363,6 +366,120 @@ def test_backend_errors_name_the_real_cause(tmp_path, servers):
     finally:
         silent.close()
         junk.close()
+        if s.proc:
+            s.proc.kill()
+            s.proc.wait()
+
+
+class Trickle:
+    """A TCP proxy in front of a redis-server: requests pass at once, replies
+    at `rate` bytes a second (None: as they come). A backend that still
+    answers, and its PING in time (the probe finds nothing wrong), only
+    slowly: a congested link, a failing disk."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.rate = None
+        self.socks = []
+        self.lock = threading.Lock()
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+                u = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                return
+            with self.lock:
+                self.socks += [c, u]
+            threading.Thread(target=self.pipe, args=(c, u, False), daemon=True).start()
+            threading.Thread(target=self.pipe, args=(u, c, True), daemon=True).start()
+
+    def pipe(self, src, dst, slow):
+        try:
+            while True:
+                rate = self.rate if slow else None
+                data = src.recv(max(1, rate // 10) if rate else 65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if rate:  # a tenth of the rate, ten times a second
+                    time.sleep(0.1)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.srv.close()
+        with self.lock:
+            for x in self.socks:
+                x.close()
+
+
+def test_a_slow_backend_does_not_stall_reads(tmp_path, servers):
+    """One backend of six trickling its replies at 2 KB/s: a cold read
+    takes the first shards that arrive and returns the right bytes without
+    waiting for its shard, status names that backend slow (not down, and
+    its shard is not damage), and a read at full speed again clears the
+    mark. (Before: every read waited for that shard until the 5 s timeout,
+    and the backend only ever showed up or down.)"""
+    from test_stor import Stor
+    from conftest import _build_dir
+    rs = servers[:6]
+    slow = Trickle(rs[5].port)
+    urls = [url(r) for r in rs[:5]] + [f"redis://127.0.0.1:{slow.port}/0"]
+    s = Stor(tmp_path, urls, _build_dir())
+    try:
+        s.ctl("format")
+        s.start()
+        datas = {}
+        for i in range(1, 4):
+            datas[f"s{i}"] = os.urandom(3 * MIB + i)
+            (tmp_path / f"s{i}").write_bytes(datas[f"s{i}"])
+            s.ctl("store", f"s{i}", tmp_path / f"s{i}")
+        s.ctl("drain", "--timeout", "60")
+        assert all(keys_of(r, "s1") for r in rs)  # a shard of each on every backend
+        slow.rate = 2000
+        for n, d in datas.items():
+            s.ctl("retrieve", n, tmp_path / f"{n}.back")
+            assert (tmp_path / f"{n}.back").read_bytes() == d, n
+
+        def backends():
+            return {b["name"]: b for b in json.loads(s.ctl("status", "--json").stdout)["backends"]}
+        b = backends()[urls[5]]
+        assert b["state"] == "slow" and b["slow_since"] > 0 and b["down_since"] == 0, b
+        assert "a read of s" in b["slow_why"] and "went on without it" in b["slow_why"], b
+        assert all(x["state"] == "up" for n, x in backends().items() if n != urls[5])
+        st = json.loads(s.ctl("status", "--json").stdout)
+        assert st["degraded_objects"] == 0, st  # slow is not damage
+        human = s.ctl("status", check=False).stdout
+        assert f"backend {urls[5]} is slow: a read of s" in human, human
+        # full speed again: a read in which it keeps up clears the mark
+        slow.rate = None
+
+        def cleared():
+            s.ctl("retrieve", "s1", tmp_path / "again")
+            return backends()[urls[5]]["state"] == "up"
+        wait_for(cleared, 60, "the slow mark cleared")
+        assert (tmp_path / "again").read_bytes() == datas["s1"]
+        assert s.stop() == 0
+        log = s.log.read_text()
+        assert f"backend {urls[5]} is slow" in log and "keeps up again" in log, log
+    finally:
+        slow.close()
         if s.proc:
             s.proc.kill()
             s.proc.wait()

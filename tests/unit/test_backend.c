@@ -829,6 +829,99 @@ static void test_zdb_value_cap(void **state)
 	free(dir);
 }
 
+/* A peer whose first connection never answers (a stopped server) and whose
+ * later ones answer every request with the value "hello". */
+struct stall {
+	int lfd;
+	int conns;
+};
+
+static void *stall_main(void *arg)
+{
+	struct stall *s = arg;
+	int held = -1;
+	for (;;) {
+		int c = accept(s->lfd, NULL, NULL);
+		if (c < 0)
+			break;
+		if (s->conns++ == 0) {
+			held = c;	/* read nothing, answer nothing */
+			continue;
+		}
+		char buf[4096];
+		while (read(c, buf, sizeof buf) > 0)
+			if (write(c, "$5\r\nhello\r\n", 11) != 11)
+				break;
+		close(c);
+	}
+	if (held >= 0)
+		close(held);
+	return NULL;
+}
+
+struct getter {
+	struct backend *b;
+	int r;
+	uint8_t *v;
+	size_t n;
+};
+
+static void *get_main(void *arg)
+{
+	struct getter *g = arg;
+	g->r = backend_get(g->b, "k", &g->v, &g->n);
+	return NULL;
+}
+
+/* backend_cancel from another thread ends a GET blocked on a peer that
+ * never answers (the handle's timeout is an hour: without the cancel the
+ * test hangs until meson's timeout) with -ECANCELED, records no error against the backend, and the
+ * next call connects again at once (no backoff) and works. A cancel with
+ * nothing in progress changes nothing. */
+static void test_cancel_a_blocked_get(void **state)
+{
+	(void)state;
+	struct stall s = { 0 };
+	char url[64];
+	s.lfd = listen_loopback("redis", url, sizeof url);
+	pthread_t th;
+	pthread_create(&th, NULL, stall_main, &s);
+	struct backend_url u;
+	const char *why;
+	assert_int_equal(backend_url_parse(url, &u, &why), 0);
+	struct backend *b;
+	assert_int_equal(backend_open(&u, 3600 * 1000, &b), 0);
+	backend_url_free(&u);
+	backend_cancel(b);	/* nothing in progress */
+	struct getter g = { .b = b };
+	pthread_t gt;
+	pthread_create(&gt, NULL, get_main, &g);
+	/* cancel until it took: the GET may not have started yet */
+	while (pthread_tryjoin_np(gt, NULL) == EBUSY) {
+		usleep(20 * 1000);
+		backend_cancel(b);
+	}
+	assert_int_equal(g.r, -ECANCELED);
+	assert_null(g.v);
+	struct backend_health h = backend_health(b);
+	assert_int_equal(h.errors, 0);
+	assert_int_not_equal(h.state, BACKEND_DOWN);
+	uint8_t *v;
+	size_t n;
+	assert_int_equal(backend_get(b, "k", &v, &n), 0);	/* a new connection */
+	assert_int_equal(n, 5);
+	assert_memory_equal(v, "hello", 5);
+	free(v);
+	backend_cancel(b);	/* between operations: no effect on the next */
+	assert_int_equal(backend_get(b, "k", &v, &n), 0);
+	free(v);
+	assert_int_equal(s.conns, 2);
+	backend_close(b);
+	shutdown(s.lfd, SHUT_RDWR);
+	pthread_join(th, NULL);
+	close(s.lfd);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -845,6 +938,7 @@ int main(void)
 		cmocka_unit_test(test_zdb_full_namespace),
 		cmocka_unit_test(test_zdb_scan),
 		cmocka_unit_test(test_zdb_value_cap),
+		cmocka_unit_test(test_cancel_a_blocked_get),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,6 +254,73 @@ static void test_streaming_feed(void **state)
 	codec_free(c);
 }
 
+/* Fed only where the decoder is hungry (as objstore_get.c feeds it), the k+m-1
+ * prompt shards decode the object without the one that never comes: after
+ * every step that wants more, some shard is hungry (or the reader would
+ * wait for ever); a shard ahead of the others is not hungry until they
+ * catch up; and the one abandoned at the end is not damage. */
+static void test_hungry_feeding(void **state)
+{
+	(void)state;
+	struct codec *c;
+	assert_int_equal(codec_new(&P, &c), 0);
+	size_t size = 6 * STRIPE_SIZE + 1234;
+	uint8_t *d;
+	int fd = make_object(size, 1, &d);
+	struct shards s;
+	encode(c, 78, fd, size, &s);
+	char *p = tu_path(dir, "out");
+	int ofd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	free(p);
+	struct codec_dec *dec;
+	assert_int_equal(codec_dec_new(c, 78, ofd, &dec), 0);
+	unsigned n = P.k + P.m, silent = 1;
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(codec_dec_add(dec, "b"), i);
+	size_t pos[SHARD_MAX] = { 0 }, chunk = 64 << 10;
+	char why[1024];
+	int r = codec_dec_step(dec, why, sizeof why);
+	bool ahead_waited = false;
+	while (r == 0) {
+		bool any = false;
+		for (unsigned i = 0; i < n; i++) {
+			bool hungry = codec_dec_hungry(dec, i);
+			any |= hungry;
+			if (i == silent || !hungry || pos[i] == s.len[i])
+				continue;
+			/* shard 0 is fed four times as much: it runs ahead, and must
+			 * then wait until the others have caught up */
+			size_t take = i == 0 ? 4 * chunk : chunk;
+			if (take > s.len[i] - pos[i])
+				take = s.len[i] - pos[i];
+			assert_int_equal(codec_dec_feed(dec, i, s.buf[i] + pos[i], take), 0);
+			pos[i] += take;
+			if (pos[i] == s.len[i])
+				codec_dec_end(dec, i);
+		}
+		assert_true(any);
+		ahead_waited |= pos[0] < s.len[0] && !codec_dec_hungry(dec, 0);
+		r = codec_dec_step(dec, why, sizeof why);
+	}
+	assert_int_equal(r, 1);
+	assert_true(ahead_waited);
+	assert_int_equal(pos[silent], 0);
+	assert_false(codec_dec_hungry(dec, 2));	/* done: nobody is */
+	codec_dec_abandon(dec, silent);
+	char dmg[512];
+	assert_int_equal(codec_dec_damage(dec, dmg, sizeof dmg), 0);
+	codec_dec_free(dec);
+	uint8_t *got = malloc(size);
+	assert_int_equal(pread(ofd, got, size, 0), (ssize_t)size);
+	assert_memory_equal(got, d, size);
+	free(got);
+	close(ofd);
+	shards_free(&s);
+	free(d);
+	close(fd);
+	codec_free(c);
+}
+
 static void test_refuses_wrong_key_tamper_foreign(void **state)
 {
 	(void)state;
@@ -335,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_sizes),
 		cmocka_unit_test(test_any_m_lost_or_corrupt),
 		cmocka_unit_test(test_streaming_feed),
+		cmocka_unit_test(test_hungry_feeding),
 		cmocka_unit_test(test_refuses_wrong_key_tamper_foreign),
 		cmocka_unit_test(test_xchacha_and_params),
 	};

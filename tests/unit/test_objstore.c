@@ -4,17 +4,25 @@
  * error names the object and the failing backends; a wrong key is refused.
  * Placement over eight: down backends are skipped, too few usable waits
  * (-EAGAIN) unless min_shards allows a degraded store, which a repair makes
- * whole; the cheap existence check and the metadata copy. */
+ * whole; the cheap existence check and the metadata copy. One backend that
+ * trickles does not stall reads and is marked slow; shards swapped between
+ * keys are repaired. */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "objstore.h"
@@ -516,6 +524,266 @@ static void test_delete(void **state)
 	rig_close(&g);
 }
 
+/* Exchange the values of piece 0 of shards a and b of name (generation 0),
+ * each on its own backend. */
+static void swap_shards(struct rig *g, const char *name, int a, int b)
+{
+	char ka[128], kb[128];
+	snprintf(ka, sizeof ka, "%s/o/%s/%d.0", g->s.volhex, name, a);
+	snprintf(kb, sizeof kb, "%s/o/%s/%d.0", g->s.volhex, name, b);
+	int ha = home_of(g, name, a), hb = home_of(g, name, b);
+	assert_true(ha >= 0 && hb >= 0 && ha != hb);
+	uint8_t *va, *vb;
+	size_t na, nb;
+	assert_int_equal(backend_get(g->b[ha], ka, &va, &na), 0);
+	assert_int_equal(backend_get(g->b[hb], kb, &vb, &nb), 0);
+	assert_int_equal(backend_put(g->b[ha], ka, vb, nb), 0);
+	assert_int_equal(backend_put(g->b[hb], kb, va, na), 0);
+	free(va);
+	free(vb);
+}
+
+/* Shards swapped between keys (and so between backends): 0 with 1, 2 with
+ * 3. A read still decodes them (each fragment carries its index) and sees
+ * no damage, but only 2 of 6 match the metadata's checksums: fewer than k,
+ * which the scrub took for unreadable. The repair it now tries (a full
+ * decode, stored whole as the next generation) makes all six good. */
+static void test_swapped_shards_repaired(void **state)
+{
+	(void)state;
+	struct rig g;
+	rig_open(&g, KEY, 2);	/* two dir:// and four redis:// */
+	size_t size = 3 * STRIPE_SIZE + 7;
+	uint8_t *d;
+	int fd = object_file(size, &d);
+	char why[4096];
+	assert_int_equal(obj_put(&g.s, g.c, "s900", 900, fd, size, why, sizeof why, NULL, 0), 0);
+	swap_shards(&g, "s900", 0, 1);
+	swap_shards(&g, "s900", 2, 3);
+	assert_int_equal(get_and_check(&g, "s900", 900, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	struct obj_check ck;
+	assert_int_equal(obj_verify(&g.s, "s900", OBJ_VERIFY_READ, NULL, NULL, &ck, why,
+				    sizeof why), 0);
+	print_message("# %s\n", ck.damage);
+	assert_int_equal(ck.good, 2);
+	assert_int_equal(ck.bad_mask, 0xfu);
+	assert_non_null(strstr(ck.damage, "checksum mismatch"));
+	assert_int_equal(obj_repair(&g.s, g.c, "s900", 900, dir, why, sizeof why), 0);
+	assert_int_equal(obj_verify(&g.s, "s900", OBJ_VERIFY_READ, NULL, NULL, &ck, why,
+				    sizeof why), 0);
+	assert_int_equal(ck.good, 6);
+	assert_int_equal(ck.gen, 1);
+	assert_int_equal(get_and_check(&g, "s900", 900, d, size, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	free(d);
+	close(fd);
+	rig_close(&g);
+}
+
+/* --- a slow peer ---------------------------------------------------------------
+ *
+ * A TCP proxy in front of a redis-server that relays the server's replies at
+ * `rate` bytes a second (0: as they come): a backend that still answers,
+ * only slowly (a congested link, a failing disk). */
+
+#define RELAYS 64
+
+struct trickle;
+
+struct relay {
+	struct trickle *t;
+	int c, u;		/* the client's socket, the server's */
+	pthread_t th;
+};
+
+struct trickle {
+	int lfd, port;		/* where it listens */
+	int upstream;		/* the redis-server's port */
+	_Atomic unsigned rate;
+	_Atomic size_t slow_bytes;	/* relayed while rate was set */
+	pthread_t acceptor;
+	pthread_mutex_t mu;
+	struct relay r[RELAYS];
+	int n;
+};
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	struct trickle *t = r->t;
+	static _Thread_local char buf[65536];
+	struct pollfd p[2] = { { .fd = r->c, .events = POLLIN }, { .fd = r->u, .events = POLLIN } };
+	for (;;) {
+		if (poll(p, 2, -1) < 0)
+			break;
+		if (p[0].revents) {
+			ssize_t n = read(r->c, buf, sizeof buf);
+			if (n <= 0 || write(r->u, buf, (size_t)n) != n)
+				break;
+		}
+		if (p[1].revents) {
+			unsigned rate = t->rate;
+			size_t chunk = rate ? (rate / 10 ? rate / 10 : 1) : sizeof buf;
+			ssize_t n = read(r->u, buf, chunk);
+			if (n <= 0 || write(r->c, buf, (size_t)n) != n)
+				break;
+			if (rate) {	/* a tenth of the rate, ten times a second */
+				t->slow_bytes += (size_t)n;
+				usleep(100 * 1000);
+			}
+		}
+	}
+	shutdown(r->c, SHUT_RDWR);
+	shutdown(r->u, SHUT_RDWR);
+	return NULL;
+}
+
+static void *acceptor_main(void *arg)
+{
+	struct trickle *t = arg;
+	for (;;) {
+		int c = accept(t->lfd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		int u = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)t->upstream),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		pthread_mutex_lock(&t->mu);
+		if (t->n == RELAYS || connect(u, (struct sockaddr *)&a, sizeof a) < 0) {
+			close(c);
+			close(u);
+		} else {
+			struct relay *r = &t->r[t->n++];
+			*r = (struct relay){ .t = t, .c = c, .u = u };
+			assert_int_equal(pthread_create(&r->th, NULL, relay_main, r), 0);
+		}
+		pthread_mutex_unlock(&t->mu);
+	}
+}
+
+static void trickle_start(struct trickle *t, int upstream)
+{
+	memset(t, 0, sizeof *t);
+	pthread_mutex_init(&t->mu, NULL);
+	t->upstream = upstream;
+	t->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(bind(t->lfd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(t->lfd, 16), 0);
+	socklen_t l = sizeof a;
+	getsockname(t->lfd, (struct sockaddr *)&a, &l);
+	t->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&t->acceptor, NULL, acceptor_main, t), 0);
+}
+
+static void trickle_stop(struct trickle *t)
+{
+	shutdown(t->lfd, SHUT_RDWR);	/* accept returns */
+	pthread_join(t->acceptor, NULL);
+	close(t->lfd);
+	for (int i = 0; i < t->n; i++) {
+		shutdown(t->r[i].c, SHUT_RDWR);
+		shutdown(t->r[i].u, SHUT_RDWR);
+		pthread_join(t->r[i].th, NULL);
+		close(t->r[i].c);
+		close(t->r[i].u);
+	}
+	pthread_mutex_destroy(&t->mu);
+}
+
+/* One backend of six trickling at 2 KB/s (through the proxy, its handle
+ * with a 60 s timeout: nothing but the read's own hedge ends a wait for
+ * it). A read goes on with the other five: it does not wait for that
+ * shard (the old rounds did, until the timeout: 120 KB trickled), the
+ * health table calls the backend slow, not down, and its shard is not
+ * damage. A shard that is needed (two others down) is waited for. At full
+ * speed again, reads clear the mark. */
+static void test_a_slow_backend_does_not_stall_reads(void **state)
+{
+	(void)state;
+	struct rig g;
+	rig_open(&g, KEY, 0);
+	struct health *h;
+	assert_int_equal(health_new(NB, &h), 0);
+	g.s.health = h;
+	const int tb = 2;	/* the trickler */
+	struct trickle t;
+	trickle_start(&t, ports[tb]);
+	backend_close(g.b[tb]);
+	char url[64];
+	snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", t.port);
+	struct backend_url u;
+	const char *uwhy;
+	assert_int_equal(backend_url_parse(url, &u, &uwhy), 0);
+	assert_int_equal(backend_open(&u, 60000, &g.b[tb]), 0);
+	backend_url_free(&u);
+	/* stored at full speed: a big object (shards of two pieces) and a
+	 * small one (its shard trickles through in a few seconds) */
+	size_t big = (12u << 20) + 5, small = 20000;
+	uint8_t *d, *ds;
+	int fd = object_file(big, &d);
+	char why[4096];
+	assert_int_equal(obj_put(&g.s, g.c, "s800", 800, fd, big, why, sizeof why, NULL, 0), 0);
+	close(fd);
+	fd = object_file(small, &ds);
+	assert_int_equal(obj_put(&g.s, g.c, "s801", 801, fd, small, why, sizeof why, NULL, 0),
+			 0);
+	close(fd);
+	assert_int_equal(shard_on(&g, "s801", tb) >= 0, 1);
+
+	t.rate = 2000;
+	assert_int_equal(get_and_check(&g, "s800", 800, d, big, why, sizeof why), 0);
+	assert_string_equal(damage, "");	/* slow is not damage */
+	assert_true(health_slow(h, tb));
+	assert_true(health_usable(h, tb));	/* and not down */
+	struct health_verdict v;
+	health_get(h, tb, &v);
+	print_message("# slow: %s\n", v.slow_why);
+	assert_non_null(strstr(v.slow_why, "a read of s800 went on without it after"));
+	/* again: the metadata is not even asked of it */
+	assert_int_equal(get_and_check(&g, "s800", 800, d, big, why, sizeof why), 0);
+	assert_string_equal(damage, "");
+	assert_true(health_slow(h, tb));
+	size_t trickled = t.slow_bytes;
+	print_message("# %zu bytes trickled\n", trickled);
+	assert_true(trickled < (24u << 10));	/* the old rounds: 120 KB, a minute */
+
+	/* two other backends down: its shard is one of the last four, and the
+	 * read waits for it rather than fail */
+	int down1 = (tb + 1) % NB, down2 = (tb + 2) % NB;
+	health_fail(h, (size_t)down1, "marked down by the test");
+	health_fail(h, (size_t)down2, "marked down by the test");
+	assert_int_equal(get_and_check(&g, "s801", 801, ds, small, why, sizeof why), 0);
+	print_message("# damage: %s\n", damage);
+	assert_non_null(strstr(damage, "its backend is down"));
+	assert_null(strstr(damage, url));
+	assert_true(t.slow_bytes > trickled);	/* it did wait */
+	assert_true(health_slow(h, tb));	/* it took long */
+
+	/* full speed again: a read in which it keeps up clears the mark (a
+	 * read that is done before its pieces are tells nothing; at the latest
+	 * HEALTH_SLOW_RECHECK_S after its last lag a read waits for it) */
+	assert_int_equal(health_probe(h, (size_t)down1, true, NULL), 1);
+	assert_int_equal(health_probe(h, (size_t)down2, true, NULL), 1);
+	t.rate = 0;
+	int reads = 0;
+	for (; health_slow(h, tb); reads++) {
+		assert_true(reads < 1000);
+		assert_int_equal(get_and_check(&g, "s800", 800, d, big, why, sizeof why), 0);
+		assert_string_equal(damage, "");
+	}
+	print_message("# cleared after %d reads\n", reads);
+	health_get(h, tb, &v);
+	assert_false(v.slow);
+	rig_close(&g);
+	trickle_stop(&t);
+	health_free(h);
+	free(d);
+	free(ds);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -526,6 +794,8 @@ int main(void)
 		cmocka_unit_test(test_placement_skips_down),
 		cmocka_unit_test(test_check_and_meta_sync),
 		cmocka_unit_test(test_delete),
+		cmocka_unit_test(test_a_slow_backend_does_not_stall_reads),
+		cmocka_unit_test(test_swapped_shards_repaired),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
