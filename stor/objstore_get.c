@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "../common/config.h"
@@ -574,6 +575,19 @@ int obj_get(struct objstore *s, struct codec *c, const char *name, uint64_t code
 {
 	struct obj_meta meta;
 	int r = read_meta_hedged(s, name, &meta, why, whylen);
-	return r ? r : objstore_get_from(s, c, name, code_id, &meta, fd, why, whylen, damage,
-					 damagelen);
+	if (r)
+		return r;
+	r = objstore_get_from(s, c, name, code_id, &meta, fd, why, whylen, damage, damagelen);
+	if (r != -EIO)
+		return r;
+	/* A repair may have stored a new generation and deleted the one this
+	 * read was fetching (its pieces went "missing" under it): once more
+	 * with the newest metadata, when it is newer. The decoder writes at
+	 * absolute offsets, so fd is simply truncated first. */
+	struct obj_meta now;
+	char why2[512];
+	if (read_meta_hedged(s, name, &now, why2, sizeof why2) || now.gen <= meta.gen ||
+	    ftruncate(fd, 0) < 0)
+		return r;
+	return objstore_get_from(s, c, name, code_id, &now, fd, why, whylen, damage, damagelen);
 }
