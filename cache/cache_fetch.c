@@ -108,7 +108,8 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	 * rebuilding a segment replay needs from the file, before the
 	 * journal's facts give it a state (or a sealed file lost from local
 	 * disk before it was confirmed), and only the file's facts are set */
-	if (seglife_of(s->flags, false) == SL_EVICTED)
+	enum seg_life was = seglife_of(s->flags, false);
+	if (was == SL_EVICTED || was == SL_AWAY)
 		seg_step(c, s, SE_FETCH);
 	else
 		s->flags |= SF_LOCAL | SF_SEALED;
@@ -121,6 +122,40 @@ static int fetch_segment(struct cache *c, struct seg *s)
 	pthread_rwlock_unlock(&c->lock);
 	qlog_info("cache: segment %" PRIu64 " fetched back (segment-missing hand-off)", s->id);
 	return 0;
+}
+
+/* Fetching segment s failed while it is AWAY (handed off, not yet known
+ * to be stored, its file set aside as seg-N.qseg.corrupt after a record
+ * failed its checks): storage's copy is no better (it may be the very
+ * same bytes, hard-linked into stor's journal) or cannot be had, so the
+ * local file comes back, and only the damaged record fails, not every
+ * record of the segment. 0 when it came back, else -EIO. */
+static int restore_aside(struct cache *c, struct seg *s)
+{
+	if (c->o.read_only)
+		return -EIO;
+	char name[SEG_NAME_LEN], bad[SEG_NAME_LEN + 16];
+	seg_name(s->id, name);
+	snprintf(bad, sizeof bad, "%s.corrupt", name);
+	pthread_rwlock_wrlock(&c->lock);
+	int r = -EIO;
+	if (seglife_of(s->flags, false) == SL_AWAY && s->fd < 0 &&
+	    renameat(c->dirfd, bad, c->dirfd, name) == 0) {
+		fs_fsync_dir(c->dirfd);
+		int fd = openat(c->dirfd, name, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			s->fd = fd;
+			seg_step(c, s, SE_FETCH);
+			if (c->local_repairs)
+				c->local_repairs--;	/* set aside, but not repaired */
+			r = 0;
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	if (!r)
+		qlog_warn("cache: storage has no better copy of segment %" PRIu64 " for now; its "
+			  "local file is kept (only the damaged record fails)", s->id);
+	return r;
 }
 
 int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
@@ -169,6 +204,8 @@ int ensure_local(struct cache *c, uint64_t id, struct seg **pinned)
 	int r = fetch_segment(c, s);
 	if (!r)
 		*pinned = s;
+	else if (restore_aside(c, s) == 0)
+		r = 0;	/* not pinned: an unconfirmed segment is never evicted */
 
 	pthread_mutex_lock(&c->fmu);
 	s->fetching = false;

@@ -230,8 +230,9 @@ static inline bool seg_handoff_due(const struct seg *s)
 
 /* cache_lost.c: segments lost before they were handed off. */
 
-/* Make sealed, never handed-off segment s LOST (seglife.h): its fd closed,
- * the fact journaled (SLOG_SEG_LOST; not in a read-only open), and an
+/* Make sealed, never handed-off segment s LOST (seglife.h): its fd parked
+ * (readers may hold it), a file still under its name set aside as
+ * seg-N.qseg.corrupt, the fact journaled (SLOG_SEG_LOST; not in a read-only open), and an
  * error logged naming it, why (the cause, with the file's path), and the
  * live bytes whose reads now fail. Nothing when it is already lost. c->lock
  * held for writing; takes c->slog_mu; blocks on the journal's fdatasync. */
@@ -240,9 +241,12 @@ void seg_lose(struct cache *c, struct seg *s, const char *why);
 /* Before the segment-sealed hand-off of s (sealed, not handed off): is its
  * file there with the sealed size? 0 when it is, or when it vanished but
  * the log still held it open and it was written again from that
- * descriptor; else s is made LOST (seg_lose) and -ENOENT (-EIO when its
- * state allows no loss: a bug, logged by seg_step). -ENOENT at once for a
- * segment already lost. c->lock held for writing; blocks on disk. */
+ * descriptor; -EAGAIN when it vanished, the descriptor still holds its
+ * bytes but writing them again failed (tried again at the next hand-off:
+ * never lost for that); else s is made LOST (seg_lose) and -ENOENT (-EIO
+ * when its state allows no loss: a bug, logged by seg_step). -ENOENT at
+ * once for a segment already lost. c->lock held for writing; blocks on
+ * disk. */
 int seg_check_file(struct cache *c, struct seg *s);
 
 /* Is s LOST? Then a read of it must fail with EIO: logged (naming it) the

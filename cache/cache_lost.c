@@ -40,9 +40,26 @@ void seg_lose(struct cache *c, struct seg *s, const char *why)
 	if (seg_step(c, s, SE_LOSE))
 		return;	/* not a segment that can be lost (logged as a bug) */
 	if (s->fd >= 0) {
-		close(s->fd);
+		/* readers may be using it right now (pinned, outside the lock):
+		 * parked, closed by cache_close, like a set-aside segment's */
+		int *v = realloc(c->stale_fds, (c->nstale_fds + 1) * sizeof *v);
+		if (v) {
+			c->stale_fds = v;
+			c->stale_fds[c->nstale_fds++] = s->fd;
+		} else if (!atomic_load(&s->pins)) {
+			close(s->fd);
+		}	/* else leaked until exit: better than closing it under a reader */
 		s->fd = -1;
 	}
+	/* a file left under its name (not the size it was sealed at) would be
+	 * replayed or read at the next open: kept aside for inspection, before
+	 * the loss is journaled (a crash in between finds it missing: lost
+	 * again) */
+	char name[SEG_NAME_LEN], bad[SEG_NAME_LEN + 16];
+	seg_name(s->id, name);
+	snprintf(bad, sizeof bad, "%s.corrupt", name);
+	if (!c->o.read_only && renameat(c->dirfd, name, c->dirfd, bad) == 0)
+		fs_fsync_dir(c->dirfd);
 	int jr = 0;
 	if (!c->o.read_only) {
 		pthread_mutex_lock(&c->slog_mu);
@@ -105,18 +122,22 @@ int seg_check_file(struct cache *c, struct seg *s)
 		return 0;
 	const char *what = e ? strerror(e) : "its size no longer matches its seal";
 	char why[300];
-	if (s->fd >= 0) {
+	struct stat fst;
+	if (s->fd >= 0 && fstat(s->fd, &fst) == 0 && (uint64_t)fst.st_size == s->size) {
+		/* the bytes are still here: never lost for a failure to copy
+		 * them (a full disk, no memory), only tried again later */
 		int r = heal_from_fd(c, s);
 		if (!r) {
 			qlog_warn("cache: %s/%s vanished before it was handed off (%s); written "
 				  "again from the descriptor still open on it", c->dir, name, what);
 			return 0;
 		}
-		snprintf(why, sizeof why, "%s/%s: %s, and writing it again from its open "
-			 "descriptor failed (%s)", c->dir, name, what, strerror(-r));
-	} else {
-		snprintf(why, sizeof why, "%s/%s: %s", c->dir, name, what);
+		qlog_warn("cache: %s/%s vanished before it was handed off (%s), and writing it "
+			  "again from the descriptor still open on it failed (%s); tried again "
+			  "later", c->dir, name, what, strerror(-r));
+		return -EAGAIN;
 	}
+	snprintf(why, sizeof why, "%s/%s: %s", c->dir, name, what);
 	seg_lose(c, s, why);
 	return s->flags & SF_LOST ? -ENOENT : -EIO;
 }

@@ -892,7 +892,8 @@ static int recover(struct cache *c)
 	bool have_active = false;
 	for (uint64_t id = upto + 1; id <= last; id++) {
 		if (!u64_has(&segs, id)) {
-			bool lost = u64_has(&sl.lost, id);
+			/* lost, unless storage answered "stored after all" */
+			bool lost = u64_has(&sl.lost, id) && !u64_has(&sl.confirmed, id);
 			r = lost ? 0 : fetch_for_replay(c, id);
 			if (r && !u64_has(&sl.handed, id) && lost_at_replay(c, id) == 0)
 				lost = true;	/* storage recorded it: replay goes on */

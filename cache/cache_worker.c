@@ -78,6 +78,7 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 		char ids[32], name[CKPT_NAME_LEN], path[4200];
 		const char *event = jobs[i].ckpt ? "checkpoint-written" : "segment-sealed";
 		bool lost = false;
+		int fr = 0;
 		if (jobs[i].ckpt) {
 			ckpt_name(jobs[i].id, name);
 		} else {
@@ -86,15 +87,17 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 			 * its hand-off reports that instead (cache_lost.c) */
 			pthread_rwlock_wrlock(&c->lock);
 			struct seg *s = c->segs[jobs[i].id];
-			lost = s && seg_check_file(c, s) == -ENOENT;
+			fr = s ? seg_check_file(c, s) : 0;
 			pthread_rwlock_unlock(&c->lock);
+			lost = fr == -ENOENT;
 			if (lost)
 				event = "segment-lost";
 		}
 		cache_path(c, name, path, sizeof path);
 		snprintf(ids, sizeof ids, "%" PRIu64, jobs[i].id);
 		const char *args[] = { ids, lost ? NULL : path, NULL };
-		int h = run_hook(c, event, args);
+		/* -EAGAIN: its file is being written again; a failure, retried */
+		int h = fr == -EAGAIN ? 1 : run_hook(c, event, args);
 		/* storage has the "lost" segment after all: it was only evicted */
 		bool stored = lost && h == STORPROTO_HOOK_STORED;
 		int jr = 0;

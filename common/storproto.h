@@ -50,7 +50,7 @@
 #define STORPROTO_CONFIRMS_SPAN 1000000ull
 /* The exit status of the segment-lost hand-off (hooks/README.md) that says
  * "storage has this segment stored after all": LOST answered OK STORED. */
-#define STORPROTO_HOOK_STORED 3
+#define STORPROTO_HOOK_STORED 10	/* not 3: qsfs-ctl exits 3 when stor is not running */
 
 enum stor_op {
 	STOR_PING,

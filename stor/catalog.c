@@ -30,7 +30,9 @@ static int encode(const struct catalog *c, uint64_t seq, uint8_t **out, size_t *
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, CAT_MAGIC, 8);
-	put_le32(p + 8, CAT_VERSION);
+	/* version 2 while no segment is lost: the same bytes, which older
+	 * qsfs-stor and qsfs-fs (a restore reads the catalog) still read */
+	put_le32(p + 8, c->nlost ? CAT_VERSION : 2u);
 	put_le64(p + 16, seq);
 	put_le64(p + 24, c->seg_hi);
 	put_le32(p + 32, (uint32_t)c->nextra);

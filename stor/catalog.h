@@ -7,8 +7,8 @@
  * number from a majority of backends. Sealed with XChaCha20-Poly1305 under
  * the METADATA subkey (random nonce first; AD = "QSFSCAT1" + volume id), so
  * backends see neither object names nor counts in clear. Plaintext,
- * little-endian, version 3 (written always; version 2 is the same with
- * nlost 0 and no lost ids; version 1, a 40-byte header without nremoved,
+ * little-endian, version 3 (written when a segment is lost, else version 2,
+ * which is the same with nlost 0 and no lost ids; version 1, a 40-byte header without nremoved,
  * 16-byte checkpoint entries without upto, is still read, its checkpoints
  * with upto 0):
  *   0  "QSFSCAT1"   8 u32 version (3)   12 u32 0

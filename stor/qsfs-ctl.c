@@ -66,7 +66,7 @@ static void usage(FILE *f)
 		   "  delete NAME             queue the deletion of an object from the backends\n"
 		   "  lost s<id>              report a segment lost before it was handed off (the\n"
 		   "                          segment-lost hook event): the catalog records the\n"
-		   "                          loss; exit 3 when stor has it stored after all\n"
+		   "                          loss; exit 10 when stor has it stored after all\n"
 		   "  gcfloor                 the segment id up to which dead segments may be\n"
 		   "                          deleted (the older full checkpoint's coverage)\n"
 		   "  confirmed NAME          exit 0 if NAME is safely remote\n"

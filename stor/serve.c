@@ -262,7 +262,11 @@ static void do_lost(struct stord *d, int cfd, const char *name)
 	/* mu across the journal write: a STORE of name cannot slip in between
 	 * the check and the queue */
 	pthread_mutex_lock(&d->mu);
-	if (find_job(d, name)) {
+	uint64_t jsize;
+	int jfd = spool_open_job(d->spool, name, &jsize);	/* a STORE being journaled */
+	if (jfd >= 0)
+		close(jfd);
+	if (find_job(d, name) || jfd >= 0) {
 		pthread_mutex_unlock(&d->mu);
 		dprintf(cfd, "ERR %s has an upload queued: it is not lost; ask again once it is "
 			"stored\n", name);
@@ -344,13 +348,31 @@ static void serve(struct stord *d, int cfd, const struct stor_req *rq)
 		if (store_allowed(d, cfd, rq->name))
 			break;	/* refused, and said why */
 		int r = spool_add(d->spool, rq->name, rq->path);
-		struct stat st;
-		if (!r && stat(rq->path, &st) == 0) {
+		/* the size from the journal's copy (the cache's file may go
+		 * meanwhile: the job must be queued all the same) */
+		uint64_t size = 0;
+		int jfd = r ? -1 : spool_open_job(d->spool, rq->name, &size);
+		if (!r && jfd < 0)
+			r = jfd;
+		if (jfd >= 0)
+			close(jfd);
+		char lostjob[OBJ_NAME_MAX + 8];
+		snprintf(lostjob, sizeof lostjob, "%s.lost", rq->name);
+		if (!r) {
 			pthread_mutex_lock(&d->mu);
-			r = queue_job(d, rq->name, (uint64_t)st.st_size, (int64_t)time(NULL));
+			/* a LOST of it came in while it was journaled (a STORE its
+			 * client gave up on): the loss stands, this copy goes */
+			if (find_job(d, lostjob))
+				r = -ESTALE;
+			else
+				r = queue_job(d, rq->name, size, (int64_t)time(NULL));
 			pthread_mutex_unlock(&d->mu);
+			if (r == -ESTALE)
+				spool_done(d->spool, rq->name);
 		}
-		if (r)
+		if (r == -ESTALE)
+			dprintf(cfd, "ERR %s was reported lost meanwhile: not stored\n", rq->name);
+		else if (r)
 			dprintf(cfd, "ERR cannot queue %s from %s: %s\n", rq->name, rq->path,
 				strerror(-r));
 		else

@@ -286,7 +286,12 @@ static void test_bad_local_copy_is_fetched_again(void **state)
 	assert_int_equal(cache_get(c, "e00006", 6, v, sizeof v), -EIO);
 	log = tu_capture_end();
 	assert_non_null(strstr(log, "corrupt record in segment 2"));
+	assert_non_null(strstr(log, "its local file is kept"));
 	free(log);
+	/* only the damaged record fails: the local file came back */
+	assert_int_equal(cache_get(c, "e00007", 6, v, sizeof v), 10000);
+	cache_stats(c, &st);
+	assert_int_equal(st.local_repairs, 1);
 	/* with a good copy in storage, a handed-off segment is fetched like a
 	 * confirmed one: a good copy anywhere is used before an error */
 	tu_flip(remote2, 64 + 16 + 6 + 600);	/* flipped back */

@@ -16,7 +16,7 @@
 /* The hook logs "EVENT ID" to $dir/events; segment-sealed and
  * checkpoint-written copy the file to $dir/remote (and fail while
  * $dir/down exists); segment-missing copies from there; segment-lost
- * answers 3 ("stored after all") when $dir/remote has the segment. */
+ * answers 10 ("stored after all") when $dir/remote has the segment. */
 static const char *HOOK_BODY =
 	"d=$(dirname \"$0\")\n"
 	"echo \"$1 ${2:-}\" >> \"$d/events\"\n"
@@ -24,7 +24,7 @@ static const char *HOOK_BODY =
 	"segment-sealed|checkpoint-written) [ -e \"$d/down\" ] && exit 1\n"
 	"  mkdir -p \"$d/remote\"; cp \"$3\" \"$d/remote/\" ;;\n"
 	"segment-missing) cp \"$d/remote/$(basename \"$3\" .tmp)\" \"$3\" ;;\n"
-	"segment-lost) [ -e \"$d/remote/$(printf 'seg-%016x.qseg' \"$2\")\" ] && exit 3 ;;\n"
+	"segment-lost) [ -e \"$d/remote/$(printf 'seg-%016x.qseg' \"$2\")\" ] && exit 10 ;;\n"
 	"esac\n"
 	"exit 0\n";
 
