@@ -23,6 +23,7 @@
 #include "segment.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
+#include "../common/units.h"
 
 #define VOLUME_FILE "VOLUME"
 #define LOCK_FILE "LOCK"
@@ -577,9 +578,9 @@ static int lost_at_replay(struct cache *c, uint64_t id)
 		return -EIO;
 	}
 	pthread_mutex_lock(&c->slog_mu);
-	int r = slog_append(c->slog, SLOG_SEG_LOST, id);
+	int r = journal_append(c, SLOG_SEG_LOST, id);
 	if (!r)
-		r = slog_append(c->slog, SLOG_SEG_HANDED, id);
+		r = journal_append(c, SLOG_SEG_HANDED, id);
 	pthread_mutex_unlock(&c->slog_mu);
 	return r;
 }
@@ -687,6 +688,7 @@ static void cache_free(struct cache *c)
 	pthread_cond_destroy(&c->wcv);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_mutex_destroy(&c->fmu);
+	space_destroy(c);
 	pthread_cond_destroy(&c->fcv);
 	free(c->dir);
 	free(c->hook);
@@ -815,6 +817,24 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 	free(ckpts.v);
 	close(dfd);
 	return r;
+}
+
+/* The disk is full even without the reserve: no segment can be started.
+ * Open anyway, without an active segment (make_room starts one at the
+ * next append, once there is room): reads work, segments stored remotely
+ * can be evicted to make room, and the user can free space. Appends fail
+ * with ENOSPC until then. */
+static int open_without_active(struct cache *c)
+{
+	struct cache_disk d;
+	cache_disk_state(c, &d);
+	char fb[32], tb[32];
+	qlog_err("cache: the disk of %s is full (%s free of %s): no segment can be started, so "
+		 "the log opens without one; every write fails with ENOSPC until space is freed "
+		 "there", c->dir, format_size(d.free, fb, sizeof fb),
+		 format_size(d.total, tb, sizeof tb));
+	atomic_store(&c->space.low, true);
+	return 0;
 }
 
 static int recover(struct cache *c)
@@ -999,6 +1019,8 @@ static int recover(struct cache *c)
 		compact_slog(c);
 		if (!have_active) {
 			r = new_active(c);
+			if (r == -ENOSPC)
+				r = open_without_active(c);
 			if (r)
 				goto out;
 		} else {
@@ -1068,6 +1090,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&c->idle_cv, NULL);
 	pthread_mutex_init(&c->fmu, NULL);
+	space_init(c);
 	pthread_cond_init(&c->fcv, NULL);
 	c->o = *opts;
 	c->next_ckpt_id = 1;
@@ -1115,6 +1138,9 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 			goto fail;
 		}
 	}
+	/* the reserve first: the replay may have to give it up to start a
+	 * segment on a full disk */
+	space_open(c);
 	/* single-threaded until the worker starts: recover() takes no lock
 	 * itself except inside ensure_local(), which takes its own */
 	r = recover(c);
