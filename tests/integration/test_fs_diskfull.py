@@ -127,6 +127,17 @@ def test_full_cache_disk(tmp_path):
         vol.mount()
         fs = status(vol)["fs"]
         assert fs["state"] == "full" and fs["disk"]["low"], fs
+
+        # the status file cannot be written the usual way (a temp file and
+        # a rename) now: still, what it says is this qsfs-fs's word, or it
+        # is gone (never an older "ok")
+        def file_state():
+            try:
+                j = json.loads((vol.cache / "fs-status.json").read_text())
+                return j["state"] if j["pid"] == vol.fs.pid else "stale"
+            except (OSError, ValueError):
+                return None
+        wait_for(lambda: file_state() in ("full", None), 10, "fs-status.json to say full")
         for i in range(10, n):
             assert (vol.mnt / f"f{i}").read_bytes() == content(i), i
         try:
