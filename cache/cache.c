@@ -1092,20 +1092,6 @@ int cache_key_local(struct cache *c, const void *key, size_t klen)
 	return r;
 }
 
-bool cache_uploads_pending(struct cache *c)
-{
-	bool any = false;
-	if (!c->handoff_on)	/* nothing is ever confirmed */
-		return false;
-	pthread_rwlock_rdlock(&c->lock);
-	for (uint64_t i = c->last_seg; i >= 1 && !any; i--) {
-		const struct seg *s = c->segs[i];
-		any = s && (s->flags & SF_SEALED) && !(s->flags & (SF_CONFIRMED | SF_LOST));
-	}
-	pthread_rwlock_unlock(&c->lock);
-	return any;
-}
-
 int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s), void *arg)
 {

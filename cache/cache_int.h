@@ -337,6 +337,14 @@ uint64_t space_evict_goal(struct cache *c);
  * c->slog_mu held. */
 int journal_append(struct cache *c, uint32_t type, uint64_t id);
 
+/* At open, the disk is full even without the reserve: no segment can be
+ * started. Open anyway, without an active segment (make_room starts one
+ * at the next append, once there is room): reads work, segments stored
+ * remotely can be evicted to make room, and the user can free space;
+ * appends fail with ENOSPC until then. Logs why, naming the disk and its
+ * free space; marks the disk low. Returns 0. */
+int space_open_without_active(struct cache *c);
+
 /* --- cache_worker.c ---------------------------------------------------- */
 
 /* --- cache_ckpt.c ---------------------------------------------------- */

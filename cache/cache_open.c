@@ -23,7 +23,6 @@
 #include "segment.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
-#include "../common/units.h"
 
 #define VOLUME_FILE "VOLUME"
 #define LOCK_FILE "LOCK"
@@ -819,24 +818,6 @@ int cache_unhanded(const char *dir, uint64_t *n, uint64_t *first)
 	return r;
 }
 
-/* The disk is full even without the reserve: no segment can be started.
- * Open anyway, without an active segment (make_room starts one at the
- * next append, once there is room): reads work, segments stored remotely
- * can be evicted to make room, and the user can free space. Appends fail
- * with ENOSPC until then. */
-static int open_without_active(struct cache *c)
-{
-	struct cache_disk d;
-	cache_disk_state(c, &d);
-	char fb[32], tb[32];
-	qlog_err("cache: the disk of %s is full (%s free of %s): no segment can be started, so "
-		 "the log opens without one; every write fails with ENOSPC until space is freed "
-		 "there", c->dir, format_size(d.free, fb, sizeof fb),
-		 format_size(d.total, tb, sizeof tb));
-	atomic_store(&c->space.low, true);
-	return 0;
-}
-
 static int recover(struct cache *c)
 {
 	struct u64vec segs = { 0 }, ckpts = { 0 };
@@ -1020,7 +1001,7 @@ static int recover(struct cache *c)
 		if (!have_active) {
 			r = new_active(c);
 			if (r == -ENOSPC)
-				r = open_without_active(c);
+				r = space_open_without_active(c);
 			if (r)
 				goto out;
 		} else {

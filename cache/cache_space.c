@@ -30,6 +30,11 @@
  *   segments, least recently read first, also go while less than 2R
  *   (3R without the reserve) is free, not only over max_size.
  *
+ * - a start on a disk full even without the reserve opens the log with
+ *   no active segment (space_open_without_active).
+ * - cache_uploads_pending tells a writer meeting a low disk whether
+ *   waiting can help (segments whose confirmation lets them be evicted).
+ *
  * R = 0 turns all of it off.
  */
 #include "cache_int.h"
@@ -292,4 +297,31 @@ void cache_disk_state(struct cache *c, struct cache_disk *d)
 		.reserve_released = sp->released, .low = atomic_load(&sp->low),
 	};
 	pthread_mutex_unlock(&sp->mu);
+}
+
+bool cache_uploads_pending(struct cache *c)
+{
+	bool any = false;
+	if (!c->handoff_on)	/* nothing is ever confirmed */
+		return false;
+	pthread_rwlock_rdlock(&c->lock);
+	for (uint64_t i = c->last_seg; i >= 1 && !any; i--) {
+		const struct seg *s = c->segs[i];
+		any = s && (s->flags & SF_SEALED) && !(s->flags & (SF_CONFIRMED | SF_LOST));
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return any;
+}
+
+int space_open_without_active(struct cache *c)
+{
+	struct cache_disk d;
+	cache_disk_state(c, &d);
+	char fb[32], tb[32];
+	qlog_err("cache: the disk of %s is full (%s free of %s): no segment can be started, so "
+		 "the log opens without one; every write fails with ENOSPC until space is freed "
+		 "there", c->dir, format_size(d.free, fb, sizeof fb),
+		 format_size(d.total, tb, sizeof tb));
+	atomic_store(&c->space.low, true);
+	return 0;
 }

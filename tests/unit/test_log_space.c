@@ -154,7 +154,8 @@ static void test_reserve_and_low(void **state)
 	/* a reopen keeps the reserve it finds */
 	c = open_small(dir, MIB);
 	cache_disk_state(c, &d);
-	assert_true(d.reserve_held && d.low);
+	assert_true(d.reserve_held);
+	assert_int_equal(d.low, d.free < MIB);	/* the close may have freed old checkpoints */
 	assert_int_equal(d.reserve_released, 0);
 	assert_int_equal(cache_close(c), 0);
 	/* none configured any more: it goes */
@@ -342,10 +343,11 @@ static void test_evicts_for_room_on_the_disk(void **state)
 	cache_stats(c, &st);
 	assert_true(st.evicted > 0);
 	assert_int_equal(st.evicted_for_disk, st.evicted);
-	/* twice the reserve free, and not much more (a segment per step) */
+	/* twice the reserve free, and not much more (a segment per step; a
+	 * merge may have freed old checkpoint files since) */
 	uint64_t free = disk_free(dir);
 	assert_true(free >= 2 * MIB);
-	assert_true(free < 2 * MIB + 4 * SEG);
+	assert_true(free < 3 * MIB);
 	assert_false(st.disk.low);
 	assert_true(st.segments_local > (uint64_t)g.n / 2 && st.segments_local < (uint64_t)g.n - 10);
 	assert_int_equal(cache_close(c), 0);
