@@ -202,6 +202,14 @@ void space_open(struct cache *c)
 		atomic_store(&sp->free, free);
 		atomic_store(&sp->total, total);
 		atomic_store(&sp->checked_ns, fs_now_ns());
+		if (c->o.disk_reserve > total / 4 && !c->o.read_only) {
+			char rb[32], tb[32];
+			qlog_warn("cache: cache.disk_reserve (%s) is more than a quarter of the disk of "
+				  "%s (%s): the reserve and as much again are kept free there, and "
+				  "segments are evicted while less than twice it is free",
+				  format_size(c->o.disk_reserve, rb, sizeof rb), c->dir,
+				  format_size(total, tb, sizeof tb));
+		}
 	}
 	if (c->o.disk_reserve)
 		space_check(c);
