@@ -158,6 +158,9 @@ int new_active(struct cache *c)
 	uint64_t id = c->last_seg + 1;
 	uint8_t hdr[SEG_HDR_SIZE];
 	int fd = seg_create(c->dirfd, id, c->volid, hdr);
+	/* seg_create removes its temp file on failure: nothing to undo */
+	if (fd < 0 && space_release(c, fd))
+		fd = seg_create(c->dirfd, id, c->volid, hdr);
 	if (fd < 0) {
 		qlog_err("cache: cannot create segment %" PRIu64 " in %s: %s", id,
 			 c->dir, strerror(-fd));
@@ -188,8 +191,9 @@ int new_active(struct cache *c)
 }
 
 /* Write iov[0..n) (n <= 4) at the tail of the active segment. On failure
- * the tail is cut back so that no partial record stays behind. */
-static int write_tail(struct cache *c, const struct iovec *iov, int n)
+ * the tail is cut back so that no partial record stays behind. Returns 0
+ * or -errno (not logged: write_tail does). */
+static int write_tail_once(struct cache *c, const struct iovec *iov, int n)
 {
 	struct seg *a = c->active;
 	size_t total = 0, done = 0;
@@ -224,14 +228,29 @@ static int write_tail(struct cache *c, const struct iovec *iov, int n)
 		}
 		done += (size_t)w;
 	}
-	if (r) {
+	if (r && ftruncate(a->fd, (off_t)a->size) < 0) {
 		char name[SEG_NAME_LEN];
 		seg_name(a->id, name);
-		if (ftruncate(a->fd, (off_t)a->size) < 0)
-			qlog_err("cache: %s: cannot cut back a failed write at offset %" PRIu64
-				 ": %s", name, a->size, strerror(errno));
-		qlog_err("cache: %s: append at offset %" PRIu64 " failed: %s", name,
-			 a->size, strerror(-r));
+		qlog_err("cache: %s: cannot cut back a failed write at offset %" PRIu64 ": %s",
+			 name, a->size, strerror(errno));
+	}
+	return r;
+}
+
+/* write_tail_once; on a full disk the reserve is given up and the write
+ * tried once more: it was cut back, so nothing of the first try stays
+ * (this is pwrite's ENOSPC, not an fdatasync error: nothing written
+ * before is in doubt). Logs a failure. */
+static int write_tail(struct cache *c, const struct iovec *iov, int n)
+{
+	int r = write_tail_once(c, iov, n);
+	if (r && space_release(c, r))
+		r = write_tail_once(c, iov, n);
+	if (r) {
+		char name[SEG_NAME_LEN];
+		seg_name(c->active->id, name);
+		qlog_err("cache: %s/%s: append at offset %" PRIu64 " failed: %s", c->dir, name,
+			 c->active->size, strerror(-r));
 	}
 	return r;
 }
@@ -358,6 +377,7 @@ static int append_locked(struct cache *c, uint8_t type, const void *key,
 	sum_update(c->active_sum, key, klen);
 	sum_update(c->active_sum, val, vlen);
 	start_writeback(c, a);
+	space_note_append(c, len);
 	return 0;
 }
 
@@ -528,6 +548,7 @@ int cache_apply(struct cache *c, const struct cache_op *ops, size_t n)
 		c->active_nrec += n + 1;
 		sum_update(c->active_sum, buf, len);
 		start_writeback(c, a);
+		space_note_append(c, len);
 	}
 	pthread_rwlock_unlock(&c->lock);
 	free(buf);
@@ -957,7 +978,7 @@ int cache_confirm(struct cache *c, uint64_t seg_id)
 	if (r)
 		return r > 0 ? 0 : r;
 	pthread_mutex_lock(&c->slog_mu);
-	r = slog_append(c->slog, SLOG_SEG_CONFIRMED, seg_id);
+	r = journal_append(c, SLOG_SEG_CONFIRMED, seg_id);
 	pthread_mutex_unlock(&c->slog_mu);
 	if (r) {
 		qlog_err("cache: cannot record the confirmation of segment %" PRIu64 ": %s",
@@ -1173,7 +1194,9 @@ void cache_stats(struct cache *c, struct cache_stats *st)
 		st->removes_pending += !c->removed[i].handed;
 	st->removed_since_open = c->removed_since_open;
 	st->removed_bytes_since_open = c->removed_bytes_since_open;
+	st->evicted_for_disk = c->evicted_for_disk;
 	pthread_rwlock_unlock(&c->lock);
+	cache_disk_state(c, &st->disk);
 }
 
 void cache_stats_print(const struct cache_stats *st, FILE *f)
@@ -1201,6 +1224,14 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 	else
 		fprintf(f, "local disk:           %" PRIu64 " bytes of segments (no limit)\n",
 			st->local_bytes - st->checkpoint_bytes);
+	if (st->disk.reserve)
+		fprintf(f, "disk:                 %" PRIu64 " bytes free of %" PRIu64 "; reserve of %"
+			PRIu64 " bytes %s%s\n", st->disk.free, st->disk.total, st->disk.reserve,
+			st->disk.reserve_held ? "held" : "given up (a write met a full disk)",
+			st->disk.low ? " - LOW: new data should wait for room" : "");
+	else
+		fprintf(f, "disk:                 %" PRIu64 " bytes free of %" PRIu64 " (no reserve)\n",
+			st->disk.free, st->disk.total);
 	fprintf(f, "checkpoints:          %" PRIu64 " bytes (not counted against the limit)\n",
 		st->checkpoint_bytes);
 	fprintf(f, "not evictable:        %" PRIu64 " bytes\n", st->pinned_bytes);
@@ -1216,7 +1247,8 @@ void cache_stats_print(const struct cache_stats *st, FILE *f)
 	if (st->handoffs_done)
 		fprintf(f, "hand-offs:            %" PRIu64 " since open, %.2f ms each on average\n",
 			st->handoffs_done, (double)st->handoff_ns / 1e6 / (double)st->handoffs_done);
-	fprintf(f, "evicted since open:   %" PRIu64 "\n", st->evicted);
+	fprintf(f, "evicted since open:   %" PRIu64 " (%" PRIu64 " of them for room on the disk)\n",
+		st->evicted, st->evicted_for_disk);
 	fprintf(f, "removed segments:     %" PRIu64 " (deletion not yet handed off: %" PRIu64
 		   "; since open: %" PRIu64 ", %" PRIu64 " bytes)\n", st->removed_segments,
 		st->removes_pending, st->removed_since_open, st->removed_bytes_since_open);
@@ -1227,6 +1259,7 @@ struct cache_opts cache_opts_from_config(const struct qsfs_config *cfg)
 	return (struct cache_opts){
 		.dir = cfg->cache.dir, .segment_size = cfg->cache.segment_size,
 		.max_size = cfg->cache.max_size, .hook = cfg->cache.hook,
+		.disk_reserve = cfg->cache.disk_reserve,
 		.hook_timeout_ms = cfg->cache.hook_timeout * 1000u,
 	};
 }

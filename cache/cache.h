@@ -13,7 +13,8 @@
  *   -EIO     unreadable or corrupt data (the log names segment and offset),
  *            or a missing segment that its hook could not bring back
  *   -EROFS   the log was opened read-only
- *   -ENOSPC  the disk is full (the failed record is cut off again)
+ *   -ENOSPC  the disk is full (the failed record is cut off again), even
+ *            after the reserve (cache_opts.disk_reserve) was given up
  */
 #ifndef QSFS_CACHE_H
 #define QSFS_CACHE_H
@@ -35,12 +36,21 @@
 #define CACHE_HOOKS_LOCK "HOOKS"
 /* The file qsfs-fs (any read-write open) holds an exclusive flock on. */
 #define CACHE_LOCK_FILE "LOCK"
+/* The reserve file (cache_opts.disk_reserve): room kept on the disk. */
+#define CACHE_RESERVE_FILE "reserve"
 
 struct cache_opts {
 	const char *dir;		/* cache directory, created if absent */
 	uint64_t segment_size;		/* 0 = 64 MiB; 4 KiB .. 4 GiB */
 	uint64_t max_size;		/* limit of local segment bytes (checkpoints
 					 * come on top), 0 = none */
+	/* Room kept on the cache disk, 0 = none: a reserve file of this
+	 * size (dir/reserve) that the log gives up when a write meets a
+	 * full disk, so deletes, seals, checkpoints and a start still go
+	 * through; the disk counts as low (cache_disk_low) while less than
+	 * this is free beyond it; confirmed segments are evicted while less
+	 * than twice this is free (cache/cache_space.c). */
+	uint64_t disk_reserve;
 	const char *hook;		/* hook program, NULL = no hooks */
 	/* In place of a hook program (hook must be NULL): a function the log
 	 * calls, on its own threads, with the hook's events and arguments
@@ -262,6 +272,12 @@ int cache_key_local(struct cache *c, const void *key, size_t klen);
  * failed. */
 int cache_prefetch(struct cache *c, uint64_t id);
 
+/* Does a sealed segment wait for its hand-off or its confirmation (nor
+ * lost)? Once confirmed it may be evicted: what a writer meeting a full
+ * disk may wait for. Read lock, a walk of the table from the newest
+ * segment down (one step when one waits). */
+bool cache_uploads_pending(struct cache *c);
+
 /* Call cb for each known segment in id order (a snapshot). */
 int cache_segments(struct cache *c,
 		   void (*cb)(void *arg, const struct cache_seg_info *s),
@@ -371,6 +387,30 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
  * -EIO when it could not be written (logged). */
 int cache_checkpoint_full(struct cache *c);
 
+/* The cache disk, as the log sees it (cache/cache_space.c). */
+struct cache_disk {
+	uint64_t free;			/* bytes free on the disk (statvfs f_bavail),
+					 * the reserve file not counted */
+	uint64_t total;			/* the disk's size */
+	uint64_t reserve;		/* cache_opts.disk_reserve, 0 = none */
+	bool reserve_held;		/* the reserve file is there */
+	uint64_t reserve_released;	/* times given up (a write met a full
+					 * disk) since open */
+	/* free < reserve (2 x reserve while the reserve is given up): new
+	 * data should be refused; deletes and the stop go on */
+	bool low;
+};
+
+/* Look at the cache disk now (one statvfs) into *d. Any thread; takes no
+ * lock of the log's but the reserve's own mutex briefly. */
+void cache_disk_state(struct cache *c, struct cache_disk *d);
+
+/* Is the cache disk low (cache_disk.low)? One atomic read while it is
+ * not; while it is, a fresh look at most every 200 ms, so that room freed
+ * (deletes outside, eviction) is seen at once. For the filesystem's
+ * check before new data. Any thread, never blocks on the log's locks. */
+bool cache_disk_low(struct cache *c);
+
 struct cache_stats {
 	uint8_t volume_id[VOLUME_ID_SIZE];
 	uint64_t segment_size;
@@ -417,6 +457,8 @@ struct cache_stats {
 	 * few of their ids, and how many of them storage has not yet
 	 * recorded */
 	uint64_t segments_lost, lost_ids[8], lost_unreported;
+	struct cache_disk disk;		/* looked at now */
+	uint64_t evicted_for_disk;	/* of evicted: to keep room on the disk */
 };
 
 /* Fill *st (consistent snapshot). */

@@ -139,6 +139,10 @@ static int write_queued(struct cache *c)
 		char name[CKPT_NAME_LEN];
 		ckpt_name(id, name);
 		int r = fs_write_atomic(c->dirfd, name, buf, len, 0644);
+		/* a full disk: the temp file is gone again, so give up the
+		 * reserve and try once more (the clean stop's checkpoint) */
+		if (r && space_release(c, r))
+			r = fs_write_atomic(c->dirfd, name, buf, len, 0644);
 		pthread_rwlock_wrlock(&c->lock);
 		k = ckpt_rec_find(c, id);
 		if (r) {
@@ -205,7 +209,12 @@ static int maybe_merge(struct cache *c)
 		cur = next->upto;
 	}
 	bool forced = c->force_full;
-	if (!nchain || (dbytes < fbytes && !forced)) {
+	/* on a disk low on space a merge, which only bounds the checkpoints'
+	 * bytes, waits: it would take room before the files it replaces go
+	 * (a forced one, which garbage collection asks for to remove dead
+	 * segments, frees more than it takes) */
+	if (!nchain || (dbytes < fbytes && !forced) ||
+	    (!forced && atomic_load(&c->space.low))) {
 		c->force_full = false;	/* nothing after the newest full: it is current */
 		pthread_rwlock_unlock(&c->lock);
 		free(chain);

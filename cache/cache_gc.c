@@ -203,7 +203,7 @@ int cache_remove_dead(struct cache *c, uint64_t remote_floor, struct cache_remov
 	int r = cache_sync(c);
 	for (size_t i = 0; !r && i < n; i++) {
 		pthread_mutex_lock(&c->slog_mu);
-		r = slog_append(c->slog, SLOG_SEG_REMOVED, ids[i]);
+		r = journal_append(c, SLOG_SEG_REMOVED, ids[i]);
 		pthread_mutex_unlock(&c->slog_mu);
 		if (r) {
 			qlog_err("cache: cannot record the removal of segment %" PRIu64 " in "
@@ -294,7 +294,7 @@ uint64_t removed_handoffs(struct cache *c, bool force)
 		int jr = 0;
 		if (!h) {
 			pthread_mutex_lock(&c->slog_mu);
-			jr = slog_append(c->slog, SLOG_SEG_DEL_HANDED, ids[i]);
+			jr = journal_append(c, SLOG_SEG_DEL_HANDED, ids[i]);
 			pthread_mutex_unlock(&c->slog_mu);
 			if (jr)
 				qlog_err("cache: cannot record the hand-off of segment %" PRIu64

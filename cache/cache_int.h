@@ -12,6 +12,8 @@
  *   c->fmu            per-segment fetch state (fetching, fetch_gen,
  *                     fetch_err); ensure_local takes c->lock briefly while
  *                     holding it, so c->fmu is never taken under c->lock.
+ *   c->space.mu       the reserve file (cache_space.c); a leaf: taken under
+ *                     c->lock or c->slog_mu, never holding another lock.
  * struct seg objects never move (the table holds pointers), so a pointer
  * taken under c->lock stays valid until cache_close.
  */
@@ -81,6 +83,17 @@ struct ckpt_rec {
 	size_t len;
 };
 
+/* The cache disk and the reserve file (cache_space.c). */
+struct cache_space {
+	pthread_mutex_t mu;		/* making and giving up the reserve */
+	atomic_bool held;		/* CACHE_DIR/reserve is there, at its size */
+	uint64_t released;		/* times given up since open (mu) */
+	atomic_bool low;		/* new data should be refused */
+	atomic_uint_fast64_t free, total;	/* bytes, as of the last look */
+	atomic_uint_fast64_t checked_ns;	/* fs_now_ns() of that look */
+	atomic_uint_fast64_t since_check;	/* bytes appended since */
+};
+
 struct cache {
 	struct cache_opts o;
 	char *dir, *hook;
@@ -148,6 +161,7 @@ struct cache {
 	atomic_uint_fast64_t tick;	/* LRU clock */
 	bool over_limit;
 	uint64_t hooks_failed, checkpoints_written, evicted;
+	uint64_t evicted_for_disk;	/* of evicted: for room on the disk */
 	uint64_t local_repairs;	/* segments set aside as corrupt and fetched again */
 	int *stale_fds;		/* their old fds, closed by cache_close (c->lock) */
 	size_t nstale_fds;
@@ -168,6 +182,7 @@ struct cache {
 					 * reader may still hold the pointer */
 	size_t ngraveyard;
 	uint64_t removed_since_open, removed_bytes_since_open;
+	struct cache_space space;
 };
 
 /* --- cache.c ---------------------------------------------------------- */
@@ -284,6 +299,55 @@ bool removed_has(const struct cache *c, uint64_t id);
 /* Run due segment-removed hooks (worker thread). Returns the time of the
  * next retry, 0 when none is pending. */
 uint64_t removed_handoffs(struct cache *c, bool force);
+
+/* --- cache_space.c: free space on the cache disk, the reserve file ------- */
+
+/* The mutex, at open before anything uses it; destroyed at close. */
+void space_init(struct cache *c);
+void space_destroy(struct cache *c);
+
+/* At open, before the replay (which may create a segment): take the
+ * reserve file that is there at its size, or make it when the disk has
+ * room for it twice; remove it when none is configured. Then look at the
+ * disk (logging a low disk). Nothing is written on a read-only open. */
+void space_open(struct cache *c);
+
+/* Look at the disk now (statvfs of the directory): free, total, low.
+ * Logs when low begins or ends (once each). Any thread, any lock. */
+void space_check(struct cache *c);
+
+/* bytes were appended: look at the disk again once SPACE_CHECK_BYTES
+ * have been since the last look. Any thread, any lock. */
+void space_note_append(struct cache *c, uint64_t bytes);
+
+/* A write failed with err. When it is ENOSPC (or EDQUOT) and the reserve
+ * is held, give it up (truncate, unlink; logged once with its size) and
+ * return true: the caller tries its write once more. Else false. Only
+ * for writes whose failure left nothing half-written (an append cut back,
+ * a temp file removed), never for an fdatasync error. Takes
+ * c->space.mu; any other lock may be held. */
+bool space_release(struct cache *c, int err);
+
+/* The worker's pass: make the reserve again once 2R are free; look at
+ * the disk. No lock held. */
+void space_work(struct cache *c);
+
+/* Bytes eviction should free for the disk's sake: what lacks to 2R free
+ * (3R while the reserve is given up), 0 when enough is. Looks at the disk
+ * now. Any lock. */
+uint64_t space_evict_goal(struct cache *c);
+
+/* slog_append, with the reserve given up and one retry on ENOSPC.
+ * c->slog_mu held. */
+int journal_append(struct cache *c, uint32_t type, uint64_t id);
+
+/* At open, the disk is full even without the reserve: no segment can be
+ * started. Open anyway, without an active segment (make_room starts one
+ * at the next append, once there is room): reads work, segments stored
+ * remotely can be evicted to make room, and the user can free space;
+ * appends fail with ENOSPC until then. Logs why, naming the disk and its
+ * free space; marks the disk low. Returns 0. */
+int space_open_without_active(struct cache *c);
 
 /* --- cache_worker.c ---------------------------------------------------- */
 

@@ -63,7 +63,7 @@ void seg_lose(struct cache *c, struct seg *s, const char *why)
 	int jr = 0;
 	if (!c->o.read_only) {
 		pthread_mutex_lock(&c->slog_mu);
-		jr = slog_append(c->slog, SLOG_SEG_LOST, s->id);
+		jr = journal_append(c, SLOG_SEG_LOST, s->id);
 		pthread_mutex_unlock(&c->slog_mu);
 	}
 	qlog_err("cache: segment %" PRIu64 " LOST before it was handed off: %s; it held %" PRIu64

@@ -577,9 +577,9 @@ static int lost_at_replay(struct cache *c, uint64_t id)
 		return -EIO;
 	}
 	pthread_mutex_lock(&c->slog_mu);
-	int r = slog_append(c->slog, SLOG_SEG_LOST, id);
+	int r = journal_append(c, SLOG_SEG_LOST, id);
 	if (!r)
-		r = slog_append(c->slog, SLOG_SEG_HANDED, id);
+		r = journal_append(c, SLOG_SEG_HANDED, id);
 	pthread_mutex_unlock(&c->slog_mu);
 	return r;
 }
@@ -687,6 +687,7 @@ static void cache_free(struct cache *c)
 	pthread_cond_destroy(&c->wcv);
 	pthread_cond_destroy(&c->idle_cv);
 	pthread_mutex_destroy(&c->fmu);
+	space_destroy(c);
 	pthread_cond_destroy(&c->fcv);
 	free(c->dir);
 	free(c->hook);
@@ -1000,6 +1001,8 @@ static int recover(struct cache *c)
 		compact_slog(c);
 		if (!have_active) {
 			r = new_active(c);
+			if (r == -ENOSPC)
+				r = space_open_without_active(c);
 			if (r)
 				goto out;
 		} else {
@@ -1069,6 +1072,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&c->idle_cv, NULL);
 	pthread_mutex_init(&c->fmu, NULL);
+	space_init(c);
 	pthread_cond_init(&c->fcv, NULL);
 	c->o = *opts;
 	c->next_ckpt_id = 1;
@@ -1116,6 +1120,9 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 			goto fail;
 		}
 	}
+	/* the reserve first: the replay may have to give it up to start a
+	 * segment on a full disk */
+	space_open(c);
 	/* single-threaded until the worker starts: recover() takes no lock
 	 * itself except inside ensure_local(), which takes its own */
 	r = recover(c);

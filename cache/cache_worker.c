@@ -103,10 +103,10 @@ static uint64_t handoffs_of(struct cache *c, bool force, bool ckpts)
 		int jr = 0;
 		if (h == 0 || stored) {
 			pthread_mutex_lock(&c->slog_mu);
-			jr = slog_append(c->slog, jobs[i].ckpt ? SLOG_CKPT_HANDED : SLOG_SEG_HANDED,
-					 jobs[i].id);
+			jr = journal_append(c, jobs[i].ckpt ? SLOG_CKPT_HANDED : SLOG_SEG_HANDED,
+					    jobs[i].id);
 			if (!jr && stored)
-				jr = slog_append(c->slog, SLOG_SEG_CONFIRMED, jobs[i].id);
+				jr = journal_append(c, SLOG_SEG_CONFIRMED, jobs[i].id);
 			pthread_mutex_unlock(&c->slog_mu);
 			if (jr)
 				qlog_err("cache: cannot record the hand-off of %s: %s; it will be "
@@ -183,7 +183,9 @@ static int cand_cmp(const void *a, const void *b)
 	return x->last_read < y->last_read ? -1 : x->last_read > y->last_read;
 }
 
-/* Eviction, least recently read first, down to max_size. When that cannot
+/* Eviction, least recently read first, down to max_size, and while the
+ * disk has less free than its low-water mark (space_evict_goal: twice the
+ * reserve). For max_size: when that cannot
  * be reached (what may not be evicted - data not yet uploaded, the active
  * segment, segments being read - is over the limit by itself), evicting
  * every other segment would not reach it either, and would only make the
@@ -194,19 +196,26 @@ static int cand_cmp(const void *a, const void *b)
  * uploads are confirmed; the reserve does not count there, so it never
  * holds writers back. So local segment bytes stay under max(max_size, the
  * unevictable bytes) + that reserve, and under max_size whenever the
- * unevictable bytes are. */
+ * unevictable bytes are. The disk's mark knows no such read reserve: a
+ * full disk fails every write, a segment fetched again costs one read.
+ * Each evicted segment counts as its size freed (a few blocks' error
+ * either way; the next pass looks at the disk again). */
 #define EVICT_READ_RESERVE 4	/* max_size / 4 */
 
 int evict_locked(struct cache *c)
 {
-	if (!c->o.max_size)
+	uint64_t disk_goal = space_evict_goal(c);
+	if (!c->o.max_size && !disk_goal) {
+		c->over_limit = false;
 		return 0;
+	}
 	/* segments only: the checkpoints have a budget of their own (they
 	 * grow with the number of keys, and eviction cannot shrink them, so
 	 * counting them here could stall writers for good on a volume of many
 	 * small files although everything is uploaded) */
 	uint64_t used = local_seg_bytes(c);
-	if (used <= c->o.max_size) {
+	bool limit = c->o.max_size && used > c->o.max_size;
+	if (!limit && !disk_goal) {
 		c->over_limit = false;
 		return 0;
 	}
@@ -233,13 +242,17 @@ int evict_locked(struct cache *c)
 	 * read reserve */
 	uint64_t pinned = used - evictable;
 	uint64_t keep = 0;
-	if (pinned > c->o.max_size && n) {
+	if (limit && pinned > c->o.max_size && n) {
 		keep = c->o.max_size / EVICT_READ_RESERVE;
 		if (keep < v[n - 1].size)	/* the segment read last, at least */
 			keep = v[n - 1].size;
 	}
-	int evicted = 0;
-	for (size_t i = 0; i < n && used > c->o.max_size && evictable > keep; i++) {
+	int evicted = 0, for_disk = 0;
+	uint64_t freed = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool over = c->o.max_size && used > c->o.max_size && evictable > keep;
+		if (!over && freed >= disk_goal)
+			break;
 		struct seg *s = c->segs[v[i].id];
 		char name[SEG_NAME_LEN];
 		seg_name(s->id, name);
@@ -253,13 +266,24 @@ int evict_locked(struct cache *c)
 		seg_step(c, s, SE_EVICT);	/* candidates are confirmed and local */
 		used -= s->size;
 		evictable -= s->size;
+		freed += s->size;
 		evicted++;
+		for_disk += !over;
 		c->evicted++;
-		qlog_debug("cache: evicted segment %" PRIu64, s->id);
+		qlog_debug("cache: evicted segment %" PRIu64 "%s", s->id,
+			   over ? "" : " (room on the disk)");
 	}
 	free(v);
 	if (evicted)
 		fs_fsync_dir(c->dirfd);
+	if (for_disk) {
+		c->evicted_for_disk += (uint64_t)for_disk;
+		space_check(c);
+	}
+	if (!c->o.max_size) {
+		c->over_limit = false;
+		return evicted;
+	}
 	/* the reserve is room that could be made: it does not count */
 	uint64_t kept = evictable < keep ? evictable : keep;
 	bool over = used - kept > c->o.max_size;
@@ -288,6 +312,7 @@ static void *worker_main(void *arg)
 		if (rnext && (!next || rnext < next))
 			next = rnext;
 		ckpt_work(c);	/* checkpoints handed off may now be removable */
+		space_work(c);	/* the reserve made again when there is room */
 		pthread_rwlock_wrlock(&c->lock);
 		evict_locked(c);
 		pthread_rwlock_unlock(&c->lock);
@@ -338,7 +363,7 @@ void worker_kick(struct cache *c, bool wait, bool force)
 {
 	if (!c->worker_started)
 		return;
-	if (!wait && c->o.max_size) {
+	if (!wait && (c->o.max_size || c->o.disk_reserve)) {
 		pthread_rwlock_wrlock(&c->lock);
 		evict_locked(c);
 		pthread_rwlock_unlock(&c->lock);

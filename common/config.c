@@ -31,6 +31,7 @@ static const struct field cache_fields[] = {
 	{ "dir", T_PATH, OFF(cache.dir), true, 0, 0, NULL },
 	{ "segment_size", T_SIZE, OFF(cache.segment_size), false, 4096, 1ull << 32, NULL },
 	{ "max_size", T_SIZE, OFF(cache.max_size), false, 0, 0, NULL },
+	{ "disk_reserve", T_SIZE, OFF(cache.disk_reserve), false, 0, 16ull << 30, NULL },
 	{ "handoff", T_HANDOFF, OFF(cache.handoff), false, 0, 0, NULL },
 	{ "hook", T_PATH, OFF(cache.hook), false, 0, 0, NULL },
 	{ "hook_timeout", T_UINT, OFF(cache.hook_timeout), false, 1, 86400, NULL },
@@ -178,8 +179,14 @@ static int set_value(struct ctx *x, const struct field *f, const yaml_node_t *n,
 		if (parse_size(s, &v))
 			return fail(x, n, "%s: '%s' is not a size (e.g. 4096, 512KiB, 64MiB, 20GiB)",
 				    name, s);
-		if (v < f->min || (f->max && v > f->max))
-			return fail(x, n, "%s: %s is out of range", name, s);
+		if (v < f->min || (f->max && v > f->max)) {
+			char lo[32], hi[32];
+			format_size(f->min, lo, sizeof lo);
+			if (f->max)
+				format_size(f->max, hi, sizeof hi);
+			return fail(x, n, "%s: %s is out of range (%s to %s)", name, s,
+				    f->min ? lo : "0", f->max ? hi : "any size");
+		}
 		*(uint64_t *)(base + f->off) = v;
 		return 0;
 	case T_UINT:
@@ -304,6 +311,7 @@ int config_load(const char *path, struct qsfs_config *cfg, char *err, size_t err
 	memset(cfg, 0, sizeof *cfg);
 	cfg->cache.segment_size = 64ull << 20;
 	cfg->cache.hook_timeout = 120;
+	cfg->cache.disk_reserve = 32ull << 20;
 	cfg->fs.restore_wait = 60;
 	cfg->fs.lease_timeout = 60;
 	cfg->cache.max_segment_age = 60;

@@ -29,6 +29,12 @@ struct qsfs_config {
 		char *dir;
 		uint64_t segment_size;	/* default 64 MiB */
 		uint64_t max_size;	/* 0 = no limit */
+		/* room on the cache disk kept for deletes, the clean stop's
+		 * seal and checkpoint, and a start on a full disk (the log's
+		 * reserve file, cache/cache_space.c): new data is refused
+		 * with ENOSPC while less than this is free beyond it;
+		 * default 32 MiB, 0 = none */
+		uint64_t disk_reserve;
 		/* how sealed segments and checkpoints reach qsfs-stor (and
 		 * evicted ones come back): HANDOFF_STOR (the default without a
 		 * hook: qsfs-fs talks to stor's socket itself), HANDOFF_HOOK

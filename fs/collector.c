@@ -76,10 +76,25 @@ static int remove_step(struct collector *g, struct collector_report *rep, int *s
 	return r;
 }
 
+/* Cleaning and folding write the live data again before the segments
+ * they empty can go (after checkpoints, confirmations, removal): on a
+ * cache disk low on space they would eat the room kept for deletes and
+ * the stop (cache_opts.disk_reserve), so they wait for room. Removal,
+ * which frees space, goes on. */
+static bool disk_too_low(struct collector *g, struct collector_report *rep)
+{
+	if (!cache_disk_low(g->c))
+		return false;
+	rep->disk_low = true;
+	return true;
+}
+
 /* Clean up to max segments while garbage is above the target. */
 static int clean_step(struct collector *g, size_t max, struct collector_report *rep,
 		      collector_progress_fn progress, void *arg)
 {
+	if (disk_too_low(g, rep))
+		return 0;
 	uint64_t ids[PICK_THOROUGH];
 	if (max > PICK_THOROUGH)
 		max = PICK_THOROUGH;
@@ -121,6 +136,10 @@ static void finish(struct collector *g, struct collector_report *rep, int r, int
 		say(rep, "not collecting: this node no longer holds the writer lease (fenced)");
 	} else if (r) {
 		say(rep, "the last pass failed: %s", strerror(-r));
+	} else if (rep->disk_low) {
+		say(rep, "not cleaning: the cache disk is low on space (cleaning writes live data "
+		    "again before it frees any); dead segments are removed as the floors allow "
+		    "(%" PRIu64 " wait)", rep->waiting_segments);
 	} else if (stor_err && g->o.stor) {
 		say(rep, "dead segments are not removed: qsfs-stor does not answer on %s (%s), so "
 		    "the backends' restore points are unknown", storclient_path(g->o.stor),
@@ -166,7 +185,7 @@ static void finish(struct collector *g, struct collector_report *rep, int r, int
 /* Compaction: the filesystem folds fragmented blocks. */
 static int defrag_step(struct collector *g, bool thorough, struct collector_report *rep)
 {
-	if (!g->o.defrag)
+	if (!g->o.defrag || disk_too_low(g, rep))
 		return 0;
 	/* the background takes one interval's worth of the rate at most */
 	uint64_t budget = thorough || !g->o.rate ? 0 : g->o.rate * (g->o.interval_s ? g->o.interval_s : 1);

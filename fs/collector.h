@@ -64,6 +64,8 @@ struct collector_report {
 	uint64_t unconfirmed;		/* of them: not yet confirmed stored */
 	uint64_t floor, local_floor, remote_floor;	/* remote: UINT64_MAX = none */
 	bool full_written;		/* this pass wrote a full checkpoint */
+	bool disk_low;			/* cleaning and folding skipped: the cache
+					 * disk is low on space */
 	int err;			/* the pass's error (negative errno) or 0 */
 	char state[256];		/* in words: idle, collecting, why waiting */
 };

@@ -36,6 +36,8 @@ struct monitor {
 	char stor_why[600];	/* why stor did not answer */
 	/* the thread's own (no lock) */
 	enum qfs_full full;
+	bool disk_wait;		/* writers wait for room on the disk */
+	int status_err;		/* the last write of fs-status.json (logged on change) */
 	char *last_status;	/* what fs-status.json holds, without "updated" */
 	uint64_t *ids;		/* a round's unconfirmed segments */
 	size_t nids, capids;
@@ -100,14 +102,55 @@ static void confirm_round(struct monitor *x)
 		qlog_info("fs: qsfs-stor answers again on %s", storclient_path(x->o.stor));
 }
 
+/* The problem line of a cache disk low on space, or whose reserve a
+ * write that met a full disk used up, with sizes in units. */
+static void disk_problem(struct monitor *x, const struct cache_disk *d, bool waits,
+			 json_object *problems)
+{
+	if (!d->reserve || (!d->low && d->reserve_held))
+		return;
+	char fb[32], tb[32], rb[32], line[1200];
+	format_size(d->free, fb, sizeof fb);
+	format_size(d->total, tb, sizeof tb);
+	format_size(d->reserve, rb, sizeof rb);
+	if (d->low && d->reserve_held)
+		snprintf(line, sizeof line, "the cache disk is full: %s free of %s on %s, less than "
+			 "the %s kept free (cache.disk_reserve): new data %s; deletes go on (they use "
+			 "the reserve)", fb, tb, x->o.cache_dir, rb,
+			 waits ? "waits while qsfs-stor uploads what can then be evicted"
+			       : "is refused with ENOSPC");
+	else if (d->low)
+		snprintf(line, sizeof line, "the cache disk is full: %s free of %s on %s, and the "
+			 "reserve of %s (cache.disk_reserve) was used up by a write that met a full "
+			 "disk (twice that must be free again): new data %s; deletes go on while "
+			 "room lasts: free space there", fb, tb, x->o.cache_dir, rb,
+			 waits ? "waits while qsfs-stor uploads what can then be evicted"
+			       : "is refused with ENOSPC");
+	else	/* room again: the worker makes the reserve again within seconds */
+		snprintf(line, sizeof line, "the reserve of %s on the cache disk (%s/%s) was used up "
+			 "by a write that met a full disk; it is made again now that %s of %s are free",
+			 rb, x->o.cache_dir, CACHE_RESERVE_FILE, fb, tb);
+	json_object_array_add(problems, json_object_new_string(line));
+}
+
+/* Did stor answer the last round? */
+static bool stor_up_now(struct monitor *x)
+{
+	pthread_mutex_lock(&x->st_mu);
+	bool up = x->stor_up;
+	pthread_mutex_unlock(&x->st_mu);
+	return up;
+}
+
 /* The filesystem's side of `qsfs-ctl status`, in CACHE_DIR/fs-status.json
  * (stor may be down, so qsfs-ctl reads it from disk), and the ENOSPC
  * switch: no new data while the cache is over its limit with nothing
  * evictable. */
 /* The status as of now (stats read now, stor's reachability as of the
- * last round), and in *full what the ENOSPC switch should say. Any
+ * last round), in *full what the ENOSPC switch should say, and in
+ * *disk_waits whether writers meeting a low disk should wait. Any
  * thread; takes st_mu briefly. */
-static json_object *build_status(struct monitor *x, enum qfs_full *full)
+static json_object *build_status(struct monitor *x, enum qfs_full *full, bool *disk_waits)
 {
 	struct cache_stats st;
 	cache_stats(x->o.c, &st);
@@ -123,6 +166,9 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 	/* with nothing handed off, nothing is ever evictable */
 	*full = fenced ? QFS_FULL_FENCED : !st.over_limit ? QFS_FULL_NO :
 		  x->o.stor && stor_up ? QFS_FULL_WAIT : QFS_FULL_ENOSPC;
+	/* a low disk: uploads in flight let the log evict, so writers wait
+	 * for them; with none, or stor away, waiting frees nothing */
+	*disk_waits = x->o.stor && stor_up && st.segments_unconfirmed > 0;
 	json_object *o = json_object_new_object(), *problems = json_object_new_array();
 	char line[1200], ms[32], ls[32];
 	if (!x->o.stor) {
@@ -175,12 +221,14 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 				 "evicted: new writes fail with ENOSPC", ls, ms);
 		json_object_array_add(problems, json_object_new_string(line));
 	}
+	disk_problem(x, &st.disk, *disk_waits, problems);
 	json_object_object_add(o, "volume", json_object_new_string(x->o.volume));
 	json_object_object_add(o, "mountpoint", json_object_new_string(x->o.mnt));
 	json_object_object_add(o, "handoff", json_object_new_string(x->o.handoff));
 	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(o, "state", json_object_new_string(
-		fenced ? "fenced" : st.over_limit ? "full" : json_object_array_length(problems) ? "degraded" : "ok"));
+		fenced ? "fenced" : st.over_limit || st.disk.low ? "full" :
+		json_object_array_length(problems) ? "degraded" : "ok"));
 	json_object_object_add(o, "problems", problems);
 	json_object_object_add(o, "stor_reachable", json_object_new_boolean(stor_up));
 	json_object_object_add(o, "stor_connections",
@@ -210,6 +258,14 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 			       json_object_new_int64((int64_t)st.removed_segments));
 	json_object_object_add(o, "removes_pending",
 			       json_object_new_int64((int64_t)st.removes_pending));
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "dir", json_object_new_string(x->o.cache_dir));
+	json_object_object_add(d, "low", json_object_new_boolean(st.disk.low));
+	json_object_object_add(d, "reserve_bytes", json_object_new_uint64(st.disk.reserve));
+	json_object_object_add(d, "reserve_held", json_object_new_boolean(st.disk.reserve_held));
+	json_object_object_add(d, "reserve_released", json_object_new_uint64(st.disk.reserve_released));
+	json_object_object_add(d, "evicted_for_room", json_object_new_uint64(st.evicted_for_disk));
+	json_object_object_add(o, "disk", d);
 	if (x->o.gc) {
 		struct collector_report gr;
 		collector_last(x->o.gc, &gr);
@@ -226,20 +282,70 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full)
 	return o;
 }
 
+/* The disk's free and total bytes, which change all the time: in every
+ * live status, and in the file only when something else changed. */
+static void add_disk_bytes(json_object *o, const struct cache_disk *d)
+{
+	json_object *j;
+	if (!json_object_object_get_ex(o, "disk", &j))
+		return;
+	json_object_object_add(j, "free_bytes", json_object_new_uint64(d->free));
+	json_object_object_add(j, "total_bytes", json_object_new_uint64(d->total));
+}
+
 json_object *monitor_status(void *arg)
 {
 	struct monitor *x = arg;
 	enum qfs_full full;
-	json_object *o = build_status(x, &full);
+	bool waits;
+	json_object *o = build_status(x, &full, &waits);
 	json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+	struct cache_disk d;
+	cache_disk_state(x->o.c, &d);
+	add_disk_bytes(o, &d);
 	return o;
+}
+
+/* Write fs-status.json. On a full disk the atomic write (a temp file,
+ * then rename) finds no room: the file is then overwritten in place (its
+ * blocks are there already; a crash meanwhile leaves a torn file, which
+ * qsfs-ctl takes for none), and if even that fails it is removed: a stale
+ * "ok" must not outlive the problem (qsfs-ctl asks qsfs-fs live first
+ * anyway, on fs.sock). Returns 0 or the atomic write's error. */
+static int status_write(struct monitor *x, const char *text)
+{
+	int dfd = open(x->o.cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	size_t len = strlen(text);
+	int e = fs_write_atomic(dfd, FS_STATUS_FILE, text, len, 0644);
+	if (e) {
+		int fd = openat(dfd, FS_STATUS_FILE, O_WRONLY | O_CLOEXEC);
+		int e2 = fd < 0 ? -errno : fs_pwrite_all(fd, text, len, 0);
+		if (!e2 && ftruncate(fd, (off_t)len) < 0)
+			e2 = -errno;
+		if (fd >= 0)
+			close(fd);
+		if (e2)
+			unlinkat(dfd, FS_STATUS_FILE, 0);
+		if (e != x->status_err)	/* once per change, not every round */
+			qlog_warn("fs: cannot write %s/%s: %s; %s", x->o.cache_dir, FS_STATUS_FILE,
+				  strerror(-e), e2 ? "removed it (qsfs-ctl status asks qsfs-fs "
+				  "directly)" : "overwrote it in place");
+	}
+	x->status_err = e;
+	close(dfd);
+	return e;
 }
 
 /* The ENOSPC switch, and CACHE_DIR/fs-status.json. */
 static void report(struct monitor *x)
 {
-	json_object *o = build_status(x, &x->full);
+	bool waits;
+	json_object *o = build_status(x, &x->full, &waits);
 	qfs_set_full(x->o.fs, x->full);
+	qfs_set_stor_up(x->o.fs, x->o.stor && stor_up_now(x));
+	x->disk_wait = waits && cache_disk_low(x->o.c);
 	/* the file is written (two fsyncs) only when something in it changed;
 	 * "updated" is when that was */
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -247,13 +353,12 @@ static void report(struct monitor *x)
 	if (!x->last_status || strcmp(text, x->last_status)) {
 		char *now = strdup(text);
 		json_object_object_add(o, "updated", json_object_new_int64((int64_t)time(NULL)));
+		struct cache_disk d;
+		cache_disk_state(x->o.c, &d);
+		add_disk_bytes(o, &d);
 		text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 							 JSON_C_TO_STRING_NOSLASHESCAPE);
-		int dfd = open(x->o.cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		int e = dfd < 0 ? -errno : fs_write_atomic(dfd, FS_STATUS_FILE, text, strlen(text),
-							     0644);
-		if (dfd >= 0)
-			close(dfd);
+		int e = status_write(x, text);
 		if (!e && now) {	/* else written again next time */
 			free(x->last_status);
 			x->last_status = now;
@@ -263,7 +368,6 @@ static void report(struct monitor *x)
 	}
 	json_object_put(o);
 }
-
 
 static void *monitor_main(void *arg)
 {
@@ -284,8 +388,8 @@ static void *monitor_main(void *arg)
 			confirm_round(x);
 		report(x);
 		pthread_mutex_lock(&x->mu);
-		struct timespec ts = fs_abstime((x->full == QFS_FULL_WAIT ? WAIT_PERIOD_MS
-						 : CONFIRM_PERIOD_MS) * 1000000ull);
+		struct timespec ts = fs_abstime((x->full == QFS_FULL_WAIT || x->disk_wait ?
+						 WAIT_PERIOD_MS : CONFIRM_PERIOD_MS) * 1000000ull);
 		while (!x->stop && !x->kicked &&
 		       pthread_cond_timedwait(&x->cv, &x->mu, &ts) != ETIMEDOUT)
 			;

@@ -8,10 +8,14 @@
  *     cache.max_segment_age (the recovery point of a host that dies);
  *   - sets the filesystem's ENOSPC switch: no new data while the cache is
  *     over its limit with nothing evictable (writers wait while stor
- *     answers, get ENOSPC while it does not, EROFS once fenced);
+ *     answers, get ENOSPC while it does not, EROFS once fenced), and says
+ *     whether writers meeting a cache disk low on space wait (stor answers
+ *     and uploads segments the log can then evict) or get ENOSPC;
  *   - writes CACHE_DIR/fs-status.json (what `qsfs-ctl status` shows of the
  *     filesystem; stor may be down, so qsfs-ctl reads it from disk), only
- *     when something in it changed.
+ *     when something in it changed; on a full disk in place, or removed
+ *     when even that fails (never a stale "ok").
+ * Its period is 200 ms while writers wait for room (either kind).
  * The lease's heartbeat is not here (heartbeat.h): a stor that hangs
  * delays this thread by at most the client's timeout, never a renewal.
  */

@@ -154,8 +154,16 @@ int qfs_statfs(struct qfs *fs, struct statvfs *sv);
 enum qfs_full { QFS_FULL_NO, QFS_FULL_WAIT, QFS_FULL_ENOSPC, QFS_FULL_FENCED };
 #define QFS_FULL_WAIT_MAX_S 300
 void qfs_set_full(struct qfs *fs, enum qfs_full full);
+/* The same for a cache disk low on space (cache_disk_low, asked at each
+ * call, so a disk that fills between two monitor rounds is seen at once):
+ * new data waits while stor answers (up, set by the monitor every round)
+ * and the log holds sealed segments not yet confirmed (once they are, the
+ * log evicts them, freeing room), else fails with ENOSPC. Deletes never
+ * ask: the log's reserve is theirs. */
+void qfs_set_stor_up(struct qfs *fs, bool up);
 /* 0 when new data may be written now (after waiting up to
- * QFS_FULL_WAIT_MAX_S while WAIT), -EROFS when fenced, else -ENOSPC. */
+ * QFS_FULL_WAIT_MAX_S while WAIT, or while the disk is low and uploads
+ * may free it), -EROFS when fenced, else -ENOSPC. */
 int qfs_room(struct qfs *fs);
 
 #endif

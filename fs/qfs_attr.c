@@ -249,8 +249,11 @@ int qfs_statfs(struct qfs *fs, struct statvfs *sv)
 	uint64_t used = cs.live_bytes;
 	sv->f_blocks = total / 4096;
 	sv->f_bfree = used >= total ? 0 : (total - used) / 4096;
-	/* free space is also bounded by the disk the cache lives on */
-	uint64_t disk_free = (uint64_t)disk.f_bavail * disk.f_frsize / 4096;
+	/* free space is also bounded by the disk the cache lives on, less
+	 * what the log keeps free there (new data is refused below it) */
+	uint64_t keep = cs.disk.reserve_held ? cs.disk.reserve : 2 * cs.disk.reserve;
+	uint64_t dfree = (uint64_t)disk.f_bavail * disk.f_frsize;
+	uint64_t disk_free = (dfree > keep ? dfree - keep : 0) / 4096;
 	sv->f_bavail = sv->f_bfree < disk_free ? sv->f_bfree : disk_free;
 	/* files: the inode records, not every key of the log (blocks, names) */
 	uint64_t inodes = cache_count_keys(fs->c, K_INODE);

@@ -34,6 +34,7 @@ struct qfs {
 	pthread_mutex_t imu;	/* inode number allocation */
 	uint64_t next_ino, ino_limit;	/* [next, limit) reserved in the superblock */
 	_Atomic int full;	/* enum qfs_full, set by qsfs-fs's monitor */
+	_Atomic bool stor_up;	/* qfs_set_stor_up, by the monitor */
 };
 
 int64_t qfs_now(void);

@@ -400,8 +400,17 @@ int qfs_open(const struct qfs_opts *o, struct qfs **out)
 		if (!r)
 			r = cache_scan(fs->c, &p, 1, false, trunc_cb, fs);
 		p = K_ORPHAN;
-		if (!r)
+		if (!r) {
 			r = cache_scan(fs->c, &p, 1, false, orphan_cb, fs);
+			/* a full disk (even the log's reserve is gone): the data
+			 * of unlinked inodes stays until a mount with room; it
+			 * is unreachable, so the mount may go on */
+			if (r == -ENOSPC) {
+				qlog_warn("fs: the disk of the cache is full: inodes unlinked while "
+					  "open before a crash are purged at a later mount");
+				r = 0;
+			}
+		}
 	}
 	struct node *root;
 	if (!r)
@@ -464,14 +473,32 @@ void qfs_set_full(struct qfs *fs, enum qfs_full full)
 	fs->full = full;
 }
 
+void qfs_set_stor_up(struct qfs *fs, bool up)
+{
+	fs->stor_up = up;
+}
+
 int qfs_room(struct qfs *fs)
 {
 	/* polled: the monitor clears the state within a fraction of a second
-	 * of stor confirming what lets the log evict */
-	for (int i = 0; fs->full == QFS_FULL_WAIT && i < QFS_FULL_WAIT_MAX_S * 50; i++)
+	 * of stor confirming what lets the log evict, and the log evicts for
+	 * room on the disk at each confirmation */
+	bool pending = false;	/* uploads that may free the disk, as of the last ask */
+	for (int i = 0;; i++) {
+		enum qfs_full f = fs->full;
+		if (f == QFS_FULL_FENCED)
+			return -EROFS;
+		bool low = cache_disk_low(fs->c);
+		if (f == QFS_FULL_NO && !low)
+			return 0;
+		/* asked again every second: a walk of the segment table */
+		if (low && f == QFS_FULL_NO && i % 50 == 0)
+			pending = fs->stor_up && cache_uploads_pending(fs->c);
+		bool wait = f == QFS_FULL_WAIT || (f == QFS_FULL_NO && pending);
+		if (!wait || i >= QFS_FULL_WAIT_MAX_S * 50)
+			return -ENOSPC;
 		nanosleep(&(struct timespec){ 0, 20 * 1000 * 1000 }, NULL);
-	enum qfs_full f = fs->full;
-	return f == QFS_FULL_NO ? 0 : f == QFS_FULL_FENCED ? -EROFS : -ENOSPC;
+	}
 }
 
 int qfs_sync(struct qfs *fs)

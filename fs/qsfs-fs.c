@@ -15,7 +15,9 @@
  * CACHE_DIR/fs-status.json (what `qsfs-ctl status` shows of the filesystem)
  * and holds back new data while the cache is over its limit with nothing
  * evictable: writers wait while stor is reachable (backpressure), and get
- * ENOSPC while it is not; the mount stays up. It also seals the active
+ * ENOSPC while it is not; the mount stays up. The same holds while the
+ * cache disk is low on space (less than cache.disk_reserve free; deletes
+ * and the stop go on, on the log's reserve). It also seals the active
  * segment once it holds data older than cache.max_segment_age (the
  * recovery point of a host that dies).
  *
@@ -24,7 +26,9 @@
  *
  * Clean stop (SIGTERM, SIGINT, fusermount3 -u): the session ends, then the
  * log is synced, the active segment sealed even if partly filled, queued
- * hooks run, the checkpoint written; exit 0.
+ * hooks run, the checkpoint written; exit 0 (on a full disk too: the log's
+ * reserve takes them). A start on a full disk opens the log without an
+ * active segment if it must: it mounts, and writes wait for room.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -42,6 +46,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +64,7 @@
 #include "wlease.h"
 #include "../common/fsutil.h"
 #include "../common/qlog.h"
+#include "../common/units.h"
 
 #define FS_MIN_SEGMENT (128u * 1024)	/* a 64 KiB block record must fit */
 
@@ -261,6 +267,22 @@ static int check_not_stale(struct wlease *lease, struct cache *c, const char *di
 	return 0;
 }
 
+/* "the disk of DIR is full (X free of Y)", for an ENOSPC that stops a
+ * start or a clean stop. */
+static const char *disk_words(const char *dir, char *buf, size_t len)
+{
+	struct statvfs sv;
+	char fb[32], tb[32];
+	if (statvfs(dir, &sv) < 0) {
+		snprintf(buf, len, "the disk of %s is full", dir);
+		return buf;
+	}
+	snprintf(buf, len, "the disk of %s is full (%s free of %s)", dir,
+		 format_size((uint64_t)sv.f_bavail * sv.f_frsize, fb, sizeof fb),
+		 format_size((uint64_t)sv.f_blocks * sv.f_frsize, tb, sizeof tb));
+	return buf;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: qsfs-fs [-c CONFIG] [-o allow_other] [-d] [--takeover] [--nonempty] "
@@ -439,8 +461,13 @@ int main(int argc, char **argv)
 	struct cache *c;
 	int r = cache_open(&co, &c);
 	if (r) {
-		fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n", cfg.cache.dir,
-			strerror(-r));
+		char dw[700];
+		if (r == -ENOSPC)	/* even without the reserve, and without a new segment */
+			fprintf(stderr, "qsfs-fs: cannot open the segment log: %s; free space there "
+				"and start again\n", disk_words(cfg.cache.dir, dw, sizeof dw));
+		else
+			fprintf(stderr, "qsfs-fs: cannot open the segment log in %s: %s\n",
+				cfg.cache.dir, strerror(-r));
 		lease_stop(lease, &cfg, stor, false);
 		close(lk);
 		storclient_free(stor);
@@ -463,8 +490,14 @@ int main(int argc, char **argv)
 	struct qfs *fs;
 	r = qfs_open(&fo, &fs);
 	if (r) {
-		fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
-			cfg.cache.dir, strerror(-r));
+		char dw[700];
+		if (r == -ENOSPC)	/* finishing a truncate a crash interrupted */
+			fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s; free "
+				"space there and start again\n", cfg.cache.dir,
+				disk_words(cfg.cache.dir, dw, sizeof dw));
+		else
+			fprintf(stderr, "qsfs-fs: the filesystem in %s cannot be opened: %s\n",
+				cfg.cache.dir, strerror(-r));
 		cache_close(c);
 		lease_stop(lease, &cfg, stor, false);
 		close(lk);
@@ -560,12 +593,19 @@ out:
 	/* clean stop: everything durable, the last segment handed off */
 	qfs_close(fs);
 	int e = cache_sync(c);
-	if (!e && cache_seal(c) < 0)
-		e = -EIO;
+	int64_t sealed = e ? 0 : cache_seal(c);
+	if (sealed < 0)
+		e = (int)sealed;
 	cache_quiesce(c);
 	int e2 = cache_close(c);
 	if (e || e2) {
-		qlog_err("fs: clean stop incomplete: %s", strerror(-(e ? e : e2)));
+		char dw[700];
+		if (e == -ENOSPC)	/* what was written is synced: the next start replays it */
+			qlog_err("fs: clean stop incomplete: %s, so the last segment could not be "
+				 "sealed (it is replayed at the next start)",
+				 disk_words(cfg.cache.dir, dw, sizeof dw));
+		else
+			qlog_err("fs: clean stop incomplete: %s", strerror(-(e ? e : e2)));
 		code = 1;
 	} else {
 		qlog_info("fs: unmounted; log synced, last segment sealed and handed off");

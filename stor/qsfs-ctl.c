@@ -229,6 +229,25 @@ static void print_fs(json_object *f)
 	       "%lld not yet confirmed remote, %lld hand-offs pending\n", lb, gb, cb,
 	       FI("max_size") ? ", which the limit does not count" : "", FI("segments_local"),
 	       FI("segments"), FI("segments_unconfirmed"), FI("hooks_pending"));
+	json_object *dk, *dv;
+	if (json_object_object_get_ex(f, "disk", &dk) &&
+	    json_object_object_get_ex(dk, "total_bytes", &dv)) {
+#define DI(k) (json_object_object_get_ex(dk, k, &dv) ? (uint64_t)json_object_get_int64(dv) : 0)
+#define DB(k) (json_object_object_get_ex(dk, k, &dv) && json_object_get_boolean(dv))
+		char fb2[32], tb2[32], rb2[32], reserve[96];
+		format_size(DI("reserve_bytes"), rb2, sizeof rb2);
+		if (!DI("reserve_bytes"))
+			snprintf(reserve, sizeof reserve, "no reserve");
+		else
+			snprintf(reserve, sizeof reserve, "reserve of %s %s", rb2,
+				 DB("reserve_held") ? "held" : "USED UP");
+		printf("  cache disk:    %s free of %s (%s)%s\n",
+		       format_size(DI("free_bytes"), fb2, sizeof fb2),
+		       format_size(DI("total_bytes"), tb2, sizeof tb2), reserve,
+		       DB("low") ? ", FULL: new data is refused" : "");
+#undef DI
+#undef DB
+	}
 	printf("  log space:     %s live, %s garbage (overwritten or deleted records), of which "
 	       "%s in %lld dead segments (nothing live); %lld segments removed so far\n",
 	       format_size((uint64_t)FI("live_bytes"), lb, sizeof lb),

@@ -91,6 +91,7 @@ static void test_good_and_defaults(void **state)
 	assert_string_equal(c.volume, "appdata");
 	assert_int_equal(c.cache.segment_size, 16 << 20);
 	assert_int_equal(c.cache.max_size, 0);
+	assert_int_equal(c.cache.disk_reserve, 32 << 20);
 	assert_int_equal(c.cache.hook_timeout, 120);
 	assert_int_equal(c.stor.compression, 1);
 	assert_int_equal(c.stor.upload_nice, 10);
@@ -133,7 +134,12 @@ static void test_each_rule(void **state)
 	expect_error("  dir: /var/lib/qsfs/cache\n", "  dir: var/lib\n",
 		     "qsfs.yaml:4: cache.dir: 'var/lib' is not an absolute path");
 	expect_error("16MiB", "lots", "qsfs.yaml:5: cache.segment_size: 'lots' is not a size");
-	expect_error("16MiB", "100", "qsfs.yaml:5: cache.segment_size: 100 is out of range");
+	expect_error("16MiB", "100", "qsfs.yaml:5: cache.segment_size: 100 is out of range "
+		     "(4.0 KiB to 4.0 GiB)");
+	expect_error("  segment_size: 16MiB\n", "  segment_size: 16MiB\n  disk_reserve: 17GiB\n",
+		     "qsfs.yaml:6: cache.disk_reserve: 17GiB is out of range (0 to 16.0 GiB)");
+	expect_error("  segment_size: 16MiB\n", "  segment_size: 16MiB\n  disk_reserve: some\n",
+		     "qsfs.yaml:6: cache.disk_reserve: 'some' is not a size");
 	expect_error("  data_shards: 2\n", "  data_shards: four\n",
 		     "qsfs.yaml:9: stor.data_shards: expected a whole number from 1 to 32, got 'four'");
 	expect_error("  data_shards: 2\n", "  data_shards: 0\n",

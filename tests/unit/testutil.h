@@ -43,7 +43,8 @@ ssize_t tu_get(struct cache *c, const char *k, uint8_t **val);
 
 
 /* Redirect stderr (fd 2) into a temp file until tu_capture_end(), which
- * returns everything written, malloc'd. */
+ * returns everything written, malloc'd. Logs at info level meanwhile, and
+ * starts the log's rate limit afresh (qlog_limit_reset). */
 void tu_capture_begin(void);
 char *tu_capture_end(void);
 /* A free TCP port on 127.0.0.1 (bound, then released). */
