@@ -103,11 +103,11 @@ class Volume:
             return rc
         return None
 
-    def mount(self, *args):
+    def mount(self, *args, timeout=10):
         self.fs = subprocess.Popen([self.fs_bin, "-c", str(self.conf), *args],
                                    stdout=subprocess.DEVNULL,
                                    stderr=open(self.fs_log, "ab"), env=self.env())
-        for _ in range(500):
+        for _ in range(int(timeout * 50)):
             if os.path.ismount(self.mnt):
                 return
             assert self.fs.poll() is None, self.fs_log.read_text()
@@ -144,14 +144,14 @@ class Volume:
         assert self.unmount() == 0, self.fs_log.read_text()[-3000:]
         self.mount()
 
-    def mount_as_fresh_node(self):
+    def mount_as_fresh_node(self, timeout=10):
         """Become a fresh node and mount: delete the cache and stor's state
         directory (stor and fs stopped), so only the configuration and the
         key remain, then start stor and mount (which restores the volume)."""
         shutil.rmtree(self.cache)
         shutil.rmtree(self.tmp / "stor")
         self.start_stor()
-        self.mount()
+        self.mount(timeout=timeout)
 
     def assert_files(self, want):
         """Every file of want (path relative to the mount -> sha256 hex)
