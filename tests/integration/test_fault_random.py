@@ -108,6 +108,8 @@ class Workload:
                     self.enospc += 1
                     try:
                         os.unlink(self.mnt / name)  # deletes always work
+                    except FileNotFoundError:
+                        pass  # the create itself was refused
                     except OSError as e2:
                         self.errors.append(f"rm {name} on a full disk: {e2}")
                         return
