@@ -120,11 +120,21 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	uint8_t vol[VOLUME_ID_SIZE] = { 0 };
 	bool have_vol = false;
 	uint64_t upto = 0;
+	size_t nused = 0, skipped = 0;
 	for (size_t i = 0; i < nck && !r; i++) {
-		ids[i] = cat.ck[i].id;
+		if (!catalog_ckpt_usable(&cat, i)) {
+			if (!skipped++)
+				qlog_warn("fs: restore: checkpoint %" PRIu64 " covers segment %" PRIu64
+					  ", beyond the segments the backends hold (1..%" PRIu64 "): "
+					  "not used; an older checkpoint and a replay of the stored "
+					  "segments are used instead", cat.ck[i].id, cat.ck[i].upto,
+					  seg_hi);
+			continue;
+		}
+		uint64_t id = ids[nused++] = cat.ck[i].id;
 		char name[32], file[CKPT_NAME_LEN];
-		snprintf(name, sizeof name, "c%" PRIu64, ids[i]);
-		ckpt_name(ids[i], file);
+		snprintf(name, sizeof name, "c%" PRIu64, id);
+		ckpt_name(id, file);
 		r = fetch(stor, cache_dir, name, file, err, errlen);
 		uint8_t h[CKPT_HDR_SIZE];
 		if (!r && read_head(cache_dir, file, h, sizeof h) == 0 &&
@@ -177,7 +187,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 		for (uint64_t id = cat.rm[i].first; id <= cat.rm[i].last; id++)
 			rm[k++] = id;
 	if (!r) {
-		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nck, rm, nrm,
+		r = cache_adopt(cache_dir, vol, seg_hi > upto ? seg_hi : upto, ids, nused, rm, nrm,
 				cat.lost, cat.nlost);
 		if (r)
 			snprintf(err, errlen, "restore: cannot prepare %s: %s", cache_dir, strerror(-r));
@@ -192,7 +202,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 		qlog_info("fs: restored the volume into %s from the backends: %zu checkpoints "
 			  "(up to segment %" PRIu64 ") and %" PRIu64 " later segments in %.2f s; "
 			  "%" PRIu64 " segments in all, the others are fetched on first read",
-			  cache_dir, nck, upto, fetched,
+			  cache_dir, nused, upto, fetched,
 			  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
 			  seg_hi);
 	}

@@ -345,6 +345,11 @@ int catalog_remove(struct catalog *c, const char *name)
 	return 0;
 }
 
+bool catalog_ckpt_usable(const struct catalog *c, size_t i)
+{
+	return i < c->nck && (!c->ck[i].upto || c->ck[i].upto <= c->seg_hi);
+}
+
 bool catalog_lost(const struct catalog *c, uint64_t seg)
 {
 	size_t lo = 0, hi = c->nlost;

@@ -110,6 +110,13 @@ bool catalog_removed(const struct catalog *c, uint64_t seg);
  * -ENOMEM. */
 int catalog_lose(struct catalog *c, const char *name);
 
+/* May a restore use checkpoint entry c->ck[i]? Not when it covers a
+ * segment beyond the run the catalog has stored (upto > seg_hi): written
+ * before the checkpoint hold existed, it may refer to records the backends
+ * never got; an older checkpoint plus a replay of the stored segments is
+ * used instead. Entries with upto 0 (version 1) are used. Pure. */
+bool catalog_ckpt_usable(const struct catalog *c, size_t i);
+
 /* Is segment id seg recorded as lost before upload? O(log nlost). */
 bool catalog_lost(const struct catalog *c, uint64_t seg);
 

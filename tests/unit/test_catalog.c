@@ -398,6 +398,19 @@ static void test_lost_segments(void **state)
 	assert_int_equal(catalog_add(&c, "s3", 0, 0), 0);	/* lost stays lost */
 	assert_false(catalog_has(&c, "s3"));
 
+	/* a checkpoint covering a segment beyond the stored run (written
+	 * before the checkpoint hold) is not used by a restore */
+	assert_int_equal(catalog_add(&c, "c20", CAT_CKPT_FULL, 6), 1);
+	assert_int_equal(catalog_add(&c, "c21", CAT_CKPT_DELTA, 8), 1);	/* 7 missing */
+	assert_int_equal(catalog_add(&c, "c22", CAT_CKPT_DELTA, 0), 1);	/* v1: unknown */
+	assert_true(catalog_ckpt_usable(&c, 0));
+	assert_false(catalog_ckpt_usable(&c, 1));
+	assert_true(catalog_ckpt_usable(&c, 2));
+	assert_false(catalog_ckpt_usable(&c, 3));	/* out of range */
+	assert_int_equal(catalog_remove(&c, "c20"), 1);
+	assert_int_equal(catalog_remove(&c, "c21"), 1);
+	assert_int_equal(catalog_remove(&c, "c22"), 1);
+
 	assert_int_equal(catalog_store(&g.s, &c, why, sizeof why), 0);
 	struct catalog back;
 	assert_int_equal(catalog_load(&g.s, &back, why, sizeof why), 0);
