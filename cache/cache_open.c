@@ -909,7 +909,9 @@ static int recover(struct cache *c)
 					ls->flags |= SF_HANDED;
 				last_sealed = id;
 				qlog_err("cache: segment %" PRIu64 " was lost before it was handed "
-					 "off: replay goes on without its records", id);
+					 "off, and no checkpoint covers it: replay goes on without its "
+					 "records, which are unknown (what it changed reads as it was "
+					 "before, or as a hole, not as EIO)", id);
 				r = 0;
 				continue;
 			}

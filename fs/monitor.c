@@ -249,6 +249,7 @@ static json_object *build_status(struct monitor *x, enum qfs_full *full, bool *d
 			       json_object_new_int64((int64_t)st.local_repairs));
 	json_object_object_add(o, "checkpoint_bytes",
 			       json_object_new_int64((int64_t)st.checkpoint_bytes));
+	json_object_object_add(o, "checkpoint_upto", json_object_new_uint64(st.checkpoint_upto));
 	json_object_object_add(o, "max_size", json_object_new_int64((int64_t)st.max_size));
 	json_object_object_add(o, "live_bytes", json_object_new_int64((int64_t)st.live_bytes));
 	json_object_object_add(o, "garbage_bytes", json_object_new_int64((int64_t)st.garbage_bytes));
