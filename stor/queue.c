@@ -363,24 +363,19 @@ void *worker_main(void *arg)
 			continue;
 		}
 		j->busy = true;
-		if (j->lost) {
+		if (j->lost || j->del) {	/* a marker job: no object file */
+			bool lost = j->lost;
 			char obj[OBJ_NAME_MAX];
 			snprintf(obj, sizeof obj, "%s", j->obj);
 			pthread_mutex_unlock(&d->mu);
 			char why[1024] = "";
-			int r = run_lost(c, obj, why, sizeof why);
+			int r = lost ? run_lost(c, obj, why, sizeof why)
+				     : run_delete(c, obj, why, sizeof why);
 			pthread_mutex_lock(&d->mu);
-			lost_done(d, j, r, why);
-			continue;
-		}
-		if (j->del) {
-			char obj[OBJ_NAME_MAX];
-			snprintf(obj, sizeof obj, "%s", j->obj);
-			pthread_mutex_unlock(&d->mu);
-			char why[1024] = "";
-			int r = run_delete(c, obj, why, sizeof why);
-			pthread_mutex_lock(&d->mu);
-			delete_done(d, j, r, why);
+			if (lost)
+				lost_done(d, j, r, why);
+			else
+				delete_done(d, j, r, why);
 			continue;
 		}
 		d->in_flight++;
