@@ -535,8 +535,11 @@ static int read_meta(struct objstore *s, const char *name, struct obj_meta *meta
 	}
 	if (current)
 		*current = cur;
-	if (found)
-		return 0;
+	return found ? 0 : objstore_meta_missing(name, (size_t)undecryptable, why, whylen);
+}
+
+int objstore_meta_missing(const char *name, size_t undecryptable, char *why, size_t whylen)
+{
 	if (undecryptable)
 		snprintf(why, whylen, "object %s: its metadata does not open with this key "
 			 "(wrong key, another volume, or tampered)", name);

@@ -415,14 +415,7 @@ static int read_meta_hedged(struct objstore *s, const char *name, struct obj_met
 	fetchset_end(&mr->fs, mr->found > 0);
 	size_t found = mr->found, undecryptable = mr->undecryptable;
 	free(mr);
-	if (found)
-		return 0;
-	if (undecryptable)
-		snprintf(why, whylen, "object %s: its metadata does not open with this key "
-			 "(wrong key, another volume, or tampered)", name);
-	else
-		snprintf(why, whylen, "object %s: no backend has its metadata", name);
-	return undecryptable ? -EBADMSG : -ENOENT;
+	return found ? 0 : objstore_meta_missing(name, undecryptable, why, whylen);
 }
 
 /* --- shards -------------------------------------------------------------------- */

@@ -39,6 +39,11 @@ void objstore_meta_key(const struct objstore *s, const char *name, char *key, si
 int objstore_meta_open(const struct objstore *s, const char *name, const uint8_t *c,
 		       size_t clen, struct obj_meta *m);
 
+/* No usable metadata copy of name was found: why says so, and the result
+ * is -EBADMSG when some copies exist but none opens with this key
+ * (undecryptable > 0), else -ENOENT. */
+int objstore_meta_missing(const char *name, size_t undecryptable, char *why, size_t whylen);
+
 /* The index of the configured backend called name, or -1. */
 int objstore_find_backend(struct objstore *s, const char *name);
 
