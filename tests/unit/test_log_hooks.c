@@ -29,26 +29,7 @@ static const char *HOOK_BODY =
 	"esac\n"
 	"exit 0\n";
 
-struct env {
-	char *top, *cache, *hook;
-};
-
-static void env_setup(struct env *e)
-{
-	e->top = tu_mkdtemp();
-	e->cache = tu_path(e->top, "cache");
-	e->hook = tu_script(e->top, "hook", HOOK_BODY);
-}
-
-static void env_free(struct env *e)
-{
-	tu_rmrf(e->top);
-	free(e->top);
-	free(e->cache);
-	free(e->hook);
-}
-
-static void touch(const struct env *e, const char *name, bool on)
+static void touch(const struct tu_hook_env *e, const char *name, bool on)
 {
 	char *p = tu_path(e->top, name);
 	if (on) {
@@ -61,7 +42,7 @@ static void touch(const struct env *e, const char *name, bool on)
 }
 
 /* Number of event lines starting with prefix. */
-static int count_events(const struct env *e, const char *prefix)
+static int count_events(const struct tu_hook_env *e, const char *prefix)
 {
 	char *p = tu_path(e->top, "events");
 	FILE *f = fopen(p, "r");
@@ -91,8 +72,8 @@ static void fill(struct cache *c, const char *prefix, int n, size_t vlen)
 static void test_sealed_and_checkpoint_hooks(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
 	assert_int_equal(count_events(&e, "ready "), 1);
 	tu_put(c, "k", "v", 1);
@@ -122,7 +103,7 @@ static void test_sealed_and_checkpoint_hooks(void **state)
 	cache_quiesce(c);
 	assert_int_equal(count_events(&e, "segment-sealed 1 "), 1);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* A seal forced by a full segment inside put wakes the worker too: the hook
@@ -130,8 +111,8 @@ static void test_sealed_and_checkpoint_hooks(void **state)
 static void test_automatic_seal_hands_off(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = tu_open(e.cache, 64 << 10, e.hook);
 	cache_quiesce(c);	/* the pass that open started is over */
 	fill(c, "x", 10, 10000);	/* 100 KB into 64 KiB segments: one seal */
@@ -142,14 +123,14 @@ static void test_automatic_seal_hands_off(void **state)
 	}
 	assert_int_equal(n, 1);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 static void test_failed_handoff_retried_and_remembered(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	touch(&e, "fail", true);
 	uint64_t left = 9, first = 9;
 	assert_int_equal(cache_unhanded(e.cache, &left, &first), -ENOENT);	/* no cache yet */
@@ -204,12 +185,12 @@ static void test_failed_handoff_retried_and_remembered(void **state)
 	cache_quiesce(c);
 	assert_int_equal(count_events(&e, "segment-sealed 1 "), before + 1);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* Seal segment 1 with keys a00000.., hand it off, then delete the local
  * file as an eviction would. */
-static struct cache *setup_missing(struct env *e)
+static struct cache *setup_missing(struct tu_hook_env *e)
 {
 	struct cache *c = tu_open(e->cache, 1 << 20, e->hook);
 	fill(c, "a", 100, 1000);
@@ -225,8 +206,8 @@ static struct cache *setup_missing(struct env *e)
 static void test_missing_segment_fetched(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = setup_missing(&e);
 	uint8_t *v;
 	assert_int_equal(tu_get(c, "a00042", &v), 1000);
@@ -239,7 +220,7 @@ static void test_missing_segment_fetched(void **state)
 	free(v);
 	assert_int_equal(count_events(&e, "segment-missing 1 "), 1);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* A local copy that is not what was sealed (an interrupted copy) is not
@@ -247,8 +228,8 @@ static void test_missing_segment_fetched(void **state)
 static void test_truncated_local_segment_refetched(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = setup_missing(&e);
 	assert_int_equal(cache_close(c), 0);
 	char *seg = tu_path(e.cache, "seg-0000000000000001.qseg");
@@ -269,14 +250,14 @@ static void test_truncated_local_segment_refetched(void **state)
 	assert_int_equal(cache_close(c), 0);
 	free(seg);
 	free(rem);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 static void test_missing_segment_hook_fails(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = setup_missing(&e);
 	touch(&e, "fail", true);
 	uint8_t *v;
@@ -303,7 +284,7 @@ static void test_missing_segment_hook_fails(void **state)
 	assert_int_equal(tu_get(c, "a00042", &v), 1000);
 	free(v);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 struct reader {
@@ -329,8 +310,8 @@ static void *reader_main(void *arg)
 static void test_concurrent_misses_run_one_hook(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = setup_missing(&e);
 	touch(&e, "gate", true);	/* the fetch waits until the gate opens */
 	tu_put(c, "hot", "x", 1);
@@ -364,14 +345,14 @@ static void test_concurrent_misses_run_one_hook(void **state)
 	}
 	assert_int_equal(count_events(&e, "segment-missing 1 "), 1);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 static void test_hanging_hook_killed(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	struct cache *c = setup_missing(&e);
 	assert_int_equal(cache_close(c), 0);
 	touch(&e, "hang", true);
@@ -386,7 +367,7 @@ static void test_hanging_hook_killed(void **state)
 				    "was killed)"));
 	free(log);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* While a segment cannot be handed off, no checkpoint covering it is: on
@@ -394,8 +375,8 @@ static void test_hanging_hook_killed(void **state)
 static void test_checkpoint_waits_for_its_segments(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	touch(&e, "fail-seg", true);
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
 	tu_put(c, "k", "v", 1);
@@ -418,7 +399,7 @@ static void test_checkpoint_waits_for_its_segments(void **state)
 	cache_stats(c, &st);
 	assert_int_equal(st.hooks_pending, 0);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 int main(void)

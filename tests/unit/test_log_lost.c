@@ -28,26 +28,7 @@ static const char *HOOK_BODY =
 	"esac\n"
 	"exit 0\n";
 
-struct env {
-	char *top, *cache, *hook;
-};
-
-static void env_setup(struct env *e)
-{
-	e->top = tu_mkdtemp();
-	e->cache = tu_path(e->top, "cache");
-	e->hook = tu_script(e->top, "hook", HOOK_BODY);
-}
-
-static void env_free(struct env *e)
-{
-	tu_rmrf(e->top);
-	free(e->top);
-	free(e->cache);
-	free(e->hook);
-}
-
-static void set_down(const struct env *e, bool down)
+static void set_down(const struct tu_hook_env *e, bool down)
 {
 	char *p = tu_path(e->top, "down");
 	if (down)
@@ -58,7 +39,7 @@ static void set_down(const struct env *e, bool down)
 }
 
 /* Event lines equal to line (without its newline). */
-static int events(const struct env *e, const char *line)
+static int events(const struct tu_hook_env *e, const char *line)
 {
 	char *p = tu_path(e->top, "events");
 	FILE *f = fopen(p, "r");
@@ -75,7 +56,7 @@ static int events(const struct env *e, const char *line)
 	return n;
 }
 
-static void clear_events(const struct env *e)
+static void clear_events(const struct tu_hook_env *e)
 {
 	char *p = tu_path(e->top, "events");
 	unlink(p);
@@ -109,7 +90,7 @@ static void expect(struct cache *c, char prefix, int n, ssize_t want)
 /* Segments 1 (a), 2 (b), 3 (c) sealed while storage is down, d in the
  * active segment 4; the log closed with the three hand-offs pending, and
  * the file of segment 2 deleted. */
-static void lose_segment_2(struct env *e)
+static void lose_segment_2(struct tu_hook_env *e)
 {
 	set_down(e, true);
 	struct cache *c = tu_open(e->cache, 1 << 20, e->hook);
@@ -133,8 +114,8 @@ static void lose_segment_2(struct env *e)
 static void test_lost_segment_reported_and_the_rest_works(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	lose_segment_2(&e);
 	tu_capture_begin();
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
@@ -189,7 +170,7 @@ static void test_lost_segment_reported_and_the_rest_works(void **state)
 	free(tu_capture_end());
 	expect(c, 'e', 20, 600);
 	assert_int_equal(cache_close(c), 0);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* Storage had the segment after all (the HANDED fact lost in a crash):
@@ -197,8 +178,8 @@ static void test_lost_segment_reported_and_the_rest_works(void **state)
 static void test_lost_segment_that_storage_has(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	set_down(&e, true);
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
 	fill(c, 'a', 20);
@@ -230,7 +211,7 @@ static void test_lost_segment_that_storage_has(void **state)
 	free(seg);
 	free(remote);
 	free(copy);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 /* The file of a sealed segment unlinked while the log still holds it open:
@@ -238,8 +219,8 @@ static void test_lost_segment_that_storage_has(void **state)
 static void test_vanished_file_written_again_from_its_descriptor(void **state)
 {
 	(void)state;
-	struct env e;
-	env_setup(&e);
+	struct tu_hook_env e;
+	tu_hook_env_setup(&e, HOOK_BODY);
 	set_down(&e, true);
 	tu_capture_begin();
 	struct cache *c = tu_open(e.cache, 1 << 20, e.hook);
@@ -269,7 +250,7 @@ static void test_vanished_file_written_again_from_its_descriptor(void **state)
 	expect(c, 'a', 20, 600);
 	assert_int_equal(cache_close(c), 0);
 	free(seg);
-	env_free(&e);
+	tu_hook_env_free(&e);
 }
 
 int main(void)

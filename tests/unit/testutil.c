@@ -314,3 +314,18 @@ void tu_seed(unsigned dflt)
 	srand(seed);
 	print_message("# seed %u\n", seed);
 }
+
+void tu_hook_env_setup(struct tu_hook_env *e, const char *hook_body)
+{
+	e->top = tu_mkdtemp();
+	e->cache = tu_path(e->top, "cache");
+	e->hook = tu_script(e->top, "hook", hook_body);
+}
+
+void tu_hook_env_free(struct tu_hook_env *e)
+{
+	tu_rmrf(e->top);
+	free(e->top);
+	free(e->cache);
+	free(e->hook);
+}

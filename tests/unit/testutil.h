@@ -20,6 +20,14 @@ void tu_rmrf(const char *path);
 char *tu_script(const char *dir, const char *name, const char *body);
 /* Path dir/name into a static-free malloc'd string. */
 char *tu_path(const char *dir, const char *name);
+/* A test's directory for a log with a hook: top (fresh, removed by
+ * tu_hook_env_free), cache = top/cache (not created), hook = top/hook, a
+ * script with body hook_body (it finds top as $(dirname "$0")). */
+struct tu_hook_env {
+	char *top, *cache, *hook;
+};
+void tu_hook_env_setup(struct tu_hook_env *e, const char *hook_body);
+void tu_hook_env_free(struct tu_hook_env *e);
 /* Size of a file, or -1. */
 long long tu_fsize(const char *path);
 /* Count the lines of a file (0 if missing). */
