@@ -1067,11 +1067,7 @@ int cache_open(const struct cache_opts *opts, struct cache **out)
 	pthread_rwlock_init(&c->lock, NULL);
 	pthread_mutex_init(&c->slog_mu, NULL);
 	pthread_mutex_init(&c->wmu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->wcv, &ca);
-	pthread_condattr_destroy(&ca);
+	fs_cond_init(&c->wcv);
 	pthread_cond_init(&c->idle_cv, NULL);
 	pthread_mutex_init(&c->fmu, NULL);
 	space_init(c);

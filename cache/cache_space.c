@@ -88,7 +88,7 @@ static int disk_look(const struct cache *c, uint64_t *free, uint64_t *total)
 void space_check(struct cache *c)
 {
 	struct cache_space *sp = &c->space;
-	uint64_t free, total;
+	uint64_t free = 0, total = 0;
 	if (disk_look(c, &free, &total) < 0)
 		return;	/* e.g. EINTR; the next look will do */
 	atomic_store(&sp->free, free);
@@ -166,7 +166,7 @@ static bool reserve_present(struct cache *c)
 static void reserve_maybe_make(struct cache *c, bool at_open)
 {
 	struct cache_space *sp = &c->space;
-	uint64_t free, total, want = c->o.disk_reserve;
+	uint64_t free = 0, total = 0, want = c->o.disk_reserve;
 	if (atomic_load(&sp->held) || disk_look(c, &free, &total) < 0 || free < 2 * want)
 		return;
 	int r = reserve_make(c);
@@ -197,7 +197,7 @@ void space_open(struct cache *c)
 		pthread_mutex_unlock(&sp->mu);
 	}
 	/* quietly: the first look only reports a disk low already */
-	uint64_t free, total;
+	uint64_t free = 0, total = 0;
 	if (disk_look(c, &free, &total) == 0) {
 		atomic_store(&sp->free, free);
 		atomic_store(&sp->total, total);

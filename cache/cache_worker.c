@@ -326,12 +326,7 @@ static void *worker_main(void *arg)
 		uint64_t now = fs_now_ns(), wake = now + 5000000000ull;
 		if (next && next < wake)
 			wake = next;
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t abs = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec +
-			       (wake > now ? wake - now : 0);
-		ts.tv_sec = (time_t)(abs / 1000000000ull);
-		ts.tv_nsec = (long)(abs % 1000000000ull);
+		struct timespec ts = fs_abstime(wake > now ? wake - now : 0);
 		pthread_cond_timedwait(&c->wcv, &c->wmu, &ts);
 	}
 	pthread_mutex_unlock(&c->wmu);

@@ -161,15 +161,23 @@ bool fs_parse_hex_name(const char *name, const char *prefix, const char *suffix,
 	return v != 0;
 }
 
-struct timespec fs_abstime(uint64_t ns)
+int fs_cond_init(pthread_cond_t *cv)
 {
-	return fs_abstime_on(CLOCK_REALTIME, ns);
+	pthread_condattr_t ca;
+	int r = pthread_condattr_init(&ca);
+	if (r)
+		return r;
+	r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!r)
+		r = pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return r;
 }
 
-struct timespec fs_abstime_on(clockid_t clock, uint64_t ns)
+struct timespec fs_abstime(uint64_t ns)
 {
 	struct timespec ts;
-	clock_gettime(clock, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec += (time_t)(ns / 1000000000ull);
 	ts.tv_nsec += (long)(ns % 1000000000ull);
 	if (ts.tv_nsec >= 1000000000L) {

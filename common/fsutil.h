@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 #include <sys/types.h>
@@ -49,12 +50,15 @@ int fs_open_read(int dirfd, const char *name, uint64_t *size);
 /* Monotonic clock in nanoseconds. */
 uint64_t fs_now_ns(void);
 
-/* The CLOCK_REALTIME time ns nanoseconds from now, for
- * pthread_cond_timedwait. */
-struct timespec fs_abstime(uint64_t ns);
+/* Make *cv a condition variable whose timed waits run on CLOCK_MONOTONIC
+ * (a step of the wall clock, as NTP makes on a host that booted minutes
+ * ago, then neither postpones nor hurries a wait). Every condition
+ * variable waited on with fs_abstime is made with this. Returns 0 or a
+ * positive errno (pthread). */
+int fs_cond_init(pthread_cond_t *cv);
 
-/* The same on clock (CLOCK_MONOTONIC for a condition variable set to it
- * with pthread_condattr_setclock). */
-struct timespec fs_abstime_on(clockid_t clock, uint64_t ns);
+/* The CLOCK_MONOTONIC time ns nanoseconds from now, for
+ * pthread_cond_timedwait on a condition variable made by fs_cond_init. */
+struct timespec fs_abstime(uint64_t ns);
 
 #endif

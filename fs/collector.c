@@ -304,7 +304,7 @@ int collector_start(struct cache *c, const struct collector_opts *o, struct coll
 	g->o = *o;
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_mutex_init(&g->pass_mu, NULL);
-	pthread_cond_init(&g->cv, NULL);	/* CLOCK_REALTIME, as fs_abstime */
+	fs_cond_init(&g->cv);	/* CLOCK_MONOTONIC, as fs_abstime */
 	say(&g->last, o->interval_s ? "idle: no pass yet" : "off (cache.gc_interval is 0): "
 	    "only `qsfs-ctl gc` collects");
 	if (o->interval_s) {

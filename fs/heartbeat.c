@@ -78,7 +78,7 @@ static void *heartbeat_main(void *arg)
 	uint64_t period = (uint64_t)wlease_period(hb->lease) * 1000000000ull;
 	pthread_mutex_lock(&hb->mu);
 	while (!hb->stop && !hb->fenced) {
-		struct timespec ts = fs_abstime_on(CLOCK_MONOTONIC, period);
+		struct timespec ts = fs_abstime(period);
 		while (!hb->stop && pthread_cond_timedwait(&hb->cv, &hb->mu, &ts) != ETIMEDOUT)
 			;
 		if (hb->stop)
@@ -104,11 +104,7 @@ int heartbeat_start(struct wlease *lease, struct cache *c, struct qfs *fs,
 	pthread_mutex_init(&hb->notify_mu, NULL);
 	/* CLOCK_MONOTONIC: a step of the wall clock (NTP) must not postpone a
 	 * renewal past the lease's timeout */
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&hb->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	fs_cond_init(&hb->cv);
 	int r = pthread_create(&hb->th, NULL, heartbeat_main, hb);
 	if (r) {
 		pthread_cond_destroy(&hb->cv);

@@ -409,7 +409,7 @@ int monitor_start(const struct monitor_opts *o, struct monitor **out)
 	x->stor_up = true;	/* until a round says otherwise (logged then) */
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_mutex_init(&x->st_mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
+	fs_cond_init(&x->cv);	/* CLOCK_MONOTONIC, as fs_abstime */
 	int r = pthread_create(&x->th, NULL, monitor_main, x);
 	if (r) {
 		pthread_cond_destroy(&x->cv);

@@ -177,11 +177,14 @@ struct stord {
 	pthread_mutex_t leak_mu;	/* one leak check at a time */
 };
 
-/* The initial value of a struct stord: locks made, catalog saved. */
-#define STORD_INIT { .mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, \
-	.changed = PTHREAD_COND_INITIALIZER, .lease_cv = PTHREAD_COND_INITIALIZER, \
-	.cat_mu = PTHREAD_MUTEX_INITIALIZER, .cat_saved = true, \
-	.scrub = { .cv = PTHREAD_COND_INITIALIZER }, .leak_mu = PTHREAD_MUTEX_INITIALIZER }
+/* The initial value of a struct stord: mutexes made, catalog saved; its
+ * condition variables are made by stord_init_conds before any thread. */
+#define STORD_INIT { .mu = PTHREAD_MUTEX_INITIALIZER, .cat_mu = PTHREAD_MUTEX_INITIALIZER, \
+	.cat_saved = true, .leak_mu = PTHREAD_MUTEX_INITIALIZER }
+
+/* Make d's condition variables, on CLOCK_MONOTONIC (fs_cond_init: their
+ * timed waits use fs_abstime). Returns 0 or a positive errno. */
+int stord_init_conds(struct stord *d);
 
 /* Open c's handles on d's backends and codec (c->d = d). 0, or a negative
  * errno with err saying why; either way c may be given to ctx_close. Does

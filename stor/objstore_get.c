@@ -189,11 +189,7 @@ static int fetchset_init(struct fetchset *fs, struct objstore *s, const char *na
 	fs->f = calloc(n ? n : 1, sizeof *fs->f);
 	if (!fs->f)
 		return -ENOMEM;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fs->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	fs_cond_init(&fs->cv);
 	pthread_mutex_init(&fs->mu, NULL);
 	for (unsigned i = 0; i < n; i++)
 		pthread_cond_init(&fs->f[i].cv, NULL);
@@ -285,7 +281,7 @@ static void fetchset_end(struct fetchset *fs, bool read_ok)
 		}
 		if (wake == UINT64_MAX)
 			break;
-		struct timespec ts = fs_abstime_on(CLOCK_MONOTONIC, wake - now);
+		struct timespec ts = fs_abstime(wake - now);
 		pthread_cond_timedwait(&fs->cv, &fs->mu, &ts);
 	}
 	pthread_mutex_unlock(&fs->mu);

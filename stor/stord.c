@@ -83,11 +83,28 @@ static void sweep_temp_files(struct stord *d)
 	}
 }
 
+int stord_init_conds(struct stord *d)
+{
+	int r = fs_cond_init(&d->work);
+	if (!r)
+		r = fs_cond_init(&d->changed);
+	if (!r)
+		r = fs_cond_init(&d->lease_cv);
+	if (!r)
+		r = fs_cond_init(&d->scrub.cv);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	/* static: detached connection threads may still use it while main returns */
 	static struct stord daemon = STORD_INIT;
 	struct stord *d = &daemon;
+	int cr = stord_init_conds(d);
+	if (cr) {
+		fprintf(stderr, "qsfs-stor: cannot make its condition variables: %s\n", strerror(cr));
+		return 1;
+	}
 	const char *conf = config_default_path();
 	static const struct option lo[] = {
 		{ "config", required_argument, NULL, 'c' },

@@ -226,14 +226,21 @@ def test_random_faults_during_writes(tmp_path, servers):  # noqa: F811
             elif kind == "diskfull":
                 wl.disk_full.set()
                 filler = vol.cache / "filler"
-                try:
-                    with open(filler, "wb") as f:
-                        while True:
-                            f.write(b"\0" * MIB)
-                except OSError:
-                    pass
-                wait_for(lambda: any("disk" in p and "full" in p
-                                     for p in problems(status(vol))), 60,
+
+                def fill():
+                    """Another program takes every free byte, again and
+                    again: qsfs evicts stored segments to make room, which
+                    would end a single fill before status could be asked."""
+                    try:
+                        with open(filler, "ab", buffering=0) as f:
+                            while True:
+                                f.write(b"\0" * MIB)
+                    except OSError:
+                        pass
+                    return True
+
+                wait_for(lambda: fill() and any("disk" in p and "full" in p
+                                                for p in problems(status(vol))), 60,
                          "status saying the disk is full")
                 time.sleep(2)
                 filler.unlink()

@@ -148,8 +148,18 @@ def test_background_collector_keeps_the_backends_bounded(tmp_path):
             overwrite(a, model, rng, 1024)
             vol.ctl("drain")
         bound = 1.3 * 1.5 * 8 * MIB + 2 * MIB
-        wait_for(lambda: remote_bytes(vol) <= bound, timeout=180,
-                 what=f"the backends to hold at most {bound} bytes")
+        try:
+            wait_for(lambda: remote_bytes(vol) <= bound, timeout=180,
+                     what=f"the backends to hold at most {bound} bytes")
+        except AssertionError as e:
+            st = fs_status(vol)
+            st_stor = json.loads(vol.ctl("status", "--json", check=False).stdout)
+            st_stor.pop("fs", None)
+            raise AssertionError(f"{e}: they hold {remote_bytes(vol)} bytes in "
+                                 f"{len(segment_objects(vol))} segment objects; fs status "
+                                 f"{json.dumps(st)}; stor status {json.dumps(st_stor)}; "
+                                 f"fs log: {vol.fs_log.read_text()[-4000:]}; stor log: "
+                                 f"{vol.stor_log.read_text()[-4000:]}") from None
         assert a.read_bytes() == model
         st = fs_status(vol)
         assert st["gc"]["passes"] > 0 and st["removed_segments"] > 0, st
