@@ -17,59 +17,16 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from benchutil import free_port, make_object, wait_port
+from benchutil import Proxy, free_port, make_object, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
-
-
-class Trickle:
-    """A TCP proxy to a redis-server: requests pass at once, replies at
-    `rate` bytes a second (None: as they come)."""
-
-    def __init__(self, upstream):
-        self.upstream, self.rate = upstream, None
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-                u = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
-                return
-            for src, dst, slow in ((c, u, False), (u, c, True)):
-                threading.Thread(target=self.pipe, args=(src, dst, slow), daemon=True).start()
-
-    def pipe(self, src, dst, slow):
-        try:
-            while True:
-                rate = self.rate if slow else None
-                data = src.recv(max(1, rate // 10) if rate else 1 << 20)
-                if not data:
-                    break
-                dst.sendall(data)
-                if rate:
-                    time.sleep(0.1)
-        except OSError:
-            pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def measure(build, label, ports, slow, work, key, objs, a):
@@ -136,7 +93,7 @@ def main():
                  "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in ports:
             wait_port(port)
-        slow = Trickle(ports[5])
+        slow = Proxy(ports[5])
         key = work / "key"
         key.write_bytes(os.urandom(32))
         key.chmod(0o600)

@@ -10,7 +10,9 @@
  * after an eviction: the checkpoint gives the index, the fetched segments
  * are replayed, and every other segment comes back on first read through
  * the segment-missing hook. The time this takes depends on the checkpoint
- * and on the segments sealed after it, not on the volume's size.
+ * and on the segments sealed after it, not on the volume's size. Objects
+ * are fetched 8 at a time: most are small, so a restore waits on round
+ * trips to the backends (bench/bench_restore.py --deltas).
  *
  * What a restore cannot bring back: the active segment of the host that
  * wrote last, unless it was sealed (cache.max_segment_age or a clean stop),
@@ -28,8 +30,10 @@ struct storclient;
  * catalog from the backends; when the volume has data, fetch it through
  * qsfs-stor (the client stor) (waited for up to wait_s seconds). Returns 0 (a new volume,
  * nothing to do, or restored) or a negative errno with err naming what
- * failed (backends unreachable, wrong key, stor away, a fetch failing). A
- * failed restore leaves no VOLUME file, so the next start tries again. */
+ * failed (backends unreachable, wrong key, stor away, a fetch failing:
+ * the first object in catalog order that failed). Blocks for the fetches
+ * (each bounded by an hour). A failed restore leaves no VOLUME file, so the
+ * next start tries again. */
 int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, unsigned wait_s,
 		     char *err, size_t errlen);
 

@@ -36,7 +36,11 @@
 #include "../common/config.h"
 
 #define MAX_WORKERS 64
-#define RETRIEVE_CTX 2
+/* RETRIEVEs served at once, each with handles of its own. A fresh node's
+ * restore asks for up to 8 objects at once (fs/restore.c), and so may a
+ * warm-up or several cold reads: with 2, a restore of many small
+ * checkpoints waited on round trips two at a time. */
+#define RETRIEVE_CTX 8
 #define SCRUB_MAX_SPARE 16
 
 struct stord;

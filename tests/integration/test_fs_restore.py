@@ -115,3 +115,60 @@ def test_new_volume_needs_no_stor_and_restore_needs_it(tmp_path):
         assert vol.unmount() == 0
     finally:
         vol.close()
+
+
+def test_restore_of_many_objects_names_the_one_it_cannot_fetch(tmp_path):
+    """A volume of many checkpoints (a delta per seal) and segments after
+    them: a restore fetches them several at once. One checkpoint in the
+    middle unreadable (its shards gone from three of six backends, fewer
+    than k=4 left): the restore fails naming that object and leaves no
+    volume behind; with the shards back, the next start restores it all."""
+    import json
+    import re
+    vol = Volume(tmp_path, segment_size="256KiB")
+    try:
+        vol.start_stor()
+        vol.mount()
+        want = {}
+        for i in range(40):  # one seal each: a delta checkpoint each
+            data = os.urandom(3000 + i)
+            (vol.mnt / f"f{i}").write_bytes(data)
+            want[f"f{i}"] = hashlib.sha256(data).hexdigest()
+            vol.ctl("drain", "--timeout", "120")
+        (vol.mnt / "big").write_bytes(os.urandom(MIB))  # segments after them
+        want["big"] = hashlib.sha256((vol.mnt / "big").read_bytes()).hexdigest()
+        assert vol.unmount() == 0
+        vol.ctl("drain", "--timeout", "120")
+        cat = json.loads(vol.ctl("catalog").stdout)
+        cks = [c for c in cat["checkpoints"]]
+        assert len(cks) >= 20, cat
+        victim = f"c{cks[len(cks) // 2]['id']}"
+        assert vol.stop_stor() == 0
+
+        shutil.rmtree(vol.cache)
+        shutil.rmtree(vol.tmp / "stor")
+        moved = []
+        for b in vol.backends[:3]:
+            root = b[len("dir://"):]
+            for d, dirs, _ in os.walk(root):
+                if os.path.basename(d) == "o" and victim in dirs:
+                    src = os.path.join(d, victim)
+                    os.rename(src, src + ".away")
+                    moved.append(src)
+        assert len(moved) == 3, moved
+        vol.start_stor()
+        p = vol.try_mount()
+        assert p.returncode == 1, p.stderr
+        assert f"fetching {victim}" in p.stderr, p.stderr
+        assert not (vol.cache / "VOLUME").exists()
+
+        for src in moved:
+            os.rename(src + ".away", src)
+        vol.mount()
+        log = vol.fs_log.read_text()
+        m = re.findall(r"restored the volume .*?: (\d+) checkpoints", log)
+        assert m and int(m[-1]) >= 20, log[-2000:]
+        vol.assert_files(want)
+        assert vol.unmount() == 0
+    finally:
+        vol.close()
