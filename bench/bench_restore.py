@@ -152,6 +152,8 @@ def flush_redis(args):
 def bench_deltas(args, Volume):
     tmp = Path(tempfile.mkdtemp(prefix="qsfs-bench-restore-", dir="/var/tmp"))
     vol = Volume(tmp, segment_size="1MiB", **backends_kw(args))
+    level = os.environ.get("QSFS_LOG")
+    os.environ["QSFS_LOG"] = "info"  # the restore's line says how many it fetched
     try:
         vol.start_stor()
         vol.mount()
@@ -193,6 +195,10 @@ def bench_deltas(args, Volume):
         vol.close()
         shutil.rmtree(tmp, ignore_errors=True)
         flush_redis(args)
+        if level is None:
+            del os.environ["QSFS_LOG"]
+        else:
+            os.environ["QSFS_LOG"] = level
 
 
 if __name__ == "__main__":

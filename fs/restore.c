@@ -52,36 +52,49 @@ static int fetch(struct storclient *stor, const char *dir, const char *name, con
 #define RESTORE_FETCHERS 8
 #define RESTORE_PROGRESS_NS (5ull * 1000000000ull)	/* a log line while it lasts */
 
-struct fetch_item {
-	char name[32];			/* the object: c<id>, s<id> */
-	char file[64];			/* its file in the cache directory */
-	int r;
-	char err[1200];
-};
-
 struct fetch_pool {
 	struct storclient *stor;
 	const char *dir;
-	struct fetch_item *v;
+	char kind;			/* 'c' checkpoints, 's' segments */
+	const uint64_t *ids;		/* the objects, in catalog order */
 	size_t n;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;		/* with mu: one more done */
+	pthread_cond_t cv;		/* with mu: one more done, a fetcher ended */
 	size_t next, done, running;	/* mu */
-	bool failed;			/* mu */
+	size_t fail_at;			/* mu: the first index that failed (n: none) */
+	int fail_r;			/* mu: its error */
+	char err[1200];			/* mu: its message */
 };
+
+/* The object name (c<id>, s<id>) and cache file of ids[i]. */
+static void item_names(const struct fetch_pool *p, size_t i, char name[32], char file[32])
+{
+	snprintf(name, 32, "%c%" PRIu64, p->kind, p->ids[i]);
+	if (p->kind == 'c')
+		ckpt_name(p->ids[i], file);
+	else
+		seg_name(p->ids[i], file);
+}
 
 static void *fetcher_main(void *arg)
 {
 	struct fetch_pool *p = arg;
 	pthread_mutex_lock(&p->mu);
-	while (!p->failed && p->next < p->n) {
-		struct fetch_item *it = &p->v[p->next++];
+	while (p->fail_at == p->n && p->next < p->n) {
+		size_t i = p->next++;
 		pthread_mutex_unlock(&p->mu);
-		it->r = fetch(p->stor, p->dir, it->name, it->file, it->err, sizeof it->err);
+		char name[32], file[32], err[sizeof p->err];
+		item_names(p, i, name, file);
+		int r = fetch(p->stor, p->dir, name, file, err, sizeof err);
 		pthread_mutex_lock(&p->mu);
 		p->done++;
-		if (it->r)
-			p->failed = true;
+		/* items are taken in order, so every index below the first
+		 * failure was taken too and its outcome comes in before the end */
+		if (r && i < p->fail_at) {
+			p->fail_at = i;
+			p->fail_r = r;
+			memcpy(p->err, err, sizeof err);
+		}
 		pthread_cond_broadcast(&p->cv);
 	}
 	p->running--;
@@ -90,28 +103,35 @@ static void *fetcher_main(void *arg)
 	return NULL;
 }
 
-/* Fetch the n objects of v (what: "checkpoints", "segments", for the log)
- * into dir, up to RESTORE_FETCHERS at once. Blocks until every fetcher
- * ended: each RETRIEVE is bounded by fetch's timeout. Returns 0, or the
- * error of the first object in v that failed, with err naming it. */
-static int fetch_all(struct storclient *stor, const char *dir, struct fetch_item *v, size_t n,
-		     const char *what, char *err, size_t errlen)
+/* Fetch the n objects ids (kind 'c': checkpoints, 's': segments) into
+ * dir, up to RESTORE_FETCHERS at once (in this thread when none can be
+ * made). Blocks until every fetcher ended: each RETRIEVE is bounded by
+ * fetch's timeout. Returns 0, or the error of the first object in ids
+ * that failed, with err naming it. */
+static int fetch_all(struct storclient *stor, const char *dir, char kind, const uint64_t *ids,
+		     size_t n, char *err, size_t errlen)
 {
 	if (!n)
 		return 0;
-	struct fetch_pool p = { .stor = stor, .dir = dir, .v = v, .n = n };
+	const char *what = kind == 'c' ? "checkpoints" : "segments";
+	struct fetch_pool p = { .stor = stor, .dir = dir, .kind = kind, .ids = ids, .n = n,
+				.fail_at = n };
 	pthread_mutex_init(&p.mu, NULL);
 	fs_cond_init(&p.cv);
 	pthread_t th[RESTORE_FETCHERS];
 	size_t nth = 0;
 	pthread_mutex_lock(&p.mu);
 	for (; nth < RESTORE_FETCHERS && nth < n; nth++) {
-		if (pthread_create(&th[nth], NULL, fetcher_main, &p))
+		int e = pthread_create(&th[nth], NULL, fetcher_main, &p);
+		if (e) {
+			qlog_warn("fs: restore: cannot start a fetcher thread (%s): %zu fetch at "
+				  "once", strerror(e), nth ? nth : 1);
 			break;
+		}
 		p.running++;
 	}
-	int r = 0;
 	if (!nth) {	/* no thread at all: fetch here */
+		p.running = 1;
 		pthread_mutex_unlock(&p.mu);
 		fetcher_main(&p);
 		pthread_mutex_lock(&p.mu);
@@ -125,14 +145,12 @@ static int fetch_all(struct storclient *stor, const char *dir, struct fetch_item
 			next_log = fs_now_ns() + RESTORE_PROGRESS_NS;
 		}
 	}
+	int r = p.fail_at < n ? p.fail_r : 0;
+	if (r)
+		snprintf(err, errlen, "%s", p.err);
 	pthread_mutex_unlock(&p.mu);
 	for (size_t i = 0; i < nth; i++)
 		pthread_join(th[i], NULL);
-	for (size_t i = 0; i < n && !r; i++)
-		if (v[i].r) {
-			r = v[i].r;
-			snprintf(err, errlen, "%s", v[i].err);
-		}
 	pthread_cond_destroy(&p.cv);
 	pthread_mutex_destroy(&p.mu);
 	return r;
@@ -213,6 +231,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	uint64_t *ids = calloc(nck ? nck : 1, sizeof *ids);
 	if (!ids) {
+		snprintf(err, errlen, "restore: out of memory");
 		catalog_free(&cat);
 		return -ENOMEM;
 	}
@@ -221,10 +240,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	bool have_vol = false;
 	uint64_t upto = 0;
 	size_t nused = 0, skipped = 0;
-	struct fetch_item *items = calloc(nck ? nck : 1, sizeof *items);
-	if (!items)
-		r = -ENOMEM;
-	for (size_t i = 0; i < nck && !r; i++) {
+	for (size_t i = 0; i < nck; i++) {
 		if (!catalog_ckpt_usable(&cat, i)) {
 			if (!skipped++)
 				qlog_warn("fs: restore: checkpoint %" PRIu64 " covers segment %" PRIu64
@@ -234,17 +250,14 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 					  seg_hi);
 			continue;
 		}
-		struct fetch_item *it = &items[nused];
-		uint64_t id = ids[nused++] = cat.ck[i].id;
-		snprintf(it->name, sizeof it->name, "c%" PRIu64, id);
-		ckpt_name(id, it->file);
+		ids[nused++] = cat.ck[i].id;
 	}
-	if (!r)
-		r = fetch_all(stor, cache_dir, items, nused, "checkpoints", err, errlen);
+	r = fetch_all(stor, cache_dir, 'c', ids, nused, err, errlen);
 	for (size_t i = 0; i < nused && !r; i++) {
+		char file[CKPT_NAME_LEN];
+		ckpt_name(ids[i], file);
 		uint8_t h[CKPT_HDR_SIZE];
-		if (read_head(cache_dir, items[i].file, h, sizeof h) == 0 &&
-		    !memcmp(h, CKPT_MAGIC, 8)) {
+		if (read_head(cache_dir, file, h, sizeof h) == 0 && !memcmp(h, CKPT_MAGIC, 8)) {
 			uint64_t cu = get_le64(h + 48);
 			if (!have_vol || cu > upto)
 				memcpy(vol, h + 16, sizeof vol);
@@ -253,36 +266,34 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 				upto = cu;
 		}
 	}
-	free(items);
-	items = NULL;
 	/* the segments sealed after the newest checkpoint: replayed at open */
-	uint64_t fetched = 0;
+	uint64_t *segs = NULL;
+	size_t fetched = 0;
 	if (!r && seg_hi > upto) {
 		if (seg_hi - upto > (1u << 24)) {
 			snprintf(err, errlen, "restore: %" PRIu64 " segments after the newest "
-				 "checkpoint", seg_hi - upto);
-			r = -EINVAL;
-		} else if (!(items = calloc(seg_hi - upto, sizeof *items))) {
+				 "checkpoint to fetch: more than a restore takes", seg_hi - upto);
+			r = -EFBIG;
+		} else if (!(segs = malloc((seg_hi - upto) * sizeof *segs))) {
+			snprintf(err, errlen, "restore: out of memory");
 			r = -ENOMEM;
 		}
 	}
-	for (uint64_t id = upto + 1; id <= seg_hi && !r; id++) {
-		if (catalog_lost(&cat, id))
-			continue;	/* no object: the replay skips it */
-		struct fetch_item *it = &items[fetched++];
-		snprintf(it->name, sizeof it->name, "s%" PRIu64, id);
-		seg_name(id, it->file);
-	}
+	for (uint64_t id = upto + 1; id <= seg_hi && !r; id++)
+		if (!catalog_lost(&cat, id))	/* a lost one has no object: the replay skips it */
+			segs[fetched++] = id;
 	if (!r)
-		r = fetch_all(stor, cache_dir, items, fetched, "segments", err, errlen);
-	for (uint64_t i = 0; !r && !have_vol && i < fetched; i++) {
+		r = fetch_all(stor, cache_dir, 's', segs, fetched, err, errlen);
+	for (size_t i = 0; !r && !have_vol && i < fetched; i++) {
+		char file[SEG_NAME_LEN];
+		seg_name(segs[i], file);
 		uint8_t h[SEG_HDR_SIZE];
-		if (read_head(cache_dir, items[i].file, h, sizeof h) == 0) {
+		if (read_head(cache_dir, file, h, sizeof h) == 0) {
 			memcpy(vol, h + 16, VOLUME_ID_SIZE);	/* no checkpoint to name it */
 			have_vol = true;
 		}
 	}
-	free(items);
+	free(segs);
 	if (!r && !have_vol) {
 		snprintf(err, errlen, "restore: no fetched checkpoint or segment names the volume");
 		r = -EIO;
@@ -301,8 +312,10 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 		snprintf(err, errlen, "restore: the catalog lists %zu removed segments", nrm);
 		r = -EINVAL;
 	}
-	if (!r && nrm && !(rm = malloc(nrm * sizeof *rm)))
+	if (!r && nrm && !(rm = malloc(nrm * sizeof *rm))) {
+		snprintf(err, errlen, "restore: out of memory");
 		r = -ENOMEM;
+	}
 	for (size_t i = 0, k = 0; !r && i < cat.nrm; i++)
 		for (uint64_t id = cat.rm[i].first; id <= cat.rm[i].last; id++)
 			rm[k++] = id;
@@ -320,7 +333,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 		struct timespec t1;
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		qlog_info("fs: restored the volume into %s from the backends: %zu checkpoints "
-			  "(up to segment %" PRIu64 ") and %" PRIu64 " later segments in %.2f s; "
+			  "(up to segment %" PRIu64 ") and %zu later segments in %.2f s; "
 			  "%" PRIu64 " segments in all, the others are fetched on first read",
 			  cache_dir, nused, upto, fetched,
 			  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
