@@ -8,7 +8,7 @@ import os
 import shutil
 import stat
 
-from qsfs_mount import Volume
+from qsfs_mount import REPO_ROOT, Volume, wait_for
 from test_stor import redises  # noqa: F401  (the six redis-servers fixture)
 
 MIB = 1 << 20
@@ -117,15 +117,43 @@ def test_new_volume_needs_no_stor_and_restore_needs_it(tmp_path):
         vol.close()
 
 
+def hide(vol, obj):
+    """obj's shards gone from three of six backends (fewer than k=4 left):
+    unreadable until unhide. The paths moved."""
+    moved = []
+    for b in vol.backends[:3]:
+        for d, dirs, _ in os.walk(b[len("dir://"):]):
+            if os.path.basename(d) == "o" and obj in dirs:
+                os.rename(os.path.join(d, obj), os.path.join(d, obj) + ".away")
+                moved.append(os.path.join(d, obj))
+    assert len(moved) == 3, (obj, moved)
+    return moved
+
+
+def unhide(moved):
+    for src in moved:
+        os.rename(src + ".away", src)
+
+
 def test_restore_of_many_objects_names_the_one_it_cannot_fetch(tmp_path):
-    """A volume of many checkpoints (a delta per seal) and segments after
-    them: a restore fetches them several at once. One checkpoint in the
-    middle unreadable (its shards gone from three of six backends, fewer
-    than k=4 left): the restore fails naming that object and leaves no
-    volume behind; with the shards back, the next start restores it all."""
+    """A volume of many checkpoints (a delta per seal) and, after the newest
+    one the backends hold, many sealed segments (the host died while its
+    checkpoints' uploads failed): a restore fetches them several at once.
+    One checkpoint and one later segment unreadable (fewer than k=4 shards
+    left): the restore fails naming the checkpoint (the first in catalog
+    order) and leaves no volume behind; with the checkpoint back it names
+    the segment; with both back it restores everything."""
     import json
     import re
-    vol = Volume(tmp_path, segment_size="256KiB")
+    # a hook that refuses checkpoints while the flag file exists
+    flag = tmp_path / "refuse-checkpoints"
+    wrapper = tmp_path / "hook"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"[ \"$1\" = checkpoint-written ] && [ -e {flag} ] && exit 75\n"
+                       f"exec {REPO_ROOT / 'hooks' / 'qsfs-hook'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    vol = Volume(tmp_path, segment_size="256KiB",
+                 extra_cache=f"  hook: {wrapper}\n  max_segment_age: 1")
     try:
         vol.start_stor()
         vol.mount()
@@ -135,39 +163,51 @@ def test_restore_of_many_objects_names_the_one_it_cannot_fetch(tmp_path):
             (vol.mnt / f"f{i}").write_bytes(data)
             want[f"f{i}"] = hashlib.sha256(data).hexdigest()
             vol.ctl("drain", "--timeout", "120")
-        (vol.mnt / "big").write_bytes(os.urandom(MIB))  # segments after them
-        want["big"] = hashlib.sha256((vol.mnt / "big").read_bytes()).hexdigest()
-        assert vol.unmount() == 0
-        vol.ctl("drain", "--timeout", "120")
+        # now checkpoints fail to go; segments go on
+        flag.touch()
+        late = os.urandom(3 * MIB)
+        with open(vol.mnt / "late", "wb") as f:
+            f.write(late)
+            os.fsync(f.fileno())
+        want["late"] = hashlib.sha256(late).hexdigest()
+
+        def sealed_stored():
+            # older than max_segment_age: sealed by the monitor, then
+            # stored (confirmed); only the checkpoints wait
+            fs = json.loads(vol.ctl("status", "--json", check=False).stdout).get("fs") or {}
+            return fs.get("active_records") == 0 and fs.get("segments_unconfirmed") == 0
+        wait_for(sealed_stored, 60, "every record sealed and stored")
         cat = json.loads(vol.ctl("catalog").stdout)
-        cks = [c for c in cat["checkpoints"]]
-        assert len(cks) >= 20, cat
-        victim = f"c{cks[len(cks) // 2]['id']}"
+        cks = cat["checkpoints"]
+        assert len(cks) >= 10, cat
+        later = [i for i in range(max(c["upto"] for c in cks) + 1, cat["segments_upto"] + 1)]
+        assert len(later) >= 8, (later, cat)
+        vol.kill9()  # the host dies
         assert vol.stop_stor() == 0
+        flag.unlink()
 
         shutil.rmtree(vol.cache)
         shutil.rmtree(vol.tmp / "stor")
-        moved = []
-        for b in vol.backends[:3]:
-            root = b[len("dir://"):]
-            for d, dirs, _ in os.walk(root):
-                if os.path.basename(d) == "o" and victim in dirs:
-                    src = os.path.join(d, victim)
-                    os.rename(src, src + ".away")
-                    moved.append(src)
-        assert len(moved) == 3, moved
+        ck_victim = f"c{cks[len(cks) // 2]['id']}"
+        seg_victim = f"s{later[len(later) // 2]}"
+        ck_moved, seg_moved = hide(vol, ck_victim), hide(vol, seg_victim)
         vol.start_stor()
-        p = vol.try_mount()
+        # the dead host's lease is still live: a fresh node takes it over
+        p = vol.try_mount("--takeover")
         assert p.returncode == 1, p.stderr
-        assert f"fetching {victim}" in p.stderr, p.stderr
+        assert f"fetching {ck_victim}" in p.stderr, p.stderr
+        assert not (vol.cache / "VOLUME").exists()
+        unhide(ck_moved)
+        p = vol.try_mount("--takeover")
+        assert p.returncode == 1, p.stderr
+        assert f"fetching {seg_victim}" in p.stderr, p.stderr
         assert not (vol.cache / "VOLUME").exists()
 
-        for src in moved:
-            os.rename(src + ".away", src)
-        vol.mount()
+        unhide(seg_moved)
+        vol.mount("--takeover")
         log = vol.fs_log.read_text()
-        m = re.findall(r"restored the volume .*?: (\d+) checkpoints", log)
-        assert m and int(m[-1]) >= 20, log[-2000:]
+        m = re.findall(r"restored the volume .*?: (\d+) checkpoints .*? and (\d+) later", log)
+        assert m and int(m[-1][0]) >= 10 and int(m[-1][1]) >= 8, log[-2000:]
         vol.assert_files(want)
         assert vol.unmount() == 0
     finally:
