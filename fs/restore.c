@@ -170,6 +170,46 @@ static int read_head(const char *dir, const char *file, uint8_t *h, size_t len)
 	return n == (ssize_t)len ? 0 : -EBADMSG;
 }
 
+/* Open checkpoint id in dir and verify it whole (ckpt_open: header,
+ * checksum, structure, the volume id of its own header). 0, or a negative
+ * errno with why naming the file and the fault. */
+static int ckpt_verify(const char *dir, uint64_t id, char *why, size_t whylen)
+{
+	char file[CKPT_NAME_LEN];
+	ckpt_name(id, file);
+	uint8_t h[CKPT_HDR_SIZE];
+	int r = read_head(dir, file, h, sizeof h);
+	if (r) {
+		snprintf(why, whylen, "%s: its header cannot be read: %s", file, strerror(-r));
+		return r;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		r = -errno;
+		snprintf(why, whylen, "%s: %s", dir, strerror(-r));
+		return r;
+	}
+	struct ckpt_file f;
+	const char *w = NULL;
+	r = ckpt_open(dfd, file, h + 16, &f, &w);
+	close(dfd);
+	if (!r) {
+		ckpt_close(&f);
+		return 0;
+	}
+	snprintf(why, whylen, "%s: %s", file, w ? w : strerror(-r));
+	return r;
+}
+
+/* Remove dir/file if it is there (a fetched file that is not used). */
+static void drop_file(const char *dir, const char *file)
+{
+	char path[4400];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	if (unlink(path) < 0 && errno != ENOENT)
+		qlog_warn("fs: restore: cannot remove %s: %s", path, strerror(errno));
+}
+
 static bool dir_has_volume(const char *dir)
 {
 	char path[4200];
@@ -230,7 +270,10 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	uint64_t *ids = calloc(nck ? nck : 1, sizeof *ids);
-	if (!ids) {
+	bool *full = calloc(nck ? nck : 1, sizeof *full);
+	if (!ids || !full) {
+		free(ids);
+		free(full);
 		snprintf(err, errlen, "restore: out of memory");
 		catalog_free(&cat);
 		return -ENOMEM;
@@ -250,9 +293,47 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 					  seg_hi);
 			continue;
 		}
+		full[nused] = cat.ck[i].kind == CAT_CKPT_FULL;
 		ids[nused++] = cat.ck[i].id;
 	}
-	r = fetch_all(stor, cache_dir, 'c', ids, nused, err, errlen);
+	/* The catalog keeps the previous full and its deltas for a newest
+	 * full that cannot be read. So the newest full comes first, alone,
+	 * and is checked whole: when it opens, the chain before it is not
+	 * needed (about half the checkpoints); when it cannot be fetched or
+	 * does not open, it is left out and the older chain, with every
+	 * delta after it, restores the same state. */
+	size_t nf = nused;
+	for (size_t i = nused; i-- > 0;)
+		if (full[i]) {
+			nf = i;
+			break;
+		}
+	size_t first = 0;
+	if (nf < nused && nf > 0) {
+		char why[1200];
+		int e = fetch_all(stor, cache_dir, 'c', &ids[nf], 1, why, sizeof why);
+		if (!e)
+			e = ckpt_verify(cache_dir, ids[nf], why, sizeof why);
+		if (!e) {
+			first = nf;
+		} else {
+			qlog_warn("fs: restore: the newest full checkpoint c%" PRIu64 " cannot be used "
+				  "(%s): the previous full and the deltas after it are used instead",
+				  ids[nf], why);
+			char file[CKPT_NAME_LEN];
+			ckpt_name(ids[nf], file);
+			drop_file(cache_dir, file);
+			memmove(&ids[nf], &ids[nf + 1], (nused - nf - 1) * sizeof *ids);
+			nused--;
+		}
+	}
+	if (first) {	/* the newest full is here: the deltas after it */
+		memmove(ids, &ids[first], (nused - first) * sizeof *ids);
+		nused -= first;
+		r = fetch_all(stor, cache_dir, 'c', ids + 1, nused - 1, err, errlen);
+	} else {
+		r = fetch_all(stor, cache_dir, 'c', ids, nused, err, errlen);
+	}
 	for (size_t i = 0; i < nused && !r; i++) {
 		char file[CKPT_NAME_LEN];
 		ckpt_name(ids[i], file);
@@ -341,6 +422,7 @@ int restore_if_empty(const struct qsfs_config *cfg, struct storclient *stor, uns
 	}
 	free(rm);
 	free(ids);
+	free(full);
 	catalog_free(&cat);
 	return r;
 }

@@ -3,9 +3,11 @@
  *
  * With only the configuration and the key, qsfs-fs reads the volume head
  * and catalog (stor/catalog.h) from the backends. A volume without stored objects is new:
- * nothing to do. Otherwise the checkpoints a restore may use (the newest
- * two fulls and the deltas after them) and the sealed segments after the
- * newest checkpoint are fetched into the directory, and cache_adopt()
+ * nothing to do. Otherwise the checkpoints a restore needs (the newest
+ * full, verified whole, and the deltas after it; the previous full and its
+ * deltas too when the newest full cannot be fetched or opened) and the
+ * sealed segments after the newest checkpoint are fetched into the
+ * directory, and cache_adopt()
  * records every stored segment as confirmed remote. The log then opens as
  * after an eviction: the checkpoint gives the index, the fetched segments
  * are replayed, and every other segment comes back on first read through

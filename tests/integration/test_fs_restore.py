@@ -139,10 +139,15 @@ def test_restore_of_many_objects_names_the_one_it_cannot_fetch(tmp_path):
     """A volume of many checkpoints (a delta per seal) and, after the newest
     one the backends hold, many sealed segments (the host died while its
     checkpoints' uploads failed): a restore fetches them several at once.
-    One checkpoint and one later segment unreadable (fewer than k=4 shards
-    left): the restore fails naming the checkpoint (the first in catalog
-    order) and leaves no volume behind; with the checkpoint back it names
-    the segment; with both back it restores everything."""
+    The catalog keeps two chains (the previous full and its deltas, for a
+    newest full that cannot be read). Objects made unreadable (fewer than
+    k=4 shards left): with the newest full, the oldest checkpoint and a
+    later segment gone, the restore falls back to the older chain and fails
+    naming the oldest checkpoint (the first in catalog order), leaving no
+    volume behind; with it back, it names the segment; with that back, it
+    restores everything from the older chain. With the newest full back,
+    a restore needs nothing of the older chain: it succeeds with the
+    oldest checkpoint gone, fetching fewer checkpoints."""
     import json
     import re
     # a hook that refuses checkpoints while the flag file exists
@@ -186,29 +191,57 @@ def test_restore_of_many_objects_names_the_one_it_cannot_fetch(tmp_path):
         assert vol.stop_stor() == 0
         flag.unlink()
 
-        shutil.rmtree(vol.cache)
-        shutil.rmtree(vol.tmp / "stor")
-        ck_victim = f"c{cks[len(cks) // 2]['id']}"
+        fulls = [i for i, c in enumerate(cks) if c["kind"] == "full"]
+        assert fulls and fulls[-1] > 0, cks  # an older chain before the newest full
+        newest_full, oldest = f"c{cks[fulls[-1]]['id']}", f"c{cks[0]['id']}"
         seg_victim = f"s{later[len(later) // 2]}"
-        ck_moved, seg_moved = hide(vol, ck_victim), hide(vol, seg_victim)
-        vol.start_stor()
+
+        def fresh_node():
+            shutil.rmtree(vol.cache, ignore_errors=True)
+            shutil.rmtree(vol.tmp / "stor", ignore_errors=True)
+            vol.start_stor()
+
+        def restored():
+            log = vol.fs_log.read_text()
+            m = re.findall(r"restored the volume .*?: (\d+) checkpoints .*? and (\d+) later",
+                           log)
+            assert m, log[-2000:]
+            return int(m[-1][0]), int(m[-1][1])
+
+        full_moved, old_moved = hide(vol, newest_full), hide(vol, oldest)
+        seg_moved = hide(vol, seg_victim)
+        fresh_node()
         # the dead host's lease is still live: a fresh node takes it over
         p = vol.try_mount("--takeover")
         assert p.returncode == 1, p.stderr
-        assert f"fetching {ck_victim}" in p.stderr, p.stderr
+        assert f"fetching {oldest}" in p.stderr, p.stderr
+        assert f"the newest full checkpoint {newest_full} cannot be used" in p.stderr, p.stderr
         assert not (vol.cache / "VOLUME").exists()
-        unhide(ck_moved)
+        unhide(old_moved)
         p = vol.try_mount("--takeover")
         assert p.returncode == 1, p.stderr
         assert f"fetching {seg_victim}" in p.stderr, p.stderr
         assert not (vol.cache / "VOLUME").exists()
 
-        unhide(seg_moved)
+        unhide(seg_moved)  # the older chain, and every delta after it
         vol.mount("--takeover")
-        log = vol.fs_log.read_text()
-        m = re.findall(r"restored the volume .*?: (\d+) checkpoints .*? and (\d+) later", log)
-        assert m and int(m[-1][0]) >= 10 and int(m[-1][1]) >= 8, log[-2000:]
+        nck, nseg = restored()
+        assert nck == len(cks) - 1 and nseg >= 8, (nck, nseg, cks)
+        vol.assert_files(want)
+        assert vol.unmount() == 0  # which stores checkpoints of its own
+        vol.ctl("drain", "--timeout", "120")
+        unhide(full_moved)  # the newest full: nothing before it is fetched
+        cks = json.loads(vol.ctl("catalog").stdout)["checkpoints"]
+        fulls = [i for i, c in enumerate(cks) if c["kind"] == "full"]
+        assert fulls and fulls[-1] > 0, cks
+        assert vol.stop_stor() == 0
+        old_moved = hide(vol, f"c{cks[0]['id']}")
+        fresh_node()
+        vol.mount()
+        nck, _ = restored()
+        assert nck == len(cks) - fulls[-1], (nck, cks)
         vol.assert_files(want)
         assert vol.unmount() == 0
+        unhide(old_moved)
     finally:
         vol.close()
