@@ -81,7 +81,10 @@ int obj_put(struct objstore *s, struct codec *c, const char *name, uint64_t code
  * about one in the decoder (OBJ_PIECE), plus the codec's stripe buffers,
  * whatever the object's size. On success, damage (if not NULL) is empty,
  * or describes the shards that were missing or corrupt (not those given
- * up on as slow): the object was read but has lost redundancy. A read
+ * up on as slow): the object was read but has lost redundancy. Only the
+ * shards the read met count: one still in flight when k good ones were
+ * decoded is left behind unchecked, so a corrupt shard on a late backend
+ * is found by obj_verify (scrub, check), not necessarily by a read. A read
  * that fails with -EIO while a repair replaced the generation it was
  * fetching (the newest metadata names a newer one) is done once more from
  * the start with the new generation (fd truncated). */
