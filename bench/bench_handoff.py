@@ -48,6 +48,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchutil import relay
+
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -79,23 +81,7 @@ class Proxy:
                 c.close()
                 continue
             for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pipe(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+                threading.Thread(target=relay, args=(a, b), daemon=True).start()
 
     def close(self):
         self.ls.close()

@@ -25,7 +25,7 @@ every one of them: small objects, where a restore waits on round trips.
 --redis puts the backends on six loopback redis-servers instead of dir://
 directories; --rtt-ms MS (with --redis, root) makes each of them MS
 milliseconds of round trip away (each behind a proxy that holds requests
-that long, bench/benchutil.py): backends on other machines, as in
+that long, tests/integration/tcpproxy.py): backends on other machines, as in
 production.
 """
 import argparse
@@ -104,36 +104,48 @@ def run(args):
             assert vol.unmount() == 0
             vol.ctl("drain", "--timeout", "600")
             segs = len([p for p in vol.cache.iterdir() if p.name.startswith("seg-")])
-            normal, restore = [], []
-            for _ in range(args.runs):
-                t = time.monotonic()
-                vol.mount()
-                os.stat(vol.mnt / "d0" / "f0")
-                normal.append(time.monotonic() - t)
-                assert vol.unmount() == 0
-                vol.ctl("drain", "--timeout", "600")
-                vol.stop_stor()
-                shutil.rmtree(vol.cache)
-                shutil.rmtree(tmp / "stor")
-                vol.start_stor()
-                t = time.monotonic()
-                vol.mount()
-                os.stat(vol.mnt / "d0" / "f0")
-                restore.append(time.monotonic() - t)
-                want = block[:-8] + (7).to_bytes(8, "little")
-                assert (vol.mnt / "d0" / "f7").read_bytes() == want
-                assert vol.unmount() == 0
-                vol.ctl("drain", "--timeout", "600")
+            want = block[:-8] + (7).to_bytes(8, "little")
+            normal, restore = measure(vol, tmp, args.runs, lambda: (
+                (vol.mnt / "d0" / "f7").read_bytes() == want))
             ck = sum(p.stat().st_size for p in vol.cache.iterdir() if p.name.startswith("ckpt-"))
-            print(f"{nseg} segments ({segs} local files before the first restore, "
-                  f"{ck / 1024:.0f} KiB of checkpoints): "
-                  f"restore to a usable mount {statistics.median(restore) * 1000:.0f} ms "
-                  f"(median of {args.runs}; runs {', '.join(f'{x * 1000:.0f}' for x in restore)}), "
-                  f"normal start {statistics.median(normal) * 1000:.0f} ms", flush=True)
+            report(f"{nseg} segments ({segs} local files before the first restore, "
+                   f"{ck / 1024:.0f} KiB of checkpoints)", normal, restore)
         finally:
             vol.close()
             shutil.rmtree(tmp, ignore_errors=True)
             flush_redis(args)
+
+
+def measure(vol, tmp, runs, intact):
+    """runs x (a normal start of vol, then a fresh-node restore of it), each
+    timed to a mount that answers a stat; intact() must hold after every
+    restore. vol: stopped, drained. Returns the two lists of seconds."""
+    normal, restore = [], []
+    for _ in range(runs):
+        t = time.monotonic()
+        vol.mount()
+        os.stat(vol.mnt / "d0" / "f0")
+        normal.append(time.monotonic() - t)
+        assert vol.unmount() == 0
+        vol.ctl("drain", "--timeout", "600")
+        vol.stop_stor()
+        shutil.rmtree(vol.cache)
+        shutil.rmtree(tmp / "stor")
+        vol.start_stor()
+        t = time.monotonic()
+        vol.mount(timeout=600)
+        os.stat(vol.mnt / "d0" / "f0")
+        restore.append(time.monotonic() - t)
+        assert intact()
+        assert vol.unmount() == 0
+        vol.ctl("drain", "--timeout", "600")
+    return normal, restore
+
+
+def report(what, normal, restore):
+    print(f"{what}: restore to a usable mount {statistics.median(restore) * 1000:.0f} ms "
+          f"(median of {len(restore)}; runs {', '.join(f'{x * 1000:.0f}' for x in restore)}), "
+          f"normal start {statistics.median(normal) * 1000:.0f} ms", flush=True)
 
 
 def backends_kw(args):
@@ -167,30 +179,11 @@ def bench_deltas(args, Volume):
             vol.ctl("drain", "--timeout", "600")
         assert vol.unmount() == 0
         vol.ctl("drain", "--timeout", "600")
-        normal, restore, nck = [], [], 0
-        for _ in range(args.runs):
-            t = time.monotonic()
-            vol.mount()
-            os.stat(vol.mnt / "d0" / "f0")
-            normal.append(time.monotonic() - t)
-            assert vol.unmount() == 0
-            vol.ctl("drain", "--timeout", "600")
-            vol.stop_stor()
-            shutil.rmtree(vol.cache)
-            shutil.rmtree(tmp / "stor")
-            vol.start_stor()
-            t = time.monotonic()
-            vol.mount(timeout=600)
-            os.stat(vol.mnt / "d0" / "f0")
-            restore.append(time.monotonic() - t)
-            nck = re.findall(r"(\d+) checkpoints \(up to segment", vol.fs_log.read_text())[-1]
-            assert (vol.mnt / "d1" / "f1001").read_bytes() == (1001).to_bytes(8, "little") * 128
-            assert vol.unmount() == 0
-            vol.ctl("drain", "--timeout", "600")
-        print(f"20,000 files and {args.deltas} seals after them ({nck} checkpoints fetched): "
-              f"restore to a usable mount {statistics.median(restore) * 1000:.0f} ms "
-              f"(median of {args.runs}; runs {', '.join(f'{x * 1000:.0f}' for x in restore)}), "
-              f"normal start {statistics.median(normal) * 1000:.0f} ms", flush=True)
+        normal, restore = measure(vol, tmp, args.runs, lambda: (
+            (vol.mnt / "d1" / "f1001").read_bytes() == (1001).to_bytes(8, "little") * 128))
+        nck = re.findall(r"(\d+) checkpoints \(up to segment", vol.fs_log.read_text())[-1]
+        report(f"20,000 files and {args.deltas} seals after them ({nck} checkpoints fetched)",
+               normal, restore)
     finally:
         vol.close()
         shutil.rmtree(tmp, ignore_errors=True)

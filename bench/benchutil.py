@@ -1,9 +1,12 @@
 """Helpers shared by the Python benchmarks in bench/."""
 import os
 import socket
-import threading
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from tcpproxy import Proxy, relay  # noqa: E402,F401  (for the benchmarks)
 
 
 def wait_port(port, what="redis-server"):
@@ -34,49 +37,3 @@ def make_object(path: Path, size: int):
         data[i + 32:i + 64] = b"q" * 32
     path.write_bytes(data)
 
-
-class Proxy:
-    """A TCP proxy on 127.0.0.1 to a server at 127.0.0.1:upstream, for
-    backends that are not next door: every chunk of requests waits `delay`
-    seconds before it goes on (one round trip of a distant machine: a
-    pipelined batch pays it once, as on a real link), and replies pass at
-    `rate` bytes a second (None: as they come). Both may change while it
-    runs. Threads, one pair per connection; lives as long as the program."""
-
-    def __init__(self, upstream, delay=0.0, rate=None):
-        self.upstream, self.delay, self.rate = upstream, delay, rate
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-                u = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
-                return
-            for src, dst, reply in ((c, u, False), (u, c, True)):
-                threading.Thread(target=self.pipe, args=(src, dst, reply), daemon=True).start()
-
-    def pipe(self, src, dst, reply):
-        try:
-            while True:
-                rate = self.rate if reply else None
-                data = src.recv(max(1, rate // 10) if rate else 1 << 20)
-                if not data:
-                    break
-                if not reply and self.delay:
-                    time.sleep(self.delay)
-                dst.sendall(data)
-                if rate:
-                    time.sleep(0.1)
-        except OSError:
-            pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass

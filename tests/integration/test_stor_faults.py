@@ -18,13 +18,13 @@ import json
 import os
 import random
 import shutil
-import socket
 import threading
 import time
 
 import pytest
 
 from qsfs_mount import Volume, wait_for
+from tcpproxy import Proxy
 from test_stor import start_redises
 from test_stor_repair import dbsize, redis_cmd
 
@@ -371,64 +371,6 @@ def test_backend_errors_name_the_real_cause(tmp_path, servers):
             s.proc.wait()
 
 
-class Trickle:
-    """A TCP proxy in front of a redis-server: requests pass at once, replies
-    at `rate` bytes a second (None: as they come). A backend that still
-    answers, and its PING in time (the probe finds nothing wrong), only
-    slowly: a congested link, a failing disk."""
-
-    def __init__(self, upstream_port):
-        self.upstream = upstream_port
-        self.rate = None
-        self.socks = []
-        self.lock = threading.Lock()
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self.loop, daemon=True).start()
-
-    def loop(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-                u = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
-                return
-            with self.lock:
-                self.socks += [c, u]
-            threading.Thread(target=self.pipe, args=(c, u, False), daemon=True).start()
-            threading.Thread(target=self.pipe, args=(u, c, True), daemon=True).start()
-
-    def pipe(self, src, dst, slow):
-        try:
-            while True:
-                rate = self.rate if slow else None
-                data = src.recv(max(1, rate // 10) if rate else 65536)
-                if not data:
-                    break
-                dst.sendall(data)
-                if rate:  # a tenth of the rate, ten times a second
-                    time.sleep(0.1)
-        except OSError:
-            pass
-        for x in (src, dst):
-            try:
-                x.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        try:
-            self.srv.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.srv.close()
-        with self.lock:
-            for x in self.socks:
-                x.close()
-
-
 def test_a_slow_backend_does_not_stall_reads(tmp_path, servers):
     """One backend of six trickling its replies at 2 KB/s: a cold read
     takes the first shards that arrive and returns the right bytes without
@@ -439,7 +381,7 @@ def test_a_slow_backend_does_not_stall_reads(tmp_path, servers):
     from test_stor import Stor
     from conftest import _build_dir
     rs = servers[:6]
-    slow = Trickle(rs[5].port)
+    slow = Proxy(rs[5].port)  # replies trickle once slow.rate is set
     urls = [url(r) for r in rs[:5]] + [f"redis://127.0.0.1:{slow.port}/0"]
     s = Stor(tmp_path, urls, _build_dir())
     try:
